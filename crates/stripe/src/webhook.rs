@@ -37,7 +37,9 @@ pub enum SignatureError {
     Missing,
     #[error("the Stripe-Signature header has no timestamp (t=…) or no v1 signature")]
     Malformed,
-    #[error("the signature timestamp is {age_secs} s away from now, beyond the {tolerance_secs} s tolerance")]
+    #[error(
+        "the signature timestamp is {age_secs} s away from now, beyond the {tolerance_secs} s tolerance"
+    )]
     OutsideTolerance { age_secs: i64, tolerance_secs: i64 },
     #[error("no v1 signature matches the endpoint's signing secret")]
     NoMatch,
@@ -57,7 +59,9 @@ pub fn verify(
     let mut timestamp = None;
     let mut candidates = Vec::new();
     for part in header.split(',') {
-        let Some((scheme, value)) = part.trim().split_once('=') else { continue };
+        let Some((scheme, value)) = part.trim().split_once('=') else {
+            continue;
+        };
         match scheme {
             "t" => timestamp = value.parse::<i64>().ok(),
             "v1" => candidates.push(value),
@@ -70,7 +74,10 @@ pub fn verify(
     }
     let age = (now - timestamp).abs();
     if tolerance_secs > 0 && age > tolerance_secs {
-        return Err(SignatureError::OutsideTolerance { age_secs: age, tolerance_secs });
+        return Err(SignatureError::OutsideTolerance {
+            age_secs: age,
+            tolerance_secs,
+        });
     }
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(timestamp.to_string().as_bytes());
@@ -97,7 +104,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -114,23 +121,47 @@ mod tests {
     fn signs_and_verifies_with_any_v1_during_a_roll() {
         let body = br#"{"id":"evt_1"}"#;
         let header = signature_header(&["whsec_old", "whsec_new"], 1_700_000_000, body);
-        assert_eq!(verify(Some(&header), body, "whsec_new", 1_700_000_010, 300), Ok(1_700_000_000));
-        assert_eq!(verify(Some(&header), body, "whsec_old", 1_700_000_010, 300), Ok(1_700_000_000));
-        assert_eq!(verify(Some(&header), body, "whsec_other", 1_700_000_010, 300), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verify(Some(&header), body, "whsec_new", 1_700_000_010, 300),
+            Ok(1_700_000_000)
+        );
+        assert_eq!(
+            verify(Some(&header), body, "whsec_old", 1_700_000_010, 300),
+            Ok(1_700_000_000)
+        );
+        assert_eq!(
+            verify(Some(&header), body, "whsec_other", 1_700_000_010, 300),
+            Err(SignatureError::NoMatch)
+        );
     }
 
     #[test]
     fn refuses_tampered_stale_and_malformed_headers() {
         let body = br#"{"id":"evt_1"}"#;
         let header = signature_header(&["whsec_a"], 1_700_000_000, body);
-        assert_eq!(verify(Some(&header), b"{}", "whsec_a", 1_700_000_000, 300), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verify(Some(&header), b"{}", "whsec_a", 1_700_000_000, 300),
+            Err(SignatureError::NoMatch)
+        );
         assert!(matches!(
             verify(Some(&header), body, "whsec_a", 1_700_000_301, 300),
             Err(SignatureError::OutsideTolerance { .. })
         ));
-        assert_eq!(verify(None, body, "whsec_a", 0, 300), Err(SignatureError::Missing));
-        assert_eq!(verify(Some("v1=abc"), body, "whsec_a", 0, 300), Err(SignatureError::Malformed));
-        let v0_only = format!("t=1700000000,v0={}", signature_hex("whsec_a", 1_700_000_000, body));
-        assert_eq!(verify(Some(&v0_only), body, "whsec_a", 1_700_000_000, 300), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify(None, body, "whsec_a", 0, 300),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify(Some("v1=abc"), body, "whsec_a", 0, 300),
+            Err(SignatureError::Malformed)
+        );
+        let v0_only = format!(
+            "t=1700000000,v0={}",
+            signature_hex("whsec_a", 1_700_000_000, body)
+        );
+        assert_eq!(
+            verify(Some(&v0_only), body, "whsec_a", 1_700_000_000, 300),
+            Err(SignatureError::Malformed)
+        );
     }
 }

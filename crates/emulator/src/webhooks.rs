@@ -1,0 +1,306 @@
+//! Webhook delivery: each recorded event is POSTed, signed as API.md §7, to every enabled endpoint
+//! of its account and mode that listens to its type; failures are retried with back-off. Switches
+//! for tests: pause, shuffle (out of order), duplicate, delay, and signing with every secret of an
+//! endpoint while it rolls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::catalog::Kind;
+use crate::rng::Rng;
+use crate::store::{ListQuery, ModeStore};
+use crate::world::{Mode, World};
+
+/// How deliveries behave; switchable at runtime.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DeliverySettings {
+    /// Hold every delivery until switched back on.
+    pub paused: bool,
+    /// Deliver in random order within each batch of `shuffle_window` events.
+    pub shuffle: bool,
+    pub shuffle_window: usize,
+    /// Probability that a delivery is sent twice.
+    pub duplicate: f64,
+    /// Milliseconds to wait before each delivery.
+    pub delay_ms: u64,
+    /// Probability that a delivery is held back by `late_ms` (arrives after later ones).
+    pub late: f64,
+    pub late_ms: u64,
+    /// First retry after this many milliseconds, doubling each time.
+    pub retry_base_ms: u64,
+    /// Attempts in all before a delivery is given up.
+    pub max_attempts: u32,
+    /// How long a receiver may take to answer.
+    pub timeout_ms: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            paused: false,
+            shuffle: false,
+            shuffle_window: 100,
+            duplicate: 0.0,
+            delay_ms: 0,
+            late: 0.0,
+            late_ms: 2_000,
+            retry_base_ms: 1_000,
+            max_attempts: 4,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Counts of what delivery did, for tests and the control API.
+#[derive(Debug, Default, Serialize)]
+pub struct DeliveryCounts {
+    pub attempted: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed_attempts: AtomicU64,
+    pub given_up: AtomicU64,
+    pub duplicated: AtomicU64,
+}
+
+/// An event waiting to go out.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub account: String,
+    pub mode: Mode,
+    pub event_type: String,
+    pub payload: Arc<str>,
+}
+
+/// One POST of one event to one endpoint.
+#[derive(Debug, Clone)]
+struct Delivery {
+    url: String,
+    endpoint_id: String,
+    account: String,
+    mode: Mode,
+    payload: Arc<str>,
+    attempt: u32,
+}
+
+/// The sending half, kept by the emulator.
+#[derive(Debug)]
+pub struct Webhooks {
+    pub settings: RwLock<DeliverySettings>,
+    pub counts: DeliveryCounts,
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+impl Webhooks {
+    /// Starts the delivery task; call inside a Tokio runtime.
+    pub fn start(world: Arc<World>) -> Arc<Webhooks> {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        let webhooks = Arc::new(Webhooks {
+            settings: RwLock::new(DeliverySettings::default()),
+            counts: DeliveryCounts::default(),
+            queue,
+        });
+        tokio::spawn(run(Arc::downgrade(&webhooks), world, jobs));
+        webhooks
+    }
+
+    pub fn enqueue(&self, job: Job) {
+        let _ = self.queue.send(job);
+    }
+}
+
+/// Whether an endpoint listening to `enabled` receives `event_type`.
+pub fn listens(enabled: &Value, event_type: &str) -> bool {
+    enabled
+        .as_array()
+        .is_some_and(|types| types.iter().any(|t| t == "*" || t == event_type))
+}
+
+/// How many enabled endpoints of a mode listen to `event_type`.
+pub fn listener_count(store: &ModeStore, event_type: &str) -> u32 {
+    endpoints(store)
+        .iter()
+        .filter(|(_, _, enabled)| listens(enabled, event_type))
+        .count() as u32
+}
+
+/// `(id, url, enabled_events)` of every enabled endpoint.
+fn endpoints(store: &ModeStore) -> Vec<(String, String, Value)> {
+    let all = ListQuery {
+        limit: 64,
+        ..Default::default()
+    };
+    store
+        .page(Kind::WebhookEndpoint, &all, |_| true)
+        .0
+        .into_iter()
+        .map(|slot| store.value(slot))
+        .filter(|e| e["status"] == json!("enabled"))
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap_or_default().to_owned(),
+                e["url"].as_str().unwrap_or_default().to_owned(),
+                e["enabled_events"].clone(),
+            )
+        })
+        .collect()
+}
+
+async fn run(
+    webhooks: std::sync::Weak<Webhooks>,
+    world: Arc<World>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+) {
+    // reqwest is built without a default TLS provider; deliveries to https endpoints use ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("an HTTP client builds");
+    let mut rng = Rng::from_entropy();
+    let mut held: Vec<Delivery> = Vec::new();
+    loop {
+        // Wait for work, but wake up now and then to release held deliveries once unpaused.
+        let job = tokio::time::timeout(Duration::from_millis(50), jobs.recv()).await;
+        let Some(webhooks) = webhooks.upgrade() else {
+            return;
+        };
+        let settings = webhooks.settings.read().clone();
+        match job {
+            Ok(None) => return,
+            Ok(Some(job)) => {
+                held.extend(deliveries_for(&world, job));
+                // Take whatever else is queued right now so that a batch can be shuffled.
+                while held.len() < settings.shuffle_window.max(1) * 4 {
+                    match jobs.try_recv() {
+                        Ok(job) => held.extend(deliveries_for(&world, job)),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+        if settings.paused || held.is_empty() {
+            continue;
+        }
+        if settings.shuffle {
+            for chunk in held.chunks_mut(settings.shuffle_window.max(2)) {
+                for i in (1..chunk.len()).rev() {
+                    chunk.swap(i, rng.below(i as u64 + 1) as usize);
+                }
+            }
+        }
+        for delivery in held.drain(..) {
+            let copies = if rng.chance(settings.duplicate) {
+                webhooks.counts.duplicated.fetch_add(1, Ordering::Relaxed);
+                2
+            } else {
+                1
+            };
+            let late = rng
+                .chance(settings.late)
+                .then_some(settings.late_ms)
+                .unwrap_or(0);
+            for _ in 0..copies {
+                let delay = settings.delay_ms + late;
+                tokio::spawn(send(
+                    webhooks.clone(),
+                    world.clone(),
+                    client.clone(),
+                    delivery.clone(),
+                    delay,
+                ));
+            }
+        }
+    }
+}
+
+fn deliveries_for(world: &World, job: Job) -> Vec<Delivery> {
+    let Some(account) = world.account(&job.account) else {
+        return Vec::new();
+    };
+    let store = account.mode(job.mode).read();
+    endpoints(&store)
+        .into_iter()
+        .filter(|(_, _, enabled)| listens(enabled, &job.event_type))
+        .map(|(endpoint_id, url, _)| Delivery {
+            url,
+            endpoint_id,
+            account: job.account.clone(),
+            mode: job.mode,
+            payload: job.payload.clone(),
+            attempt: 1,
+        })
+        .collect()
+}
+
+async fn send(
+    webhooks: Arc<Webhooks>,
+    world: Arc<World>,
+    client: reqwest::Client,
+    mut delivery: Delivery,
+    delay_ms: u64,
+) {
+    if delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    }
+    loop {
+        let settings = webhooks.settings.read().clone();
+        // Secrets are read at send time so that a roll between attempts is honoured.
+        let secrets: Vec<String> = match world.account(&delivery.account) {
+            Some(account) => account
+                .mode(delivery.mode)
+                .read()
+                .webhook_secrets
+                .get(&delivery.endpoint_id)
+                .cloned()
+                .unwrap_or_default(),
+            None => return,
+        };
+        if secrets.is_empty() {
+            return; // The endpoint was deleted.
+        }
+        let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let timestamp = world.now();
+        let signature = sm_stripe::webhook::signature_header(
+            &secret_refs,
+            timestamp,
+            delivery.payload.as_bytes(),
+        );
+        webhooks.counts.attempted.fetch_add(1, Ordering::Relaxed);
+        let answer = client
+            .post(&delivery.url)
+            .header("Content-Type", "application/json; charset=utf-8")
+            .header("Stripe-Signature", signature)
+            .header(
+                "User-Agent",
+                "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            )
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            .body(delivery.payload.to_string())
+            .send()
+            .await;
+        if matches!(&answer, Ok(response) if response.status().is_success()) {
+            webhooks.counts.succeeded.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        webhooks
+            .counts
+            .failed_attempts
+            .fetch_add(1, Ordering::Relaxed);
+        if delivery.attempt >= settings.max_attempts {
+            webhooks.counts.given_up.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let backoff = settings
+            .retry_base_ms
+            .saturating_mul(1 << (delivery.attempt - 1).min(16));
+        delivery.attempt += 1;
+        tokio::time::sleep(Duration::from_millis(backoff)).await;
+    }
+}

@@ -1,0 +1,3 @@
+//! Shared helpers for the emulator's integration tests (include with `mod support;`).
+
+pub mod openapi;
