@@ -17,7 +17,9 @@ OBJECTS = ["customer", "product", "price", "plan", "subscription", "subscription
            "application_fee", "account", "balance", "discount"]
 
 # Fields Stripe only sends when asked (`expand[]`/includable), or only at creation, or only for
-# another payment method type: left out of the default shape, as Stripe does.
+# another payment method type, or only when they apply (the spec marks these optional and not
+# nullable; the operations set them where they do apply): left out of the default shape, as Stripe
+# does.
 NOT_BY_DEFAULT = {
     "customer": ["cash_balance", "invoice_credit_balance", "sources", "subscriptions", "tax", "tax_ids"],
     "checkout.session": ["line_items"],
@@ -25,11 +27,24 @@ NOT_BY_DEFAULT = {
     "webhook_endpoint": ["secret"],
     "invoice": ["subscription_proration_date", "threshold_reason"],
     "account": ["company", "individual"],
+    # Includable: only with `expand[]=tiers` / `expand[]=currency_options` / `expand[]=applies_to`.
+    "price": ["currency_options", "tiers"],
+    "plan": ["tiers"],
+    "coupon": ["applies_to", "currency_options"],
+    # Only for destination charges / when Radar session data was sent.
+    "charge": ["radar_options", "transfer"],
+    # Only for refunds that failed, need customer action, or are not card refunds.
+    "refund": ["description", "failure_balance_transaction", "failure_reason", "instructions_email",
+               "next_action"],
+    "setup_intent": ["attach_to_self"],
+    # `invoice_item` on lines made from invoice items, `subscription_item` on subscription lines.
+    "line_item": ["invoice_item", "subscription_item"],
+    "invoiceitem": ["subscription_item"],
     "payment_method": ["acss_debit", "affirm", "afterpay_clearpay", "alipay", "au_becs_debit",
         "bacs_debit", "bancontact", "blik", "boleto", "card_present", "cashapp", "customer_balance",
         "eps", "fpx", "giropay", "grabpay", "ideal", "interac_present", "klarna", "konbini", "link",
         "oxxo", "p24", "paynow", "paypal", "pix", "promptpay", "sepa_debit", "sofort",
-        "us_bank_account", "wechat_pay", "zip"],
+        "us_bank_account", "wechat_pay", "zip", "radar_options"],
 }
 
 spec = json.load(open(sys.argv[1]))

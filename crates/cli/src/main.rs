@@ -1,43 +1,66 @@
 //! The `stripe-mirror` command. Each subcommand is a thin call into a library crate; this file
-//! parses arguments, sets up logging and turns errors into messages and exit codes.
+//! parses arguments, sets up logging, opens the store, and turns errors into messages and exit
+//! codes (one table: `sm_engine::ErrorCode`).
 
+mod accounts_cmd;
+mod context;
 mod emulator_cmd;
+mod key_input;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use serde_json::json;
 
 /// Mirror Stripe accounts into SQL: connect by API key, keep an exact copy, put it to work.
 #[derive(Debug, Parser)]
 #[command(name = "stripe-mirror", version, about)]
 struct Cli {
-    /// Log more (-v: debug, -vv: trace). Logs go to standard error.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    verbose: u8,
+    #[command(flatten)]
+    global: context::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Connect a Stripe account with an API key (from STRIPE_API_KEY, --key-file, --key-stdin or a prompt).
+    Connect(accounts_cmd::ConnectArgs),
+    /// List connected accounts.
+    Accounts,
+    /// What a connection's key may read and write, and what each feature still needs.
+    Permissions(accounts_cmd::AccountArg),
+    /// The Stripe dashboard link that pre-fills a minimal restricted key for the chosen features.
+    KeyLink(accounts_cmd::KeyLinkArgs),
+    /// Replace a connection's key (same account and mode).
+    UpdateKey(accounts_cmd::UpdateKeyArgs),
+    /// Rename a connection.
+    Rename(accounts_cmd::RenameArgs),
+    /// Remove a connection and every row of its data.
+    Remove(accounts_cmd::RemoveArgs),
     /// Run the built-in Stripe emulator (for tests, demos and trying an integration offline).
     Emulator(emulator_cmd::EmulatorArgs),
-    /// A short tour of the emulator: seed an account, read it over HTTP, make changes, show events.
+    /// A short tour: an emulated account, read over HTTP, with live changes.
     Demo(emulator_cmd::DemoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match cli.verbose {
+    let level = match cli.global.verbose {
         0 => "warn",
-        1 => "debug",
+        1 => "info",
+        2 => "debug",
         _ => "trace",
     };
     let filter = std::env::var("STRIPE_MIRROR_LOG").unwrap_or_else(|_| level.to_owned());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if cli.global.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,8 +71,17 @@ fn main() -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    let result = runtime.block_on(async {
+    let json = cli.global.json;
+    let global = cli.global;
+    let result = runtime.block_on(async move {
         match cli.command {
+            Command::Connect(args) => accounts_cmd::connect(&global, args).await,
+            Command::Accounts => accounts_cmd::accounts(&global).await,
+            Command::Permissions(args) => accounts_cmd::permissions(&global, args).await,
+            Command::KeyLink(args) => accounts_cmd::key_link(&global, args),
+            Command::UpdateKey(args) => accounts_cmd::update_key(&global, args).await,
+            Command::Rename(args) => accounts_cmd::rename(&global, args).await,
+            Command::Remove(args) => accounts_cmd::remove(&global, args).await,
             Command::Emulator(args) => emulator_cmd::run(args).await,
             Command::Demo(args) => emulator_cmd::demo(args).await,
         }
@@ -57,16 +89,28 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", error.message);
+            if json {
+                println!(
+                    "{}",
+                    json!({"error": {"code": error.code, "message": error.message, "hint": error.hint}})
+                );
+            } else {
+                eprintln!("error: {}", error.message);
+                if let Some(hint) = &error.hint {
+                    eprintln!("  what to do: {hint}");
+                }
+            }
             ExitCode::from(error.exit_code)
         }
     }
 }
 
-/// An error on its way to the user: words and an exit code.
+/// An error on its way to the user: words, what to do, and an exit code.
 #[derive(Debug)]
 pub struct CliError {
+    pub code: &'static str,
     pub message: String,
+    pub hint: Option<String>,
     pub exit_code: u8,
 }
 
@@ -74,15 +118,30 @@ impl CliError {
     /// Bad input from the user (exit 2, as for usage errors).
     pub fn usage(message: impl Into<String>) -> Self {
         CliError {
+            code: "invalid_input",
             message: message.into(),
+            hint: None,
             exit_code: 2,
         }
     }
     /// Something in the environment failed: a port taken, a file unreadable (exit 74, EX_IOERR).
     pub fn io(message: impl Into<String>) -> Self {
         CliError {
+            code: "io",
             message: message.into(),
+            hint: None,
             exit_code: 74,
+        }
+    }
+}
+
+impl From<sm_engine::EngineError> for CliError {
+    fn from(error: sm_engine::EngineError) -> Self {
+        CliError {
+            code: error.code.name(),
+            message: error.message,
+            hint: error.hint,
+            exit_code: error.code.exit_code(),
         }
     }
 }

@@ -134,7 +134,7 @@ pub static KINDS: [KindInfo; 34] = [
         "product",
         Some("product"),
         (true, true, true),
-        &["active", "shippable", "type"],
+        &["active", "shippable"],
     ),
     info(
         Price,

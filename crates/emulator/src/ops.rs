@@ -46,7 +46,6 @@ pub fn create(tx: &mut Tx, kind: Kind, mut params: Params) -> Result<Value, Fail
             create_generic(tx, kind, params, |tx, o| {
                 o["active"] = json!(true);
                 o["updated"] = json!(tx.now);
-                o["type"] = json!("service");
             })?
         }
         Kind::Price => create_price(tx, params)?,
@@ -156,25 +155,49 @@ pub fn create(tx: &mut Tx, kind: Kind, mut params: Params) -> Result<Value, Fail
             let customer = params.require_str("customer")?;
             find_param(tx, Kind::Customer, &customer, "customer")?;
             let phases = params.take_list("phases");
-            create_generic(tx, kind, params, |tx, o| {
+            let phases = schedule_phases(tx, &phases)?;
+            create_generic(tx, kind, params, |_, o| {
                 o["customer"] = json!(customer);
                 o["status"] = json!("not_started");
                 o["end_behavior"] = json!("release");
-                o["phases"] = json!(phases
-                    .iter()
-                    .map(|p| json!({"start_date": tx.now, "end_date": tx.now + 30 * 86_400, "items": p.get("items").cloned().unwrap_or(json!([]))}))
-                    .collect::<Vec<_>>());
+                o["phases"] = json!(phases);
             })?
         }
         Kind::Transfer | Kind::Topup => {
-            params.require_i64("amount")?;
-            params
-                .0
-                .get("currency")
-                .ok_or_else(|| Failure::missing_param("currency"))?;
-            create_generic(tx, kind, params, |_, o| {
-                if o.get("status").is_some() {
+            let amount = params.require_i64("amount")?;
+            let currency = params.require_str("currency")?;
+            if kind == Kind::Transfer && !params.0.contains_key("destination") {
+                return Err(Failure::missing_param("destination"));
+            }
+            // The other parameters are checked before the balance transaction is stored.
+            let mut probe = crate::objects::template(kind.info().object);
+            Params(params.0.clone()).apply_rest(&mut probe)?;
+            let description = probe["description"].as_str().map(str::to_owned);
+            create_generic(tx, kind, params, |tx, o| {
+                let id = o["id"].as_str().unwrap_or_default().to_owned();
+                // The money leaves (transfer) or enters (top-up) the balance.
+                let (signed, txn_type) = match kind {
+                    Kind::Transfer => (-amount, "transfer"),
+                    _ => (amount, "topup"),
+                };
+                let txn = balance_transaction(
+                    tx,
+                    signed,
+                    &currency,
+                    txn_type,
+                    &id,
+                    description.as_deref(),
+                );
+                o["amount"] = json!(amount);
+                o["balance_transaction"] = json!(txn);
+                o["currency"] = json!(currency);
+                if kind == Kind::Transfer {
+                    o["destination_payment"] = json!(tx.rng.id("py"));
+                    o["source_type"] = json!("card");
+                    o["reversals"]["url"] = json!(format!("/v1/transfers/{id}/reversals"));
+                } else {
                     o["status"] = json!("succeeded");
+                    o["expected_availability_date"] = json!(tx.now + 86_400);
                 }
             })?
         }
@@ -524,7 +547,7 @@ pub fn create_child(
             object["customer"] = json!(customer_id);
             object["type"] = json!(tax_type);
             object["value"] = json!(value);
-            object["country"] = json!(tax_type.split('_').next().unwrap_or("us").to_uppercase());
+            object["country"] = json!(tax_id_country(&tax_type, &value));
             object["verification"] =
                 json!({"status": "pending", "verified_address": null, "verified_name": null});
             params.apply_rest(&mut object)?;
@@ -550,6 +573,19 @@ pub fn create_child(
         }
     };
     Ok(tx.store.value(slot))
+}
+
+/// The country of a tax id: an EU VAT number's own prefix (Greece writes `EL`), else the
+/// type's (`gb_vat` → `GB`).
+fn tax_id_country(tax_type: &str, value: &str) -> String {
+    let prefix = tax_type.split('_').next().unwrap_or("us");
+    if prefix == "eu" {
+        let own: String = value.chars().take(2).collect::<String>().to_uppercase();
+        if own.len() == 2 && own.chars().all(|c| c.is_ascii_alphabetic()) {
+            return if own == "EL" { "GR".into() } else { own };
+        }
+    }
+    prefix.to_uppercase()
 }
 
 /// A balance adjustment on a customer, which also moves `customer.balance`.
@@ -654,7 +690,7 @@ fn create_price(tx: &mut Tx, mut params: Params) -> Result<Slot, Failure> {
                 .and_then(|s| s.parse::<i64>().ok())
                 .unwrap_or(1);
             Some(
-                json!({"aggregate_usage": null, "interval": interval, "interval_count": count, "trial_period_days": null, "usage_type": "licensed"}),
+                json!({"aggregate_usage": null, "interval": interval, "interval_count": count, "usage_type": "licensed"}),
             )
         }
         _ => None,
@@ -708,6 +744,105 @@ fn create_plan(tx: &mut Tx, mut params: Params) -> Result<Slot, Failure> {
         o["usage_type"] = json!("licensed");
     })?;
     Ok(slot)
+}
+
+/// The phases of a new subscription schedule, as Stripe shows them: each phase with every field of
+/// `subscription_schedule_phase_configuration`, its items with price ids and integer quantities,
+/// one after the other from now (a phase lasts `iterations` billing intervals, 1 by default, unless
+/// it has an `end_date`).
+fn schedule_phases(tx: &Tx, phases: &[Map<String, Value>]) -> Result<Vec<Value>, Failure> {
+    let mut start = tx.now;
+    let mut out = Vec::new();
+    for (n, phase) in phases.iter().enumerate() {
+        let param = |field: &str| format!("phases[{n}][{field}]");
+        let integer = |field: &str| -> Result<Option<i64>, Failure> {
+            match phase.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(v)) => Ok(v.as_i64()),
+                Some(Value::String(v)) => v.parse().map(Some).map_err(|_| {
+                    Failure::invalid(format!("Invalid integer: {v}"), Some(&param(field)))
+                }),
+                Some(other) => Err(Failure::invalid(
+                    format!("Invalid integer: {other}"),
+                    Some(&param(field)),
+                )),
+            }
+        };
+        let raw_items: Vec<Value> = match phase.get("items") {
+            Some(Value::Array(items)) => items.clone(),
+            Some(Value::Object(item)) => vec![Value::Object(item.clone())],
+            _ => return Err(Failure::missing_param(&param("items"))),
+        };
+        let mut items = Vec::new();
+        let mut first_price: Option<Value> = None;
+        for (k, item) in raw_items.iter().enumerate() {
+            let item_param = |field: &str| format!("phases[{n}][items][{k}][{field}]");
+            let price_id = item["price"]
+                .as_str()
+                .ok_or_else(|| Failure::missing_param(&item_param("price")))?;
+            let price =
+                tx.store
+                    .value(find_param(tx, Kind::Price, price_id, &item_param("price"))?);
+            let quantity = match &item["quantity"] {
+                Value::Null => 1,
+                Value::Number(q) => q.as_i64().unwrap_or(1),
+                Value::String(q) => q.parse::<i64>().map_err(|_| {
+                    Failure::invalid(
+                        format!("Invalid integer: {q}"),
+                        Some(&item_param("quantity")),
+                    )
+                })?,
+                other => {
+                    return Err(Failure::invalid(
+                        format!("Invalid integer: {other}"),
+                        Some(&item_param("quantity")),
+                    ));
+                }
+            };
+            let metadata = match &item["metadata"] {
+                Value::Object(m) => Value::Object(m.clone()),
+                _ => json!({}),
+            };
+            items.push(json!({"billing_thresholds": null, "metadata": metadata, "price": price_id, "quantity": quantity, "tax_rates": []}));
+            first_price.get_or_insert(price);
+        }
+        let price = first_price.ok_or_else(|| Failure::missing_param(&param("items")))?;
+        let end = match integer("end_date")? {
+            Some(end) => end,
+            None => start + integer("iterations")?.unwrap_or(1).max(1) * interval_seconds(&price),
+        };
+        let metadata = match phase.get("metadata") {
+            Some(Value::Object(m)) => Value::Object(m.clone()),
+            _ => json!({}),
+        };
+        let proration = phase
+            .get("proration_behavior")
+            .and_then(Value::as_str)
+            .unwrap_or("create_prorations");
+        out.push(json!({
+            "add_invoice_items": [],
+            "application_fee_percent": null,
+            "billing_cycle_anchor": null,
+            "billing_thresholds": null,
+            "collection_method": null,
+            "coupon": null,
+            "currency": price["currency"],
+            "default_payment_method": null,
+            "default_tax_rates": [],
+            "description": phase.get("description").cloned().unwrap_or(Value::Null),
+            "end_date": end,
+            "invoice_settings": null,
+            "items": items,
+            "metadata": metadata,
+            "on_behalf_of": null,
+            "proration_behavior": proration,
+            "start_date": start,
+            "transfer_data": null,
+            "trial_end": integer("trial_end")?,
+        }));
+        start = end;
+    }
+    Ok(out)
 }
 
 fn create_coupon(tx: &mut Tx, params: Params) -> Result<Slot, Failure> {
@@ -1111,13 +1246,6 @@ fn invoice_line(tx: &mut Tx, price: &Value, quantity: i64, amount: i64, line_typ
 /// Stores an invoice with its lines (as children) and totals computed from them.
 fn store_invoice(tx: &mut Tx, mut invoice: Value, lines: Vec<Value>) -> Slot {
     let id = invoice["id"].as_str().unwrap().to_owned();
-    let lines: Vec<Value> = lines
-        .into_iter()
-        .map(|mut line| {
-            line["invoice"] = json!(id);
-            line
-        })
-        .collect();
     set_invoice_totals(&mut invoice, &lines);
     invoice["lines"] = embedded_list(&lines, &format!("/v1/invoices/{id}/lines"));
     let slot = tx.insert(Kind::Invoice, &invoice, NO_PARENT);
@@ -1147,8 +1275,6 @@ fn set_invoice_totals(invoice: &mut Value, lines: &[Value]) {
 /// Adds a line to a draft invoice and recomputes it.
 fn add_invoice_line(tx: &mut Tx, invoice_slot: Slot, line: Value) {
     let mut invoice = tx.store.value(invoice_slot);
-    let mut line = line;
-    line["invoice"] = invoice["id"].clone();
     tx.store.insert(Kind::InvoiceLineItem, &line, invoice_slot);
     let lines: Vec<Value> = tx
         .store
@@ -1468,6 +1594,7 @@ pub fn charge_payment(
         .as_object_mut()
         .map(|c| {
             c.remove("generated_from");
+            c.remove("networks");
             c.remove("three_d_secure_usage");
             c.insert("installments".into(), Value::Null);
             c.insert("mandate".into(), Value::Null);
@@ -1575,7 +1702,6 @@ pub fn refund_charge(
     refund["payment_intent"] = charge["payment_intent"].clone();
     refund["reason"] = json!(reason);
     refund["status"] = json!("succeeded");
-    refund["destination_details"] = Value::Null;
     let slot = tx.insert(Kind::Refund, &refund, NO_PARENT);
     charge["amount_refunded"] = json!(charge["amount_refunded"].as_i64().unwrap_or(0) + amount);
     charge["refunded"] = json!(charge["amount_refunded"] == charge["amount"]);
@@ -1685,12 +1811,13 @@ fn create_checkout_session(tx: &mut Tx, mut params: Params) -> Result<Slot, Fail
         o["success_url"] = json!(success_url);
         o["cancel_url"] = json!(cancel_url);
         o["expires_at"] = json!(tx.now + 86_400);
+        o["payment_method_options"] = json!({});
         o["payment_method_types"] = json!(["card"]);
+        o["total_details"] = json!({"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0});
         o["url"] = json!(format!("https://checkout.stripe.com/c/pay/{id}"));
         o["automatic_tax"] = json!({"enabled": false, "status": null});
         o["custom_fields"] = json!([]);
-        o["custom_text"] =
-            json!({"shipping_address": null, "submit": null, "terms_of_service_acceptance": null});
+        o["custom_text"] = json!({"shipping_address": null, "submit": null});
         o["shipping_options"] = json!([]);
     })?;
     Ok(slot)
@@ -1710,7 +1837,8 @@ fn create_payment_link(tx: &mut Tx, mut params: Params) -> Result<Slot, Failure>
             "https://buy.stripe.com/{test}{}",
             tx.rng.alphanumeric(14)
         ));
-        o["after_completion"] = json!({"hosted_confirmation": {"custom_message": null}, "redirect": null, "type": "hosted_confirmation"});
+        o["after_completion"] =
+            json!({"hosted_confirmation": {"custom_message": null}, "type": "hosted_confirmation"});
         o["billing_address_collection"] = json!("auto");
         o["customer_creation"] = json!("if_required");
         o["payment_method_collection"] = json!("always");
@@ -1718,8 +1846,7 @@ fn create_payment_link(tx: &mut Tx, mut params: Params) -> Result<Slot, Failure>
         o["allow_promotion_codes"] = json!(false);
         o["automatic_tax"] = json!({"enabled": false});
         o["custom_fields"] = json!([]);
-        o["custom_text"] =
-            json!({"shipping_address": null, "submit": null, "terms_of_service_acceptance": null});
+        o["custom_text"] = json!({"shipping_address": null, "submit": null});
         o["phone_number_collection"] = json!({"enabled": false});
         o["shipping_options"] = json!([]);
         o["tax_id_collection"] = json!({"enabled": false});
@@ -1812,6 +1939,7 @@ fn create_credit_note(tx: &mut Tx, mut params: Params) -> Result<Slot, Failure> 
             tx.rng.alphanumeric(16)
         ));
         o["status"] = json!("issued");
+        o["effective_at"] = json!(tx.now);
         o["type"] = json!(if invoice["status"] == json!("paid") {
             "post_payment"
         } else {

@@ -343,6 +343,8 @@ fn seed_dispute(tx: &mut Tx, charge_slot: Slot) {
     dispute["charge"] = charge["id"].clone();
     dispute["currency"] = charge["currency"].clone();
     dispute["payment_intent"] = charge["payment_intent"].clone();
+    dispute["payment_method_details"] =
+        json!({"card": {"brand": "visa", "network_reason_code": "10.4"}, "type": "card"});
     dispute["reason"] = json!("fraudulent");
     dispute["status"] = json!("needs_response");
     dispute["evidence_details"] = json!({"due_by": tx.now + 7 * 86_400, "has_evidence": false, "past_due": false, "submission_count": 0});
@@ -367,6 +369,10 @@ fn seed_dispute(tx: &mut Tx, charge_slot: Slot) {
     file["size"] = json!(48_213);
     file["filename"] = json!("receipt.pdf");
     file["type"] = json!("pdf");
+    file["url"] = json!(format!(
+        "https://files.stripe.com/v1/files/{}/contents",
+        file["id"].as_str().unwrap_or_default()
+    ));
     tx.insert(Kind::File, &file, NO_PARENT);
 }
 

@@ -168,7 +168,11 @@ impl Account {
             "payouts_enabled": true,
             "settings": {
                 "branding": {"icon": null, "logo": null, "primary_color": "#635bff", "secondary_color": null},
-                "dashboard": {"display_name": self.name, "timezone": "Etc/UTC"}
+                "card_payments": {"decline_on": {"avs_failure": false, "cvc_failure": false}, "statement_descriptor_prefix": null,
+                                  "statement_descriptor_prefix_kana": null, "statement_descriptor_prefix_kanji": null},
+                "dashboard": {"display_name": self.name, "timezone": "Etc/UTC"},
+                "payments": {"statement_descriptor": "STRIPE MIRROR", "statement_descriptor_kana": null, "statement_descriptor_kanji": null,
+                             "statement_descriptor_prefix_kana": null, "statement_descriptor_prefix_kanji": null}
             },
             "type": "standard"
         })

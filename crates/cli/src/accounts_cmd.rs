@@ -1,0 +1,454 @@
+//! `connect`, `accounts`, `permissions`, `key-link`, `update-key`, `rename`, `remove`: the commands
+//! around connected accounts. Each reads its input, calls the engine, prints text or `--json`.
+
+use serde_json::json;
+use sm_engine::catalog::Feature;
+use sm_engine::connect::{
+    self, AccountSummary, ConnectOptions, ConnectOutcome, KeyPolicy, PermissionReport,
+};
+use sm_engine::{EngineError, now};
+use sm_stripe::{ApiKey, Mode};
+
+use crate::CliError;
+use crate::context::{GlobalArgs, confirm, not_confirmed, print_json};
+use crate::key_input::KeySource;
+
+fn parse_mode(text: &str) -> Result<Mode, String> {
+    match text {
+        "test" => Ok(Mode::Test),
+        "live" => Ok(Mode::Live),
+        other => Err(format!("mode must be test or live, not {other}")),
+    }
+}
+
+/// `YYYY-MM-DD` (UTC midnight) or a unix timestamp.
+pub fn parse_date(text: &str) -> Result<i64, String> {
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(seconds);
+    }
+    let parts: Vec<&str> = text.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return Err(format!(
+            "`{text}` is not a date: use YYYY-MM-DD (e.g. 2024-01-31) or a unix timestamp"
+        ));
+    };
+    let (y, m, d): (i64, i64, i64) = match (y.parse(), m.parse(), d.parse()) {
+        (Ok(y), Ok(m), Ok(d))
+            if (1..=12).contains(&m) && (1..=31).contains(&d) && (1970..=9999).contains(&y) =>
+        {
+            (y, m, d)
+        }
+        _ => {
+            return Err(format!(
+                "`{text}` is not a date: use YYYY-MM-DD (e.g. 2024-01-31)"
+            ));
+        }
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Ok((era * 146_097 + doe - 719_468) * 86_400)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    key: KeySource,
+    /// Require a key of this mode.
+    #[arg(long, value_parser = parse_mode)]
+    mode: Option<Mode>,
+    /// Require the key to belong to this account (acct_…).
+    #[arg(long)]
+    account: Option<String>,
+    /// Refuse secret keys: only restricted keys (rk_…) are accepted.
+    #[arg(long)]
+    restricted_only: bool,
+    /// Refuse test keys.
+    #[arg(long)]
+    live_only: bool,
+    /// A name for this connection (default: the account's name in Stripe).
+    #[arg(long)]
+    name: Option<String>,
+    /// How far back to mirror: YYYY-MM-DD or a unix time (default: all history).
+    #[arg(long, value_parser = parse_date)]
+    start_date: Option<i64>,
+}
+
+fn parse_key(text: &str) -> Result<ApiKey, CliError> {
+    ApiKey::parse(text).map_err(|e| CliError::from(EngineError::from(e)))
+}
+
+fn print_outcome(global: &GlobalArgs, verb: &str, outcome: &ConnectOutcome) {
+    if global.json {
+        print_json(
+            &json!({"account": outcome.account, "permissions": outcome.permissions, "events_fetched": outcome.events_fetched}),
+        );
+        return;
+    }
+    let a = &outcome.account;
+    println!(
+        "{verb} \"{}\" ({}) with {} key {}",
+        a.name, a.label, a.key_kind, a.key
+    );
+    println!("  permissions: {}", outcome.permissions.summary());
+    for feature in Feature::ALL {
+        let missing = outcome.permissions.missing(feature);
+        if !missing.is_empty() {
+            println!("  {}: missing {}", feature.name(), missing.join(", "));
+        }
+    }
+    if outcome.events_fetched > 0 {
+        println!("  fetched the {} latest events", outcome.events_fetched);
+    }
+    println!("  next: stripe-mirror permissions {}   (details)", a.label);
+}
+
+pub async fn connect(global: &GlobalArgs, args: ConnectArgs) -> Result<(), CliError> {
+    // The key's shape is checked before anything is opened or sent.
+    let text = args.key.read()?;
+    let key = parse_key(&text)?;
+    let policy = KeyPolicy {
+        expect_mode: args.mode,
+        expect_account: args.account,
+        restricted_only: args.restricted_only,
+        live_only: args.live_only,
+    };
+    policy.check_shape(&key)?;
+    let engine = global.engine()?;
+    let outcome = connect::connect(
+        &engine,
+        key,
+        ConnectOptions {
+            policy,
+            name: args.name,
+            start_date: args.start_date,
+        },
+    )
+    .await?;
+    print_outcome(global, "Connected", &outcome);
+    Ok(())
+}
+
+pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {
+    let engine = global.engine()?;
+    let records = engine.store_call(|store| store.accounts()).await?;
+    let mut summaries = Vec::new();
+    for record in &records {
+        let connection = record.connection.clone();
+        let last = engine
+            .store_call(move |store| store.runs(&connection, 20))
+            .await?
+            .into_iter()
+            .find(|r| r.status == "succeeded")
+            .and_then(|r| r.ended_at);
+        summaries.push(AccountSummary::of(record, last));
+    }
+    if global.json {
+        print_json(&json!(summaries));
+        return Ok(());
+    }
+    if summaries.is_empty() {
+        println!("No connected accounts. Connect one: STRIPE_API_KEY=rk_… stripe-mirror connect");
+        return Ok(());
+    }
+    let rows: Vec<[String; 7]> = summaries
+        .iter()
+        .map(|s| {
+            let status = match &s.status_message {
+                Some(message) => format!("{} ({message})", s.status),
+                None => s.status.clone(),
+            };
+            let last = s
+                .last_sync
+                .map(|t| format!("{} ago", ago(now() - t)))
+                .unwrap_or_else(|| "never".into());
+            [
+                s.name.clone(),
+                s.label.clone(),
+                format!("{} {}", s.key_kind, s.key),
+                s.permissions.clone(),
+                last,
+                status,
+                s.mode.to_owned(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "NAME",
+            "ACCOUNT",
+            "KEY",
+            "PERMISSIONS",
+            "LAST SYNC",
+            "STATUS",
+            "MODE",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+fn ago(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7_200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3_600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+/// Prints aligned columns; the last column may be long.
+pub fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AccountArg {
+    /// The connection: its name, acct_…, or acct_…:test|live.
+    account: String,
+}
+
+pub async fn permissions(global: &GlobalArgs, args: AccountArg) -> Result<(), CliError> {
+    let engine = global.engine()?;
+    let record = engine.resolve(&args.account).await?;
+    if global.json {
+        print_json(&connect::permissions_json(&record));
+        return Ok(());
+    }
+    let report = PermissionReport::from_json(&record.permissions);
+    println!(
+        "\"{}\" ({}), key {} — {}",
+        record.name,
+        record.connection.label(),
+        record.key_masked,
+        report.summary()
+    );
+    println!("\nRead (mirror):");
+    let reads: Vec<[String; 3]> = report
+        .reads
+        .iter()
+        .map(|r| {
+            [
+                if r.allowed { "yes".into() } else { "NO".into() },
+                r.table.clone(),
+                r.permission.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["READ", "RESOURCE", "PERMISSION"], &reads);
+    println!(
+        "  events: {} (rak_event_read)",
+        if report.events { "yes" } else { "NO" }
+    );
+    println!("\nWrite (agent tools):");
+    let writes: Vec<[String; 3]> = report
+        .writes
+        .iter()
+        .map(|w| {
+            [
+                if w.allowed { "yes".into() } else { "NO".into() },
+                w.operation.clone(),
+                w.permission.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["WRITE", "OPERATION", "PERMISSION"], &writes);
+    println!("\nFeatures:");
+    for feature in Feature::ALL {
+        let missing = report.missing(feature);
+        if missing.is_empty() {
+            println!("  {:<13} ready", feature.name());
+        } else {
+            println!("  {:<13} missing {}", feature.name(), missing.join(", "));
+        }
+    }
+    let all_missing: Vec<String> = Feature::ALL
+        .iter()
+        .flat_map(|f| report.missing(*f))
+        .collect();
+    if !all_missing.is_empty() {
+        println!(
+            "\nA key with everything: stripe-mirror key-link --mode {} --features mirror,webhooks,agent-writes",
+            if record.connection.livemode {
+                "live"
+            } else {
+                "test"
+            }
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeyLinkArgs {
+    /// Test or live dashboard.
+    #[arg(long, value_parser = parse_mode, default_value = "test")]
+    mode: Mode,
+    /// Features the key is for, comma-separated: mirror, webhooks, agent-writes.
+    #[arg(long, value_delimiter = ',', default_value = "mirror")]
+    features: Vec<String>,
+}
+
+pub fn key_link(global: &GlobalArgs, args: KeyLinkArgs) -> Result<(), CliError> {
+    let mut features = Vec::new();
+    for name in &args.features {
+        features.push(Feature::parse(name).ok_or_else(|| {
+            CliError::usage(format!(
+                "unknown feature `{name}`: choose from mirror, webhooks, agent-writes"
+            ))
+        })?);
+    }
+    let (url, permissions) = connect::key_link(args.mode, &features);
+    if global.json {
+        print_json(
+            &json!({"url": url, "permissions": permissions, "mode": args.mode.as_str(), "features": args.features}),
+        );
+        return Ok(());
+    }
+    println!(
+        "Create a restricted key with exactly these permissions ({}):",
+        args.features.join(", ")
+    );
+    println!("\n  {url}\n");
+    println!("The dashboard may ignore the pre-filled list; if so, tick these by hand:");
+    for permission in permissions {
+        println!("  {permission}");
+    }
+    println!("\nThen: stripe-mirror connect   (paste the key when asked, or set STRIPE_API_KEY)");
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpdateKeyArgs {
+    /// The connection: its name, acct_…, or acct_…:test|live.
+    account: String,
+    #[command(flatten)]
+    key: KeySource,
+}
+
+pub async fn update_key(global: &GlobalArgs, args: UpdateKeyArgs) -> Result<(), CliError> {
+    let text = args.key.read()?;
+    let key = parse_key(&text)?;
+    let engine = global.engine()?;
+    let record = engine.resolve(&args.account).await?;
+    let outcome = connect::update_key(&engine, &record.connection, key).await?;
+    print_outcome(global, "Updated the key of", &outcome);
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenameArgs {
+    /// The connection: its name, acct_…, or acct_…:test|live.
+    account: String,
+    /// The new name.
+    name: String,
+}
+
+pub async fn rename(global: &GlobalArgs, args: RenameArgs) -> Result<(), CliError> {
+    let name = args.name.trim().to_owned();
+    if name.is_empty() {
+        return Err(CliError::usage("the new name is empty"));
+    }
+    let engine = global.engine()?;
+    let mut record = engine.resolve(&args.account).await?;
+    let others = engine.store_call(|store| store.accounts()).await?;
+    if let Some(other) = others
+        .iter()
+        .find(|a| a.name == name && a.connection != record.connection)
+    {
+        return Err(CliError::usage(format!(
+            "the name \"{name}\" is taken by {}",
+            other.connection.label()
+        )));
+    }
+    let old = std::mem::replace(&mut record.name, name.clone());
+    record.updated_at = now();
+    let saved = record.clone();
+    engine
+        .store_call(move |store| store.update_account(&saved))
+        .await?;
+    if global.json {
+        print_json(&json!({"account": record.connection.label(), "old_name": old, "name": name}));
+    } else {
+        println!(
+            "Renamed {} from \"{old}\" to \"{name}\"",
+            record.connection.label()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RemoveArgs {
+    /// The connection: its name, acct_…, or acct_…:test|live.
+    account: String,
+    /// Do not ask.
+    #[arg(long)]
+    yes: bool,
+}
+
+pub async fn remove(global: &GlobalArgs, args: RemoveArgs) -> Result<(), CliError> {
+    let engine = global.engine()?;
+    let record = engine.resolve(&args.account).await?;
+    let question = format!(
+        "Remove \"{}\" ({}) and every row of its data?",
+        record.name,
+        record.connection.label()
+    );
+    if !args.yes && !confirm(&question) {
+        return Err(not_confirmed(&question));
+    }
+    let outcome = connect::remove(&engine, &record.connection).await?;
+    if global.json {
+        print_json(&json!(outcome));
+    } else {
+        println!(
+            "Removed \"{}\" ({}): {} rows deleted",
+            record.name, outcome.label, outcome.rows_deleted
+        );
+        if let Some(endpoint) = &outcome.webhook_endpoint_deleted {
+            println!("  deleted its webhook endpoint {endpoint}");
+        }
+        if let Some(warning) = &outcome.webhook_warning {
+            println!("  warning: {warning}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_to_utc_midnight() {
+        assert_eq!(parse_date("1970-01-01"), Ok(0));
+        assert_eq!(parse_date("2024-02-29"), Ok(1_709_164_800));
+        assert_eq!(parse_date("1700000000"), Ok(1_700_000_000));
+        assert!(parse_date("2024-13-01").is_err());
+        assert!(parse_date("yesterday").is_err());
+    }
+}

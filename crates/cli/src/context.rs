@@ -1,0 +1,103 @@
+//! Options every command shares, and opening the engine from them. Precedence: flags, then
+//! `STRIPE_MIRROR_…` environment variables, then defaults.
+
+use std::sync::Arc;
+
+use sm_engine::{Engine, EngineConfig, EngineError, ErrorCode, Vault};
+
+use crate::CliError;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Where the mirror lives: a SQLite file, or postgres://user@host/db[?schema=stripe].
+    #[arg(
+        long,
+        global = true,
+        env = "STRIPE_MIRROR_DATABASE_URL",
+        default_value = "stripe-mirror.db"
+    )]
+    pub database: String,
+    /// The Stripe API's base URL (an emulator's, for tests).
+    #[arg(
+        long,
+        global = true,
+        env = "STRIPE_MIRROR_API_BASE",
+        default_value = "https://api.stripe.com"
+    )]
+    pub api_base: String,
+    /// The file holding the master key that seals API keys (made with mode 0600 on first use;
+    /// default: stripe-mirror.key beside the SQLite file). STRIPE_MIRROR_MASTER_KEY (64 hex) wins.
+    #[arg(long, global = true, env = "STRIPE_MIRROR_MASTER_KEY_FILE")]
+    pub master_key_file: Option<std::path::PathBuf>,
+    /// The share of each account's Stripe rate limit the mirror may use (0–1; the rest is left
+    /// for the account's own traffic).
+    #[arg(
+        long,
+        global = true,
+        env = "STRIPE_MIRROR_BUDGET_SHARE",
+        default_value_t = 0.5
+    )]
+    pub budget_share: f64,
+    /// Print JSON for scripts instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log more (-v info, -vv debug, -vvv trace). Logs go to standard error.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Logs as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+}
+
+impl GlobalArgs {
+    /// Opens the store (creating and migrating it) and the vault.
+    pub fn engine(&self) -> Result<Engine, CliError> {
+        if !(self.budget_share > 0.0 && self.budget_share <= 1.0) {
+            return Err(CliError::usage(format!(
+                "--budget-share must be above 0 and at most 1, not {}",
+                self.budget_share
+            )));
+        }
+        let store =
+            sm_warehouse::open(&self.database).map_err(|e| CliError::from(EngineError::from(e)))?;
+        let key_file = self
+            .master_key_file
+            .clone()
+            .unwrap_or_else(|| sm_engine::vault::default_key_file(&self.database));
+        let env_key = std::env::var("STRIPE_MIRROR_MASTER_KEY").ok();
+        let vault = Vault::open(env_key.as_deref(), &key_file)
+            .map_err(|e| CliError::from(EngineError::from(e)))?;
+        let config = EngineConfig {
+            api_base: self.api_base.trim_end_matches('/').to_owned(),
+            budget_share: self.budget_share,
+            ..Default::default()
+        };
+        Ok(Engine::new(Arc::from(store), vault, config))
+    }
+}
+
+/// Prints a value as JSON (pretty for people reading `--json` output in a terminal is not needed:
+/// one line per answer keeps it easy to pipe).
+pub fn print_json(value: &serde_json::Value) {
+    println!("{value}");
+}
+
+/// A `yes/no` question on the terminal; `false` when there is no terminal.
+pub fn confirm(question: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+pub fn not_confirmed(what: &str) -> CliError {
+    CliError::from(
+        EngineError::new(ErrorCode::InvalidInput, format!("not confirmed: {what}"))
+            .hint("pass --yes to confirm without a question"),
+    )
+}

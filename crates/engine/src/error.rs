@@ -1,0 +1,167 @@
+//! The engine's errors, and the one code table that maps each kind to a CLI exit code and an HTTP
+//! status, so that the command line, the API and agent tools answer alike.
+
+use serde::Serialize;
+use sm_stripe::error::{AuthFailure, ErrorKind};
+use sm_stripe::{ClientError, KeyError};
+use sm_warehouse::StoreError;
+
+use crate::vault::VaultError;
+
+/// What kind of failure, in the words every edge maps from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The user's input is wrong (a malformed key, a mode mismatch, a bad date).
+    InvalidInput,
+    /// No such account or object.
+    NotFound,
+    /// Stripe refused the key.
+    InvalidKey,
+    /// Stripe says the key expired.
+    KeyExpired,
+    /// The key lacks a permission.
+    PermissionMissing,
+    /// It exists already (a second connection of the same account and mode).
+    Conflict,
+    /// Stripe could not be reached or answered with something unusable.
+    Upstream,
+    /// The database failed.
+    Database,
+    /// A secret could not be sealed or opened.
+    Vault,
+    /// A bug.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The one table: (code name, exit code, HTTP status).
+    pub fn row(self) -> (&'static str, u8, u16) {
+        match self {
+            ErrorCode::InvalidInput => ("invalid_input", 2, 400),
+            ErrorCode::NotFound => ("not_found", 3, 404),
+            ErrorCode::InvalidKey => ("invalid_key", 4, 401),
+            ErrorCode::KeyExpired => ("key_expired", 4, 401),
+            ErrorCode::PermissionMissing => ("permission_missing", 5, 403),
+            ErrorCode::Conflict => ("conflict", 6, 409),
+            ErrorCode::Upstream => ("upstream", 7, 502),
+            ErrorCode::Database => ("database", 8, 500),
+            ErrorCode::Vault => ("vault", 9, 500),
+            ErrorCode::Internal => ("internal", 70, 500),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        self.row().0
+    }
+    pub fn exit_code(self) -> u8 {
+        self.row().1
+    }
+    pub fn http_status(self) -> u16 {
+        self.row().2
+    }
+}
+
+/// A failure with what happened and what to do about it.
+#[derive(Debug, Clone, thiserror::Error, Serialize)]
+#[error("{message}")]
+pub struct EngineError {
+    pub code: ErrorCode,
+    /// What happened, in words; never a secret.
+    pub message: String,
+    /// What to do, when there is something to do.
+    pub hint: Option<String>,
+    /// The missing `rak_…` permission, for permission errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permission: Option<String>,
+}
+
+impl EngineError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        EngineError {
+            code,
+            message: message.into(),
+            hint: None,
+            permission: None,
+        }
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        EngineError::new(ErrorCode::InvalidInput, message)
+    }
+}
+
+impl From<ClientError> for EngineError {
+    fn from(error: ClientError) -> Self {
+        let text = error.to_string();
+        match &error {
+            ClientError::Api(api) => match &api.kind {
+                ErrorKind::Authentication(AuthFailure::ExpiredKey) => {
+                    EngineError::new(ErrorCode::KeyExpired, "API key has expired").hint("roll a new key in the Stripe dashboard and run `stripe-mirror update-key ACCOUNT`")
+                }
+                ErrorKind::Authentication(AuthFailure::PublishableKey) => EngineError::new(ErrorCode::InvalidKey, "a publishable key cannot read data").hint("use a restricted key (rk_…) or a secret key (sk_…)"),
+                ErrorKind::Authentication(_) => EngineError::new(ErrorCode::InvalidKey, "API key is invalid").hint("check the key in the Stripe dashboard (it may have been revoked or rolled) and run `stripe-mirror update-key ACCOUNT`"),
+                ErrorKind::PermissionDenied { permission, .. } => {
+                    let name = permission.clone().unwrap_or_else(|| "a permission this request needs".into());
+                    EngineError { code: ErrorCode::PermissionMissing, message: format!("missing {name}"), hint: Some("add it to the restricted key in the Stripe dashboard (`stripe-mirror key-link` prints a link)".into()), permission: permission.clone() }
+                }
+                ErrorKind::NotFound { .. } => EngineError::new(ErrorCode::NotFound, api.message.clone().unwrap_or_else(|| "Stripe answered 404 Not Found".into())),
+                ErrorKind::RateLimited { .. } => EngineError::new(ErrorCode::Upstream, "Stripe kept answering 429 (rate limited) after every retry").hint("lower the budget share or try again later"),
+                _ => EngineError::new(ErrorCode::Upstream, format!("Stripe answered HTTP {}: {}", api.status, api.message.as_deref().unwrap_or("(no message)"))),
+            },
+            _ => EngineError::new(ErrorCode::Upstream, text),
+        }
+    }
+}
+
+impl From<StoreError> for EngineError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Duplicate(what) => {
+                EngineError::new(ErrorCode::Conflict, format!("already exists: {what}"))
+            }
+            other => EngineError::new(ErrorCode::Database, other.to_string()),
+        }
+    }
+}
+
+impl From<VaultError> for EngineError {
+    fn from(error: VaultError) -> Self {
+        EngineError::new(ErrorCode::Vault, error.to_string())
+    }
+}
+
+impl From<KeyError> for EngineError {
+    fn from(error: KeyError) -> Self {
+        EngineError::invalid(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_distinct_name_and_a_nonzero_exit() {
+        let all = [
+            ErrorCode::InvalidInput,
+            ErrorCode::NotFound,
+            ErrorCode::InvalidKey,
+            ErrorCode::KeyExpired,
+            ErrorCode::PermissionMissing,
+            ErrorCode::Conflict,
+            ErrorCode::Upstream,
+            ErrorCode::Database,
+            ErrorCode::Vault,
+            ErrorCode::Internal,
+        ];
+        let names: std::collections::HashSet<_> = all.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), all.len());
+        assert!(
+            all.iter()
+                .all(|c| c.exit_code() != 0 && c.http_status() >= 400)
+        );
+    }
+}

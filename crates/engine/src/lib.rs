@@ -1,0 +1,171 @@
+//! What the mirror does: the resource catalog, connecting accounts (validate, probe, vault), and
+//! keeping each mirror exact. The CLI and the server are thin edges over [`Engine`].
+
+pub mod catalog;
+pub mod connect;
+pub mod error;
+pub mod vault;
+
+use std::sync::Arc;
+
+use sm_stripe::{ApiKey, Client, ClientConfig, PacerRegistry};
+use sm_warehouse::{AccountRecord, Connection, Store, StoreError};
+
+pub use error::{EngineError, ErrorCode};
+pub use vault::Vault;
+
+/// How the engine talks to Stripe.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `https://api.stripe.com`, or an emulator's base URL.
+    pub api_base: String,
+    /// The share of each account's Stripe rate budget the mirror may use (0–1).
+    pub budget_share: f64,
+    pub max_retries: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            api_base: "https://api.stripe.com".into(),
+            budget_share: 0.5,
+            max_retries: 5,
+        }
+    }
+}
+
+/// The engine: a store, a vault, and the clients it makes for each account.
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub vault: Arc<Vault>,
+    pub config: EngineConfig,
+    pacers: PacerRegistry,
+}
+
+/// Unix time now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, vault: Vault, config: EngineConfig) -> Engine {
+        Engine {
+            store,
+            vault: Arc::new(vault),
+            config,
+            pacers: PacerRegistry::new(),
+        }
+    }
+
+    /// A client for `key`; with an account, it shares that account's pacer with every other
+    /// client of the account, so parallel work never exceeds the budget.
+    pub fn client(&self, key: &ApiKey, account: Option<&str>) -> Result<Client, EngineError> {
+        let config = ClientConfig {
+            api_base: self.config.api_base.clone(),
+            budget_share: self.config.budget_share,
+            max_retries: self.config.max_retries,
+            ..Default::default()
+        };
+        let result = match account {
+            Some(account) => Client::with_pacer(
+                config,
+                key.clone(),
+                self.pacers
+                    .pacer(account, key.mode(), self.config.budget_share),
+            ),
+            None => Client::new(config, key.clone()),
+        };
+        result.map_err(EngineError::from)
+    }
+
+    /// Runs a store call on a blocking thread.
+    pub async fn store_call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || call(store.as_ref()))
+            .await
+            .map_err(|e| {
+                EngineError::new(ErrorCode::Internal, format!("a database task failed: {e}"))
+            })?
+            .map_err(EngineError::from)
+    }
+
+    /// A connection's record, or a not-found error that says how to list connections.
+    pub async fn account(&self, connection: &Connection) -> Result<AccountRecord, EngineError> {
+        let label = connection.label();
+        self.store_call({
+            let connection = connection.clone();
+            move |store| store.account(&connection)
+        })
+        .await?
+        .ok_or_else(|| {
+            EngineError::new(ErrorCode::NotFound, format!("no connected account {label}"))
+                .hint("`stripe-mirror accounts` lists them")
+        })
+    }
+
+    /// Finds a connection by what a user typed: its name, `acct_…` (when only one mode is
+    /// connected), or `acct_…:test|live`.
+    pub async fn resolve(&self, reference: &str) -> Result<AccountRecord, EngineError> {
+        let accounts = self.store_call(|store| store.accounts()).await?;
+        let reference = reference.trim();
+        let matches: Vec<&AccountRecord> = accounts
+            .iter()
+            .filter(|a| a.connection.label() == reference || a.name == reference)
+            .collect();
+        let matches = if matches.is_empty() {
+            accounts
+                .iter()
+                .filter(|a| a.connection.account_id == reference)
+                .collect()
+        } else {
+            matches
+        };
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(EngineError::new(
+                ErrorCode::NotFound,
+                format!("no connected account matches \"{reference}\""),
+            )
+            .hint(if accounts.is_empty() {
+                "connect one with `stripe-mirror connect`".to_owned()
+            } else {
+                format!(
+                    "connected: {}",
+                    accounts
+                        .iter()
+                        .map(|a| format!("{} ({})", a.name, a.connection.label()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })),
+            many => Err(EngineError::invalid(format!(
+                "\"{reference}\" matches {} connections",
+                many.len()
+            ))
+            .hint(format!(
+                "name one of: {}",
+                many.iter()
+                    .map(|a| a.connection.label())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// The API key of a connection, opened from the vault.
+    pub fn open_key(&self, record: &AccountRecord) -> Result<ApiKey, EngineError> {
+        let secret = self.vault.open_secret(&record.key_sealed)?;
+        ApiKey::parse(&secret).map_err(|_| {
+            EngineError::new(
+                ErrorCode::Vault,
+                "the stored key is not a Stripe key any more; run `update-key`",
+            )
+        })
+    }
+}

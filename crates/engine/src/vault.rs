@@ -1,0 +1,231 @@
+//! The vault: API keys and webhook secrets are sealed with XChaCha20-Poly1305 before they reach
+//! the database. The master key comes from `STRIPE_MIRROR_MASTER_KEY` (64 hex characters) or
+//! from a key file (mode 0600) made on first use.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, Generate, KeyInit};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use zeroize::Zeroizing;
+
+/// Why the vault could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error(
+        "STRIPE_MIRROR_MASTER_KEY must be 64 hexadecimal characters (32 bytes); generate one with `openssl rand -hex 32`"
+    )]
+    BadEnvKey,
+    #[error(
+        "the master key file {path} is unreadable or malformed ({detail}); restore it, or remove the accounts and connect them again"
+    )]
+    BadKeyFile { path: String, detail: String },
+    #[error(
+        "the master key file {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`"
+    )]
+    KeyFileTooOpen { path: String, mode: u32 },
+    #[error("could not create the master key file {path}: {detail}")]
+    CannotCreate { path: String, detail: String },
+    #[error(
+        "a stored secret cannot be decrypted with this master key: was the key file or STRIPE_MIRROR_MASTER_KEY changed? Restore it, or run `update-key` to store the key again"
+    )]
+    WrongMasterKey,
+}
+
+/// Seals and opens secrets with the master key.
+pub struct Vault {
+    cipher: XChaCha20Poly1305,
+    /// Where the master key came from, for messages.
+    pub source: String,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Vault({})", self.source)
+    }
+}
+
+const NONCE_LEN: usize = 24;
+
+impl Vault {
+    /// The master key from the environment value if given, else from `key_file` (created with
+    /// mode 0600 when missing).
+    pub fn open(env_key: Option<&str>, key_file: &Path) -> Result<Vault, VaultError> {
+        if let Some(hex) = env_key {
+            let bytes = Zeroizing::new(
+                unhex(hex.trim())
+                    .filter(|b| b.len() == 32)
+                    .ok_or(VaultError::BadEnvKey)?,
+            );
+            return Ok(Vault::from_bytes(&bytes, "STRIPE_MIRROR_MASTER_KEY".into()));
+        }
+        let path = key_file.display().to_string();
+        if key_file.exists() {
+            check_private(key_file)?;
+            let text = Zeroizing::new(std::fs::read_to_string(key_file).map_err(|e| {
+                VaultError::BadKeyFile {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                }
+            })?);
+            let bytes = Zeroizing::new(unhex(text.trim()).filter(|b| b.len() == 32).ok_or_else(
+                || VaultError::BadKeyFile {
+                    path: path.clone(),
+                    detail: "expected 64 hex characters".into(),
+                },
+            )?);
+            return Ok(Vault::from_bytes(&bytes, path));
+        }
+        let key = Key::try_generate().map_err(|e| VaultError::CannotCreate {
+            path: path.clone(),
+            detail: format!("no random source: {e}"),
+        })?;
+        write_private(key_file, &hex(&key)).map_err(|e| VaultError::CannotCreate {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        Ok(Vault::from_bytes(&key, path))
+    }
+
+    fn from_bytes(bytes: &[u8], source: String) -> Vault {
+        let key = Key::try_from(bytes).expect("master keys are 32 bytes");
+        Vault {
+            cipher: XChaCha20Poly1305::new(&key),
+            source,
+        }
+    }
+
+    /// `nonce ‖ ciphertext` of `secret`.
+    pub fn seal(&self, secret: &str) -> Vec<u8> {
+        let nonce = XNonce::generate();
+        let mut sealed = nonce.to_vec();
+        sealed.extend(
+            self.cipher
+                .encrypt(&nonce, secret.as_bytes())
+                .expect("encryption of a short secret cannot fail"),
+        );
+        sealed
+    }
+
+    /// The secret sealed in `sealed`.
+    pub fn open_secret(&self, sealed: &[u8]) -> Result<Zeroizing<String>, VaultError> {
+        if sealed.len() <= NONCE_LEN {
+            return Err(VaultError::WrongMasterKey);
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce = XNonce::try_from(nonce).map_err(|_| VaultError::WrongMasterKey)?;
+        let plain = self
+            .cipher
+            .decrypt(&nonce, ciphertext)
+            .map_err(|_| VaultError::WrongMasterKey)?;
+        String::from_utf8(plain)
+            .map(Zeroizing::new)
+            .map_err(|_| VaultError::WrongMasterKey)
+    }
+}
+
+/// The default key file: beside the SQLite database, or in the working directory.
+pub fn default_key_file(database: &str) -> PathBuf {
+    if database.starts_with("postgres") {
+        return PathBuf::from("stripe-mirror.key");
+    }
+    let db = Path::new(database);
+    db.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| p.join("stripe-mirror.key"))
+        .unwrap_or_else(|| PathBuf::from("stripe-mirror.key"))
+}
+
+#[cfg(unix)]
+fn check_private(path: &Path) -> Result<(), VaultError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| VaultError::BadKeyFile {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(VaultError::KeyFileTooOpen {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_: &Path) -> Result<(), VaultError> {
+    Ok(())
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(content.as_bytes())?;
+    file.sync_all()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_opens_and_refuses_another_master_key() {
+        let dir = std::env::temp_dir().join(format!("sm-vault-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("master.key");
+        let vault = Vault::open(None, &file).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let sealed = vault.seal("rk_test_secret");
+        assert!(!String::from_utf8_lossy(&sealed).contains("rk_test_secret"));
+        assert_eq!(&*vault.open_secret(&sealed).unwrap(), "rk_test_secret");
+        assert_eq!(
+            &*Vault::open(None, &file)
+                .unwrap()
+                .open_secret(&sealed)
+                .unwrap(),
+            "rk_test_secret",
+            "the key file is reused"
+        );
+        let other = Vault::open(Some(&"ab".repeat(32)), &file).unwrap();
+        assert!(matches!(
+            other.open_secret(&sealed),
+            Err(VaultError::WrongMasterKey)
+        ));
+        assert!(matches!(
+            Vault::open(Some("short"), &file),
+            Err(VaultError::BadEnvKey)
+        ));
+    }
+}

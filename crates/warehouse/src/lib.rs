@@ -1,0 +1,293 @@
+//! Where the mirror lives: the [`Store`] trait and its two backends, SQLite (the default: a file
+//! in the working directory) and Postgres (a schema of its own, default `stripe`).
+//!
+//! The trait is synchronous: SQLite is, and the engine calls the store from blocking threads
+//! (`spawn_blocking`), so one simple interface serves both. Every change to mirrored objects goes
+//! through [`Store::apply`], which writes rows, events, the cursor that produced them and sync
+//! state in one transaction, with the ordering guard of [`Guard`].
+
+pub mod postgres;
+pub mod schema;
+pub mod sqlite;
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use schema::{TABLES, Table};
+
+/// What went wrong in the store, in backend-neutral kinds (the engine never reads driver text).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A row with the same key exists (a duplicate connection, say).
+    #[error("already exists: {0}")]
+    Duplicate(String),
+    /// The database could not be opened or reached.
+    #[error("could not open the database {target}: {detail}")]
+    Unavailable { target: String, detail: String },
+    /// The database was made by a newer stripe-mirror.
+    #[error(
+        "the database schema is version {found}, newer than this stripe-mirror understands ({supported}); upgrade stripe-mirror"
+    )]
+    TooNew { found: i64, supported: i64 },
+    /// Anything else the database said.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A table name that is not one of [`TABLES`].
+    #[error("no table named {0}")]
+    UnknownTable(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database a store writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One connection of the mirror: a Stripe account in one mode.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Connection {
+    pub account_id: String,
+    pub livemode: bool,
+}
+
+impl Connection {
+    pub fn new(account_id: impl Into<String>, livemode: bool) -> Self {
+        Connection {
+            account_id: account_id.into(),
+            livemode,
+        }
+    }
+    /// `acct_…:live` or `acct_…:test`: how commands name a connection.
+    pub fn label(&self) -> String {
+        format!(
+            "{}:{}",
+            self.account_id,
+            if self.livemode { "live" } else { "test" }
+        )
+    }
+}
+
+/// A connected account as stored: everything but the key in clear.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    pub connection: Connection,
+    /// The name the user gave (or Stripe's display name at first connect).
+    pub name: String,
+    /// Stripe's display name and icon, when the key may read them.
+    pub stripe_name: Option<String>,
+    pub icon_url: Option<String>,
+    /// `secret` or `restricted`.
+    pub key_kind: String,
+    /// `rk_live_…a1b2`.
+    pub key_masked: String,
+    /// The key, sealed by the vault (nonce and ciphertext); never the key in clear.
+    pub key_sealed: Vec<u8>,
+    /// What the permission probe found (JSON, engine-defined).
+    pub permissions: serde_json::Value,
+    /// `ok`, `failing`, …, with the reason in words.
+    pub status: String,
+    pub status_message: Option<String>,
+    /// Unix time the mirror goes back to; `None`: all history.
+    pub start_date: Option<i64>,
+    pub webhook_endpoint_id: Option<String>,
+    pub webhook_secret_sealed: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// How a write decides between the stored version of an object and an incoming one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Write when the incoming version is at least the stored one (lists, refetches, events
+    /// replayed in their known order).
+    AtLeast,
+    /// Write only when strictly newer (deliveries whose order is unknown; ties are refetched).
+    Newer,
+}
+
+/// One object to upsert.
+#[derive(Debug, Clone)]
+pub struct ObjectRow {
+    pub id: String,
+    pub created: Option<i64>,
+    pub deleted: bool,
+    /// The object as Stripe sent it (compact JSON).
+    pub data: String,
+    /// Ordering version: the event's `created`, or the time a list or retrieve was answered.
+    pub version: i64,
+}
+
+/// One event to keep (forever: Stripe keeps 30 days).
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: String,
+    pub event_type: String,
+    pub created: i64,
+    pub object_id: Option<String>,
+    pub data: String,
+}
+
+/// A backfill window of one table: `[start, end)` on `created`, with its progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// The cursor's scope: a table name, or `table/parent_id` for child lists.
+    pub scope: String,
+    pub start: i64,
+    pub end: i64,
+    /// `pending`, `partial` (with `after`) or `done`.
+    pub state: String,
+    /// The last id written, for `starting_after` on resume.
+    pub after: Option<String>,
+}
+
+/// Everything one page of work writes, in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Rows per table.
+    pub rows: Vec<(&'static str, Vec<ObjectRow>, Guard)>,
+    pub events: Vec<EventRow>,
+    /// Window progress to record with these rows.
+    pub windows: Vec<Window>,
+    /// Sync state to set (`events.position`, …).
+    pub state: Vec<(String, String)>,
+}
+
+/// What a batch changed, per table: (inserted, updated, deleted) — deleted counts rows newly
+/// marked deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub tables: HashMap<String, TableCounts>,
+    /// Events not seen before.
+    pub new_events: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCounts {
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    /// Rows the guard refused (an older version than stored).
+    pub skipped: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        for (table, c) in &other.tables {
+            let mine = self.tables.entry(table.clone()).or_default();
+            mine.inserted += c.inserted;
+            mine.updated += c.updated;
+            mine.deleted += c.deleted;
+            mine.skipped += c.skipped;
+        }
+        self.new_events += other.new_events;
+    }
+}
+
+/// One sync run, as history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub connection: Connection,
+    /// `backfill`, `incremental`, `full`.
+    pub kind: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    /// `running`, `succeeded`, `failed`, `partial`.
+    pub status: String,
+    pub counts: Counts,
+    pub requests: u64,
+    pub error: Option<String>,
+}
+
+/// The stored version and deletion flag of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub version: i64,
+    pub deleted: bool,
+}
+
+/// A mirrored row as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRow {
+    pub id: String,
+    pub deleted: bool,
+    pub data: serde_json::Value,
+}
+
+/// The mirror's storage. Both backends pass the same test suite (`tests/suite.rs`).
+pub trait Store: Send + Sync {
+    fn backend(&self) -> Backend;
+    /// Where the data is, for people: a file path, or a URL without password and the schema.
+    fn describe(&self) -> String;
+
+    // Accounts.
+    /// Adds a connection; [`StoreError::Duplicate`] when it exists.
+    fn insert_account(&self, account: &AccountRecord) -> Result<()>;
+    fn update_account(&self, account: &AccountRecord) -> Result<()>;
+    fn account(&self, connection: &Connection) -> Result<Option<AccountRecord>>;
+    fn accounts(&self) -> Result<Vec<AccountRecord>>;
+    /// Deletes a connection and every row of its data (objects, events, runs, cursors, state);
+    /// returns how many object and event rows went.
+    fn remove_account(&self, connection: &Connection) -> Result<u64>;
+
+    // The mirror.
+    /// Writes a batch in one transaction.
+    fn apply(&self, connection: &Connection, batch: &Batch) -> Result<Counts>;
+    /// Stored versions of the given ids of a table.
+    fn versions(
+        &self,
+        connection: &Connection,
+        table: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Stored>>;
+    /// Ids of live (not deleted) rows of `table` whose typed column `column` equals `value`
+    /// (the items of a subscription, the lines of an invoice).
+    fn ids_where(
+        &self,
+        connection: &Connection,
+        table: &str,
+        column: &str,
+        value: &str,
+    ) -> Result<Vec<String>>;
+    /// Every row of a table for a connection (deleted included), for comparisons and exports.
+    fn rows(&self, connection: &Connection, table: &str) -> Result<Vec<StoredRow>>;
+    /// (live rows, deleted rows) of a table.
+    fn count(&self, connection: &Connection, table: &str) -> Result<(u64, u64)>;
+    /// Events kept for a connection, newest first.
+    fn events(&self, connection: &Connection, limit: usize) -> Result<Vec<EventRow>>;
+    fn event_count(&self, connection: &Connection) -> Result<u64>;
+
+    // Backfill cursors and sync state.
+    fn windows(&self, connection: &Connection) -> Result<Vec<Window>>;
+    /// Replaces every window of a connection (a new plan, or none for `--full`).
+    fn reset_windows(&self, connection: &Connection, windows: &[Window]) -> Result<()>;
+    fn state(&self, connection: &Connection, key: &str) -> Result<Option<String>>;
+    fn set_state(&self, connection: &Connection, key: &str, value: Option<&str>) -> Result<()>;
+
+    // Runs.
+    fn start_run(&self, connection: &Connection, kind: &str, started_at: i64) -> Result<i64>;
+    fn finish_run(&self, run: &RunRecord) -> Result<()>;
+    /// Newest first.
+    fn runs(&self, connection: &Connection, limit: usize) -> Result<Vec<RunRecord>>;
+
+    /// Runs a read-only SQL query and returns column names and rows as text (for `sql` and the demo).
+    fn query(&self, sql: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>)>;
+}
+
+/// Opens the store a `--database` value names: `postgres://…` (optionally `?schema=name`), or a
+/// SQLite file path. Creates and migrates the schema.
+pub fn open(target: &str) -> Result<Box<dyn Store>> {
+    if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+        postgres::open(target)
+    } else {
+        Ok(Box::new(sqlite::SqliteStore::open(target)?))
+    }
+}
+
+/// The schema version these backends create.
+pub const SCHEMA_VERSION: i64 = 1;

@@ -1,0 +1,1658 @@
+//! The Postgres backend: the mirror in a schema of its own (default `stripe`), so that it sits
+//! beside a user's tables. It behaves like the SQLite backend (`sqlite.rs`) and passes the same
+//! suite; the differences are Postgres types: `jsonb` data, `boolean` flags, `bigint` numbers,
+//! `bytea` sealed keys, typed columns as stored generated columns.
+//!
+//! One connection behind a mutex (the engine serializes writes), without TLS. The session's
+//! `search_path` is the mirror's schema, so unqualified names (ours and those of [`Store::query`])
+//! resolve there. The driver is the synchronous `postgres` crate: like every call into a store,
+//! calls must come from blocking threads (`spawn_blocking`), never from async code.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use postgres::config::{Host, SslMode};
+use postgres::error::SqlState;
+use postgres::{Client, Config, GenericClient, NoTls, SimpleQueryMessage, Statement};
+
+use crate::schema::{ColumnType, TABLES, table};
+use crate::{
+    AccountRecord, Backend, Batch, Connection, Counts, EventRow, Guard, ObjectRow, Result,
+    RunRecord, SCHEMA_VERSION, Store, StoreError, Stored, StoredRow, Window,
+};
+
+/// The schema when the URL names none.
+pub const DEFAULT_SCHEMA: &str = "stripe";
+
+/// How long a connection may sit idle before it is checked (a server restart or a proxy drops
+/// idle connections without the client noticing until it writes).
+const IDLE_CHECK: Duration = Duration::from_secs(10);
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const URL_HINT: &str = "check --database / STRIPE_MIRROR_DATABASE_URL";
+
+/// Opens a Postgres store as a [`Store`].
+pub fn open(target: &str) -> Result<Box<dyn Store>> {
+    Ok(Box::new(PostgresStore::open(target)?))
+}
+
+/// A mirror in a Postgres schema.
+pub struct PostgresStore {
+    config: Config,
+    schema: String,
+    /// The URL without password or `schema` parameter: what people and errors see.
+    url: String,
+    conn: Mutex<Conn>,
+}
+
+struct Conn {
+    client: Option<Client>,
+    /// Prepared statements of this connection, by SQL text.
+    statements: HashMap<String, Statement>,
+    last_used: Instant,
+}
+
+/// What a step inside a connection can fail with: the driver (mapped by the store, which knows
+/// the URL), or an error of ours.
+enum Failure {
+    Pg(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(error: postgres::Error) -> Self {
+        Failure::Pg(error)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Failure::Store(error)
+    }
+}
+
+type Step<T> = std::result::Result<T, Failure>;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `"name"`: a quoted SQL identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `'text'`: a SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn checked_table(name: &str) -> Result<&'static crate::Table> {
+    table(name).ok_or_else(|| StoreError::UnknownTable(name.into()))
+}
+
+/// The driver's error in words: the server's message (with detail and hint), or the client's
+/// error and its cause. Never contains the password (the driver's errors do not carry it).
+fn error_text(error: &postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut text = db.message().to_owned();
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!(" ({detail})"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!("; hint: {hint}"));
+        }
+        return text;
+    }
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
+}
+
+/// Whether an error means the connection is gone (rather than a statement failed).
+fn is_connection_error(error: &postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        Some(code) => {
+            code.code().starts_with("08")
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+        }
+        None => std::error::Error::source(error).is_some_and(|cause| cause.is::<std::io::Error>()),
+    }
+}
+
+/// A prepared statement of this connection, prepared once.
+fn prepared(
+    statements: &mut HashMap<String, Statement>,
+    client: &mut impl GenericClient,
+    sql: &str,
+) -> std::result::Result<Statement, postgres::Error> {
+    if let Some(statement) = statements.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = client.prepare(sql)?;
+    statements.insert(sql.to_owned(), statement.clone());
+    Ok(statement)
+}
+
+fn percent_decode(text: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(high), Some(low)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(high << 4 | low);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A `--database` URL taken apart.
+struct Target {
+    /// What the driver connects with (the URL minus `schema`).
+    config: Config,
+    schema: String,
+    /// The URL without password or `schema`.
+    url: String,
+}
+
+/// Reads `postgres://user[:password]@host[:port]/db[?schema=NAME][&other params]`. The driver
+/// rejects parameters it does not know, so `schema` is taken out before it reads the rest.
+fn parse_target(target: &str) -> Result<Target> {
+    let invalid = |url: &str, detail: String| StoreError::Unavailable {
+        target: url.to_owned(),
+        detail: format!("not a valid Postgres URL: {detail}; {URL_HINT}"),
+    };
+    let Some((scheme, rest)) = target
+        .split_once("://")
+        .filter(|(scheme, _)| matches!(*scheme, "postgres" | "postgresql"))
+    else {
+        return Err(invalid(
+            "(the database URL)",
+            "it should start with postgres://".into(),
+        ));
+    };
+    // The credentials end at the first `@` (as the driver reads them), the parameters start at
+    // the first `?` after it.
+    let (credentials, after) = match rest.find('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let (location, params) = match after.find('?') {
+        Some(question) => (&after[..question], Some(&after[question + 1..])),
+        None => (after, None),
+    };
+    let user = credentials.map(|c| c.split_once(':').map_or(c, |(user, _)| user));
+    let mut schema = None;
+    let mut kept = Vec::new();
+    let mut shown = Vec::new();
+    for pair in params
+        .into_iter()
+        .flat_map(|p| p.split('&'))
+        .filter(|p| !p.is_empty())
+    {
+        let key = percent_decode(pair.split_once('=').map_or(pair, |(key, _)| key));
+        match key.as_str() {
+            "schema" => schema = Some(percent_decode(pair.split_once('=').map_or("", |(_, v)| v))),
+            "password" => kept.push(pair),
+            _ => {
+                kept.push(pair);
+                shown.push(pair);
+            }
+        }
+    }
+    let join = |pairs: &[&str]| {
+        if pairs.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", pairs.join("&"))
+        }
+    };
+    let url = format!(
+        "{scheme}://{}{location}{}",
+        user.map(|u| format!("{u}@")).unwrap_or_default(),
+        join(&shown)
+    );
+    let connect = format!(
+        "{scheme}://{}{location}{}",
+        credentials.map(|c| format!("{c}@")).unwrap_or_default(),
+        join(&kept)
+    );
+    let mut config = Config::from_str(&connect).map_err(|e| invalid(&url, error_text(&e)))?;
+    let schema = schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_owned());
+    if schema.is_empty() || schema.len() > 63 || schema.contains('\0') {
+        return Err(invalid(
+            &url,
+            format!("the schema name {schema:?} must have 1 to 63 bytes"),
+        ));
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("stripe-mirror");
+    }
+    Ok(Target {
+        config,
+        schema,
+        url,
+    })
+}
+
+/// A typed column's expression over `data`. Values of another JSON type than the column's give
+/// NULL (as a text column would show them), so that one odd object never fails a page.
+fn generated(path: &str, sql_type: ColumnType) -> String {
+    let keys: Vec<String> = path.split('.').map(literal).collect();
+    let (last, parents) = keys.split_last().expect("a path has a key");
+    let parent: String = parents.iter().map(|key| format!("->{key}")).collect();
+    let json = format!("data{parent}->{last}");
+    let text = format!("data{parent}->>{last}");
+    match sql_type {
+        ColumnType::Text => format!("({text})"),
+        ColumnType::Integer => {
+            format!(
+                "(CASE WHEN jsonb_typeof({json}) = 'number' THEN ({text})::numeric::bigint END)"
+            )
+        }
+        ColumnType::Boolean => {
+            format!("(CASE WHEN jsonb_typeof({json}) = 'boolean' THEN ({text})::boolean END)")
+        }
+        ColumnType::Real => format!(
+            "(CASE WHEN jsonb_typeof({json}) = 'number' THEN ({text})::double precision END)"
+        ),
+    }
+}
+
+/// The DDL of the mirror, as (relation it creates, statement), in order.
+fn ddl() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut add = |name: &str, sql: String| out.push((name.to_owned(), sql));
+    add(
+        "accounts",
+        "CREATE TABLE IF NOT EXISTS accounts (
+  account_id text COLLATE \"C\" NOT NULL,
+  livemode boolean NOT NULL,
+  name text NOT NULL,
+  stripe_name text,
+  icon_url text,
+  key_kind text NOT NULL,
+  key_masked text NOT NULL,
+  key_sealed bytea NOT NULL,
+  permissions jsonb NOT NULL,
+  status text NOT NULL,
+  status_message text,
+  start_date bigint,
+  webhook_endpoint_id text,
+  webhook_secret_sealed bytea,
+  created_at bigint NOT NULL,
+  updated_at bigint NOT NULL,
+  PRIMARY KEY (account_id, livemode)
+)"
+        .into(),
+    );
+    // `seq` keeps the order events arrived in (SQLite's rowid), to order events of one second.
+    add(
+        "events",
+        "CREATE TABLE IF NOT EXISTS events (
+  account_id text COLLATE \"C\" NOT NULL,
+  id text COLLATE \"C\" NOT NULL,
+  livemode boolean NOT NULL,
+  type text NOT NULL,
+  created bigint NOT NULL,
+  object_id text COLLATE \"C\",
+  data jsonb NOT NULL,
+  received_at bigint NOT NULL,
+  seq bigint GENERATED ALWAYS AS IDENTITY,
+  PRIMARY KEY (account_id, id)
+)"
+        .into(),
+    );
+    add(
+        "events_created",
+        "CREATE INDEX IF NOT EXISTS events_created ON events (account_id, livemode, created)"
+            .into(),
+    );
+    add(
+        "events_object",
+        "CREATE INDEX IF NOT EXISTS events_object ON events (account_id, object_id)".into(),
+    );
+    add(
+        "runs",
+        "CREATE TABLE IF NOT EXISTS runs (
+  id bigserial PRIMARY KEY,
+  account_id text COLLATE \"C\" NOT NULL,
+  livemode boolean NOT NULL,
+  kind text NOT NULL,
+  started_at bigint NOT NULL,
+  ended_at bigint,
+  status text NOT NULL,
+  counts jsonb NOT NULL,
+  requests bigint NOT NULL,
+  error text
+)"
+        .into(),
+    );
+    add(
+        "runs_account",
+        "CREATE INDEX IF NOT EXISTS runs_account ON runs (account_id, livemode, id)".into(),
+    );
+    add(
+        "cursors",
+        "CREATE TABLE IF NOT EXISTS cursors (
+  account_id text COLLATE \"C\" NOT NULL,
+  livemode boolean NOT NULL,
+  scope text COLLATE \"C\" NOT NULL,
+  window_start bigint NOT NULL,
+  window_end bigint NOT NULL,
+  state text NOT NULL,
+  after_id text COLLATE \"C\",
+  PRIMARY KEY (account_id, livemode, scope, window_start)
+)"
+        .into(),
+    );
+    add(
+        "sync_state",
+        "CREATE TABLE IF NOT EXISTS sync_state (
+  account_id text COLLATE \"C\" NOT NULL,
+  livemode boolean NOT NULL,
+  key text COLLATE \"C\" NOT NULL,
+  value text NOT NULL,
+  PRIMARY KEY (account_id, livemode, key)
+)"
+        .into(),
+    );
+    for t in TABLES {
+        let mut sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+  account_id text COLLATE \"C\" NOT NULL,
+  id text COLLATE \"C\" NOT NULL,
+  livemode boolean NOT NULL,
+  created bigint,
+  deleted boolean NOT NULL DEFAULT false,
+  data jsonb NOT NULL,
+  version bigint NOT NULL,
+  synced_at bigint NOT NULL",
+            ident(t.name)
+        );
+        for column in t.columns {
+            let sql_type = match column.sql_type {
+                ColumnType::Text => "text",
+                ColumnType::Integer => "bigint",
+                ColumnType::Boolean => "boolean",
+                ColumnType::Real => "double precision",
+            };
+            sql.push_str(&format!(
+                ",\n  {} {sql_type} GENERATED ALWAYS AS {} STORED",
+                ident(column.name),
+                generated(column.path, column.sql_type)
+            ));
+        }
+        sql.push_str(",\n  PRIMARY KEY (account_id, id)\n)");
+        add(t.name, sql);
+        let index = format!("{}_created", t.name);
+        add(
+            &index,
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} (account_id, created)",
+                ident(&index),
+                ident(t.name)
+            ),
+        );
+        for column in t.indexed {
+            let index = format!("{}_{column}", t.name);
+            add(
+                &index,
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} (account_id, {})",
+                    ident(&index),
+                    ident(t.name),
+                    ident(column)
+                ),
+            );
+        }
+    }
+    out
+}
+
+const ACCOUNT_COLUMNS: &str = "account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions::text, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at";
+
+fn read_account(row: &postgres::Row) -> std::result::Result<AccountRecord, postgres::Error> {
+    let permissions: String = row.try_get(8)?;
+    Ok(AccountRecord {
+        connection: Connection {
+            account_id: row.try_get(0)?,
+            livemode: row.try_get(1)?,
+        },
+        name: row.try_get(2)?,
+        stripe_name: row.try_get(3)?,
+        icon_url: row.try_get(4)?,
+        key_kind: row.try_get(5)?,
+        key_masked: row.try_get(6)?,
+        key_sealed: row.try_get(7)?,
+        permissions: serde_json::from_str(&permissions).unwrap_or(serde_json::Value::Null),
+        status: row.try_get(9)?,
+        status_message: row.try_get(10)?,
+        start_date: row.try_get(11)?,
+        webhook_endpoint_id: row.try_get(12)?,
+        webhook_secret_sealed: row.try_get(13)?,
+        created_at: row.try_get(14)?,
+        updated_at: row.try_get(15)?,
+    })
+}
+
+fn read_run(row: &postgres::Row) -> std::result::Result<RunRecord, postgres::Error> {
+    let counts: String = row.try_get(7)?;
+    Ok(RunRecord {
+        id: row.try_get(0)?,
+        connection: Connection {
+            account_id: row.try_get(1)?,
+            livemode: row.try_get(2)?,
+        },
+        kind: row.try_get(3)?,
+        started_at: row.try_get(4)?,
+        ended_at: row.try_get(5)?,
+        status: row.try_get(6)?,
+        counts: serde_json::from_str(&counts).unwrap_or_default(),
+        requests: row.try_get::<_, i64>(8)? as u64,
+        error: row.try_get(9)?,
+    })
+}
+
+/// A row the guard let through, with the `created` it ends with (an earlier write of the same
+/// id in the batch may have set it).
+struct Write<'r> {
+    row: &'r ObjectRow,
+    created: Option<i64>,
+}
+
+impl PostgresStore {
+    /// Connects to the server a `postgres://` URL names, creates the schema (default `stripe`)
+    /// and brings its tables up to date.
+    pub fn open(target: &str) -> Result<PostgresStore> {
+        let Target {
+            config,
+            schema,
+            url,
+        } = parse_target(target)?;
+        let store = PostgresStore {
+            config,
+            schema,
+            url,
+            conn: Mutex::new(Conn {
+                client: None,
+                statements: HashMap::new(),
+                last_used: Instant::now(),
+            }),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The schema the mirror is in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// `host:port` of each server the URL names, for error messages.
+    fn hosts(&self) -> String {
+        let ports = self.config.get_ports();
+        let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, host)| match host {
+                Host::Tcp(name) => format!("{name}:{}", port(i)),
+                #[cfg(unix)]
+                Host::Unix(path) => format!("{} (port {})", path.display(), port(i)),
+            })
+            .collect();
+        if hosts.is_empty() {
+            "the default host".into()
+        } else {
+            hosts.join(", ")
+        }
+    }
+
+    fn unavailable(&self, error: &postgres::Error, lost: bool) -> StoreError {
+        let text = error_text(error);
+        let detail = match error.code() {
+            Some(code) if *code == SqlState::INVALID_CATALOG_NAME => {
+                format!("{text}; create it (createdb) or {URL_HINT}")
+            }
+            Some(code) if code.code().starts_with("28") => {
+                format!("{text}; check the user and password: {URL_HINT}")
+            }
+            _ if self.config.get_ssl_mode() == SslMode::Require => format!(
+                "{text}; this stripe-mirror connects without TLS, and the URL asks for sslmode=require; {URL_HINT}"
+            ),
+            _ if lost => format!(
+                "lost the connection: {text}; is Postgres still running at {}? {URL_HINT}",
+                self.hosts()
+            ),
+            _ => format!(
+                "{text}; is Postgres running at {}? {URL_HINT}",
+                self.hosts()
+            ),
+        };
+        StoreError::Unavailable {
+            target: self.url.clone(),
+            detail,
+        }
+    }
+
+    fn db_error(&self, error: postgres::Error) -> StoreError {
+        if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            StoreError::Duplicate(error_text(&error))
+        } else if is_connection_error(&error) {
+            self.unavailable(&error, true)
+        } else {
+            StoreError::Database(error_text(&error))
+        }
+    }
+
+    fn connect(&self) -> Result<Client> {
+        let mut client = self
+            .config
+            .connect(NoTls)
+            .map_err(|e| self.unavailable(&e, false))?;
+        client
+            .batch_execute(&format!("SET search_path TO {}", ident(&self.schema)))
+            .map_err(|e| self.db_error(e))?;
+        Ok(client)
+    }
+
+    /// A live connection: reconnects when the last one closed, or when it sat idle and does not
+    /// answer any more.
+    fn ensure_connected(&self, conn: &mut Conn) -> Result<()> {
+        let healthy = match conn.client.as_mut() {
+            None => false,
+            Some(client) if client.is_closed() => false,
+            Some(client) if conn.last_used.elapsed() >= IDLE_CHECK => {
+                client.is_valid(PING_TIMEOUT).is_ok()
+            }
+            Some(_) => true,
+        };
+        if !healthy {
+            if conn.client.take().is_some() {
+                tracing::info!(target = %self.url, "reconnecting to Postgres");
+            }
+            conn.statements.clear();
+            conn.client = Some(self.connect()?);
+            conn.last_used = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Runs `step` on the connection. A step that only reads (`retry`) runs once more on a new
+    /// connection when the connection broke under it; a write does not (its commit may have
+    /// happened), and the next call reconnects.
+    fn with_conn<T>(
+        &self,
+        retry: bool,
+        mut step: impl FnMut(&mut Client, &mut HashMap<String, Statement>) -> Step<T>,
+    ) -> Result<T> {
+        let mut conn = self.conn.lock();
+        let mut attempts_left = if retry { 2 } else { 1 };
+        loop {
+            attempts_left -= 1;
+            self.ensure_connected(&mut conn)?;
+            let Conn {
+                client,
+                statements,
+                last_used,
+            } = &mut *conn;
+            let client = client.as_mut().expect("connected above");
+            let result = step(client, statements);
+            *last_used = Instant::now();
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(Failure::Store(error)) => return Err(error),
+                Err(Failure::Pg(error)) => error,
+            };
+            // A failed statement may leave stale prepared statements behind (a table changed
+            // under them, say): prepare again next time.
+            statements.clear();
+            if client.is_closed() || is_connection_error(&error) {
+                conn.client = None;
+                if attempts_left > 0 {
+                    tracing::warn!(target = %self.url, error = %error_text(&error), "lost the Postgres connection; retrying once");
+                    continue;
+                }
+            }
+            return Err(self.db_error(error));
+        }
+    }
+
+    /// Creates the schema and whatever of the mirror's tables and indexes is missing, under an
+    /// advisory lock, so that two processes opening at once do not race.
+    fn migrate(&self) -> Result<()> {
+        let schema = self.schema.clone();
+        self.with_conn(false, |client, _| {
+            let mut tx = client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext('stripe-mirror'), hashtext($1))", &[&schema])?;
+            // Only what is missing is created: opening needs no CREATE privilege once the
+            // mirror exists, and takes no lock on its tables.
+            let schema_exists = tx
+                .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])?
+                .is_some();
+            if !schema_exists {
+                tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&schema)))?;
+            }
+            let existing: HashSet<String> = tx
+                .query(
+                    "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+                    &[&schema],
+                )?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            if !existing.contains("stripe_mirror_meta") {
+                tx.batch_execute("CREATE TABLE IF NOT EXISTS stripe_mirror_meta (key text PRIMARY KEY, value text NOT NULL)")?;
+            }
+            let found: Option<i64> = tx
+                .query_opt("SELECT value FROM stripe_mirror_meta WHERE key = 'schema_version'", &[])?
+                .and_then(|row| row.get::<_, String>(0).parse().ok());
+            if let Some(found) = found
+                && found > SCHEMA_VERSION
+            {
+                return Err(StoreError::TooNew { found, supported: SCHEMA_VERSION }.into());
+            }
+            let missing: Vec<String> =
+                ddl().into_iter().filter(|(name, _)| !existing.contains(name)).map(|(_, sql)| sql).collect();
+            if !missing.is_empty() {
+                tracing::info!(schema = %schema, statements = missing.len(), "creating the mirror's tables");
+                tx.batch_execute(&missing.join(";\n"))?;
+            }
+            if found != Some(SCHEMA_VERSION) {
+                tx.execute(
+                    "INSERT INTO stripe_mirror_meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    &[&SCHEMA_VERSION.to_string()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Writes one table's rows of a batch: one read of the stored versions, the guard decided
+    /// here row by row exactly as SQLite does (a later row of the same id sees the earlier
+    /// write), one multi-row upsert.
+    fn apply_rows(
+        tx: &mut postgres::Transaction<'_>,
+        statements: &mut HashMap<String, Statement>,
+        (c, synced_at): (&Connection, i64),
+        (table_name, rows, guard): &(&str, Vec<ObjectRow>, Guard),
+        tally: &mut crate::TableCounts,
+    ) -> Step<()> {
+        let guard = *guard;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let name = ident(table_name);
+        let lookup = prepared(
+            statements,
+            tx,
+            &format!(
+                "SELECT id, version, deleted FROM {name} WHERE account_id = $1 AND id = ANY($2)"
+            ),
+        )?;
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let mut current: HashMap<String, (i64, bool)> = tx
+            .query(&lookup, &[&c.account_id, &ids])?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+            .collect::<std::result::Result<_, postgres::Error>>()?;
+        let mut writes: Vec<Write> = Vec::with_capacity(rows.len());
+        let mut position: HashMap<&str, usize> = HashMap::new();
+        for row in rows {
+            let stored = current.get(&row.id).copied();
+            let write = match (stored, guard) {
+                (None, _) => true,
+                (Some((version, _)), Guard::AtLeast) => row.version >= version,
+                (Some((version, _)), Guard::Newer) => row.version > version,
+            };
+            if !write {
+                tally.skipped += 1;
+                continue;
+            }
+            match stored {
+                None if row.deleted => tally.deleted += 1,
+                None => tally.inserted += 1,
+                Some((_, was_deleted)) if row.deleted && !was_deleted => tally.deleted += 1,
+                Some(_) => tally.updated += 1,
+            }
+            current.insert(row.id.clone(), (row.version, row.deleted));
+            // One statement cannot write a row twice: the last write of an id stands, keeping
+            // a `created` an earlier one set (`COALESCE` as in the upsert).
+            match position.get(row.id.as_str()) {
+                Some(&i) => {
+                    writes[i] = Write {
+                        row,
+                        created: row.created.or(writes[i].created),
+                    }
+                }
+                None => {
+                    position.insert(&row.id, writes.len());
+                    writes.push(Write {
+                        row,
+                        created: row.created,
+                    });
+                }
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        // The guard again in the statement: a concurrent writer between the read and the write
+        // cannot make an older version win.
+        let condition = match guard {
+            Guard::AtLeast => "t.version <= EXCLUDED.version",
+            Guard::Newer => "t.version < EXCLUDED.version",
+        };
+        let upsert = prepared(
+            statements,
+            tx,
+            &format!(
+                "INSERT INTO {name} AS t (account_id, id, livemode, created, deleted, data, version, synced_at)
+                 SELECT $1, u.id, $2, u.created, u.deleted, u.data::jsonb, u.version, $3
+                 FROM UNNEST($4::text[], $5::bigint[], $6::boolean[], $7::text[], $8::bigint[]) AS u (id, created, deleted, data, version)
+                 ON CONFLICT (account_id, id) DO UPDATE SET created = COALESCE(EXCLUDED.created, t.created), deleted = EXCLUDED.deleted,
+                   data = EXCLUDED.data, version = EXCLUDED.version, synced_at = EXCLUDED.synced_at
+                 WHERE {condition}"
+            ),
+        )?;
+        let ids: Vec<&str> = writes.iter().map(|w| w.row.id.as_str()).collect();
+        let created: Vec<Option<i64>> = writes.iter().map(|w| w.created).collect();
+        let deleted: Vec<bool> = writes.iter().map(|w| w.row.deleted).collect();
+        let data: Vec<&str> = writes.iter().map(|w| w.row.data.as_str()).collect();
+        let versions: Vec<i64> = writes.iter().map(|w| w.row.version).collect();
+        tx.execute(
+            &upsert,
+            &[
+                &c.account_id,
+                &c.livemode,
+                &synced_at,
+                &ids,
+                &created,
+                &deleted,
+                &data,
+                &versions,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (schema {})", self.url, self.schema)
+    }
+
+    fn insert_account(&self, a: &AccountRecord) -> Result<()> {
+        let permissions = a.permissions.to_string();
+        let result = self.with_conn(false, |client, statements| {
+            let insert = prepared(
+                statements,
+                client,
+                "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12, $13, $14, $15, $16)",
+            )?;
+            client.execute(
+                &insert,
+                &[
+                    &a.connection.account_id,
+                    &a.connection.livemode,
+                    &a.name,
+                    &a.stripe_name,
+                    &a.icon_url,
+                    &a.key_kind,
+                    &a.key_masked,
+                    &a.key_sealed,
+                    &permissions,
+                    &a.status,
+                    &a.status_message,
+                    &a.start_date,
+                    &a.webhook_endpoint_id,
+                    &a.webhook_secret_sealed,
+                    &a.created_at,
+                    &a.updated_at,
+                ],
+            )?;
+            Ok(())
+        });
+        result.map_err(|e| match e {
+            StoreError::Duplicate(_) => StoreError::Duplicate(a.connection.label()),
+            other => other,
+        })
+    }
+
+    fn update_account(&self, a: &AccountRecord) -> Result<()> {
+        let permissions = a.permissions.to_string();
+        let changed = self.with_conn(false, |client, statements| {
+            let update = prepared(
+                statements,
+                client,
+                "UPDATE accounts SET name = $3, stripe_name = $4, icon_url = $5, key_kind = $6, key_masked = $7, key_sealed = $8, permissions = $9::text::jsonb, status = $10, status_message = $11, start_date = $12, webhook_endpoint_id = $13, webhook_secret_sealed = $14, updated_at = $15
+                 WHERE account_id = $1 AND livemode = $2",
+            )?;
+            Ok(client.execute(
+                &update,
+                &[
+                    &a.connection.account_id,
+                    &a.connection.livemode,
+                    &a.name,
+                    &a.stripe_name,
+                    &a.icon_url,
+                    &a.key_kind,
+                    &a.key_masked,
+                    &a.key_sealed,
+                    &permissions,
+                    &a.status,
+                    &a.status_message,
+                    &a.start_date,
+                    &a.webhook_endpoint_id,
+                    &a.webhook_secret_sealed,
+                    &a.updated_at,
+                ],
+            )?)
+        })?;
+        if changed == 0 {
+            return Err(StoreError::Database(format!(
+                "no connection {}",
+                a.connection.label()
+            )));
+        }
+        Ok(())
+    }
+
+    fn account(&self, c: &Connection) -> Result<Option<AccountRecord>> {
+        self.with_conn(true, |client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                &format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = $1 AND livemode = $2"
+                ),
+            )?;
+            match client.query_opt(&select, &[&c.account_id, &c.livemode])? {
+                Some(row) => Ok(Some(read_account(&row)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn accounts(&self) -> Result<Vec<AccountRecord>> {
+        self.with_conn(true, |client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY created_at, account_id, livemode"),
+            )?;
+            let rows = client.query(&select, &[])?;
+            Ok(rows.iter().map(read_account).collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
+    fn remove_account(&self, c: &Connection) -> Result<u64> {
+        self.with_conn(false, |client, statements| {
+            let mut tx = client.transaction()?;
+            let mut removed = 0u64;
+            for t in TABLES.iter().map(|t| t.name).chain(["events"]) {
+                let delete = prepared(
+                    statements,
+                    &mut tx,
+                    &format!(
+                        "DELETE FROM {} WHERE account_id = $1 AND livemode = $2",
+                        ident(t)
+                    ),
+                )?;
+                removed += tx.execute(&delete, &[&c.account_id, &c.livemode])?;
+            }
+            for t in ["runs", "cursors", "sync_state", "accounts"] {
+                let delete = prepared(
+                    statements,
+                    &mut tx,
+                    &format!("DELETE FROM {t} WHERE account_id = $1 AND livemode = $2"),
+                )?;
+                tx.execute(&delete, &[&c.account_id, &c.livemode])?;
+            }
+            tx.commit()?;
+            Ok(removed)
+        })
+    }
+
+    fn apply(&self, c: &Connection, batch: &Batch) -> Result<Counts> {
+        for (table_name, _, _) in &batch.rows {
+            checked_table(table_name)?;
+        }
+        self.with_conn(false, |client, statements| {
+            let mut tx = client.transaction()?;
+            let mut counts = Counts::default();
+            let synced_at = now();
+            for entry in &batch.rows {
+                let tally = counts.tables.entry(entry.0.to_owned()).or_default();
+                Self::apply_rows(&mut tx, statements, (c, synced_at), entry, tally)?;
+            }
+            if !batch.events.is_empty() {
+                let insert = prepared(
+                    statements,
+                    &mut tx,
+                    "INSERT INTO events (account_id, id, livemode, type, created, object_id, data, received_at)
+                     SELECT $1, u.id, $2, u.type, u.created, u.object_id, u.data::jsonb, $3
+                     FROM UNNEST($4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[]) WITH ORDINALITY AS u (id, type, created, object_id, data, n)
+                     ORDER BY u.n
+                     ON CONFLICT (account_id, id) DO NOTHING",
+                )?;
+                let ids: Vec<&str> = batch.events.iter().map(|e| e.id.as_str()).collect();
+                let types: Vec<&str> = batch.events.iter().map(|e| e.event_type.as_str()).collect();
+                let created: Vec<i64> = batch.events.iter().map(|e| e.created).collect();
+                let objects: Vec<Option<&str>> = batch.events.iter().map(|e| e.object_id.as_deref()).collect();
+                let data: Vec<&str> = batch.events.iter().map(|e| e.data.as_str()).collect();
+                counts.new_events +=
+                    tx.execute(&insert, &[&c.account_id, &c.livemode, &synced_at, &ids, &types, &created, &objects, &data])?;
+            }
+            if !batch.windows.is_empty() {
+                let upsert = prepared(
+                    statements,
+                    &mut tx,
+                    "INSERT INTO cursors (account_id, livemode, scope, window_start, window_end, state, after_id) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (account_id, livemode, scope, window_start) DO UPDATE SET window_end = EXCLUDED.window_end, state = EXCLUDED.state, after_id = EXCLUDED.after_id",
+                )?;
+                for w in &batch.windows {
+                    tx.execute(&upsert, &[&c.account_id, &c.livemode, &w.scope, &w.start, &w.end, &w.state, &w.after])?;
+                }
+            }
+            if !batch.state.is_empty() {
+                let upsert = prepared(
+                    statements,
+                    &mut tx,
+                    "INSERT INTO sync_state (account_id, livemode, key, value) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (account_id, livemode, key) DO UPDATE SET value = EXCLUDED.value",
+                )?;
+                for (key, value) in &batch.state {
+                    tx.execute(&upsert, &[&c.account_id, &c.livemode, key, value])?;
+                }
+            }
+            tx.commit()?;
+            Ok(counts)
+        })
+    }
+
+    fn versions(
+        &self,
+        c: &Connection,
+        table_name: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Stored>> {
+        checked_table(table_name)?;
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.with_conn(true, |client, statements| {
+            let lookup = prepared(
+                statements,
+                client,
+                &format!(
+                    "SELECT id, version, deleted FROM {} WHERE account_id = $1 AND id = ANY($2)",
+                    ident(table_name)
+                ),
+            )?;
+            let rows = client.query(&lookup, &[&c.account_id, &ids])?;
+            let mut found = HashMap::with_capacity(rows.len());
+            for row in rows {
+                found.insert(
+                    row.try_get(0)?,
+                    Stored {
+                        version: row.try_get(1)?,
+                        deleted: row.try_get(2)?,
+                    },
+                );
+            }
+            Ok(found)
+        })
+    }
+
+    fn ids_where(
+        &self,
+        c: &Connection,
+        table_name: &str,
+        column: &str,
+        value: &str,
+    ) -> Result<Vec<String>> {
+        let t = checked_table(table_name)?;
+        let Some(col) = t.columns.iter().find(|col| col.name == column) else {
+            return Err(StoreError::Database(format!(
+                "{table_name} has no column {column}"
+            )));
+        };
+        // The value compares as SQLite compares it: text as text, numbers by their digits,
+        // flags as 1/0 (or true/false).
+        let (condition, value) = match col.sql_type {
+            ColumnType::Text => (format!("{} = $3", ident(column)), value.to_owned()),
+            ColumnType::Integer | ColumnType::Real => {
+                (format!("{}::text = $3", ident(column)), value.to_owned())
+            }
+            ColumnType::Boolean => {
+                let flag = match value {
+                    "1" | "true" => "true",
+                    "0" | "false" => "false",
+                    _ => return Ok(Vec::new()),
+                };
+                (format!("{}::text = $3", ident(column)), flag.to_owned())
+            }
+        };
+        self.with_conn(true, |client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                &format!(
+                    "SELECT id FROM {} WHERE account_id = $1 AND livemode = $2 AND {condition} AND NOT deleted ORDER BY id",
+                    ident(table_name)
+                ),
+            )?;
+            let rows = client.query(&select, &[&c.account_id, &c.livemode, &value])?;
+            Ok(rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
+    fn rows(&self, c: &Connection, table_name: &str) -> Result<Vec<StoredRow>> {
+        checked_table(table_name)?;
+        self.with_conn(true, |client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                &format!(
+                    "SELECT id, deleted, data::text FROM {} WHERE account_id = $1 AND livemode = $2 ORDER BY id",
+                    ident(table_name)
+                ),
+            )?;
+            let rows = client.query(&select, &[&c.account_id, &c.livemode])?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let data: String = row.try_get(2)?;
+                out.push(StoredRow {
+                    id: row.try_get(0)?,
+                    deleted: row.try_get(1)?,
+                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn count(&self, c: &Connection, table_name: &str) -> Result<(u64, u64)> {
+        checked_table(table_name)?;
+        self.with_conn(true, |client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                &format!(
+                    "SELECT count(*) FILTER (WHERE NOT deleted), count(*) FILTER (WHERE deleted) FROM {} WHERE account_id = $1 AND livemode = $2",
+                    ident(table_name)
+                ),
+            )?;
+            let row = client.query_one(&select, &[&c.account_id, &c.livemode])?;
+            Ok((row.try_get::<_, i64>(0)? as u64, row.try_get::<_, i64>(1)? as u64))
+        })
+    }
+
+    fn events(&self, c: &Connection, limit: usize) -> Result<Vec<EventRow>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn(true, |client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                "SELECT id, type, created, object_id, data::text FROM events WHERE account_id = $1 AND livemode = $2 ORDER BY created DESC, seq DESC LIMIT $3",
+            )?;
+            let rows = client.query(&select, &[&c.account_id, &c.livemode, &limit])?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(EventRow {
+                    id: row.try_get(0)?,
+                    event_type: row.try_get(1)?,
+                    created: row.try_get(2)?,
+                    object_id: row.try_get(3)?,
+                    data: row.try_get(4)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn event_count(&self, c: &Connection) -> Result<u64> {
+        self.with_conn(true, |client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                "SELECT count(*) FROM events WHERE account_id = $1 AND livemode = $2",
+            )?;
+            Ok(client
+                .query_one(&select, &[&c.account_id, &c.livemode])?
+                .try_get::<_, i64>(0)? as u64)
+        })
+    }
+
+    fn windows(&self, c: &Connection) -> Result<Vec<Window>> {
+        self.with_conn(true, |client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                "SELECT scope, window_start, window_end, state, after_id FROM cursors WHERE account_id = $1 AND livemode = $2 ORDER BY scope, window_start",
+            )?;
+            let rows = client.query(&select, &[&c.account_id, &c.livemode])?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(Window {
+                    scope: row.try_get(0)?,
+                    start: row.try_get(1)?,
+                    end: row.try_get(2)?,
+                    state: row.try_get(3)?,
+                    after: row.try_get(4)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn reset_windows(&self, c: &Connection, windows: &[Window]) -> Result<()> {
+        self.with_conn(false, |client, statements| {
+            let mut tx = client.transaction()?;
+            let delete = prepared(
+                statements,
+                &mut tx,
+                "DELETE FROM cursors WHERE account_id = $1 AND livemode = $2",
+            )?;
+            tx.execute(&delete, &[&c.account_id, &c.livemode])?;
+            if !windows.is_empty() {
+                let insert = prepared(
+                    statements,
+                    &mut tx,
+                    "INSERT INTO cursors (account_id, livemode, scope, window_start, window_end, state, after_id)
+                     SELECT $1, $2, u.scope, u.window_start, u.window_end, u.state, u.after_id
+                     FROM UNNEST($3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[]) AS u (scope, window_start, window_end, state, after_id)",
+                )?;
+                let scopes: Vec<&str> = windows.iter().map(|w| w.scope.as_str()).collect();
+                let starts: Vec<i64> = windows.iter().map(|w| w.start).collect();
+                let ends: Vec<i64> = windows.iter().map(|w| w.end).collect();
+                let states: Vec<&str> = windows.iter().map(|w| w.state.as_str()).collect();
+                let afters: Vec<Option<&str>> = windows.iter().map(|w| w.after.as_deref()).collect();
+                tx.execute(&insert, &[&c.account_id, &c.livemode, &scopes, &starts, &ends, &states, &afters])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn state(&self, c: &Connection, key: &str) -> Result<Option<String>> {
+        self.with_conn(true, |client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                "SELECT value FROM sync_state WHERE account_id = $1 AND livemode = $2 AND key = $3",
+            )?;
+            match client.query_opt(&select, &[&c.account_id, &c.livemode, &key])? {
+                Some(row) => Ok(Some(row.try_get(0)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn set_state(&self, c: &Connection, key: &str, value: Option<&str>) -> Result<()> {
+        self.with_conn(false, |client, statements| {
+            match value {
+                Some(value) => {
+                    let upsert = prepared(
+                        statements,
+                        client,
+                        "INSERT INTO sync_state (account_id, livemode, key, value) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (account_id, livemode, key) DO UPDATE SET value = EXCLUDED.value",
+                    )?;
+                    client.execute(&upsert, &[&c.account_id, &c.livemode, &key, &value])?;
+                }
+                None => {
+                    let delete = prepared(
+                        statements,
+                        client,
+                        "DELETE FROM sync_state WHERE account_id = $1 AND livemode = $2 AND key = $3",
+                    )?;
+                    client.execute(&delete, &[&c.account_id, &c.livemode, &key])?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn start_run(&self, c: &Connection, kind: &str, started_at: i64) -> Result<i64> {
+        self.with_conn(false, |client, statements| {
+            let insert = prepared(
+                statements,
+                client,
+                "INSERT INTO runs (account_id, livemode, kind, started_at, status, counts, requests) VALUES ($1, $2, $3, $4, 'running', '{}', 0) RETURNING id",
+            )?;
+            Ok(client.query_one(&insert, &[&c.account_id, &c.livemode, &kind, &started_at])?.try_get(0)?)
+        })
+    }
+
+    fn finish_run(&self, run: &RunRecord) -> Result<()> {
+        let counts = serde_json::to_string(&run.counts).unwrap_or_else(|_| "{}".into());
+        let requests = i64::try_from(run.requests).unwrap_or(i64::MAX);
+        self.with_conn(false, |client, statements| {
+            let update = prepared(
+                statements,
+                client,
+                "UPDATE runs SET ended_at = $2, status = $3, counts = $4::text::jsonb, requests = $5, error = $6, kind = $7 WHERE id = $1",
+            )?;
+            client.execute(&update, &[&run.id, &run.ended_at, &run.status, &counts, &requests, &run.error, &run.kind])?;
+            Ok(())
+        })
+    }
+
+    fn runs(&self, c: &Connection, limit: usize) -> Result<Vec<RunRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn(true, |client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                "SELECT id, account_id, livemode, kind, started_at, ended_at, status, counts::text, requests, error FROM runs
+                 WHERE account_id = $1 AND livemode = $2 ORDER BY id DESC LIMIT $3",
+            )?;
+            let rows = client.query(&select, &[&c.account_id, &c.livemode, &limit])?;
+            Ok(rows.iter().map(read_run).collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
+    fn query(&self, sql: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>)> {
+        self.with_conn(true, |client, _| {
+            // Parsed first: the extended protocol takes a single statement, so nothing can follow
+            // it to end the read-only transaction; and a statement without rows is no query.
+            let statement = client.prepare(sql)?;
+            if statement.columns().is_empty() {
+                return Err(StoreError::Database(
+                    "only read-only queries (SELECT …) may be run here".into(),
+                )
+                .into());
+            }
+            drop(statement);
+            // The simple protocol answers every type as text.
+            let mut tx = client.build_transaction().read_only(true).start()?;
+            let messages = tx.simple_query(sql)?;
+            tx.rollback()?;
+            let mut names = None;
+            let mut rows = Vec::new();
+            for message in messages {
+                match message {
+                    SimpleQueryMessage::RowDescription(columns) => {
+                        names.get_or_insert_with(|| {
+                            columns
+                                .iter()
+                                .map(|c| c.name().to_owned())
+                                .collect::<Vec<_>>()
+                        });
+                    }
+                    SimpleQueryMessage::Row(row) => {
+                        if names.is_none() {
+                            names =
+                                Some(row.columns().iter().map(|c| c.name().to_owned()).collect());
+                        }
+                        rows.push(
+                            (0..row.len())
+                                .map(|i| row.get(i).map(str::to_owned))
+                                .collect(),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            Ok((names.unwrap_or_default(), rows))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::SqliteStore;
+
+    #[test]
+    fn urls_lose_password_and_schema() {
+        let t = parse_target(
+            "postgres://me:s3cr%40t@db.example:6543/mirror?schema=acme&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(t.schema, "acme");
+        assert_eq!(
+            t.url,
+            "postgres://me@db.example:6543/mirror?application_name=x"
+        );
+        assert_eq!(t.config.get_password(), Some(&b"s3cr@t"[..]));
+        assert_eq!(t.config.get_dbname(), Some("mirror"));
+        let t =
+            parse_target("postgresql://me@localhost/db?password=hunter2&sslmode=disable").unwrap();
+        assert_eq!(t.schema, DEFAULT_SCHEMA);
+        assert_eq!(t.url, "postgresql://me@localhost/db?sslmode=disable");
+        assert_eq!(t.config.get_password(), Some(&b"hunter2"[..]));
+        let t = parse_target("postgres://localhost?schema=My%20Mirror").unwrap();
+        assert_eq!(
+            (t.schema.as_str(), t.url.as_str()),
+            ("My Mirror", "postgres://localhost")
+        );
+        let Err(StoreError::Unavailable { target, detail }) =
+            parse_target("postgres://me:hunter2@localhost/db?bogus=1")
+        else {
+            panic!("unknown parameters are refused")
+        };
+        assert!(
+            !target.contains("hunter2") && !detail.contains("hunter2"),
+            "{target} {detail}"
+        );
+        assert!(parse_target("postgres://localhost/db?schema=").is_err());
+    }
+
+    #[test]
+    fn unreachable_servers_are_unavailable_without_password() {
+        let Err(StoreError::Unavailable { target, detail }) =
+            PostgresStore::open("postgres://me:hunter2@127.0.0.1:1/db?connect_timeout=2")
+        else {
+            panic!("nothing listens on port 1")
+        };
+        assert_eq!(target, "postgres://me@127.0.0.1:1/db?connect_timeout=2");
+        assert!(
+            detail.contains("is Postgres running at 127.0.0.1:1?"),
+            "{detail}"
+        );
+        assert!(!detail.contains("hunter2"), "{detail}");
+    }
+
+    fn server() -> Option<String> {
+        let url = std::env::var("STRIPE_MIRROR_TEST_POSTGRES_URL").ok();
+        if url.is_none() {
+            eprintln!("skipped: set STRIPE_MIRROR_TEST_POSTGRES_URL=postgres://… to run it");
+        }
+        url
+    }
+
+    fn with_schema(url: &str, schema: &str) -> String {
+        format!(
+            "{url}{}schema={schema}",
+            if url.contains('?') { '&' } else { '?' }
+        )
+    }
+
+    /// Drops the test's schema when the test ends, passed or not.
+    struct DropSchema(String, String);
+
+    impl Drop for DropSchema {
+        fn drop(&mut self) {
+            if let Ok(mut client) = Client::connect(&self.0, NoTls) {
+                let _ = client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(&self.1)));
+            }
+        }
+    }
+
+    fn scratch(url: &str, name: &str) -> (String, DropSchema) {
+        let schema = format!("sm_unit_{}_{name}", std::process::id());
+        let dropper = DropSchema(url.to_owned(), schema.clone());
+        drop(DropSchema(url.to_owned(), schema.clone()));
+        (with_schema(url, &schema), dropper)
+    }
+
+    #[test]
+    fn concurrent_opens_and_reopens() {
+        let Some(url) = server() else { return };
+        let (target, _drop) = scratch(&url, "concurrent");
+        let opened: Vec<_> = (0..4)
+            .map(|_| {
+                let target = target.clone();
+                std::thread::spawn(move || PostgresStore::open(&target).map(|s| s.describe()))
+            })
+            .collect();
+        for handle in opened {
+            let described = handle.join().unwrap().unwrap();
+            assert!(described.contains("(schema sm_unit_"), "{described}");
+        }
+        let store = PostgresStore::open(&target).unwrap();
+        assert_eq!(
+            store
+                .query("SELECT value FROM stripe_mirror_meta")
+                .unwrap()
+                .1,
+            [[Some(SCHEMA_VERSION.to_string())]]
+        );
+        // A newer mirror's schema is refused.
+        store
+            .with_conn(false, |client, _| {
+                Ok(client.batch_execute("UPDATE stripe_mirror_meta SET value = '99'")?)
+            })
+            .unwrap();
+        assert!(matches!(
+            PostgresStore::open(&target),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn queries_stay_read_only() {
+        let Some(url) = server() else { return };
+        let (target, _drop) = scratch(&url, "readonly");
+        let store = PostgresStore::open(&target).unwrap();
+        for sql in [
+            "DELETE FROM customers",
+            "COMMIT; DELETE FROM customers",
+            "SELECT 1; DELETE FROM customers",
+            "CREATE TABLE x (a int)",
+            "WITH d AS (DELETE FROM customers RETURNING id) SELECT * FROM d",
+            "DEALLOCATE ALL",
+        ] {
+            assert!(store.query(sql).is_err(), "{sql}");
+        }
+        let (names, rows) = store
+            .query("SELECT 1 AS one, NULL::text AS nothing, true AS yes, '{\"a\": 1}'::jsonb AS j")
+            .unwrap();
+        assert_eq!(names, ["one", "nothing", "yes", "j"]);
+        assert_eq!(
+            rows,
+            [[
+                Some("1".into()),
+                None,
+                Some("t".into()),
+                Some("{\"a\": 1}".into())
+            ]]
+        );
+        let (names, rows) = store.query("SELECT id FROM customers").unwrap();
+        assert_eq!((names, rows.len()), (vec!["id".to_owned()], 0));
+        // The connection is still good for writes afterwards.
+        let c = Connection::new("acct_1", false);
+        store.set_state(&c, "k", Some("v")).unwrap();
+        assert_eq!(store.state(&c, "k").unwrap().as_deref(), Some("v"));
+    }
+
+    /// A small deterministic generator (no dependency for tests).
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// Random batches (repeated ids, old and tied versions, deletions, missing `created`) give
+    /// the same counts and the same rows in both backends.
+    #[test]
+    fn same_as_sqlite() {
+        let Some(url) = server() else { return };
+        let (target, _drop) = scratch(&url, "parity");
+        let pg = PostgresStore::open(&target).unwrap();
+        let dir = std::env::temp_dir().join(format!("sm-warehouse-parity-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sqlite = SqliteStore::open(dir.join("mirror.sqlite").to_str().unwrap()).unwrap();
+        let c = Connection::new("acct_parity", true);
+        let mut rng = Lcg(7);
+        for round in 0..60 {
+            let mut batch = Batch::default();
+            for table in ["customers", "charges"] {
+                let rows = (0..rng.next(30))
+                    .map(|_| {
+                        let id = format!("{}_{}", &table[..2], rng.next(40));
+                        let created = (rng.next(4) > 0).then(|| rng.next(1000) as i64);
+                        let amount = rng.next(5000);
+                        ObjectRow {
+                            id: id.clone(),
+                            created,
+                            deleted: rng.next(8) == 0,
+                            data: serde_json::json!({"id": id, "amount": amount, "paid": amount % 2 == 0, "email": format!("{amount}@x.co"), "round": round}).to_string(),
+                            version: rng.next(20) as i64,
+                        }
+                    })
+                    .collect();
+                let guard = if rng.next(2) == 0 {
+                    Guard::AtLeast
+                } else {
+                    Guard::Newer
+                };
+                batch.rows.push((table, rows, guard));
+            }
+            batch.events = (0..rng.next(5))
+                .map(|_| EventRow {
+                    id: format!("evt_{}", rng.next(30)),
+                    event_type: "x".into(),
+                    created: rng.next(3) as i64,
+                    object_id: None,
+                    data: "{}".into(),
+                })
+                .collect();
+            assert_eq!(
+                pg.apply(&c, &batch).unwrap(),
+                sqlite.apply(&c, &batch).unwrap(),
+                "round {round}"
+            );
+        }
+        for (table, typed) in [("customers", "email"), ("charges", "amount")] {
+            assert_eq!(pg.rows(&c, table).unwrap(), sqlite.rows(&c, table).unwrap());
+            assert_eq!(
+                pg.count(&c, table).unwrap(),
+                sqlite.count(&c, table).unwrap()
+            );
+            let sql = format!("SELECT id, created, version, {typed} FROM {table} ORDER BY id");
+            assert_eq!(pg.query(&sql).unwrap(), sqlite.query(&sql).unwrap());
+        }
+        // Neither backend promises an order of `ids_where`.
+        let ids_where = |store: &dyn Store, column: &str, value: &str| {
+            let mut ids = store.ids_where(&c, "charges", column, value).unwrap();
+            ids.sort();
+            ids
+        };
+        let live = pg
+            .rows(&c, "charges")
+            .unwrap()
+            .into_iter()
+            .find(|r| !r.deleted)
+            .unwrap();
+        let amount = live.data["amount"].to_string();
+        for (column, value) in [("paid", "1"), ("paid", "0"), ("amount", amount.as_str())] {
+            let found = ids_where(&pg, column, value);
+            assert!(!found.is_empty(), "{column} = {value}");
+            assert_eq!(
+                found,
+                ids_where(&sqlite, column, value),
+                "{column} = {value}"
+            );
+        }
+        let ids: Vec<String> = (0..40).map(|i| format!("cu_{i}")).collect();
+        assert_eq!(
+            pg.versions(&c, "customers", &ids).unwrap(),
+            sqlite.versions(&c, "customers", &ids).unwrap()
+        );
+        let events = |store: &dyn Store| {
+            store
+                .events(&c, 100)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.id, e.created))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(events(&pg), events(&sqlite));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Not a test: how fast `apply` writes. `cargo test -p sm-warehouse --lib -- --ignored
+    /// --nocapture throughput` with STRIPE_MIRROR_TEST_POSTGRES_URL set.
+    #[test]
+    #[ignore]
+    fn throughput() {
+        let Some(url) = server() else { return };
+        let (target, _drop) = scratch(&url, "throughput");
+        let store = PostgresStore::open(&target).unwrap();
+        let c = Connection::new("acct_bench", false);
+        let total = 100_000;
+        let page = 100;
+        let batch = |first: usize, version: i64| {
+            Batch {
+            rows: vec![(
+                "charges",
+                (first..first + page)
+                    .map(|i| {
+                        let id = format!("ch_{i:08}");
+                        let data = serde_json::json!({
+                            "id": id, "object": "charge", "amount": 1000 + i, "amount_refunded": 0, "currency": "usd",
+                            "customer": format!("cus_{:05}", i % 5000), "paid": true, "refunded": false, "status": "succeeded",
+                            "created": 1_700_000_000 + i, "livemode": false, "metadata": {"order": i.to_string()},
+                            "payment_intent": format!("pi_{i:08}"), "invoice": null, "description": "A charge of the benchmark",
+                        });
+                        ObjectRow { id, created: Some(1_700_000_000 + i as i64), deleted: false, data: data.to_string(), version }
+                    })
+                    .collect(),
+                Guard::AtLeast,
+            )],
+            windows: vec![Window { scope: "charges".into(), start: 0, end: 1, state: "partial".into(), after: Some(format!("ch_{first:08}")) }],
+            ..Default::default()
+        }
+        };
+        for (label, version) in [("insert", 1), ("update", 2)] {
+            let batches: Vec<Batch> = (0..total / page)
+                .map(|b| batch(b * page, version))
+                .collect();
+            let start = Instant::now();
+            for b in &batches {
+                store.apply(&c, b).unwrap();
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            println!(
+                "{label}: {total} rows in {seconds:.2} s: {:.0} rows/s",
+                total as f64 / seconds
+            );
+        }
+        assert_eq!(store.count(&c, "charges").unwrap(), (total as u64, 0));
+    }
+}

@@ -1,0 +1,648 @@
+//! The SQLite backend: one file, WAL mode, one connection behind a mutex (SQLite has one writer
+//! anyway). Typed columns are virtual generated columns over `json_extract(data, …)`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use parking_lot::Mutex;
+use rusqlite::{OptionalExtension, params};
+
+use crate::schema::{ColumnType, TABLES, table};
+use crate::{
+    AccountRecord, Backend, Batch, Connection, Counts, EventRow, Guard, Result, RunRecord,
+    SCHEMA_VERSION, Store, StoreError, Stored, StoredRow, Window,
+};
+
+/// A mirror in a SQLite file.
+pub struct SqliteStore {
+    path: String,
+    db: Mutex<rusqlite::Connection>,
+}
+
+fn db_error(error: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, _) = &error
+        && code.code == rusqlite::ErrorCode::ConstraintViolation
+    {
+        return StoreError::Duplicate(error.to_string());
+    }
+    StoreError::Database(error.to_string())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `CREATE TABLE` for a resource table.
+fn create_table_sql(t: &crate::Table) -> String {
+    let mut sql = format!(
+        "CREATE TABLE IF NOT EXISTS {} (\n  account_id TEXT NOT NULL,\n  id TEXT NOT NULL,\n  livemode INTEGER NOT NULL,\n  created INTEGER,\n  deleted INTEGER NOT NULL DEFAULT 0,\n  data TEXT NOT NULL,\n  version INTEGER NOT NULL,\n  synced_at INTEGER NOT NULL",
+        t.name
+    );
+    for column in t.columns {
+        let affinity = match column.sql_type {
+            ColumnType::Text => "TEXT",
+            ColumnType::Integer | ColumnType::Boolean => "INTEGER",
+            ColumnType::Real => "REAL",
+        };
+        sql.push_str(&format!(
+            ",\n  {} {affinity} GENERATED ALWAYS AS (json_extract(data, '$.{}')) VIRTUAL",
+            column.name, column.path
+        ));
+    }
+    sql.push_str(",\n  PRIMARY KEY (account_id, id)\n);\n");
+    sql.push_str(&format!(
+        "CREATE INDEX IF NOT EXISTS {0}_created ON {0} (account_id, created);\n",
+        t.name
+    ));
+    for column in t.indexed {
+        sql.push_str(&format!(
+            "CREATE INDEX IF NOT EXISTS {0}_{1} ON {0} (account_id, {1});\n",
+            t.name, column
+        ));
+    }
+    sql
+}
+
+const SYSTEM_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS stripe_mirror_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+  account_id TEXT NOT NULL,
+  livemode INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  stripe_name TEXT,
+  icon_url TEXT,
+  key_kind TEXT NOT NULL,
+  key_masked TEXT NOT NULL,
+  key_sealed BLOB NOT NULL,
+  permissions TEXT NOT NULL,
+  status TEXT NOT NULL,
+  status_message TEXT,
+  start_date INTEGER,
+  webhook_endpoint_id TEXT,
+  webhook_secret_sealed BLOB,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (account_id, livemode)
+);
+CREATE TABLE IF NOT EXISTS events (
+  account_id TEXT NOT NULL,
+  id TEXT NOT NULL,
+  livemode INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  object_id TEXT,
+  data TEXT NOT NULL,
+  received_at INTEGER NOT NULL,
+  PRIMARY KEY (account_id, id)
+);
+CREATE INDEX IF NOT EXISTS events_created ON events (account_id, livemode, created);
+CREATE INDEX IF NOT EXISTS events_object ON events (account_id, object_id);
+CREATE TABLE IF NOT EXISTS runs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  account_id TEXT NOT NULL,
+  livemode INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  ended_at INTEGER,
+  status TEXT NOT NULL,
+  counts TEXT NOT NULL,
+  requests INTEGER NOT NULL,
+  error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_account ON runs (account_id, livemode, id);
+CREATE TABLE IF NOT EXISTS cursors (
+  account_id TEXT NOT NULL,
+  livemode INTEGER NOT NULL,
+  scope TEXT NOT NULL,
+  window_start INTEGER NOT NULL,
+  window_end INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  after_id TEXT,
+  PRIMARY KEY (account_id, livemode, scope, window_start)
+);
+CREATE TABLE IF NOT EXISTS sync_state (
+  account_id TEXT NOT NULL,
+  livemode INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (account_id, livemode, key)
+);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the SQLite file at `path` and brings its schema up to date.
+    pub fn open(path: &str) -> Result<SqliteStore> {
+        if let Some(parent) = Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.exists()
+        {
+            return Err(StoreError::Unavailable {
+                target: path.into(),
+                detail: format!("the folder {} does not exist", parent.display()),
+            });
+        }
+        let db = rusqlite::Connection::open(path).map_err(|e| StoreError::Unavailable {
+            target: path.into(),
+            detail: e.to_string(),
+        })?;
+        let store = SqliteStore {
+            path: path.into(),
+            db: Mutex::new(db),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let db = self.db.lock();
+        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+            .map_err(|e| StoreError::Unavailable { target: self.path.clone(), detail: e.to_string() })?;
+        db.execute_batch(SYSTEM_TABLES).map_err(db_error)?;
+        let found: Option<i64> = db
+            .query_row(
+                "SELECT value FROM stripe_mirror_meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(db_error)?
+            .and_then(|v| v.parse().ok());
+        if let Some(found) = found
+            && found > SCHEMA_VERSION
+        {
+            return Err(StoreError::TooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let mut ddl = String::from("BEGIN;\n");
+        for t in TABLES {
+            ddl.push_str(&create_table_sql(t));
+        }
+        ddl.push_str(&format!("INSERT OR REPLACE INTO stripe_mirror_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"));
+        db.execute_batch(&ddl).map_err(db_error)
+    }
+}
+
+fn checked_table(name: &str) -> Result<&'static crate::Table> {
+    table(name).ok_or_else(|| StoreError::UnknownTable(name.into()))
+}
+
+fn read_account(row: &rusqlite::Row) -> rusqlite::Result<AccountRecord> {
+    let permissions: String = row.get("permissions")?;
+    Ok(AccountRecord {
+        connection: Connection {
+            account_id: row.get("account_id")?,
+            livemode: row.get("livemode")?,
+        },
+        name: row.get("name")?,
+        stripe_name: row.get("stripe_name")?,
+        icon_url: row.get("icon_url")?,
+        key_kind: row.get("key_kind")?,
+        key_masked: row.get("key_masked")?,
+        key_sealed: row.get("key_sealed")?,
+        permissions: serde_json::from_str(&permissions).unwrap_or(serde_json::Value::Null),
+        status: row.get("status")?,
+        status_message: row.get("status_message")?,
+        start_date: row.get("start_date")?,
+        webhook_endpoint_id: row.get("webhook_endpoint_id")?,
+        webhook_secret_sealed: row.get("webhook_secret_sealed")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
+
+fn read_run(row: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
+    let counts: String = row.get("counts")?;
+    Ok(RunRecord {
+        id: row.get("id")?,
+        connection: Connection {
+            account_id: row.get("account_id")?,
+            livemode: row.get("livemode")?,
+        },
+        kind: row.get("kind")?,
+        started_at: row.get("started_at")?,
+        ended_at: row.get("ended_at")?,
+        status: row.get("status")?,
+        counts: serde_json::from_str(&counts).unwrap_or_default(),
+        requests: row.get::<_, i64>("requests")? as u64,
+        error: row.get("error")?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn describe(&self) -> String {
+        self.path.clone()
+    }
+
+    fn insert_account(&self, a: &AccountRecord) -> Result<()> {
+        let db = self.db.lock();
+        db.execute(
+            "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            params![a.connection.account_id, a.connection.livemode, a.name, a.stripe_name, a.icon_url, a.key_kind, a.key_masked, a.key_sealed, a.permissions.to_string(), a.status, a.status_message, a.start_date, a.webhook_endpoint_id, a.webhook_secret_sealed, a.created_at, a.updated_at],
+        )
+        .map_err(|e| match db_error(e) {
+            StoreError::Duplicate(_) => StoreError::Duplicate(a.connection.label()),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    fn update_account(&self, a: &AccountRecord) -> Result<()> {
+        let db = self.db.lock();
+        let changed = db
+            .execute(
+                "UPDATE accounts SET name = ?3, stripe_name = ?4, icon_url = ?5, key_kind = ?6, key_masked = ?7, key_sealed = ?8, permissions = ?9, status = ?10, status_message = ?11, start_date = ?12, webhook_endpoint_id = ?13, webhook_secret_sealed = ?14, updated_at = ?15
+                 WHERE account_id = ?1 AND livemode = ?2",
+                params![a.connection.account_id, a.connection.livemode, a.name, a.stripe_name, a.icon_url, a.key_kind, a.key_masked, a.key_sealed, a.permissions.to_string(), a.status, a.status_message, a.start_date, a.webhook_endpoint_id, a.webhook_secret_sealed, a.updated_at],
+            )
+            .map_err(db_error)?;
+        if changed == 0 {
+            return Err(StoreError::Database(format!(
+                "no connection {}",
+                a.connection.label()
+            )));
+        }
+        Ok(())
+    }
+
+    fn account(&self, c: &Connection) -> Result<Option<AccountRecord>> {
+        let db = self.db.lock();
+        db.query_row(
+            "SELECT * FROM accounts WHERE account_id = ?1 AND livemode = ?2",
+            params![c.account_id, c.livemode],
+            read_account,
+        )
+        .optional()
+        .map_err(db_error)
+    }
+
+    fn accounts(&self) -> Result<Vec<AccountRecord>> {
+        let db = self.db.lock();
+        let mut statement = db
+            .prepare("SELECT * FROM accounts ORDER BY created_at, account_id, livemode")
+            .map_err(db_error)?;
+        let rows = statement.query_map([], read_account).map_err(db_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn remove_account(&self, c: &Connection) -> Result<u64> {
+        let mut db = self.db.lock();
+        let tx = db.transaction().map_err(db_error)?;
+        let mut removed = 0u64;
+        for t in TABLES.iter().map(|t| t.name).chain(["events"]) {
+            removed += tx
+                .execute(
+                    &format!("DELETE FROM {t} WHERE account_id = ?1 AND livemode = ?2"),
+                    params![c.account_id, c.livemode],
+                )
+                .map_err(db_error)? as u64;
+        }
+        for t in ["runs", "cursors", "sync_state", "accounts"] {
+            tx.execute(
+                &format!("DELETE FROM {t} WHERE account_id = ?1 AND livemode = ?2"),
+                params![c.account_id, c.livemode],
+            )
+            .map_err(db_error)?;
+        }
+        tx.commit().map_err(db_error)?;
+        Ok(removed)
+    }
+
+    fn apply(&self, c: &Connection, batch: &Batch) -> Result<Counts> {
+        let mut db = self.db.lock();
+        let tx = db.transaction().map_err(db_error)?;
+        let mut counts = Counts::default();
+        let synced_at = now();
+        for (table_name, rows, guard) in &batch.rows {
+            checked_table(table_name)?;
+            let tally = counts.tables.entry((*table_name).to_owned()).or_default();
+            let mut lookup = tx
+                .prepare_cached(&format!(
+                    "SELECT version, deleted FROM {table_name} WHERE account_id = ?1 AND id = ?2"
+                ))
+                .map_err(db_error)?;
+            let mut upsert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO {table_name} (account_id, id, livemode, created, deleted, data, version, synced_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (account_id, id) DO UPDATE SET created = COALESCE(excluded.created, created), deleted = excluded.deleted, data = excluded.data, version = excluded.version, synced_at = excluded.synced_at"
+                ))
+                .map_err(db_error)?;
+            for row in rows {
+                let stored: Option<(i64, bool)> = lookup
+                    .query_row(params![c.account_id, row.id], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
+                    .map_err(db_error)?;
+                let write = match (stored, guard) {
+                    (None, _) => true,
+                    (Some((version, _)), Guard::AtLeast) => row.version >= version,
+                    (Some((version, _)), Guard::Newer) => row.version > version,
+                };
+                if !write {
+                    tally.skipped += 1;
+                    continue;
+                }
+                upsert
+                    .execute(params![
+                        c.account_id,
+                        row.id,
+                        c.livemode,
+                        row.created,
+                        row.deleted,
+                        row.data,
+                        row.version,
+                        synced_at
+                    ])
+                    .map_err(db_error)?;
+                match stored {
+                    None if row.deleted => tally.deleted += 1,
+                    None => tally.inserted += 1,
+                    Some((_, was_deleted)) if row.deleted && !was_deleted => tally.deleted += 1,
+                    Some(_) => tally.updated += 1,
+                }
+            }
+        }
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT OR IGNORE INTO events (account_id, id, livemode, type, created, object_id, data, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+                .map_err(db_error)?;
+            for event in &batch.events {
+                counts.new_events += insert
+                    .execute(params![
+                        c.account_id,
+                        event.id,
+                        c.livemode,
+                        event.event_type,
+                        event.created,
+                        event.object_id,
+                        event.data,
+                        synced_at
+                    ])
+                    .map_err(db_error)? as u64;
+            }
+            let mut window = tx
+                .prepare_cached("INSERT OR REPLACE INTO cursors (account_id, livemode, scope, window_start, window_end, state, after_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                .map_err(db_error)?;
+            for w in &batch.windows {
+                window
+                    .execute(params![
+                        c.account_id,
+                        c.livemode,
+                        w.scope,
+                        w.start,
+                        w.end,
+                        w.state,
+                        w.after
+                    ])
+                    .map_err(db_error)?;
+            }
+            let mut state = tx.prepare_cached("INSERT OR REPLACE INTO sync_state (account_id, livemode, key, value) VALUES (?1, ?2, ?3, ?4)").map_err(db_error)?;
+            for (key, value) in &batch.state {
+                state
+                    .execute(params![c.account_id, c.livemode, key, value])
+                    .map_err(db_error)?;
+            }
+        }
+        tx.commit().map_err(db_error)?;
+        Ok(counts)
+    }
+
+    fn versions(
+        &self,
+        c: &Connection,
+        table_name: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Stored>> {
+        checked_table(table_name)?;
+        let db = self.db.lock();
+        let mut lookup = db
+            .prepare_cached(&format!(
+                "SELECT version, deleted FROM {table_name} WHERE account_id = ?1 AND id = ?2"
+            ))
+            .map_err(db_error)?;
+        let mut found = HashMap::new();
+        for id in ids {
+            if let Some(stored) = lookup
+                .query_row(params![c.account_id, id], |r| {
+                    Ok(Stored {
+                        version: r.get(0)?,
+                        deleted: r.get(1)?,
+                    })
+                })
+                .optional()
+                .map_err(db_error)?
+            {
+                found.insert(id.clone(), stored);
+            }
+        }
+        Ok(found)
+    }
+
+    fn ids_where(
+        &self,
+        c: &Connection,
+        table_name: &str,
+        column: &str,
+        value: &str,
+    ) -> Result<Vec<String>> {
+        let t = checked_table(table_name)?;
+        if !t.columns.iter().any(|col| col.name == column) {
+            return Err(StoreError::Database(format!(
+                "{table_name} has no column {column}"
+            )));
+        }
+        let db = self.db.lock();
+        let mut statement = db.prepare_cached(&format!("SELECT id FROM {table_name} WHERE account_id = ?1 AND livemode = ?2 AND {column} = ?3 AND deleted = 0")).map_err(db_error)?;
+        let rows = statement
+            .query_map(params![c.account_id, c.livemode, value], |r| r.get(0))
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(db_error)
+    }
+
+    fn rows(&self, c: &Connection, table_name: &str) -> Result<Vec<StoredRow>> {
+        checked_table(table_name)?;
+        let db = self.db.lock();
+        let mut statement = db.prepare(&format!("SELECT id, deleted, data FROM {table_name} WHERE account_id = ?1 AND livemode = ?2 ORDER BY id")).map_err(db_error)?;
+        let rows = statement
+            .query_map(params![c.account_id, c.livemode], |r| {
+                let data: String = r.get(2)?;
+                Ok(StoredRow {
+                    id: r.get(0)?,
+                    deleted: r.get(1)?,
+                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn count(&self, c: &Connection, table_name: &str) -> Result<(u64, u64)> {
+        checked_table(table_name)?;
+        let db = self.db.lock();
+        db.query_row(
+            &format!("SELECT COALESCE(SUM(deleted = 0), 0), COALESCE(SUM(deleted = 1), 0) FROM {table_name} WHERE account_id = ?1 AND livemode = ?2"),
+            params![c.account_id, c.livemode],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )
+        .map_err(db_error)
+    }
+
+    fn events(&self, c: &Connection, limit: usize) -> Result<Vec<EventRow>> {
+        let db = self.db.lock();
+        let mut statement = db.prepare("SELECT id, type, created, object_id, data FROM events WHERE account_id = ?1 AND livemode = ?2 ORDER BY created DESC, rowid DESC LIMIT ?3").map_err(db_error)?;
+        let rows = statement
+            .query_map(params![c.account_id, c.livemode, limit as i64], |r| {
+                Ok(EventRow {
+                    id: r.get(0)?,
+                    event_type: r.get(1)?,
+                    created: r.get(2)?,
+                    object_id: r.get(3)?,
+                    data: r.get(4)?,
+                })
+            })
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn event_count(&self, c: &Connection) -> Result<u64> {
+        let db = self.db.lock();
+        db.query_row(
+            "SELECT COUNT(*) FROM events WHERE account_id = ?1 AND livemode = ?2",
+            params![c.account_id, c.livemode],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n as u64)
+        .map_err(db_error)
+    }
+
+    fn windows(&self, c: &Connection) -> Result<Vec<Window>> {
+        let db = self.db.lock();
+        let mut statement = db.prepare("SELECT scope, window_start, window_end, state, after_id FROM cursors WHERE account_id = ?1 AND livemode = ?2 ORDER BY scope, window_start").map_err(db_error)?;
+        let rows = statement
+            .query_map(params![c.account_id, c.livemode], |r| {
+                Ok(Window {
+                    scope: r.get(0)?,
+                    start: r.get(1)?,
+                    end: r.get(2)?,
+                    state: r.get(3)?,
+                    after: r.get(4)?,
+                })
+            })
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn reset_windows(&self, c: &Connection, windows: &[Window]) -> Result<()> {
+        let mut db = self.db.lock();
+        let tx = db.transaction().map_err(db_error)?;
+        tx.execute(
+            "DELETE FROM cursors WHERE account_id = ?1 AND livemode = ?2",
+            params![c.account_id, c.livemode],
+        )
+        .map_err(db_error)?;
+        {
+            let mut insert = tx.prepare("INSERT INTO cursors (account_id, livemode, scope, window_start, window_end, state, after_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)").map_err(db_error)?;
+            for w in windows {
+                insert
+                    .execute(params![
+                        c.account_id,
+                        c.livemode,
+                        w.scope,
+                        w.start,
+                        w.end,
+                        w.state,
+                        w.after
+                    ])
+                    .map_err(db_error)?;
+            }
+        }
+        tx.commit().map_err(db_error)
+    }
+
+    fn state(&self, c: &Connection, key: &str) -> Result<Option<String>> {
+        let db = self.db.lock();
+        db.query_row(
+            "SELECT value FROM sync_state WHERE account_id = ?1 AND livemode = ?2 AND key = ?3",
+            params![c.account_id, c.livemode, key],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_error)
+    }
+
+    fn set_state(&self, c: &Connection, key: &str, value: Option<&str>) -> Result<()> {
+        let db = self.db.lock();
+        match value {
+            Some(value) => db.execute("INSERT OR REPLACE INTO sync_state (account_id, livemode, key, value) VALUES (?1, ?2, ?3, ?4)", params![c.account_id, c.livemode, key, value]),
+            None => db.execute("DELETE FROM sync_state WHERE account_id = ?1 AND livemode = ?2 AND key = ?3", params![c.account_id, c.livemode, key]),
+        }
+        .map(|_| ())
+        .map_err(db_error)
+    }
+
+    fn start_run(&self, c: &Connection, kind: &str, started_at: i64) -> Result<i64> {
+        let db = self.db.lock();
+        db.execute("INSERT INTO runs (account_id, livemode, kind, started_at, status, counts, requests) VALUES (?1, ?2, ?3, ?4, 'running', '{}', 0)", params![c.account_id, c.livemode, kind, started_at]).map_err(db_error)?;
+        Ok(db.last_insert_rowid())
+    }
+
+    fn finish_run(&self, run: &RunRecord) -> Result<()> {
+        let db = self.db.lock();
+        let counts = serde_json::to_string(&run.counts).unwrap_or_else(|_| "{}".into());
+        db.execute("UPDATE runs SET ended_at = ?2, status = ?3, counts = ?4, requests = ?5, error = ?6, kind = ?7 WHERE id = ?1", params![run.id, run.ended_at, run.status, counts, run.requests as i64, run.error, run.kind]).map_err(db_error)?;
+        Ok(())
+    }
+
+    fn runs(&self, c: &Connection, limit: usize) -> Result<Vec<RunRecord>> {
+        let db = self.db.lock();
+        let mut statement = db.prepare("SELECT * FROM runs WHERE account_id = ?1 AND livemode = ?2 ORDER BY id DESC LIMIT ?3").map_err(db_error)?;
+        let rows = statement
+            .query_map(params![c.account_id, c.livemode, limit as i64], read_run)
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn query(&self, sql: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>)> {
+        let db = self.db.lock();
+        let mut statement = db.prepare(sql).map_err(db_error)?;
+        if !statement.readonly() {
+            return Err(StoreError::Database(
+                "only read-only queries (SELECT …) may be run here".into(),
+            ));
+        }
+        let names: Vec<String> = statement
+            .column_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let width = names.len();
+        let mut rows = statement.query([]).map_err(db_error)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(db_error)? {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                let value: rusqlite::types::Value = row.get(i).map_err(db_error)?;
+                values.push(match value {
+                    rusqlite::types::Value::Null => None,
+                    rusqlite::types::Value::Integer(n) => Some(n.to_string()),
+                    rusqlite::types::Value::Real(f) => Some(f.to_string()),
+                    rusqlite::types::Value::Text(s) => Some(s),
+                    rusqlite::types::Value::Blob(b) => Some(format!("<{} bytes>", b.len())),
+                });
+            }
+            out.push(values);
+        }
+        Ok((names, out))
+    }
+}

@@ -1,0 +1,401 @@
+//! One test suite for every backend (`warehouse_test_suite!`): SQLite on a temporary file, and
+//! Postgres when `STRIPE_MIRROR_TEST_POSTGRES_URL` names a server (each test in a schema of its
+//! own); without it the Postgres tests say they were skipped.
+
+use serde_json::json;
+use sm_warehouse::{
+    AccountRecord, Batch, Connection, EventRow, Guard, ObjectRow, RunRecord, Store, StoreError,
+    Window,
+};
+
+fn account(id: &str, livemode: bool) -> AccountRecord {
+    AccountRecord {
+        connection: Connection::new(id, livemode),
+        name: "Acme".into(),
+        stripe_name: Some("Acme Inc".into()),
+        icon_url: None,
+        key_kind: "restricted".into(),
+        key_masked: "rk_test_…a1b2".into(),
+        key_sealed: vec![1, 2, 3, 4],
+        permissions: json!({"customers": {"read": true}}),
+        status: "ok".into(),
+        status_message: None,
+        start_date: None,
+        webhook_endpoint_id: None,
+        webhook_secret_sealed: None,
+        created_at: 1_700_000_000,
+        updated_at: 1_700_000_000,
+    }
+}
+
+fn row(id: &str, version: i64, data: serde_json::Value) -> ObjectRow {
+    ObjectRow {
+        id: id.into(),
+        created: data["created"].as_i64(),
+        deleted: false,
+        data: data.to_string(),
+        version,
+    }
+}
+
+pub fn accounts_insert_update_duplicate(store: &dyn Store) {
+    let a = account("acct_1", false);
+    store.insert_account(&a).unwrap();
+    store.insert_account(&account("acct_1", true)).unwrap();
+    assert!(matches!(
+        store.insert_account(&a),
+        Err(StoreError::Duplicate(_))
+    ));
+    let mut changed = store.account(&a.connection).unwrap().unwrap();
+    assert_eq!(changed, a);
+    changed.name = "Renamed".into();
+    changed.status = "failing".into();
+    changed.status_message = Some("API key is invalid".into());
+    store.update_account(&changed).unwrap();
+    assert_eq!(
+        store.account(&a.connection).unwrap().unwrap().name,
+        "Renamed"
+    );
+    assert_eq!(store.accounts().unwrap().len(), 2);
+    assert!(
+        store
+            .account(&Connection::new("acct_none", false))
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub fn apply_counts_guard_and_typed_columns(store: &dyn Store) {
+    let c = Connection::new("acct_1", false);
+    let first = Batch {
+        rows: vec![(
+            "subscriptions",
+            vec![
+                row(
+                    "sub_1",
+                    100,
+                    json!({"id": "sub_1", "object": "subscription", "customer": "cus_1", "status": "active", "created": 50, "items": {"data": [{"price": {"id": "price_1"}}]}}),
+                ),
+                row(
+                    "sub_2",
+                    100,
+                    json!({"id": "sub_2", "object": "subscription", "customer": "cus_2", "status": "canceled", "created": 60}),
+                ),
+            ],
+            Guard::AtLeast,
+        )],
+        events: vec![EventRow {
+            id: "evt_1".into(),
+            event_type: "customer.subscription.created".into(),
+            created: 100,
+            object_id: Some("sub_1".into()),
+            data: json!({"id": "evt_1"}).to_string(),
+        }],
+        windows: vec![Window {
+            scope: "subscriptions".into(),
+            start: 0,
+            end: 1000,
+            state: "partial".into(),
+            after: Some("sub_2".into()),
+        }],
+        state: vec![("events.position".into(), "evt_1".into())],
+    };
+    let counts = store.apply(&c, &first).unwrap();
+    assert_eq!(counts.tables["subscriptions"].inserted, 2);
+    assert_eq!(counts.new_events, 1);
+    assert_eq!(store.windows(&c).unwrap(), first.windows);
+    assert_eq!(
+        store.state(&c, "events.position").unwrap().as_deref(),
+        Some("evt_1")
+    );
+
+    // Older versions are refused; a tie passes AtLeast but not Newer; deletion counts.
+    let older = Batch {
+        rows: vec![(
+            "subscriptions",
+            vec![row(
+                "sub_1",
+                99,
+                json!({"id": "sub_1", "status": "past_due"}),
+            )],
+            Guard::AtLeast,
+        )],
+        ..Default::default()
+    };
+    assert_eq!(
+        store.apply(&c, &older).unwrap().tables["subscriptions"].skipped,
+        1
+    );
+    let tie = Batch {
+        rows: vec![(
+            "subscriptions",
+            vec![row(
+                "sub_1",
+                100,
+                json!({"id": "sub_1", "status": "past_due", "customer": "cus_1"}),
+            )],
+            Guard::Newer,
+        )],
+        ..Default::default()
+    };
+    assert_eq!(
+        store.apply(&c, &tie).unwrap().tables["subscriptions"].skipped,
+        1
+    );
+    let mut gone = row(
+        "sub_2",
+        101,
+        json!({"id": "sub_2", "status": "canceled", "customer": "cus_2"}),
+    );
+    gone.deleted = true;
+    let newer = Batch {
+        rows: vec![(
+            "subscriptions",
+            vec![
+                row(
+                    "sub_1",
+                    100,
+                    json!({"id": "sub_1", "status": "past_due", "customer": "cus_1"}),
+                ),
+                gone,
+            ],
+            Guard::AtLeast,
+        )],
+        events: first.events.clone(),
+        ..Default::default()
+    };
+    let counts = store.apply(&c, &newer).unwrap();
+    assert_eq!(
+        (
+            counts.tables["subscriptions"].updated,
+            counts.tables["subscriptions"].deleted
+        ),
+        (1, 1)
+    );
+    assert_eq!(counts.new_events, 0, "events are kept once");
+    assert_eq!(store.count(&c, "subscriptions").unwrap(), (1, 1));
+
+    let versions = store
+        .versions(&c, "subscriptions", &["sub_1".into(), "sub_9".into()])
+        .unwrap();
+    assert_eq!(versions["sub_1"].version, 100);
+    assert!(!versions.contains_key("sub_9"));
+    assert_eq!(
+        store
+            .ids_where(&c, "subscriptions", "customer", "cus_1")
+            .unwrap(),
+        vec!["sub_1".to_owned()]
+    );
+
+    // The typed columns come from the JSON and are plain SQL.
+    let (names, rows) = store
+        .query("SELECT id, customer, status, deleted FROM subscriptions ORDER BY id")
+        .unwrap();
+    assert_eq!(names, ["id", "customer", "status", "deleted"]);
+    assert_eq!(
+        rows[0][..3],
+        [
+            Some("sub_1".into()),
+            Some("cus_1".into()),
+            Some("past_due".into())
+        ]
+    );
+    let stored = store.rows(&c, "subscriptions").unwrap();
+    assert_eq!(
+        stored[0].data,
+        json!({"id": "sub_1", "status": "past_due", "customer": "cus_1"})
+    );
+    assert!(stored[1].deleted);
+    assert!(matches!(
+        store.apply(
+            &c,
+            &Batch {
+                rows: vec![("nonsense", vec![], Guard::AtLeast)],
+                ..Default::default()
+            }
+        ),
+        Err(StoreError::UnknownTable(_))
+    ));
+    assert!(
+        store.query("DELETE FROM subscriptions").is_err(),
+        "queries are read-only"
+    );
+    assert_eq!(store.events(&c, 10).unwrap()[0].id, "evt_1");
+}
+
+pub fn remove_account_takes_every_row_of_that_connection_only(store: &dyn Store) {
+    let test = Connection::new("acct_1", false);
+    let live = Connection::new("acct_1", true);
+    store.insert_account(&account("acct_1", false)).unwrap();
+    store.insert_account(&account("acct_1", true)).unwrap();
+    for (c, id) in [(&test, "cus_test"), (&live, "cus_live")] {
+        let batch = Batch {
+            rows: vec![(
+                "customers",
+                vec![row(id, 1, json!({"id": id, "email": "a@b.co"}))],
+                Guard::AtLeast,
+            )],
+            events: vec![EventRow {
+                id: format!("evt_{id}"),
+                event_type: "customer.created".into(),
+                created: 1,
+                object_id: Some(id.into()),
+                data: "{}".into(),
+            }],
+            windows: vec![Window {
+                scope: "customers".into(),
+                start: 0,
+                end: 10,
+                state: "done".into(),
+                after: None,
+            }],
+            state: vec![("k".into(), "v".into())],
+        };
+        store.apply(c, &batch).unwrap();
+        let run = store.start_run(c, "backfill", 5).unwrap();
+        store
+            .finish_run(&RunRecord {
+                id: run,
+                connection: c.clone(),
+                kind: "backfill".into(),
+                started_at: 5,
+                ended_at: Some(6),
+                status: "succeeded".into(),
+                counts: Default::default(),
+                requests: 3,
+                error: None,
+            })
+            .unwrap();
+    }
+    assert_eq!(store.remove_account(&test).unwrap(), 2);
+    assert!(store.account(&test).unwrap().is_none());
+    assert_eq!(store.count(&test, "customers").unwrap(), (0, 0));
+    assert_eq!(store.event_count(&test).unwrap(), 0);
+    assert!(store.runs(&test, 10).unwrap().is_empty());
+    assert!(store.windows(&test).unwrap().is_empty());
+    assert!(store.state(&test, "k").unwrap().is_none());
+    assert_eq!(
+        store.count(&live, "customers").unwrap(),
+        (1, 0),
+        "the other mode stays"
+    );
+    assert_eq!(store.runs(&live, 10).unwrap()[0].requests, 3);
+}
+
+pub fn runs_and_windows(store: &dyn Store) {
+    let c = Connection::new("acct_2", false);
+    let first = store.start_run(&c, "backfill", 10).unwrap();
+    let second = store.start_run(&c, "incremental", 20).unwrap();
+    let mut counts = sm_warehouse::Counts::default();
+    counts.tables.insert(
+        "customers".into(),
+        sm_warehouse::TableCounts {
+            inserted: 5,
+            updated: 1,
+            deleted: 0,
+            skipped: 0,
+        },
+    );
+    store
+        .finish_run(&RunRecord {
+            id: second,
+            connection: c.clone(),
+            kind: "incremental".into(),
+            started_at: 20,
+            ended_at: Some(25),
+            status: "failed".into(),
+            counts: counts.clone(),
+            requests: 9,
+            error: Some("API key is invalid".into()),
+        })
+        .unwrap();
+    let runs = store.runs(&c, 10).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].id, second);
+    assert_eq!(runs[0].counts, counts);
+    assert_eq!(runs[0].error.as_deref(), Some("API key is invalid"));
+    assert_eq!(runs[1].id, first);
+    assert_eq!(runs[1].status, "running");
+    let plan = vec![
+        Window {
+            scope: "charges".into(),
+            start: 0,
+            end: 100,
+            state: "pending".into(),
+            after: None,
+        },
+        Window {
+            scope: "charges".into(),
+            start: 100,
+            end: 200,
+            state: "done".into(),
+            after: None,
+        },
+    ];
+    store.reset_windows(&c, &plan).unwrap();
+    assert_eq!(store.windows(&c).unwrap(), plan);
+    store.reset_windows(&c, &[]).unwrap();
+    assert!(store.windows(&c).unwrap().is_empty());
+    store.set_state(&c, "x", Some("1")).unwrap();
+    store.set_state(&c, "x", None).unwrap();
+    assert!(store.state(&c, "x").unwrap().is_none());
+}
+
+macro_rules! warehouse_test_suite {
+    ($backend:ident, $open:path) => {
+        mod $backend {
+            use super::*;
+
+            fn store(test: &str) -> Option<Box<dyn Store>> {
+                $open(test)
+            }
+
+            #[test]
+            fn accounts_insert_update_duplicate() {
+                if let Some(store) = store("accounts") {
+                    super::accounts_insert_update_duplicate(store.as_ref());
+                }
+            }
+            #[test]
+            fn apply_counts_guard_and_typed_columns() {
+                if let Some(store) = store("apply") {
+                    super::apply_counts_guard_and_typed_columns(store.as_ref());
+                }
+            }
+            #[test]
+            fn remove_account_takes_every_row_of_that_connection_only() {
+                if let Some(store) = store("remove") {
+                    super::remove_account_takes_every_row_of_that_connection_only(store.as_ref());
+                }
+            }
+            #[test]
+            fn runs_and_windows() {
+                if let Some(store) = store("runs") {
+                    super::runs_and_windows(store.as_ref());
+                }
+            }
+        }
+    };
+}
+
+fn open_sqlite(test: &str) -> Option<Box<dyn Store>> {
+    let dir = std::env::temp_dir().join(format!("sm-warehouse-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    Some(sm_warehouse::open(dir.join("mirror.sqlite").to_str().unwrap()).unwrap())
+}
+
+fn open_postgres(test: &str) -> Option<Box<dyn Store>> {
+    let Ok(url) = std::env::var("STRIPE_MIRROR_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "skipped: Postgres test `{test}` — set STRIPE_MIRROR_TEST_POSTGRES_URL=postgres://… to run it"
+        );
+        return None;
+    };
+    let schema = format!("sm_test_{}_{test}", std::process::id());
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Some(sm_warehouse::open(&format!("{url}{separator}schema={schema}")).unwrap())
+}
+
+warehouse_test_suite!(sqlite, open_sqlite);
+warehouse_test_suite!(postgres, open_postgres);
