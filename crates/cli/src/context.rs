@@ -73,7 +73,7 @@ impl GlobalArgs {
         let config = EngineConfig {
             api_base: self.api_base.trim_end_matches('/').to_owned(),
             budget_share: self.budget_share,
-            ..Default::default()
+            max_retries: self.max_retries,
         };
         Ok(Engine::new(Arc::from(store), vault, config))
     }

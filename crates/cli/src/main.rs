@@ -6,6 +6,7 @@ mod accounts_cmd;
 mod context;
 mod emulator_cmd;
 mod key_input;
+mod sync_cmd;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,14 @@ enum Command {
     Rename(accounts_cmd::RenameArgs),
     /// Remove a connection and every row of its data.
     Remove(accounts_cmd::RemoveArgs),
+    /// Copy an account into the mirror: a backfill the first time, then only what changed.
+    Sync(sync_cmd::SyncArgs),
+    /// The history of a connection's syncs.
+    Syncs(sync_cmd::SyncsArgs),
+    /// Change how far back a connection is mirrored (YYYY-MM-DD, or `all`).
+    SetStartDate(sync_cmd::StartDateArgs),
+    /// Run a read-only SQL query on the mirror.
+    Sql(sync_cmd::SqlArgs),
     /// Run the built-in Stripe emulator (for tests, demos and trying an integration offline).
     Emulator(emulator_cmd::EmulatorArgs),
     /// A short tour: an emulated account, read over HTTP, with live changes.
@@ -82,6 +91,10 @@ fn main() -> ExitCode {
             Command::UpdateKey(args) => accounts_cmd::update_key(&global, args).await,
             Command::Rename(args) => accounts_cmd::rename(&global, args).await,
             Command::Remove(args) => accounts_cmd::remove(&global, args).await,
+            Command::Sync(args) => sync_cmd::sync(&global, args).await,
+            Command::Syncs(args) => sync_cmd::syncs(&global, args).await,
+            Command::SetStartDate(args) => sync_cmd::set_start_date(&global, args).await,
+            Command::Sql(args) => sync_cmd::sql(&global, args).await,
             Command::Emulator(args) => emulator_cmd::run(args).await,
             Command::Demo(args) => emulator_cmd::demo(args).await,
         }

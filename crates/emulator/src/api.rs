@@ -447,7 +447,12 @@ fn retrieve(
 }
 
 /// Parses `limit`, cursors and `created[…]` into a [`ListQuery`].
-fn list_query(store: &ModeStore, kind: Kind, query: &mut Params) -> Result<ListQuery, Failure> {
+fn list_query(
+    store: &ModeStore,
+    kind: Kind,
+    query: &mut Params,
+    now: i64,
+) -> Result<ListQuery, Failure> {
     let limit = match query.take_str("limit") {
         None => 10,
         Some(text) => {
@@ -477,6 +482,15 @@ fn list_query(store: &ModeStore, kind: Kind, query: &mut Params) -> Result<ListQ
     }
     let cursor = |id: &str, param: &str| -> Result<Slot, Failure> {
         match store.slot_of(id) {
+            // An event past Stripe's 30 days is gone, as a cursor too.
+            Some(slot)
+                if kind == Kind::Event
+                    && store.get(slot).created < now.saturating_sub(EVENT_RETENTION_SECS) =>
+            {
+                let mut failure = Failure::no_such("event", id);
+                failure.body["error"]["param"] = json!(param);
+                Err(failure)
+            }
             Some(slot) if store.get(slot).kind == kind => Ok(slot),
             _ => {
                 let mut failure = Failure::no_such(kind.info().object, id);
@@ -577,7 +591,7 @@ fn list(
         let parent = live_slot(store, Kind::Customer, &customer)?;
         return child_list(store, parent, kind, query, path);
     }
-    let window = list_query(store, kind, &mut query)?;
+    let window = list_query(store, kind, &mut query, emulator.world.now())?;
     let filters = kind.info().filters;
     let mut wanted: Vec<(usize, String)> = Vec::new();
     let mut status_mode = None;
@@ -659,7 +673,7 @@ fn child_list(
     mut query: Params,
     path: &str,
 ) -> Result<String, Failure> {
-    let window = list_query(store, kind, &mut query)?;
+    let window = list_query(store, kind, &mut query, i64::MIN)?;
     let wanted: Vec<(usize, String)> = kind
         .info()
         .filters

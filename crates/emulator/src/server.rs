@@ -204,7 +204,8 @@ async fn respond(
     if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let common = [("Request-Id", request_id.clone())];
+    // Stripe's answers carry its clock in `Date`; the emulator's clock may have been moved.
+    let common = [("Request-Id", request_id.clone()), ("Date", sm_stripe::http_date::format(emulator.world.now()))];
     match fault {
         Some(Fault::Reset) => {
             reset.notify_one();

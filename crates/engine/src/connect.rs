@@ -463,7 +463,7 @@ pub async fn connect(
         )
         .hint(format!(
             "use `stripe-mirror update-key {}` to change its key",
-            existing.name
+            connection.label()
         )));
     }
     let client = engine.client(&key, Some(&identity.account_id))?;

@@ -196,6 +196,8 @@ pub struct RawResponse {
     pub request_id: Option<String>,
     /// The body as received.
     pub body: Bytes,
+    /// Stripe's clock when it answered (the `Date` header), unix seconds.
+    pub server_time: Option<i64>,
 }
 
 /// One page of a list (`{"object":"list","data":[…],"has_more":…}`).
@@ -209,6 +211,8 @@ pub struct Page {
     pub url: Option<String>,
     /// The `Request-Id` of the answer.
     pub request_id: Option<String>,
+    /// Stripe's clock when it answered (the `Date` header), unix seconds.
+    pub server_time: Option<i64>,
 }
 
 impl Page {
@@ -377,6 +381,12 @@ impl Client {
             .unwrap_or(Value::Null))
     }
 
+    /// `GET path?params`: the JSON answer and Stripe's clock when it answered (`Date`).
+    pub async fn get_timed(&self, path: &str, params: &[(String, String)]) -> Result<(Value, Option<i64>), ClientError> {
+        let (raw, value) = self.execute(Method::Get, path, params, None, true).await?;
+        Ok((value.unwrap_or(Value::Null), raw.server_time))
+    }
+
     /// `GET path?params` and the answer's raw body, status and `Request-Id`, unparsed.
     pub async fn get_raw(
         &self,
@@ -510,10 +520,12 @@ impl Client {
                 Ok((status, headers, body)) => {
                     let request_id = header_str(&headers, "request-id").map(str::to_owned);
                     *inner.last_request_id.lock() = request_id.clone();
+                    let server_time = header_str(&headers, "date").and_then(crate::http_date::parse);
                     let raw = RawResponse {
                         status,
                         request_id,
                         body,
+                        server_time,
                     };
                     if (200..300).contains(&status) {
                         if !want_json {
@@ -807,6 +819,7 @@ impl ListCursor {
             has_more,
             url: list.get("url").and_then(Value::as_str).map(str::to_owned),
             request_id: raw.request_id.clone(),
+            server_time: raw.server_time,
         };
         let next = match self.cursor {
             Cursor::Before(_) => page.data.first(),

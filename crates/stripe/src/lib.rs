@@ -6,6 +6,7 @@
 pub mod client;
 pub mod error;
 pub mod form;
+pub mod http_date;
 pub mod key;
 pub mod pacer;
 pub mod webhook;

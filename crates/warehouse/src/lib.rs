@@ -155,6 +155,16 @@ pub struct Batch {
     pub windows: Vec<Window>,
     /// Sync state to set (`events.position`, …).
     pub state: Vec<(String, String)>,
+    /// Rows to mark deleted without changing their data (children gone from their parent).
+    pub deletions: Vec<Deletion>,
+}
+
+/// Objects of a table to mark deleted, when `version` is at least the stored one.
+#[derive(Debug, Clone)]
+pub struct Deletion {
+    pub table: &'static str,
+    pub ids: Vec<String>,
+    pub version: i64,
 }
 
 /// What a batch changed, per table: (inserted, updated, deleted) — deleted counts rows newly

@@ -372,6 +372,19 @@ impl Store for SqliteStore {
                 }
             }
         }
+        for deletion in &batch.deletions {
+            checked_table(deletion.table)?;
+            let tally = counts.tables.entry(deletion.table.to_owned()).or_default();
+            let mut mark = tx
+                .prepare_cached(&format!(
+                    "UPDATE {} SET deleted = 1, version = ?3, synced_at = ?4 WHERE account_id = ?1 AND id = ?2 AND deleted = 0 AND version <= ?3",
+                    deletion.table
+                ))
+                .map_err(db_error)?;
+            for id in &deletion.ids {
+                tally.deleted += mark.execute(params![c.account_id, id, deletion.version, synced_at]).map_err(db_error)? as u64;
+            }
+        }
         {
             let mut insert = tx
                 .prepare_cached("INSERT OR IGNORE INTO events (account_id, id, livemode, type, created, object_id, data, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")

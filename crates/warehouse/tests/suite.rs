@@ -99,6 +99,7 @@ pub fn apply_counts_guard_and_typed_columns(store: &dyn Store) {
             after: Some("sub_2".into()),
         }],
         state: vec![("events.position".into(), "evt_1".into())],
+        deletions: vec![],
     };
     let counts = store.apply(&c, &first).unwrap();
     assert_eq!(counts.tables["subscriptions"].inserted, 2);
@@ -221,6 +222,14 @@ pub fn apply_counts_guard_and_typed_columns(store: &dyn Store) {
         "queries are read-only"
     );
     assert_eq!(store.events(&c, 10).unwrap()[0].id, "evt_1");
+
+    // Children gone from their parent are marked deleted, their data kept; older marks are refused.
+    let stale = Batch { deletions: vec![sm_warehouse::Deletion { table: "subscriptions", ids: vec!["sub_1".into()], version: 99 }], ..Default::default() };
+    assert_eq!(store.apply(&c, &stale).unwrap().tables["subscriptions"].deleted, 0);
+    let gone = Batch { deletions: vec![sm_warehouse::Deletion { table: "subscriptions", ids: vec!["sub_1".into(), "sub_404".into()], version: 102 }], ..Default::default() };
+    assert_eq!(store.apply(&c, &gone).unwrap().tables["subscriptions"].deleted, 1);
+    assert_eq!(store.count(&c, "subscriptions").unwrap(), (0, 2));
+    assert_eq!(store.rows(&c, "subscriptions").unwrap()[0].data["status"], json!("past_due"));
 }
 
 pub fn remove_account_takes_every_row_of_that_connection_only(store: &dyn Store) {
@@ -250,6 +259,7 @@ pub fn remove_account_takes_every_row_of_that_connection_only(store: &dyn Store)
                 after: None,
             }],
             state: vec![("k".into(), "v".into())],
+            deletions: vec![],
         };
         store.apply(c, &batch).unwrap();
         let run = store.start_run(c, "backfill", 5).unwrap();

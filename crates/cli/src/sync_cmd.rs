@@ -1,0 +1,294 @@
+//! `sync`, `syncs`, `set-start-date` and `sql`: running syncs with live progress, their history,
+//! how far back a mirror goes, and a read-only SQL prompt onto the mirror.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use parking_lot::Mutex;
+use serde_json::json;
+use sm_engine::sync::{self, Progress, SyncOptions};
+use sm_engine::{Engine, now};
+
+use crate::CliError;
+use crate::accounts_cmd::{parse_date, print_table};
+use crate::context::{GlobalArgs, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// The connection to sync (name, acct_…, or acct_…:test|live).
+    account: Option<String>,
+    /// Sync every connected account.
+    #[arg(long, conflicts_with = "account")]
+    all: bool,
+    /// Re-backfill everything from the start date.
+    #[arg(long)]
+    full: bool,
+    /// Requests in flight at once per account (they stay within the rate budget).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+/// Bars on a terminal; a line per resource every few seconds elsewhere.
+struct Bars {
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<String, (ProgressBar, Instant, u64)>>,
+    last_line: Mutex<Instant>,
+    quiet: bool,
+}
+
+impl Bars {
+    fn new(quiet: bool) -> Bars {
+        let terminal = std::io::stderr().is_terminal() && !quiet;
+        Bars { multi: terminal.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())), bars: Mutex::new(HashMap::new()), last_line: Mutex::new(Instant::now()), quiet }
+    }
+}
+
+impl Progress for Bars {
+    fn begin(&self, table: &str, phase: &str) {
+        let mut bars = self.bars.lock();
+        if bars.contains_key(table) {
+            return;
+        }
+        let bar = match &self.multi {
+            Some(multi) => {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(ProgressStyle::with_template("{spinner} {prefix:<30} {pos:>9} objects  {per_sec:>12}  {elapsed_precise}  {msg}").expect("a valid template"));
+                bar.set_prefix(table.to_owned());
+                bar.set_message(phase.to_owned());
+                bar.enable_steady_tick(Duration::from_millis(200));
+                bar
+            }
+            None => ProgressBar::hidden(),
+        };
+        bars.insert(table.to_owned(), (bar, Instant::now(), 0));
+    }
+
+    fn advance(&self, table: &str, objects: u64, _covered: f64) {
+        let mut bars = self.bars.lock();
+        if let Some((bar, _, count)) = bars.get_mut(table) {
+            bar.inc(objects);
+            *count += objects;
+        }
+        if self.multi.is_none() && !self.quiet {
+            let mut last = self.last_line.lock();
+            if last.elapsed() >= Duration::from_secs(5) {
+                *last = Instant::now();
+                let mut line: Vec<String> = bars.iter().filter(|(_, (_, _, c))| *c > 0).map(|(t, (_, started, c))| format!("{t} {c} ({:.0}/s)", *c as f64 / started.elapsed().as_secs_f64().max(0.001))).collect();
+                line.sort();
+                eprintln!("progress: {}", line.join(", "));
+            }
+        }
+    }
+
+    fn end(&self, table: &str) {
+        if let Some((bar, _, _)) = self.bars.lock().get(table) {
+            bar.set_message("done");
+            bar.finish();
+        }
+    }
+
+    fn note(&self, message: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(format!("note: {message}"));
+            }
+            None => eprintln!("note: {message}"),
+        }
+    }
+}
+
+/// Syncs one connection with progress; returns its report as JSON.
+pub async fn sync_one(engine: &Engine, reference: &str, options: &SyncOptions, quiet: bool) -> Result<serde_json::Value, CliError> {
+    let record = engine.resolve(reference).await?;
+    let bars = Arc::new(Bars::new(quiet));
+    let started = Instant::now();
+    let result = sync::sync(engine, &record.connection, options, bars.clone()).await;
+    if let Some(multi) = &bars.multi {
+        let _ = multi.clear();
+    }
+    let report = result?;
+    let objects: u64 = report.run.counts.tables.values().map(|c| c.inserted + c.updated + c.deleted).sum();
+    Ok(json!({
+        "account": record.connection.label(),
+        "name": record.name,
+        "run": report.run,
+        "skipped": report.skipped,
+        "notes": report.notes,
+        "seconds": started.elapsed().as_secs_f64(),
+        "objects_written": objects,
+    }))
+}
+
+fn print_report(report: &serde_json::Value) {
+    let run = &report["run"];
+    println!(
+        "{} {} of \"{}\" ({}): {} in {:.1} s, {} requests",
+        run["status"].as_str().unwrap_or_default(),
+        run["kind"].as_str().unwrap_or_default(),
+        report["name"].as_str().unwrap_or_default(),
+        report["account"].as_str().unwrap_or_default(),
+        summary_of_counts(&run["counts"]),
+        report["seconds"].as_f64().unwrap_or(0.0),
+        run["requests"]
+    );
+    for note in report["notes"].as_array().into_iter().flatten() {
+        println!("  note: {}", note.as_str().unwrap_or_default());
+    }
+}
+
+fn summary_of_counts(counts: &serde_json::Value) -> String {
+    let mut totals = [0u64; 3];
+    if let Some(tables) = counts["tables"].as_object() {
+        for c in tables.values() {
+            totals[0] += c["inserted"].as_u64().unwrap_or(0);
+            totals[1] += c["updated"].as_u64().unwrap_or(0);
+            totals[2] += c["deleted"].as_u64().unwrap_or(0);
+        }
+    }
+    format!("{} inserted, {} updated, {} deleted, {} new events", totals[0], totals[1], totals[2], counts["new_events"].as_u64().unwrap_or(0))
+}
+
+pub async fn sync(global: &GlobalArgs, args: SyncArgs) -> Result<(), CliError> {
+    let engine = global.engine()?;
+    let options = SyncOptions { full: args.full, concurrency: args.concurrency.clamp(1, 64) };
+    let references: Vec<String> = match (args.all, args.account) {
+        (true, _) => engine.store_call(|store| store.accounts()).await?.into_iter().map(|a| a.connection.label()).collect(),
+        (false, Some(account)) => vec![account],
+        (false, None) => {
+            let accounts = engine.store_call(|store| store.accounts()).await?;
+            match accounts.as_slice() {
+                [one] => vec![one.connection.label()],
+                [] => return Err(CliError::usage("no connected accounts: connect one first (stripe-mirror connect)")),
+                _ => return Err(CliError::usage("several accounts are connected: name one, or pass --all")),
+            }
+        }
+    };
+    let mut failures = Vec::new();
+    let mut reports = Vec::new();
+    for reference in &references {
+        match sync_one(&engine, reference, &options, global.json).await {
+            Ok(report) => {
+                if !global.json {
+                    print_report(&report);
+                }
+                reports.push(report);
+            }
+            Err(error) => {
+                if references.len() == 1 {
+                    return Err(error);
+                }
+                eprintln!("error: {reference}: {}", error.message);
+                failures.push(error);
+            }
+        }
+    }
+    if global.json {
+        print_json(&json!(reports));
+    }
+    match failures.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SyncsArgs {
+    /// The connection (name, acct_…, or acct_…:test|live).
+    account: String,
+    /// How many runs to show, newest first.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+}
+
+pub async fn syncs(global: &GlobalArgs, args: SyncsArgs) -> Result<(), CliError> {
+    let engine = global.engine()?;
+    let record = engine.resolve(&args.account).await?;
+    let connection = record.connection.clone();
+    let limit = args.limit;
+    let runs = engine.store_call(move |store| store.runs(&connection, limit)).await?;
+    if global.json {
+        print_json(&json!(runs));
+        return Ok(());
+    }
+    if runs.is_empty() {
+        println!("No syncs yet for \"{}\". Run: stripe-mirror sync {}", record.name, record.connection.label());
+        return Ok(());
+    }
+    let rows: Vec<[String; 7]> = runs
+        .iter()
+        .map(|run| {
+            let counts = serde_json::to_value(&run.counts).unwrap_or_default();
+            let duration = run.ended_at.map(|end| format!("{} s", end - run.started_at)).unwrap_or_else(|| "running".into());
+            [run.id.to_string(), format_time(run.started_at), run.kind.clone(), run.status.clone(), duration, format!("{} req", run.requests), format!("{}{}", summary_of_counts(&counts), run.error.as_ref().map(|e| format!(" — {e}")).unwrap_or_default())]
+        })
+        .collect();
+    print_table(&["RUN", "STARTED (UTC)", "KIND", "STATUS", "TOOK", "REQUESTS", "CHANGES"], &rows);
+    Ok(())
+}
+
+/// `2026-11-22 21:04:05`.
+pub fn format_time(unix: i64) -> String {
+    let http = sm_stripe::http_date::format(unix);
+    // "Sun, 22 Nov 2026 21:04:05 GMT" → date and time in ISO order.
+    let parts: Vec<&str> = http.split(' ').collect();
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"].iter().position(|m| *m == parts[2]).unwrap_or(0) + 1;
+    format!("{}-{month:02}-{} {}", parts[3], parts[1], parts[4])
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StartDateArgs {
+    /// The connection (name, acct_…, or acct_…:test|live).
+    account: String,
+    /// YYYY-MM-DD or a unix time; `all` for all history.
+    date: String,
+}
+
+pub async fn set_start_date(global: &GlobalArgs, args: StartDateArgs) -> Result<(), CliError> {
+    let start = if args.date == "all" { None } else { Some(parse_date(&args.date).map_err(CliError::usage)?) };
+    if start.is_some_and(|s| s > now()) {
+        return Err(CliError::usage(format!("{} is in the future", args.date)));
+    }
+    let engine = global.engine()?;
+    let mut record = engine.resolve(&args.account).await?;
+    let earlier = start.unwrap_or(0) < record.start_date.unwrap_or(0) || (start.is_none() && record.start_date.is_some());
+    record.start_date = start;
+    record.updated_at = now();
+    let saved = record.clone();
+    engine.store_call(move |store| store.update_account(&saved)).await?;
+    let advice = if earlier { "the next `sync --full` fetches the older history" } else { "older rows already mirrored stay; `sync --full` re-backfills from the new date" };
+    if global.json {
+        print_json(&json!({"account": record.connection.label(), "start_date": start, "advice": advice}));
+    } else {
+        println!("\"{}\" now mirrors from {}; {advice}", record.name, start.map(format_time).unwrap_or_else(|| "the beginning".into()));
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SqlArgs {
+    /// A read-only query, e.g. "SELECT status, count(*) FROM subscriptions GROUP BY status".
+    query: String,
+}
+
+pub async fn sql(global: &GlobalArgs, args: SqlArgs) -> Result<(), CliError> {
+    let engine = global.engine()?;
+    let query = args.query.clone();
+    let (names, rows) = engine.store_call(move |store| store.query(&query)).await?;
+    if global.json {
+        let objects: Vec<serde_json::Value> = rows.iter().map(|row| serde_json::Value::Object(names.iter().cloned().zip(row.iter().map(|v| json!(v))).collect())).collect();
+        print_json(&json!(objects));
+        return Ok(());
+    }
+    println!("{}", names.join(" | "));
+    for row in &rows {
+        println!("{}", row.iter().map(|v| v.clone().unwrap_or_else(|| "NULL".into())).collect::<Vec<_>>().join(" | "));
+    }
+    println!("({} rows)", rows.len());
+    Ok(())
+}
