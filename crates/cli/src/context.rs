@@ -39,7 +39,12 @@ pub struct GlobalArgs {
     )]
     pub budget_share: f64,
     /// How many times a failed Stripe request is retried (network errors, 409, 429, 5xx).
-    #[arg(long, global = true, env = "STRIPE_MIRROR_MAX_RETRIES", default_value_t = 5)]
+    #[arg(
+        long,
+        global = true,
+        env = "STRIPE_MIRROR_MAX_RETRIES",
+        default_value_t = 5
+    )]
     pub max_retries: u32,
     /// Print JSON for scripts instead of text.
     #[arg(long, global = true)]

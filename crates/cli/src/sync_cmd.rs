@@ -42,7 +42,12 @@ struct Bars {
 impl Bars {
     fn new(quiet: bool) -> Bars {
         let terminal = std::io::stderr().is_terminal() && !quiet;
-        Bars { multi: terminal.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())), bars: Mutex::new(HashMap::new()), last_line: Mutex::new(Instant::now()), quiet }
+        Bars {
+            multi: terminal.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            bars: Mutex::new(HashMap::new()),
+            last_line: Mutex::new(Instant::now()),
+            quiet,
+        }
     }
 }
 
@@ -76,7 +81,16 @@ impl Progress for Bars {
             let mut last = self.last_line.lock();
             if last.elapsed() >= Duration::from_secs(5) {
                 *last = Instant::now();
-                let mut line: Vec<String> = bars.iter().filter(|(_, (_, _, c))| *c > 0).map(|(t, (_, started, c))| format!("{t} {c} ({:.0}/s)", *c as f64 / started.elapsed().as_secs_f64().max(0.001))).collect();
+                let mut line: Vec<String> = bars
+                    .iter()
+                    .filter(|(_, (_, _, c))| *c > 0)
+                    .map(|(t, (_, started, c))| {
+                        format!(
+                            "{t} {c} ({:.0}/s)",
+                            *c as f64 / started.elapsed().as_secs_f64().max(0.001)
+                        )
+                    })
+                    .collect();
                 line.sort();
                 eprintln!("progress: {}", line.join(", "));
             }
@@ -104,7 +118,12 @@ impl Progress for Bars {
 }
 
 /// Syncs one connection with progress; returns its report as JSON.
-pub async fn sync_one(engine: &Engine, reference: &str, options: &SyncOptions, quiet: bool) -> Result<serde_json::Value, CliError> {
+pub async fn sync_one(
+    engine: &Engine,
+    reference: &str,
+    options: &SyncOptions,
+    quiet: bool,
+) -> Result<serde_json::Value, CliError> {
     let record = engine.resolve(reference).await?;
     let bars = Arc::new(Bars::new(quiet));
     let started = Instant::now();
@@ -113,7 +132,13 @@ pub async fn sync_one(engine: &Engine, reference: &str, options: &SyncOptions, q
         let _ = multi.clear();
     }
     let report = result?;
-    let objects: u64 = report.run.counts.tables.values().map(|c| c.inserted + c.updated + c.deleted).sum();
+    let objects: u64 = report
+        .run
+        .counts
+        .tables
+        .values()
+        .map(|c| c.inserted + c.updated + c.deleted)
+        .sum();
     Ok(json!({
         "account": record.connection.label(),
         "name": record.name,
@@ -151,21 +176,43 @@ fn summary_of_counts(counts: &serde_json::Value) -> String {
             totals[2] += c["deleted"].as_u64().unwrap_or(0);
         }
     }
-    format!("{} inserted, {} updated, {} deleted, {} new events", totals[0], totals[1], totals[2], counts["new_events"].as_u64().unwrap_or(0))
+    format!(
+        "{} inserted, {} updated, {} deleted, {} new events",
+        totals[0],
+        totals[1],
+        totals[2],
+        counts["new_events"].as_u64().unwrap_or(0)
+    )
 }
 
 pub async fn sync(global: &GlobalArgs, args: SyncArgs) -> Result<(), CliError> {
     let engine = global.engine()?;
-    let options = SyncOptions { full: args.full, concurrency: args.concurrency.clamp(1, 64) };
+    let options = SyncOptions {
+        full: args.full,
+        concurrency: args.concurrency.clamp(1, 64),
+    };
     let references: Vec<String> = match (args.all, args.account) {
-        (true, _) => engine.store_call(|store| store.accounts()).await?.into_iter().map(|a| a.connection.label()).collect(),
+        (true, _) => engine
+            .store_call(|store| store.accounts())
+            .await?
+            .into_iter()
+            .map(|a| a.connection.label())
+            .collect(),
         (false, Some(account)) => vec![account],
         (false, None) => {
             let accounts = engine.store_call(|store| store.accounts()).await?;
             match accounts.as_slice() {
                 [one] => vec![one.connection.label()],
-                [] => return Err(CliError::usage("no connected accounts: connect one first (stripe-mirror connect)")),
-                _ => return Err(CliError::usage("several accounts are connected: name one, or pass --all")),
+                [] => {
+                    return Err(CliError::usage(
+                        "no connected accounts: connect one first (stripe-mirror connect)",
+                    ));
+                }
+                _ => {
+                    return Err(CliError::usage(
+                        "several accounts are connected: name one, or pass --all",
+                    ));
+                }
             }
         }
     };
@@ -211,24 +258,59 @@ pub async fn syncs(global: &GlobalArgs, args: SyncsArgs) -> Result<(), CliError>
     let record = engine.resolve(&args.account).await?;
     let connection = record.connection.clone();
     let limit = args.limit;
-    let runs = engine.store_call(move |store| store.runs(&connection, limit)).await?;
+    let runs = engine
+        .store_call(move |store| store.runs(&connection, limit))
+        .await?;
     if global.json {
         print_json(&json!(runs));
         return Ok(());
     }
     if runs.is_empty() {
-        println!("No syncs yet for \"{}\". Run: stripe-mirror sync {}", record.name, record.connection.label());
+        println!(
+            "No syncs yet for \"{}\". Run: stripe-mirror sync {}",
+            record.name,
+            record.connection.label()
+        );
         return Ok(());
     }
     let rows: Vec<[String; 7]> = runs
         .iter()
         .map(|run| {
             let counts = serde_json::to_value(&run.counts).unwrap_or_default();
-            let duration = run.ended_at.map(|end| format!("{} s", end - run.started_at)).unwrap_or_else(|| "running".into());
-            [run.id.to_string(), format_time(run.started_at), run.kind.clone(), run.status.clone(), duration, format!("{} req", run.requests), format!("{}{}", summary_of_counts(&counts), run.error.as_ref().map(|e| format!(" — {e}")).unwrap_or_default())]
+            let duration = run
+                .ended_at
+                .map(|end| format!("{} s", end - run.started_at))
+                .unwrap_or_else(|| "running".into());
+            [
+                run.id.to_string(),
+                format_time(run.started_at),
+                run.kind.clone(),
+                run.status.clone(),
+                duration,
+                format!("{} req", run.requests),
+                format!(
+                    "{}{}",
+                    summary_of_counts(&counts),
+                    run.error
+                        .as_ref()
+                        .map(|e| format!(" — {e}"))
+                        .unwrap_or_default()
+                ),
+            ]
         })
         .collect();
-    print_table(&["RUN", "STARTED (UTC)", "KIND", "STATUS", "TOOK", "REQUESTS", "CHANGES"], &rows);
+    print_table(
+        &[
+            "RUN",
+            "STARTED (UTC)",
+            "KIND",
+            "STATUS",
+            "TOOK",
+            "REQUESTS",
+            "CHANGES",
+        ],
+        &rows,
+    );
     Ok(())
 }
 
@@ -237,7 +319,13 @@ pub fn format_time(unix: i64) -> String {
     let http = sm_stripe::http_date::format(unix);
     // "Sun, 22 Nov 2026 21:04:05 GMT" → date and time in ISO order.
     let parts: Vec<&str> = http.split(' ').collect();
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"].iter().position(|m| *m == parts[2]).unwrap_or(0) + 1;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])
+    .unwrap_or(0)
+        + 1;
     format!("{}-{month:02}-{} {}", parts[3], parts[1], parts[4])
 }
 
@@ -250,22 +338,41 @@ pub struct StartDateArgs {
 }
 
 pub async fn set_start_date(global: &GlobalArgs, args: StartDateArgs) -> Result<(), CliError> {
-    let start = if args.date == "all" { None } else { Some(parse_date(&args.date).map_err(CliError::usage)?) };
+    let start = if args.date == "all" {
+        None
+    } else {
+        Some(parse_date(&args.date).map_err(CliError::usage)?)
+    };
     if start.is_some_and(|s| s > now()) {
         return Err(CliError::usage(format!("{} is in the future", args.date)));
     }
     let engine = global.engine()?;
     let mut record = engine.resolve(&args.account).await?;
-    let earlier = start.unwrap_or(0) < record.start_date.unwrap_or(0) || (start.is_none() && record.start_date.is_some());
+    let earlier = start.unwrap_or(0) < record.start_date.unwrap_or(0)
+        || (start.is_none() && record.start_date.is_some());
     record.start_date = start;
     record.updated_at = now();
     let saved = record.clone();
-    engine.store_call(move |store| store.update_account(&saved)).await?;
-    let advice = if earlier { "the next `sync --full` fetches the older history" } else { "older rows already mirrored stay; `sync --full` re-backfills from the new date" };
-    if global.json {
-        print_json(&json!({"account": record.connection.label(), "start_date": start, "advice": advice}));
+    engine
+        .store_call(move |store| store.update_account(&saved))
+        .await?;
+    let advice = if earlier {
+        "the next `sync --full` fetches the older history"
     } else {
-        println!("\"{}\" now mirrors from {}; {advice}", record.name, start.map(format_time).unwrap_or_else(|| "the beginning".into()));
+        "older rows already mirrored stay; `sync --full` re-backfills from the new date"
+    };
+    if global.json {
+        print_json(
+            &json!({"account": record.connection.label(), "start_date": start, "advice": advice}),
+        );
+    } else {
+        println!(
+            "\"{}\" now mirrors from {}; {advice}",
+            record.name,
+            start
+                .map(format_time)
+                .unwrap_or_else(|| "the beginning".into())
+        );
     }
     Ok(())
 }
@@ -281,13 +388,30 @@ pub async fn sql(global: &GlobalArgs, args: SqlArgs) -> Result<(), CliError> {
     let query = args.query.clone();
     let (names, rows) = engine.store_call(move |store| store.query(&query)).await?;
     if global.json {
-        let objects: Vec<serde_json::Value> = rows.iter().map(|row| serde_json::Value::Object(names.iter().cloned().zip(row.iter().map(|v| json!(v))).collect())).collect();
+        let objects: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| {
+                serde_json::Value::Object(
+                    names
+                        .iter()
+                        .cloned()
+                        .zip(row.iter().map(|v| json!(v)))
+                        .collect(),
+                )
+            })
+            .collect();
         print_json(&json!(objects));
         return Ok(());
     }
     println!("{}", names.join(" | "));
     for row in &rows {
-        println!("{}", row.iter().map(|v| v.clone().unwrap_or_else(|| "NULL".into())).collect::<Vec<_>>().join(" | "));
+        println!(
+            "{}",
+            row.iter()
+                .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
     }
     println!("({} rows)", rows.len());
     Ok(())

@@ -932,7 +932,9 @@ fn create_subscription(tx: &mut Tx, mut params: Params) -> Result<Slot, Failure>
         &built,
         &format!("/v1/subscription_items?subscription={sub_id}"),
     );
-    let slot = tx.insert(Kind::Subscription, &sub, NO_PARENT);
+    // Stored quietly first: Stripe's `customer.subscription.created` already shows the first
+    // invoice, which needs the stored subscription to exist.
+    let slot = tx.store.insert(Kind::Subscription, &sub, NO_PARENT);
     for item in &built {
         tx.store.insert(Kind::SubscriptionItem, item, slot);
     }
@@ -940,6 +942,7 @@ fn create_subscription(tx: &mut Tx, mut params: Params) -> Result<Slot, Failure>
     let mut sub = tx.store.value(slot);
     sub["latest_invoice"] = tx.store.value(invoice)["id"].clone();
     tx.save_as(slot, &sub, None);
+    tx.event("customer.subscription.created", &sub, None);
     Ok(slot)
 }
 

@@ -15,7 +15,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sm_stripe::error::ErrorKind;
 use sm_stripe::{Client, ClientError};
-use sm_warehouse::{AccountRecord, Batch, Connection, Counts, Deletion, Guard, ObjectRow, RunRecord, Window};
+use sm_warehouse::{
+    AccountRecord, Batch, Connection, Counts, Deletion, Guard, ObjectRow, RunRecord, Window,
+};
 
 use crate::catalog::{RESOURCES, Resource, Source, by_object};
 use crate::connect::{PermissionReport, event_row};
@@ -51,7 +53,10 @@ pub struct SyncOptions {
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        SyncOptions { full: false, concurrency: 8 }
+        SyncOptions {
+            full: false,
+            concurrency: 8,
+        }
     }
 }
 
@@ -102,14 +107,24 @@ struct Run {
 }
 
 impl Run {
-    async fn store<T: Send + 'static>(&self, call: impl FnOnce(&dyn sm_warehouse::Store) -> sm_warehouse::Result<T> + Send + 'static) -> Result<T, EngineError> {
+    async fn store<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn sm_warehouse::Store) -> sm_warehouse::Result<T> + Send + 'static,
+    ) -> Result<T, EngineError> {
         let store = self.engine_store.clone();
-        tokio::task::spawn_blocking(move || call(store.as_ref())).await.map_err(|e| EngineError::new(ErrorCode::Internal, format!("a database task failed: {e}")))?.map_err(EngineError::from)
+        tokio::task::spawn_blocking(move || call(store.as_ref()))
+            .await
+            .map_err(|e| {
+                EngineError::new(ErrorCode::Internal, format!("a database task failed: {e}"))
+            })?
+            .map_err(EngineError::from)
     }
 
     async fn apply(&self, batch: Batch) -> Result<Counts, EngineError> {
         let connection = self.connection.clone();
-        let counts = self.store(move |store| store.apply(&connection, &batch)).await?;
+        let counts = self
+            .store(move |store| store.apply(&connection, &batch))
+            .await?;
         self.counts.lock().add(&counts);
         Ok(counts)
     }
@@ -156,13 +171,33 @@ struct Rows {
 }
 
 impl Rows {
-    fn push(&mut self, table: &'static str, object: &Value, version: i64, deleted: bool) {
-        let Some(id) = object["id"].as_str() else { return };
-        self.rows.entry(table).or_default().push(ObjectRow { id: id.to_owned(), created: object["created"].as_i64(), deleted, data: object.to_string(), version });
+    fn push(
+        &mut self,
+        table: &'static str,
+        object: &Value,
+        version: i64,
+        deleted: bool,
+        parent_id: Option<&str>,
+    ) {
+        let Some(id) = object["id"].as_str() else {
+            return;
+        };
+        let parent_id = parent_id.map(str::to_owned);
+        self.rows.entry(table).or_default().push(ObjectRow {
+            id: id.to_owned(),
+            created: object["created"].as_i64(),
+            deleted,
+            data: object.to_string(),
+            version,
+            parent_id,
+        });
     }
 
     fn into_batch(self, guard: Guard) -> Batch {
-        let mut batch = Batch { deletions: self.deletions, ..Default::default() };
+        let mut batch = Batch {
+            deletions: self.deletions,
+            ..Default::default()
+        };
         // Parents before children, so a reader never sees an item without its subscription.
         for resource in RESOURCES {
             if let Some((table, rows)) = self.rows.get_key_value(resource.table) {
@@ -177,37 +212,74 @@ impl Applier<'_> {
     /// Adds `objects` of `resource` to `rows`, with their embedded children, fetching truncated
     /// child lists. `known_parents` are ids already in the mirror (their vanished children are
     /// marked deleted).
-    async fn collect(&self, resource: &'static Resource, objects: &[Value], version: i64, deleted: bool, rows: &mut Rows, known_parents: &HashSet<String>) -> Result<(), ClientError> {
+    async fn collect(
+        &self,
+        resource: &'static Resource,
+        objects: &[Value],
+        version: i64,
+        deleted: bool,
+        rows: &mut Rows,
+        known_parents: &HashSet<String>,
+        parent_id: Option<&str>,
+    ) -> Result<(), ClientError> {
         for object in objects {
-            rows.push(resource.table, object, version, deleted);
+            rows.push(resource.table, object, version, deleted, parent_id);
             if deleted {
                 continue;
             }
             for child in RESOURCES.iter() {
-                let Source::Embedded { parent_table, field } = child.source else { continue };
+                let Source::Embedded {
+                    parent_table,
+                    field,
+                } = child.source
+                else {
+                    continue;
+                };
                 if parent_table != resource.table || !self.readable.contains(child.table) {
                     continue;
                 }
                 let embedded = &object[field];
-                let mut items: Vec<Value> = embedded["data"].as_array().cloned().unwrap_or_default();
+                let mut items: Vec<Value> =
+                    embedded["data"].as_array().cloned().unwrap_or_default();
                 if embedded["has_more"] == Value::Bool(true)
                     && let Some(url) = embedded["url"].as_str()
                 {
-                    items = self.fetch_all(url, items.last().and_then(|i| i["id"].as_str()).map(str::to_owned), items).await?;
+                    items = self
+                        .fetch_all(
+                            url,
+                            items
+                                .last()
+                                .and_then(|i| i["id"].as_str())
+                                .map(str::to_owned),
+                            items,
+                        )
+                        .await?;
                 }
                 let parent_id = object["id"].as_str().unwrap_or_default().to_owned();
                 for item in &items {
-                    rows.push(child.table, item, version, false);
+                    rows.push(child.table, item, version, false, Some(&parent_id));
                 }
                 if known_parents.contains(&parent_id) {
-                    let column = if child.table == "subscription_items" { "subscription" } else { "invoice" };
-                    let keep: HashSet<String> = items.iter().filter_map(|i| i["id"].as_str().map(str::to_owned)).collect();
+                    let column = "parent_id";
+                    let keep: HashSet<String> = items
+                        .iter()
+                        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+                        .collect();
                     let connection = self.run.connection.clone();
                     let table = child.table;
-                    let stored = self.run.store(move |store| store.ids_where(&connection, table, column, &parent_id)).await.unwrap_or_default();
-                    let gone: Vec<String> = stored.into_iter().filter(|id| !keep.contains(id)).collect();
+                    let stored = self
+                        .run
+                        .store(move |store| store.ids_where(&connection, table, column, &parent_id))
+                        .await
+                        .unwrap_or_default();
+                    let gone: Vec<String> =
+                        stored.into_iter().filter(|id| !keep.contains(id)).collect();
                     if !gone.is_empty() {
-                        rows.deletions.push(Deletion { table: child.table, ids: gone, version });
+                        rows.deletions.push(Deletion {
+                            table: child.table,
+                            ids: gone,
+                            version,
+                        });
                     }
                 }
             }
@@ -216,9 +288,18 @@ impl Applier<'_> {
     }
 
     /// Pages a child list's URL (`/v1/subscription_items?subscription=…`) to the end.
-    async fn fetch_all(&self, url: &str, after: Option<String>, mut items: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+    async fn fetch_all(
+        &self,
+        url: &str,
+        after: Option<String>,
+        mut items: Vec<Value>,
+    ) -> Result<Vec<Value>, ClientError> {
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
-        let mut params: Vec<(String, String)> = query.split('&').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let mut params: Vec<(String, String)> = query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
         if let Some(after) = after {
             params.push(("starting_after".into(), after));
         }
@@ -230,33 +311,65 @@ impl Applier<'_> {
     }
 
     /// Ids among `objects` that the mirror already holds in `table`.
-    async fn known(&self, table: &'static str, objects: &[Value]) -> Result<HashSet<String>, EngineError> {
-        let ids: Vec<String> = objects.iter().filter_map(|o| o["id"].as_str().map(str::to_owned)).collect();
+    async fn known(
+        &self,
+        table: &'static str,
+        objects: &[Value],
+    ) -> Result<HashSet<String>, EngineError> {
+        let ids: Vec<String> = objects
+            .iter()
+            .filter_map(|o| o["id"].as_str().map(str::to_owned))
+            .collect();
         let connection = self.run.connection.clone();
-        Ok(self.run.store(move |store| store.versions(&connection, table, &ids)).await?.into_keys().collect())
+        Ok(self
+            .run
+            .store(move |store| store.versions(&connection, table, &ids))
+            .await?
+            .into_keys()
+            .collect())
     }
 }
 
 /// Runs one sync of a connection.
-pub async fn sync(engine: &Engine, connection: &Connection, options: &SyncOptions, progress: Arc<dyn Progress>) -> Result<SyncReport, EngineError> {
+pub async fn sync(
+    engine: &Engine,
+    connection: &Connection,
+    options: &SyncOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<SyncReport, EngineError> {
     let mut record = engine.account(connection).await?;
     let key = engine.open_key(&record)?;
     let client = engine.client(&key, Some(&connection.account_id))?;
     let report = PermissionReport::from_json(&record.permissions);
-    let readable: HashSet<&'static str> = RESOURCES.iter().filter(|r| report.can_read(r.table)).map(|r| r.table).collect();
-    let skipped: Vec<(String, String)> = RESOURCES.iter().filter(|r| !readable.contains(r.table)).map(|r| (r.table.to_owned(), r.permission.to_owned())).collect();
+    let readable: HashSet<&'static str> = RESOURCES
+        .iter()
+        .filter(|r| report.can_read(r.table))
+        .map(|r| r.table)
+        .collect();
+    let skipped: Vec<(String, String)> = RESOURCES
+        .iter()
+        .filter(|r| !readable.contains(r.table))
+        .map(|r| (r.table.to_owned(), r.permission.to_owned()))
+        .collect();
     let started_at = now();
     let state = |key: &'static str| {
         let connection = connection.clone();
         move |store: &dyn sm_warehouse::Store| store.state(&connection, key)
     };
     let backfilled = engine.store_call(state(BACKFILL_DONE)).await?.is_some();
-    let kind = if options.full { "full" } else if backfilled { "incremental" } else { "backfill" };
-    let run_id = engine.store_call({
-        let connection = connection.clone();
-        move |store| store.start_run(&connection, kind, started_at)
-    })
-    .await?;
+    let kind = if options.full {
+        "full"
+    } else if backfilled {
+        "incremental"
+    } else {
+        "backfill"
+    };
+    let run_id = engine
+        .store_call({
+            let connection = connection.clone();
+            move |store| store.start_run(&connection, kind, started_at)
+        })
+        .await?;
     let run = Arc::new(Run {
         engine_store: engine.store.clone(),
         connection: connection.clone(),
@@ -273,7 +386,10 @@ pub async fn sync(engine: &Engine, connection: &Connection, options: &SyncOption
         run.note(format!("skipping {table}: missing {permission}"));
     }
     if !report.events {
-        run.note("events are not readable (missing rak_event_read): changes are found by listing again".into());
+        run.note(
+            "events are not readable (missing rak_event_read): changes are found by listing again"
+                .into(),
+        );
     }
     let requests_before = client.requests_made();
     let outcome = run_phases(engine, &run, &record, &readable, options, report.events).await;
@@ -296,8 +412,24 @@ pub async fn sync(engine: &Engine, connection: &Connection, options: &SyncOption
         error: failure.as_ref().map(|e| e.message.clone()),
     };
     // The account's status says why the last run failed, in words, until one succeeds.
-    record.status = if failure.is_some() { "failing".into() } else { "ok".into() };
-    record.status_message = failure.as_ref().map(|e| e.message.clone()).or_else(|| (!skipped.is_empty()).then(|| format!("skipping {} resource(s): missing {}", skipped.len(), skipped.iter().map(|s| s.1.clone()).collect::<Vec<_>>().join(", "))));
+    record.status = if failure.is_some() {
+        "failing".into()
+    } else {
+        "ok".into()
+    };
+    record.status_message = failure.as_ref().map(|e| e.message.clone()).or_else(|| {
+        (!skipped.is_empty()).then(|| {
+            format!(
+                "skipping {} resource(s): missing {}",
+                skipped.len(),
+                skipped
+                    .iter()
+                    .map(|s| s.1.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    });
     record.updated_at = now();
     let saved = run_record.clone();
     engine
@@ -309,21 +441,39 @@ pub async fn sync(engine: &Engine, connection: &Connection, options: &SyncOption
     let notes = run.notes.lock().clone();
     match failure {
         Some(error) => Err(error),
-        None => Ok(SyncReport { run: run_record, skipped, notes }),
+        None => Ok(SyncReport {
+            run: run_record,
+            skipped,
+            notes,
+        }),
     }
 }
 
-async fn run_phases(engine: &Engine, run: &Arc<Run>, record: &AccountRecord, readable: &HashSet<&'static str>, options: &SyncOptions, events_readable: bool) -> Result<(), EngineError> {
+async fn run_phases(
+    engine: &Engine,
+    run: &Arc<Run>,
+    record: &AccountRecord,
+    readable: &HashSet<&'static str>,
+    options: &SyncOptions,
+    events_readable: bool,
+) -> Result<(), EngineError> {
     let connection = &run.connection;
     let get_state = |key: &'static str| {
         let connection = connection.clone();
         move |store: &dyn sm_warehouse::Store| store.state(&connection, key)
     };
-    let mut need_backfill = options.full || engine.store_call(get_state(BACKFILL_DONE)).await?.is_none();
+    let mut need_backfill =
+        options.full || engine.store_call(get_state(BACKFILL_DONE)).await?.is_none();
     // A position past Stripe's 30 days cannot be replayed: start over, and say so.
     if !need_backfill && events_readable {
-        let position_created: Option<i64> = engine.store_call(get_state(POSITION_CREATED)).await?.and_then(|v| v.parse().ok());
-        let (_, server_now) = run.client.get_timed("/v1/events", &[("limit".into(), "1".into())]).await?;
+        let position_created: Option<i64> = engine
+            .store_call(get_state(POSITION_CREATED))
+            .await?
+            .and_then(|v| v.parse().ok());
+        let (_, server_now) = run
+            .client
+            .get_timed("/v1/events", &[("limit".into(), "1".into())])
+            .await?;
         let server_now = server_now.unwrap_or_else(now);
         if let Some(created) = position_created
             && created < server_now - EVENT_RETENTION_SECS + RETENTION_MARGIN_SECS
@@ -332,16 +482,41 @@ async fn run_phases(engine: &Engine, run: &Arc<Run>, record: &AccountRecord, rea
             need_backfill = true;
         }
     }
-    if need_backfill && (options.full || engine.store_call(get_state(BACKFILL_AT)).await?.is_none() || engine.store_call(get_state(BACKFILL_DONE)).await?.is_some()) {
+    if need_backfill
+        && (options.full
+            || engine.store_call(get_state(BACKFILL_AT)).await?.is_none()
+            || engine.store_call(get_state(BACKFILL_DONE)).await?.is_some())
+    {
         // A new backfill: note where events stand first, so changes made meanwhile are replayed.
-        let (latest, server_now) = run.client.get_timed("/v1/events", &[("limit".into(), "1".into())]).await.or_else(|e| if events_readable { Err(e) } else { Ok((Value::Null, None)) })?;
+        let (latest, server_now) = run
+            .client
+            .get_timed("/v1/events", &[("limit".into(), "1".into())])
+            .await
+            .or_else(|e| {
+                if events_readable {
+                    Err(e)
+                } else {
+                    Ok((Value::Null, None))
+                }
+            })?;
         let server_now = server_now.unwrap_or_else(now);
         let newest = &latest["data"][0];
-        let plan = plan_windows(run, readable, record.start_date.unwrap_or(STRIPE_EPOCH), server_now);
+        let plan = plan_windows(
+            run,
+            readable,
+            record.start_date.unwrap_or(STRIPE_EPOCH),
+            server_now,
+        );
         let mut state = vec![(BACKFILL_AT.to_owned(), server_now.to_string())];
         if events_readable {
-            state.push((POSITION.to_owned(), newest["id"].as_str().unwrap_or_default().to_owned()));
-            state.push((POSITION_CREATED.to_owned(), newest["created"].as_i64().unwrap_or(server_now).to_string()));
+            state.push((
+                POSITION.to_owned(),
+                newest["id"].as_str().unwrap_or_default().to_owned(),
+            ));
+            state.push((
+                POSITION_CREATED.to_owned(),
+                newest["created"].as_i64().unwrap_or(server_now).to_string(),
+            ));
         }
         let connection_for_reset = connection.clone();
         run.store(move |store| {
@@ -350,15 +525,30 @@ async fn run_phases(engine: &Engine, run: &Arc<Run>, record: &AccountRecord, rea
             Ok(())
         })
         .await?;
-        run.apply(Batch { state, ..Default::default() }).await?;
+        run.apply(Batch {
+            state,
+            ..Default::default()
+        })
+        .await?;
     }
     if need_backfill {
-        let backfill_at: i64 = engine.store_call(get_state(BACKFILL_AT)).await?.and_then(|v| v.parse().ok()).unwrap_or_else(now);
+        let backfill_at: i64 = engine
+            .store_call(get_state(BACKFILL_AT))
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(now);
         backfill(run, readable, options.concurrency).await?;
         if run.stopped() {
             return Ok(());
         }
-        run.apply(Batch { state: vec![(BACKFILL_DONE.to_owned(), "1".to_owned()), (REFRESH_SINCE.to_owned(), backfill_at.to_string())], ..Default::default() }).await?;
+        run.apply(Batch {
+            state: vec![
+                (BACKFILL_DONE.to_owned(), "1".to_owned()),
+                (REFRESH_SINCE.to_owned(), backfill_at.to_string()),
+            ],
+            ..Default::default()
+        })
+        .await?;
     }
     // What has no creation events and appeared since the last run (or during the backfill).
     refresh_recent(run, readable).await?;
@@ -370,11 +560,18 @@ async fn run_phases(engine: &Engine, run: &Arc<Run>, record: &AccountRecord, rea
 
 /// The scope of a list pass: `prices#1` for the second pass of prices.
 fn scope(resource: &Resource, pass: usize) -> String {
-    if resource.passes.len() > 1 { format!("{}#{pass}", resource.table) } else { resource.table.to_owned() }
+    if resource.passes.len() > 1 {
+        format!("{}#{pass}", resource.table)
+    } else {
+        resource.table.to_owned()
+    }
 }
 
 fn parse_scope(scope: &str) -> Option<(&'static Resource, usize)> {
-    let (table, pass) = scope.split_once('#').map(|(t, p)| (t, p.parse().unwrap_or(0))).unwrap_or((scope, 0));
+    let (table, pass) = scope
+        .split_once('#')
+        .map(|(t, p)| (t, p.parse().unwrap_or(0)))
+        .unwrap_or((scope, 0));
     crate::catalog::resource(table).map(|r| (r, pass))
 }
 
@@ -382,20 +579,44 @@ fn parse_scope(scope: &str) -> Option<(&'static Resource, usize)> {
 /// once customers are in.
 fn plan_windows(_run: &Run, readable: &HashSet<&'static str>, start: i64, end: i64) -> Vec<Window> {
     let mut plan = Vec::new();
-    for resource in RESOURCES.iter().filter(|r| readable.contains(r.table) && r.source == Source::List) {
+    for resource in RESOURCES
+        .iter()
+        .filter(|r| readable.contains(r.table) && r.source == Source::List)
+    {
         for pass in 0..resource.passes.len() {
-            let (start, end) = if resource.created_filter { (start, end + 1) } else { (0, 0) };
-            plan.push(Window { scope: scope(resource, pass), start, end, state: "pending".into(), after: None });
+            let (start, end) = if resource.created_filter {
+                (start, end + 1)
+            } else {
+                (0, 0)
+            };
+            plan.push(Window {
+                scope: scope(resource, pass),
+                start,
+                end,
+                state: "pending".into(),
+                after: None,
+            });
         }
     }
     plan
 }
 
 /// Runs every unfinished window, top-level lists first, then per-customer lists.
-async fn backfill(run: &Arc<Run>, readable: &HashSet<&'static str>, concurrency: usize) -> Result<(), EngineError> {
+async fn backfill(
+    run: &Arc<Run>,
+    readable: &HashSet<&'static str>,
+    concurrency: usize,
+) -> Result<(), EngineError> {
     let connection = run.connection.clone();
     let windows = run.store(move |store| store.windows(&connection)).await?;
-    let pending: Vec<Window> = windows.iter().filter(|w| w.state != "done" && parse_scope(&w.scope).is_some_and(|(r, _)| r.source == Source::List)).cloned().collect();
+    let pending: Vec<Window> = windows
+        .iter()
+        .filter(|w| {
+            w.state != "done"
+                && parse_scope(&w.scope).is_some_and(|(r, _)| r.source == Source::List)
+        })
+        .cloned()
+        .collect();
     announce(run, &windows, readable, "backfill");
     run_windows(run, readable, pending, concurrency).await;
     if run.stopped() {
@@ -406,26 +627,55 @@ async fn backfill(run: &Arc<Run>, readable: &HashSet<&'static str>, concurrency:
     let connection = run.connection.clone();
     let windows = run.store(move |store| store.windows(&connection)).await?;
     let mut plan: Vec<Window> = Vec::new();
-    for resource in RESOURCES.iter().filter(|r| readable.contains(r.table) && matches!(r.source, Source::PerParent { .. })) {
+    for resource in RESOURCES
+        .iter()
+        .filter(|r| readable.contains(r.table) && matches!(r.source, Source::PerParent { .. }))
+    {
         if windows.iter().any(|w| w.scope == resource.table) {
-            plan.extend(windows.iter().filter(|w| w.scope == resource.table && w.state != "done").cloned());
+            plan.extend(
+                windows
+                    .iter()
+                    .filter(|w| w.scope == resource.table && w.state != "done")
+                    .cloned(),
+            );
             continue;
         }
-        let Source::PerParent { parent_table, .. } = resource.source else { continue };
+        let Source::PerParent { parent_table, .. } = resource.source else {
+            continue;
+        };
         // Each window runs from its first parent's `created` to the next window's.
         let starts = parent_window_starts(run, parent_table).await?;
         let mut new_windows: Vec<Window> = starts
             .iter()
             .enumerate()
-            .map(|(i, start)| Window { scope: resource.table.into(), start: *start, end: starts.get(i + 1).copied().unwrap_or(i64::MAX), state: "pending".into(), after: None })
+            .map(|(i, start)| Window {
+                scope: resource.table.into(),
+                start: *start,
+                end: starts.get(i + 1).copied().unwrap_or(i64::MAX),
+                state: "pending".into(),
+                after: None,
+            })
             .collect();
         if new_windows.is_empty() {
-            new_windows.push(Window { scope: resource.table.into(), start: 0, end: 0, state: "done".into(), after: None });
+            new_windows.push(Window {
+                scope: resource.table.into(),
+                start: 0,
+                end: 0,
+                state: "done".into(),
+                after: None,
+            });
         }
-        run.apply(Batch { windows: new_windows.clone(), ..Default::default() }).await?;
+        run.apply(Batch {
+            windows: new_windows.clone(),
+            ..Default::default()
+        })
+        .await?;
         plan.extend(new_windows.into_iter().filter(|w| w.state != "done"));
     }
-    for resource in RESOURCES.iter().filter(|r| readable.contains(r.table) && matches!(r.source, Source::PerParent { .. })) {
+    for resource in RESOURCES
+        .iter()
+        .filter(|r| readable.contains(r.table) && matches!(r.source, Source::PerParent { .. }))
+    {
         run.progress.begin(resource.table, "backfill");
     }
     run_windows(run, readable, plan, concurrency).await;
@@ -436,17 +686,26 @@ async fn backfill(run: &Arc<Run>, readable: &HashSet<&'static str>, concurrency:
 }
 
 fn announce(run: &Run, _windows: &[Window], readable: &HashSet<&'static str>, phase: &str) {
-    for resource in RESOURCES.iter().filter(|r| readable.contains(r.table) && r.source == Source::List) {
+    for resource in RESOURCES
+        .iter()
+        .filter(|r| readable.contains(r.table) && r.source == Source::List)
+    {
         run.progress.begin(resource.table, phase);
     }
 }
 
 /// Where each window of about `PARENTS_PER_WINDOW` parents starts, on the parents' `created`.
 /// Edges fall between distinct values, since windows are half-open on `created`.
-async fn parent_window_starts(run: &Run, parent_table: &'static str) -> Result<Vec<i64>, EngineError> {
+async fn parent_window_starts(
+    run: &Run,
+    parent_table: &'static str,
+) -> Result<Vec<i64>, EngineError> {
     let sql = parents_sql(&run.connection, parent_table, None, "created");
     let (_, rows) = run.store(move |store| store.query(&sql)).await?;
-    let mut created: Vec<i64> = rows.into_iter().filter_map(|r| r.first().cloned().flatten().and_then(|v| v.parse().ok())).collect();
+    let mut created: Vec<i64> = rows
+        .into_iter()
+        .filter_map(|r| r.first().cloned().flatten().and_then(|v| v.parse().ok()))
+        .collect();
     created.sort_unstable();
     // Chunk edges must fall between distinct values.
     let mut starts = Vec::new();
@@ -462,10 +721,22 @@ async fn parent_window_starts(run: &Run, parent_table: &'static str) -> Result<V
 }
 
 /// `SELECT {column} FROM {table}` of a connection's live rows, optionally within `created` bounds.
-fn parents_sql(connection: &Connection, table: &str, range: Option<(i64, i64)>, column: &str) -> String {
+fn parents_sql(
+    connection: &Connection,
+    table: &str,
+    range: Option<(i64, i64)>,
+    column: &str,
+) -> String {
     // Account ids are `acct_` and alphanumerics: safe to inline; checked anyway.
-    let account: String = connection.account_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-    let mut sql = format!("SELECT {column} FROM {table} WHERE account_id = '{account}' AND livemode = {} AND NOT deleted", connection.livemode);
+    let account: String = connection
+        .account_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let mut sql = format!(
+        "SELECT {column} FROM {table} WHERE account_id = '{account}' AND livemode = {} AND NOT deleted",
+        connection.livemode
+    );
     if let Some((start, end)) = range {
         sql.push_str(&format!(" AND created >= {start} AND created < {end}"));
     }
@@ -474,17 +745,29 @@ fn parents_sql(connection: &Connection, table: &str, range: Option<(i64, i64)>, 
 }
 
 /// A queue of windows worked by `concurrency` tasks; windows may split while running.
-async fn run_windows(run: &Arc<Run>, readable: &HashSet<&'static str>, windows: Vec<Window>, concurrency: usize) {
-    let queue = Arc::new(WindowQueue { windows: Mutex::new(windows.into_iter().collect()), busy: AtomicU64::new(0), wake: tokio::sync::Notify::new() });
+async fn run_windows(
+    run: &Arc<Run>,
+    readable: &HashSet<&'static str>,
+    windows: Vec<Window>,
+    concurrency: usize,
+) {
+    let queue = Arc::new(WindowQueue {
+        windows: Mutex::new(windows.into_iter().collect()),
+        busy: AtomicU64::new(0),
+        wake: tokio::sync::Notify::new(),
+    });
     let readable = Arc::new(readable.clone());
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
         let (run, queue, readable) = (run.clone(), queue.clone(), readable.clone());
         workers.push(tokio::spawn(async move {
             loop {
-                let Some(window) = queue.take().await else { break };
+                let Some(window) = queue.take().await else {
+                    break;
+                };
                 if !run.stopped() {
-                    let (resource, _) = parse_scope(&window.scope).expect("planned scopes are known");
+                    let (resource, _) =
+                        parse_scope(&window.scope).expect("planned scopes are known");
                     if !run.lost.lock().contains(resource.table) {
                         let result = work_window(&run, &readable, &queue, window).await;
                         if let Err(error) = result {
@@ -542,7 +825,12 @@ impl WindowQueue {
     }
 }
 
-async fn work_window(run: &Arc<Run>, readable: &HashSet<&'static str>, queue: &WindowQueue, window: Window) -> Result<(), EngineError> {
+async fn work_window(
+    run: &Arc<Run>,
+    readable: &HashSet<&'static str>,
+    queue: &WindowQueue,
+    window: Window,
+) -> Result<(), EngineError> {
     let (resource, pass) = parse_scope(&window.scope).expect("planned scopes are known");
     match resource.source {
         Source::List => list_window(run, readable, queue, resource, pass, window).await,
@@ -552,14 +840,24 @@ async fn work_window(run: &Arc<Run>, readable: &HashSet<&'static str>, queue: &W
 }
 
 /// Pages one window of a top-level list, each page written with the window's progress.
-async fn list_window(run: &Arc<Run>, readable: &HashSet<&'static str>, queue: &WindowQueue, resource: &'static Resource, pass: usize, mut window: Window) -> Result<(), EngineError> {
+async fn list_window(
+    run: &Arc<Run>,
+    readable: &HashSet<&'static str>,
+    queue: &WindowQueue,
+    resource: &'static Resource,
+    pass: usize,
+    mut window: Window,
+) -> Result<(), EngineError> {
     let applier = Applier { run, readable };
     let whole_list = window.start == 0 && window.end == 0;
     loop {
         if run.stopped() || run.lost.lock().contains(resource.table) {
             return Ok(());
         }
-        let mut params: Vec<(String, String)> = resource.passes[pass].iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut params: Vec<(String, String)> = resource.passes[pass]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         params.push(("limit".into(), "100".into()));
         if !whole_list {
             params.push(("created[gte]".into(), window.start.to_string()));
@@ -575,9 +873,15 @@ async fn list_window(run: &Arc<Run>, readable: &HashSet<&'static str>, queue: &W
         let version = server_time.unwrap_or_else(now);
         let data: Vec<Value> = page["data"].as_array().cloned().unwrap_or_default();
         let has_more = page["has_more"] == Value::Bool(true);
-        let known = if data.is_empty() { HashSet::new() } else { applier.known(resource.table, &data).await? };
+        let known = if data.is_empty() {
+            HashSet::new()
+        } else {
+            applier.known(resource.table, &data).await?
+        };
         let mut rows = Rows::default();
-        applier.collect(resource, &data, version, false, &mut rows, &known).await?;
+        applier
+            .collect(resource, &data, version, false, &mut rows, &known, None)
+            .await?;
         let mut next_windows = Vec::new();
         let last = data.last();
         match (has_more, last) {
@@ -585,10 +889,26 @@ async fn list_window(run: &Arc<Run>, readable: &HashSet<&'static str>, queue: &W
                 let last_id = last["id"].as_str().unwrap_or_default().to_owned();
                 let last_created = last["created"].as_i64().unwrap_or(window.start);
                 // A dense window: when others are idle, hand the older half of what is left to them.
-                if !whole_list && window.after.is_none() && last_created - window.start > MIN_SPLIT_SECS && queue.idle_workers_wanted() {
+                if !whole_list
+                    && window.after.is_none()
+                    && last_created - window.start > MIN_SPLIT_SECS
+                    && queue.idle_workers_wanted()
+                {
                     let middle = window.start + (last_created - window.start) / 2;
-                    let older = Window { scope: window.scope.clone(), start: window.start, end: middle, state: "pending".into(), after: None };
-                    window = Window { scope: window.scope.clone(), start: middle, end: window.end, state: "partial".into(), after: Some(last_id) };
+                    let older = Window {
+                        scope: window.scope.clone(),
+                        start: window.start,
+                        end: middle,
+                        state: "pending".into(),
+                        after: None,
+                    };
+                    window = Window {
+                        scope: window.scope.clone(),
+                        start: middle,
+                        end: window.end,
+                        state: "partial".into(),
+                        after: Some(last_id),
+                    };
                     next_windows.push(older.clone());
                     next_windows.push(window.clone());
                     let mut batch = rows.into_batch(Guard::AtLeast);
@@ -615,8 +935,18 @@ async fn list_window(run: &Arc<Run>, readable: &HashSet<&'static str>, queue: &W
 }
 
 /// Writes a batch and reports progress.
-async fn record(run: &Run, resource: &'static Resource, batch: &Batch, window: &Window) -> Result<(), EngineError> {
-    let written: u64 = batch.rows.iter().filter(|(t, _, _)| *t == resource.table).map(|(_, r, _)| r.len() as u64).sum();
+async fn record(
+    run: &Run,
+    resource: &'static Resource,
+    batch: &Batch,
+    window: &Window,
+) -> Result<(), EngineError> {
+    let written: u64 = batch
+        .rows
+        .iter()
+        .filter(|(t, _, _)| *t == resource.table)
+        .map(|(_, r, _)| r.len() as u64)
+        .sum();
     run.apply(batch.clone()).await?;
     run.objects.fetch_add(written, Ordering::Relaxed);
     let covered = if window.state == "done" { 1.0 } else { 0.0 };
@@ -625,22 +955,54 @@ async fn record(run: &Run, resource: &'static Resource, batch: &Batch, window: &
 }
 
 /// Lists a resource under each parent of one window (customers created in `[start, end)`).
-async fn parent_window(run: &Arc<Run>, readable: &HashSet<&'static str>, resource: &'static Resource, mut window: Window) -> Result<(), EngineError> {
-    let Source::PerParent { parent_table, parent_path, segment } = resource.source else { return Ok(()) };
-    let sql = parents_sql(&run.connection, parent_table, Some((window.start, window.end)), "id");
+async fn parent_window(
+    run: &Arc<Run>,
+    readable: &HashSet<&'static str>,
+    resource: &'static Resource,
+    mut window: Window,
+) -> Result<(), EngineError> {
+    let Source::PerParent {
+        parent_table,
+        parent_path,
+        segment,
+    } = resource.source
+    else {
+        return Ok(());
+    };
+    let sql = parents_sql(
+        &run.connection,
+        parent_table,
+        Some((window.start, window.end)),
+        "id",
+    );
     let (_, parents) = run.store(move |store| store.query(&sql)).await?;
     let applier = Applier { run, readable };
     let mut rows = Rows::default();
-    for parent in parents.into_iter().filter_map(|r| r.into_iter().next().flatten()) {
+    for parent in parents
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+    {
         if run.stopped() {
             return Ok(());
         }
-        let mut cursor = run.client.list_pages(&format!("{parent_path}/{parent}/{segment}"), vec![]);
+        let mut cursor = run
+            .client
+            .list_pages(&format!("{parent_path}/{parent}/{segment}"), vec![]);
         loop {
             match cursor.next_page().await {
                 Ok(Some(page)) => {
                     let version = page.server_time.unwrap_or_else(now);
-                    applier.collect(resource, &page.data, version, false, &mut rows, &HashSet::new()).await?;
+                    applier
+                        .collect(
+                            resource,
+                            &page.data,
+                            version,
+                            false,
+                            &mut rows,
+                            &HashSet::new(),
+                            Some(&parent),
+                        )
+                        .await?;
                 }
                 Ok(None) => break,
                 // The parent was deleted meanwhile: nothing to list under it.
@@ -657,18 +1019,43 @@ async fn parent_window(run: &Arc<Run>, readable: &HashSet<&'static str>, resourc
 
 /// Re-lists recent windows of what has no creation events (balance transactions, checkout
 /// sessions, reviews), from the last run on.
-async fn refresh_recent(run: &Arc<Run>, readable: &HashSet<&'static str>) -> Result<(), EngineError> {
+async fn refresh_recent(
+    run: &Arc<Run>,
+    readable: &HashSet<&'static str>,
+) -> Result<(), EngineError> {
     let connection = run.connection.clone();
-    let since: i64 = run.store(move |store| store.state(&connection, REFRESH_SINCE)).await?.and_then(|v| v.parse().ok()).unwrap_or_else(now);
-    let (_, server_now) = run.client.get_timed("/v1/balance_transactions", &[("limit".into(), "1".into())]).await.unwrap_or((Value::Null, None));
+    let since: i64 = run
+        .store(move |store| store.state(&connection, REFRESH_SINCE))
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(now);
+    let (_, server_now) = run
+        .client
+        .get_timed("/v1/balance_transactions", &[("limit".into(), "1".into())])
+        .await
+        .unwrap_or((Value::Null, None));
     let server_now = server_now.unwrap_or_else(now);
     let windows: Vec<Window> = RESOURCES
         .iter()
-        .filter(|r| readable.contains(r.table) && r.source == Source::List && (!r.has_events || matches!(r.table, "checkout_sessions" | "reviews")))
+        .filter(|r| {
+            readable.contains(r.table)
+                && r.source == Source::List
+                && (!r.has_events || matches!(r.table, "checkout_sessions" | "reviews"))
+        })
         .flat_map(|r| {
             // Balance transactions change status (pending → available) without events: look two days further back.
-            let margin = if r.table == "balance_transactions" { 2 * 86_400 } else { 3_600 };
-            (0..r.passes.len()).map(move |pass| Window { scope: scope(r, pass), start: since - margin, end: server_now + 1, state: "pending".into(), after: None })
+            let margin = if r.table == "balance_transactions" {
+                2 * 86_400
+            } else {
+                3_600
+            };
+            (0..r.passes.len()).map(move |pass| Window {
+                scope: scope(r, pass),
+                start: since - margin,
+                end: server_now + 1,
+                state: "pending".into(),
+                after: None,
+            })
         })
         .collect();
     for window in windows {
@@ -678,8 +1065,15 @@ async fn refresh_recent(run: &Arc<Run>, readable: &HashSet<&'static str>) -> Res
         let mut window = window;
         let applier = Applier { run, readable };
         loop {
-            let mut params: Vec<(String, String)> = resource.passes[pass].iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-            params.extend([("limit".into(), "100".into()), ("created[gte]".into(), window.start.to_string()), ("created[lt]".into(), window.end.to_string())]);
+            let mut params: Vec<(String, String)> = resource.passes[pass]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            params.extend([
+                ("limit".into(), "100".into()),
+                ("created[gte]".into(), window.start.to_string()),
+                ("created[lt]".into(), window.end.to_string()),
+            ]);
             if let Some(after) = &window.after {
                 params.push(("starting_after".into(), after.clone()));
             }
@@ -687,7 +1081,17 @@ async fn refresh_recent(run: &Arc<Run>, readable: &HashSet<&'static str>) -> Res
             let data: Vec<Value> = page["data"].as_array().cloned().unwrap_or_default();
             let known = applier.known(resource.table, &data).await?;
             let mut rows = Rows::default();
-            applier.collect(resource, &data, server_time.unwrap_or_else(now), false, &mut rows, &known).await?;
+            applier
+                .collect(
+                    resource,
+                    &data,
+                    server_time.unwrap_or_else(now),
+                    false,
+                    &mut rows,
+                    &known,
+                    None,
+                )
+                .await?;
             let count = data.len() as u64;
             run.apply(rows.into_batch(Guard::AtLeast)).await?;
             run.progress.advance(resource.table, count, 0.0);
@@ -698,24 +1102,41 @@ async fn refresh_recent(run: &Arc<Run>, readable: &HashSet<&'static str>) -> Res
         }
         run.progress.end(resource.table);
     }
-    run.apply(Batch { state: vec![(REFRESH_SINCE.to_owned(), server_now.to_string())], ..Default::default() }).await?;
+    run.apply(Batch {
+        state: vec![(REFRESH_SINCE.to_owned(), server_now.to_string())],
+        ..Default::default()
+    })
+    .await?;
     Ok(())
 }
 
 /// Replays events newer than the position, oldest first, page by page; each page is written with
 /// the new position in one transaction.
-async fn replay_events(run: &Arc<Run>, readable: &HashSet<&'static str>) -> Result<(), EngineError> {
+async fn replay_events(
+    run: &Arc<Run>,
+    readable: &HashSet<&'static str>,
+) -> Result<(), EngineError> {
     let connection = run.connection.clone();
-    let position = run.store(move |store| store.state(&connection, POSITION)).await?.unwrap_or_default();
+    let position = run
+        .store(move |store| store.state(&connection, POSITION))
+        .await?
+        .unwrap_or_default();
     run.progress.begin("events", "events");
     let applier = Applier { run, readable };
     if position.is_empty() {
         // No event existed when the backfill began: read every event since then, then apply
         // them oldest first.
         let connection = run.connection.clone();
-        let since: i64 = run.store(move |store| store.state(&connection, POSITION_CREATED)).await?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let since: i64 = run
+            .store(move |store| store.state(&connection, POSITION_CREATED))
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let mut all = Vec::new();
-        let mut cursor = run.client.list_pages("/v1/events", vec![("created[gte]".into(), since.to_string())]);
+        let mut cursor = run.client.list_pages(
+            "/v1/events",
+            vec![("created[gte]".into(), since.to_string())],
+        );
         while let Some(page) = cursor.next_page().await? {
             all.extend(page.data);
         }
@@ -724,7 +1145,9 @@ async fn replay_events(run: &Arc<Run>, readable: &HashSet<&'static str>) -> Resu
             apply_events(run, &applier, chunk).await?;
         }
     } else {
-        let mut cursor = run.client.list_pages("/v1/events", vec![("ending_before".into(), position)]);
+        let mut cursor = run
+            .client
+            .list_pages("/v1/events", vec![("ending_before".into(), position)]);
         loop {
             let page = match cursor.next_page().await {
                 Ok(Some(page)) => page,
@@ -732,8 +1155,15 @@ async fn replay_events(run: &Arc<Run>, readable: &HashSet<&'static str>) -> Resu
                 Err(error) if matches!(error.kind(), Some(ErrorKind::NotFound { .. })) => {
                     // The position's event is gone (past 30 days): the next run re-backfills.
                     let connection = run.connection.clone();
-                    run.store(move |store| store.set_state(&connection, POSITION_CREATED, Some("0"))).await?;
-                    return Err(EngineError::new(ErrorCode::Upstream, "the events position is older than Stripe's 30 days of events").hint("run sync again: it re-backfills"));
+                    run.store(move |store| {
+                        store.set_state(&connection, POSITION_CREATED, Some("0"))
+                    })
+                    .await?;
+                    return Err(EngineError::new(
+                        ErrorCode::Upstream,
+                        "the events position is older than Stripe's 30 days of events",
+                    )
+                    .hint("run sync again: it re-backfills"));
                 }
                 Err(error) => return Err(error.into()),
             };
@@ -747,41 +1177,150 @@ async fn replay_events(run: &Arc<Run>, readable: &HashSet<&'static str>) -> Resu
 }
 
 /// Applies events (oldest first) through the apply path, with the new position, in one batch.
-async fn apply_events(run: &Run, applier: &Applier<'_>, events: &[Value]) -> Result<(), EngineError> {
-    let Some(newest) = events.last() else { return Ok(()) };
+async fn apply_events(
+    run: &Run,
+    applier: &Applier<'_>,
+    events: &[Value],
+) -> Result<(), EngineError> {
+    let Some(newest) = events.last() else {
+        return Ok(());
+    };
     let mut rows = Rows::default();
     let mut refetch: Vec<(String, &'static Resource)> = Vec::new();
     for event in events {
         let event_type = event["type"].as_str().unwrap_or_default();
         let object = &event["data"]["object"];
-        let Some(resource) = object["object"].as_str().and_then(by_object) else { continue };
+        let Some(resource) = object["object"].as_str().and_then(by_object) else {
+            continue;
+        };
         if !applier.readable.contains(resource.table) {
             continue;
         }
         let version = event["created"].as_i64().unwrap_or(0);
         // `*.deleted` marks deletion — except a subscription's, which means canceled.
-        let deleted = event_type.ends_with(".deleted") && event_type != "customer.subscription.deleted";
-        let known = applier.known(resource.table, std::slice::from_ref(object)).await?;
-        applier.collect(resource, std::slice::from_ref(object), version, deleted, &mut rows, &known).await?;
+        let deleted =
+            event_type.ends_with(".deleted") && event_type != "customer.subscription.deleted";
+        let known = applier
+            .known(resource.table, std::slice::from_ref(object))
+            .await?;
+        let parent = match resource.source {
+            Source::PerParent { .. } => object["customer"].as_str(),
+            _ => None,
+        };
+        applier
+            .collect(
+                resource,
+                std::slice::from_ref(object),
+                version,
+                deleted,
+                &mut rows,
+                &known,
+                parent,
+            )
+            .await?;
         // A customer's balance moved: its balance transactions (which have no events) changed.
-        if event_type == "customer.updated" && event["data"]["previous_attributes"].get("balance").is_some() && applier.readable.contains("customer_balance_transactions") {
+        if event_type == "customer.updated"
+            && event["data"]["previous_attributes"]
+                .get("balance")
+                .is_some()
+            && applier.readable.contains("customer_balance_transactions")
+        {
             if let Some(id) = object["id"].as_str() {
-                refetch.push((id.to_owned(), crate::catalog::resource("customer_balance_transactions").expect("catalogued")));
+                refetch.push((
+                    id.to_owned(),
+                    crate::catalog::resource("customer_balance_transactions").expect("catalogued"),
+                ));
+            }
+        }
+    }
+    // Attaching a pending invoice item to an invoice changes the item without an event of its
+    // own: fetch the items an invoice's lines name that the mirror has not linked to it yet.
+    if applier.readable.contains("invoiceitems") {
+        for event in events
+            .iter()
+            .filter(|e| e["data"]["object"]["object"] == "invoice")
+        {
+            let invoice = &event["data"]["object"];
+            let named: Vec<String> = invoice["lines"]["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l["invoice_item"].as_str().map(str::to_owned))
+                .collect();
+            if named.is_empty() {
+                continue;
+            }
+            let (connection, invoice_id) = (
+                run.connection.clone(),
+                invoice["id"].as_str().unwrap_or_default().to_owned(),
+            );
+            let linked: HashSet<String> = run
+                .store(move |store| {
+                    store.ids_where(&connection, "invoiceitems", "invoice", &invoice_id)
+                })
+                .await?
+                .into_iter()
+                .collect();
+            let resource = crate::catalog::resource("invoiceitems").expect("catalogued");
+            for item in named.into_iter().filter(|i| !linked.contains(i)) {
+                match run
+                    .client
+                    .get_timed(&format!("/v1/invoiceitems/{item}"), &[])
+                    .await
+                {
+                    Ok((object, server_time)) => rows.push(
+                        resource.table,
+                        &object,
+                        server_time.unwrap_or_else(now),
+                        false,
+                        None,
+                    ),
+                    Err(error) if matches!(error.kind(), Some(ErrorKind::NotFound { .. })) => {}
+                    Err(error) => return Err(error.into()),
+                }
             }
         }
     }
     for (customer, resource) in refetch {
-        let Source::PerParent { parent_path, segment, .. } = resource.source else { continue };
-        let mut cursor = run.client.list_pages(&format!("{parent_path}/{customer}/{segment}"), vec![]);
+        let Source::PerParent {
+            parent_path,
+            segment,
+            ..
+        } = resource.source
+        else {
+            continue;
+        };
+        let mut cursor = run
+            .client
+            .list_pages(&format!("{parent_path}/{customer}/{segment}"), vec![]);
         while let Some(page) = cursor.next_page().await? {
             let version = page.server_time.unwrap_or_else(now);
-            applier.collect(resource, &page.data, version, false, &mut rows, &HashSet::new()).await?;
+            applier
+                .collect(
+                    resource,
+                    &page.data,
+                    version,
+                    false,
+                    &mut rows,
+                    &HashSet::new(),
+                    Some(&customer),
+                )
+                .await?;
         }
     }
     let count = events.len() as u64;
     let mut batch = rows.into_batch(Guard::AtLeast);
     batch.events = events.iter().map(event_row).collect();
-    batch.state = vec![(POSITION.to_owned(), newest["id"].as_str().unwrap_or_default().to_owned()), (POSITION_CREATED.to_owned(), newest["created"].as_i64().unwrap_or(0).to_string())];
+    batch.state = vec![
+        (
+            POSITION.to_owned(),
+            newest["id"].as_str().unwrap_or_default().to_owned(),
+        ),
+        (
+            POSITION_CREATED.to_owned(),
+            newest["created"].as_i64().unwrap_or(0).to_string(),
+        ),
+    ];
     run.apply(batch).await?;
     run.progress.advance("events", count, 0.0);
     Ok(())

@@ -120,6 +120,9 @@ pub struct ObjectRow {
     pub data: String,
     /// Ordering version: the event's `created`, or the time a list or retrieve was answered.
     pub version: i64,
+    /// The parent object's id for child objects (an invoice line's invoice, which the line itself
+    /// does not name in this API version); `None` keeps what is stored.
+    pub parent_id: Option<String>,
 }
 
 /// One event to keep (forever: Stripe keeps 30 days).
@@ -255,8 +258,8 @@ pub trait Store: Send + Sync {
         table: &str,
         ids: &[String],
     ) -> Result<HashMap<String, Stored>>;
-    /// Ids of live (not deleted) rows of `table` whose typed column `column` equals `value`
-    /// (the items of a subscription, the lines of an invoice).
+    /// Ids of live (not deleted) rows of `table` whose typed column `column` (or `parent_id`)
+    /// equals `value` (the items of a subscription, the lines of an invoice).
     fn ids_where(
         &self,
         connection: &Connection,

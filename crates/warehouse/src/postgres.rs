@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use postgres::config::{Host, SslMode};
 use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, GenericClient, NoTls, SimpleQueryMessage, Statement};
 
 use crate::schema::{ColumnType, TABLES, table};
@@ -26,8 +27,8 @@ use crate::{
 /// The schema when the URL names none.
 pub const DEFAULT_SCHEMA: &str = "stripe";
 
-/// How long a connection may sit idle before it is checked (a server restart or a proxy drops
-/// idle connections without the client noticing until it writes).
+/// How long a connection may sit idle before it is pinged (a connection that went silent, a
+/// network that drops packets, gives no sign until a request waits in vain).
 const IDLE_CHECK: Duration = Duration::from_secs(10);
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -129,6 +130,24 @@ fn is_connection_error(error: &postgres::Error) -> bool {
         }
         None => std::error::Error::source(error).is_some_and(|cause| cause.is::<std::io::Error>()),
     }
+}
+
+/// Whether the server closed the connection (a restart, an administrator's
+/// `pg_terminate_backend`): reads what it sent meanwhile, without waiting. The connection is
+/// only read while a request runs, so without this the next request would fail.
+fn hung_up(client: &mut Client) -> bool {
+    {
+        let mut notifications = client.notifications();
+        let mut pending = notifications.iter();
+        loop {
+            match pending.next() {
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                Err(_) => return true,
+            }
+        }
+    }
+    client.is_closed()
 }
 
 /// A prepared statement of this connection, prepared once.
@@ -580,6 +599,12 @@ impl PostgresStore {
         client
             .batch_execute(&format!("SET search_path TO {}", ident(&self.schema)))
             .map_err(|e| self.db_error(e))?;
+        // Statements are prepared once per connection. A generic plan made while a table was
+        // empty (a first sync, or a server without autovacuum) would scan the whole table for
+        // ever after; planning each execution is cheap next to that. (Postgres 12 and later.)
+        if let Err(error) = client.batch_execute("SET plan_cache_mode = force_custom_plan") {
+            tracing::debug!(error = %error_text(&error), "plan_cache_mode not set");
+        }
         Ok(client)
     }
 
@@ -588,11 +613,11 @@ impl PostgresStore {
     fn ensure_connected(&self, conn: &mut Conn) -> Result<()> {
         let healthy = match conn.client.as_mut() {
             None => false,
-            Some(client) if client.is_closed() => false,
-            Some(client) if conn.last_used.elapsed() >= IDLE_CHECK => {
-                client.is_valid(PING_TIMEOUT).is_ok()
+            Some(client) => {
+                !hung_up(client)
+                    && (conn.last_used.elapsed() < IDLE_CHECK
+                        || client.is_valid(PING_TIMEOUT).is_ok())
             }
-            Some(_) => true,
         };
         if !healthy {
             if conn.client.take().is_some() {
@@ -605,16 +630,15 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Runs `step` on the connection. A step that only reads (`retry`) runs once more on a new
-    /// connection when the connection broke under it; a write does not (its commit may have
-    /// happened), and the next call reconnects.
+    /// Runs `step` on the connection. When the connection turns out broken, the step runs once
+    /// more on a new connection if it said so far that nothing it did can have taken effect
+    /// (`retry`); otherwise the error stands and the next call reconnects.
     fn with_conn<T>(
         &self,
-        retry: bool,
-        mut step: impl FnMut(&mut Client, &mut HashMap<String, Statement>) -> Step<T>,
+        mut step: impl FnMut(&mut Client, &mut HashMap<String, Statement>, &mut bool) -> Step<T>,
     ) -> Result<T> {
         let mut conn = self.conn.lock();
-        let mut attempts_left = if retry { 2 } else { 1 };
+        let mut attempts_left = 2;
         loop {
             attempts_left -= 1;
             self.ensure_connected(&mut conn)?;
@@ -624,7 +648,8 @@ impl PostgresStore {
                 last_used,
             } = &mut *conn;
             let client = client.as_mut().expect("connected above");
-            let result = step(client, statements);
+            let mut retry = false;
+            let result = step(client, statements, &mut retry);
             *last_used = Instant::now();
             let error = match result {
                 Ok(value) => return Ok(value),
@@ -636,8 +661,8 @@ impl PostgresStore {
             statements.clear();
             if client.is_closed() || is_connection_error(&error) {
                 conn.client = None;
-                if attempts_left > 0 {
-                    tracing::warn!(target = %self.url, error = %error_text(&error), "lost the Postgres connection; retrying once");
+                if retry && attempts_left > 0 {
+                    tracing::warn!(target = %self.url, error = %error_text(&error), "lost the Postgres connection; retrying on a new one");
                     continue;
                 }
             }
@@ -645,12 +670,38 @@ impl PostgresStore {
         }
     }
 
+    /// Reads: run again on a new connection if the connection broke.
+    fn read<T>(
+        &self,
+        mut step: impl FnMut(&mut Client, &mut HashMap<String, Statement>) -> Step<T>,
+    ) -> Result<T> {
+        self.with_conn(|client, statements, retry| {
+            *retry = true;
+            step(client, statements)
+        })
+    }
+
+    /// Writes, in one transaction: run again on a new connection only if the connection broke
+    /// at `BEGIN`, before anything was sent that could commit.
+    fn write<T>(
+        &self,
+        mut step: impl FnMut(&mut postgres::Transaction<'_>, &mut HashMap<String, Statement>) -> Step<T>,
+    ) -> Result<T> {
+        self.with_conn(|client, statements, retry| {
+            *retry = true;
+            let mut tx = client.transaction()?;
+            *retry = false;
+            let value = step(&mut tx, statements)?;
+            tx.commit()?;
+            Ok(value)
+        })
+    }
+
     /// Creates the schema and whatever of the mirror's tables and indexes is missing, under an
     /// advisory lock, so that two processes opening at once do not race.
     fn migrate(&self) -> Result<()> {
         let schema = self.schema.clone();
-        self.with_conn(false, |client, _| {
-            let mut tx = client.transaction()?;
+        self.write(|tx, _| {
             tx.execute("SELECT pg_advisory_xact_lock(hashtext('stripe-mirror'), hashtext($1))", &[&schema])?;
             // Only what is missing is created: opening needs no CREATE privilege once the
             // mirror exists, and takes no lock on its tables.
@@ -691,7 +742,6 @@ impl PostgresStore {
                     &[&SCHEMA_VERSION.to_string()],
                 )?;
             }
-            tx.commit()?;
             Ok(())
         })
     }
@@ -816,14 +866,14 @@ impl Store for PostgresStore {
 
     fn insert_account(&self, a: &AccountRecord) -> Result<()> {
         let permissions = a.permissions.to_string();
-        let result = self.with_conn(false, |client, statements| {
+        let result = self.write(|tx, statements| {
             let insert = prepared(
                 statements,
-                client,
+                tx,
                 "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12, $13, $14, $15, $16)",
             )?;
-            client.execute(
+            tx.execute(
                 &insert,
                 &[
                     &a.connection.account_id,
@@ -854,14 +904,14 @@ impl Store for PostgresStore {
 
     fn update_account(&self, a: &AccountRecord) -> Result<()> {
         let permissions = a.permissions.to_string();
-        let changed = self.with_conn(false, |client, statements| {
+        let changed = self.write(|tx, statements| {
             let update = prepared(
                 statements,
-                client,
+                tx,
                 "UPDATE accounts SET name = $3, stripe_name = $4, icon_url = $5, key_kind = $6, key_masked = $7, key_sealed = $8, permissions = $9::text::jsonb, status = $10, status_message = $11, start_date = $12, webhook_endpoint_id = $13, webhook_secret_sealed = $14, updated_at = $15
                  WHERE account_id = $1 AND livemode = $2",
             )?;
-            Ok(client.execute(
+            Ok(tx.execute(
                 &update,
                 &[
                     &a.connection.account_id,
@@ -892,7 +942,7 @@ impl Store for PostgresStore {
     }
 
     fn account(&self, c: &Connection) -> Result<Option<AccountRecord>> {
-        self.with_conn(true, |client, statements| {
+        self.read(|client, statements| {
             let select = prepared(
                 statements,
                 client,
@@ -908,7 +958,7 @@ impl Store for PostgresStore {
     }
 
     fn accounts(&self) -> Result<Vec<AccountRecord>> {
-        self.with_conn(true, |client, statements| {
+        self.read(|client, statements| {
             let select = prepared(
                 statements,
                 client,
@@ -920,13 +970,12 @@ impl Store for PostgresStore {
     }
 
     fn remove_account(&self, c: &Connection) -> Result<u64> {
-        self.with_conn(false, |client, statements| {
-            let mut tx = client.transaction()?;
+        self.write(|tx, statements| {
             let mut removed = 0u64;
             for t in TABLES.iter().map(|t| t.name).chain(["events"]) {
                 let delete = prepared(
                     statements,
-                    &mut tx,
+                    tx,
                     &format!(
                         "DELETE FROM {} WHERE account_id = $1 AND livemode = $2",
                         ident(t)
@@ -937,12 +986,11 @@ impl Store for PostgresStore {
             for t in ["runs", "cursors", "sync_state", "accounts"] {
                 let delete = prepared(
                     statements,
-                    &mut tx,
+                    tx,
                     &format!("DELETE FROM {t} WHERE account_id = $1 AND livemode = $2"),
                 )?;
                 tx.execute(&delete, &[&c.account_id, &c.livemode])?;
             }
-            tx.commit()?;
             Ok(removed)
         })
     }
@@ -951,18 +999,17 @@ impl Store for PostgresStore {
         for (table_name, _, _) in &batch.rows {
             checked_table(table_name)?;
         }
-        self.with_conn(false, |client, statements| {
-            let mut tx = client.transaction()?;
+        self.write(|tx, statements| {
             let mut counts = Counts::default();
             let synced_at = now();
             for entry in &batch.rows {
                 let tally = counts.tables.entry(entry.0.to_owned()).or_default();
-                Self::apply_rows(&mut tx, statements, (c, synced_at), entry, tally)?;
+                Self::apply_rows(tx, statements, (c, synced_at), entry, tally)?;
             }
             if !batch.events.is_empty() {
                 let insert = prepared(
                     statements,
-                    &mut tx,
+                    tx,
                     "INSERT INTO events (account_id, id, livemode, type, created, object_id, data, received_at)
                      SELECT $1, u.id, $2, u.type, u.created, u.object_id, u.data::jsonb, $3
                      FROM UNNEST($4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[]) WITH ORDINALITY AS u (id, type, created, object_id, data, n)
@@ -980,7 +1027,7 @@ impl Store for PostgresStore {
             if !batch.windows.is_empty() {
                 let upsert = prepared(
                     statements,
-                    &mut tx,
+                    tx,
                     "INSERT INTO cursors (account_id, livemode, scope, window_start, window_end, state, after_id) VALUES ($1, $2, $3, $4, $5, $6, $7)
                      ON CONFLICT (account_id, livemode, scope, window_start) DO UPDATE SET window_end = EXCLUDED.window_end, state = EXCLUDED.state, after_id = EXCLUDED.after_id",
                 )?;
@@ -991,7 +1038,7 @@ impl Store for PostgresStore {
             if !batch.state.is_empty() {
                 let upsert = prepared(
                     statements,
-                    &mut tx,
+                    tx,
                     "INSERT INTO sync_state (account_id, livemode, key, value) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (account_id, livemode, key) DO UPDATE SET value = EXCLUDED.value",
                 )?;
@@ -999,7 +1046,6 @@ impl Store for PostgresStore {
                     tx.execute(&upsert, &[&c.account_id, &c.livemode, key, value])?;
                 }
             }
-            tx.commit()?;
             Ok(counts)
         })
     }
@@ -1014,7 +1060,7 @@ impl Store for PostgresStore {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        self.with_conn(true, |client, statements| {
+        self.read(|client, statements| {
             let lookup = prepared(
                 statements,
                 client,
@@ -1067,7 +1113,7 @@ impl Store for PostgresStore {
                 (format!("{}::text = $3", ident(column)), flag.to_owned())
             }
         };
-        self.with_conn(true, |client, statements| {
+        self.read(|client, statements| {
             let select = prepared(
                 statements,
                 client,
@@ -1083,7 +1129,7 @@ impl Store for PostgresStore {
 
     fn rows(&self, c: &Connection, table_name: &str) -> Result<Vec<StoredRow>> {
         checked_table(table_name)?;
-        self.with_conn(true, |client, statements| {
+        self.read(|client, statements| {
             let select = prepared(
                 statements,
                 client,
@@ -1108,7 +1154,7 @@ impl Store for PostgresStore {
 
     fn count(&self, c: &Connection, table_name: &str) -> Result<(u64, u64)> {
         checked_table(table_name)?;
-        self.with_conn(true, |client, statements| {
+        self.read(|client, statements| {
             let select = prepared(
                 statements,
                 client,
@@ -1124,7 +1170,7 @@ impl Store for PostgresStore {
 
     fn events(&self, c: &Connection, limit: usize) -> Result<Vec<EventRow>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with_conn(true, |client, statements| {
+        self.read(|client, statements| {
             let select = prepared(
                 statements,
                 client,
@@ -1146,7 +1192,7 @@ impl Store for PostgresStore {
     }
 
     fn event_count(&self, c: &Connection) -> Result<u64> {
-        self.with_conn(true, |client, statements| {
+        self.read(|client, statements| {
             let select = prepared(
                 statements,
                 client,
@@ -1159,7 +1205,7 @@ impl Store for PostgresStore {
     }
 
     fn windows(&self, c: &Connection) -> Result<Vec<Window>> {
-        self.with_conn(true, |client, statements| {
+        self.read(|client, statements| {
             let select = prepared(
                 statements,
                 client,
@@ -1181,18 +1227,17 @@ impl Store for PostgresStore {
     }
 
     fn reset_windows(&self, c: &Connection, windows: &[Window]) -> Result<()> {
-        self.with_conn(false, |client, statements| {
-            let mut tx = client.transaction()?;
+        self.write(|tx, statements| {
             let delete = prepared(
                 statements,
-                &mut tx,
+                tx,
                 "DELETE FROM cursors WHERE account_id = $1 AND livemode = $2",
             )?;
             tx.execute(&delete, &[&c.account_id, &c.livemode])?;
             if !windows.is_empty() {
                 let insert = prepared(
                     statements,
-                    &mut tx,
+                    tx,
                     "INSERT INTO cursors (account_id, livemode, scope, window_start, window_end, state, after_id)
                      SELECT $1, $2, u.scope, u.window_start, u.window_end, u.state, u.after_id
                      FROM UNNEST($3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[]) AS u (scope, window_start, window_end, state, after_id)",
@@ -1204,13 +1249,12 @@ impl Store for PostgresStore {
                 let afters: Vec<Option<&str>> = windows.iter().map(|w| w.after.as_deref()).collect();
                 tx.execute(&insert, &[&c.account_id, &c.livemode, &scopes, &starts, &ends, &states, &afters])?;
             }
-            tx.commit()?;
             Ok(())
         })
     }
 
     fn state(&self, c: &Connection, key: &str) -> Result<Option<String>> {
-        self.with_conn(true, |client, statements| {
+        self.read(|client, statements| {
             let select = prepared(
                 statements,
                 client,
@@ -1224,24 +1268,24 @@ impl Store for PostgresStore {
     }
 
     fn set_state(&self, c: &Connection, key: &str, value: Option<&str>) -> Result<()> {
-        self.with_conn(false, |client, statements| {
+        self.write(|tx, statements| {
             match value {
                 Some(value) => {
                     let upsert = prepared(
                         statements,
-                        client,
+                        tx,
                         "INSERT INTO sync_state (account_id, livemode, key, value) VALUES ($1, $2, $3, $4)
                          ON CONFLICT (account_id, livemode, key) DO UPDATE SET value = EXCLUDED.value",
                     )?;
-                    client.execute(&upsert, &[&c.account_id, &c.livemode, &key, &value])?;
+                    tx.execute(&upsert, &[&c.account_id, &c.livemode, &key, &value])?;
                 }
                 None => {
                     let delete = prepared(
                         statements,
-                        client,
+                        tx,
                         "DELETE FROM sync_state WHERE account_id = $1 AND livemode = $2 AND key = $3",
                     )?;
-                    client.execute(&delete, &[&c.account_id, &c.livemode, &key])?;
+                    tx.execute(&delete, &[&c.account_id, &c.livemode, &key])?;
                 }
             }
             Ok(())
@@ -1249,33 +1293,33 @@ impl Store for PostgresStore {
     }
 
     fn start_run(&self, c: &Connection, kind: &str, started_at: i64) -> Result<i64> {
-        self.with_conn(false, |client, statements| {
+        self.write(|tx, statements| {
             let insert = prepared(
                 statements,
-                client,
+                tx,
                 "INSERT INTO runs (account_id, livemode, kind, started_at, status, counts, requests) VALUES ($1, $2, $3, $4, 'running', '{}', 0) RETURNING id",
             )?;
-            Ok(client.query_one(&insert, &[&c.account_id, &c.livemode, &kind, &started_at])?.try_get(0)?)
+            Ok(tx.query_one(&insert, &[&c.account_id, &c.livemode, &kind, &started_at])?.try_get(0)?)
         })
     }
 
     fn finish_run(&self, run: &RunRecord) -> Result<()> {
         let counts = serde_json::to_string(&run.counts).unwrap_or_else(|_| "{}".into());
         let requests = i64::try_from(run.requests).unwrap_or(i64::MAX);
-        self.with_conn(false, |client, statements| {
+        self.write(|tx, statements| {
             let update = prepared(
                 statements,
-                client,
+                tx,
                 "UPDATE runs SET ended_at = $2, status = $3, counts = $4::text::jsonb, requests = $5, error = $6, kind = $7 WHERE id = $1",
             )?;
-            client.execute(&update, &[&run.id, &run.ended_at, &run.status, &counts, &requests, &run.error, &run.kind])?;
+            tx.execute(&update, &[&run.id, &run.ended_at, &run.status, &counts, &requests, &run.error, &run.kind])?;
             Ok(())
         })
     }
 
     fn runs(&self, c: &Connection, limit: usize) -> Result<Vec<RunRecord>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with_conn(true, |client, statements| {
+        self.read(|client, statements| {
             let select = prepared(
                 statements,
                 client,
@@ -1288,7 +1332,7 @@ impl Store for PostgresStore {
     }
 
     fn query(&self, sql: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>)> {
-        self.with_conn(true, |client, _| {
+        self.read(|client, _| {
             // Parsed first: the extended protocol takes a single statement, so nothing can follow
             // it to end the read-only transaction; and a statement without rows is no query.
             let statement = client.prepare(sql)?;
@@ -1447,9 +1491,7 @@ mod tests {
         );
         // A newer mirror's schema is refused.
         store
-            .with_conn(false, |client, _| {
-                Ok(client.batch_execute("UPDATE stripe_mirror_meta SET value = '99'")?)
-            })
+            .write(|tx, _| Ok(tx.batch_execute("UPDATE stripe_mirror_meta SET value = '99'")?))
             .unwrap();
         assert!(matches!(
             PostgresStore::open(&target),
@@ -1491,6 +1533,37 @@ mod tests {
         let c = Connection::new("acct_1", false);
         store.set_state(&c, "k", Some("v")).unwrap();
         assert_eq!(store.state(&c, "k").unwrap().as_deref(), Some("v"));
+    }
+
+    #[test]
+    fn reconnects_when_the_server_hangs_up() {
+        let Some(url) = server() else { return };
+        let (target, _drop) = scratch(&url, "reconnect");
+        let store = PostgresStore::open(&target).unwrap();
+        let c = Connection::new("acct_1", false);
+        let mut admin = Client::connect(&url, NoTls).unwrap();
+        let mut hang_up = || {
+            let pid: i32 = store.query("SELECT pg_backend_pid()").unwrap().1[0][0]
+                .as_ref()
+                .unwrap()
+                .parse()
+                .unwrap();
+            admin
+                .execute("SELECT pg_terminate_backend($1)", &[&pid])
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        hang_up();
+        store.set_state(&c, "k", Some("v")).unwrap();
+        hang_up();
+        assert_eq!(store.state(&c, "k").unwrap().as_deref(), Some("v"));
+        hang_up();
+        let batch = Batch {
+            state: vec![("k".into(), "w".into())],
+            ..Default::default()
+        };
+        store.apply(&c, &batch).unwrap();
+        assert_eq!(store.state(&c, "k").unwrap().as_deref(), Some("w"));
     }
 
     /// A small deterministic generator (no dependency for tests).

@@ -58,7 +58,8 @@ pub struct Table {
 }
 
 /// Every resource table. Core columns of each: `account_id, id, livemode, created, deleted, data,
-/// version, synced_at`, primary key `(account_id, id)`.
+/// version, synced_at, parent_id` (the parent object of child objects), primary key
+/// `(account_id, id)`.
 pub static TABLES: &[Table] = &[
     Table {
         name: "customers",

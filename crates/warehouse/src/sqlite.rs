@@ -38,7 +38,7 @@ fn now() -> i64 {
 /// `CREATE TABLE` for a resource table.
 fn create_table_sql(t: &crate::Table) -> String {
     let mut sql = format!(
-        "CREATE TABLE IF NOT EXISTS {} (\n  account_id TEXT NOT NULL,\n  id TEXT NOT NULL,\n  livemode INTEGER NOT NULL,\n  created INTEGER,\n  deleted INTEGER NOT NULL DEFAULT 0,\n  data TEXT NOT NULL,\n  version INTEGER NOT NULL,\n  synced_at INTEGER NOT NULL",
+        "CREATE TABLE IF NOT EXISTS {} (\n  account_id TEXT NOT NULL,\n  id TEXT NOT NULL,\n  livemode INTEGER NOT NULL,\n  created INTEGER,\n  deleted INTEGER NOT NULL DEFAULT 0,\n  data TEXT NOT NULL,\n  version INTEGER NOT NULL,\n  synced_at INTEGER NOT NULL,\n  parent_id TEXT",
         t.name
     );
     for column in t.columns {
@@ -332,8 +332,8 @@ impl Store for SqliteStore {
                 .map_err(db_error)?;
             let mut upsert = tx
                 .prepare_cached(&format!(
-                    "INSERT INTO {table_name} (account_id, id, livemode, created, deleted, data, version, synced_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (account_id, id) DO UPDATE SET created = COALESCE(excluded.created, created), deleted = excluded.deleted, data = excluded.data, version = excluded.version, synced_at = excluded.synced_at"
+                    "INSERT INTO {table_name} (account_id, id, livemode, created, deleted, data, version, synced_at, parent_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (account_id, id) DO UPDATE SET created = COALESCE(excluded.created, created), deleted = excluded.deleted, data = excluded.data, version = excluded.version, synced_at = excluded.synced_at, parent_id = COALESCE(excluded.parent_id, parent_id)"
                 ))
                 .map_err(db_error)?;
             for row in rows {
@@ -361,7 +361,8 @@ impl Store for SqliteStore {
                         row.deleted,
                         row.data,
                         row.version,
-                        synced_at
+                        synced_at,
+                        row.parent_id
                     ])
                     .map_err(db_error)?;
                 match stored {
@@ -382,7 +383,9 @@ impl Store for SqliteStore {
                 ))
                 .map_err(db_error)?;
             for id in &deletion.ids {
-                tally.deleted += mark.execute(params![c.account_id, id, deletion.version, synced_at]).map_err(db_error)? as u64;
+                tally.deleted += mark
+                    .execute(params![c.account_id, id, deletion.version, synced_at])
+                    .map_err(db_error)? as u64;
             }
         }
         {
@@ -469,7 +472,7 @@ impl Store for SqliteStore {
         value: &str,
     ) -> Result<Vec<String>> {
         let t = checked_table(table_name)?;
-        if !t.columns.iter().any(|col| col.name == column) {
+        if column != "parent_id" && !t.columns.iter().any(|col| col.name == column) {
             return Err(StoreError::Database(format!(
                 "{table_name} has no column {column}"
             )));

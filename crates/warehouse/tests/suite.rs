@@ -224,12 +224,35 @@ pub fn apply_counts_guard_and_typed_columns(store: &dyn Store) {
     assert_eq!(store.events(&c, 10).unwrap()[0].id, "evt_1");
 
     // Children gone from their parent are marked deleted, their data kept; older marks are refused.
-    let stale = Batch { deletions: vec![sm_warehouse::Deletion { table: "subscriptions", ids: vec!["sub_1".into()], version: 99 }], ..Default::default() };
-    assert_eq!(store.apply(&c, &stale).unwrap().tables["subscriptions"].deleted, 0);
-    let gone = Batch { deletions: vec![sm_warehouse::Deletion { table: "subscriptions", ids: vec!["sub_1".into(), "sub_404".into()], version: 102 }], ..Default::default() };
-    assert_eq!(store.apply(&c, &gone).unwrap().tables["subscriptions"].deleted, 1);
+    let stale = Batch {
+        deletions: vec![sm_warehouse::Deletion {
+            table: "subscriptions",
+            ids: vec!["sub_1".into()],
+            version: 99,
+        }],
+        ..Default::default()
+    };
+    assert_eq!(
+        store.apply(&c, &stale).unwrap().tables["subscriptions"].deleted,
+        0
+    );
+    let gone = Batch {
+        deletions: vec![sm_warehouse::Deletion {
+            table: "subscriptions",
+            ids: vec!["sub_1".into(), "sub_404".into()],
+            version: 102,
+        }],
+        ..Default::default()
+    };
+    assert_eq!(
+        store.apply(&c, &gone).unwrap().tables["subscriptions"].deleted,
+        1
+    );
     assert_eq!(store.count(&c, "subscriptions").unwrap(), (0, 2));
-    assert_eq!(store.rows(&c, "subscriptions").unwrap()[0].data["status"], json!("past_due"));
+    assert_eq!(
+        store.rows(&c, "subscriptions").unwrap()[0].data["status"],
+        json!("past_due")
+    );
 }
 
 pub fn remove_account_takes_every_row_of_that_connection_only(store: &dyn Store) {
