@@ -382,7 +382,11 @@ impl Client {
     }
 
     /// `GET path?params`: the JSON answer and Stripe's clock when it answered (`Date`).
-    pub async fn get_timed(&self, path: &str, params: &[(String, String)]) -> Result<(Value, Option<i64>), ClientError> {
+    pub async fn get_timed(
+        &self,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<(Value, Option<i64>), ClientError> {
         let (raw, value) = self.execute(Method::Get, path, params, None, true).await?;
         Ok((value.unwrap_or(Value::Null), raw.server_time))
     }
@@ -520,7 +524,8 @@ impl Client {
                 Ok((status, headers, body)) => {
                     let request_id = header_str(&headers, "request-id").map(str::to_owned);
                     *inner.last_request_id.lock() = request_id.clone();
-                    let server_time = header_str(&headers, "date").and_then(crate::http_date::parse);
+                    let server_time =
+                        header_str(&headers, "date").and_then(crate::http_date::parse);
                     let raw = RawResponse {
                         status,
                         request_id,

@@ -2,7 +2,9 @@
 //! its answers state it. The mirror orders object versions on Stripe's clock, never on ours.
 
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// Days since 1970-01-01 → (year, month 1–12, day 1–31).
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
@@ -18,7 +20,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + day - 1;
@@ -50,7 +56,8 @@ pub fn parse(text: &str) -> Option<i64> {
     let year: i64 = parts.next()?.parse().ok()?;
     let mut clock = parts.next()?.split(':').map(|n| n.parse::<i64>().ok());
     let (h, m, s) = (clock.next()??, clock.next()??, clock.next()??);
-    (parts.next()? == "GMT").then(|| days_from_civil(year, month, day) * 86_400 + h * 3_600 + m * 60 + s)
+    (parts.next()? == "GMT")
+        .then(|| days_from_civil(year, month, day) * 86_400 + h * 3_600 + m * 60 + s)
 }
 
 #[cfg(test)]
