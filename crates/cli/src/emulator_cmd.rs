@@ -1,4 +1,5 @@
-//! `stripe-mirror emulator` and `stripe-mirror demo`: run the built-in Stripe emulator.
+//! `stripe-mirror emulator` runs the built-in Stripe emulator; `stripe-mirror demo` runs the whole
+//! product against it: connect, backfill into SQLite, live changes, an incremental sync.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -139,18 +140,34 @@ async fn wait_for_stop() {
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Customers to generate.
+    /// Customers in the emulated account (about 15–20 objects each).
     #[arg(long, default_value_t = 300)]
     scale: u64,
     /// Seed of the generated data.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// The SQLite file to create (replaced if it exists).
+    #[arg(long, default_value = "stripe-mirror-demo.db")]
+    file: String,
+    /// Live changes to make after the backfill.
+    #[arg(long, default_value_t = 100)]
+    changes: u64,
 }
 
-/// Seeds an account, reads every resource back over HTTP with the restricted key, makes a burst of
-/// changes and shows the events they recorded.
+/// The README's first command: no key, no network. Starts the emulator with a seeded account,
+/// connects it with a restricted test key, backfills into a SQLite file with progress bars,
+/// applies a burst of live changes, syncs them, and ends with a summary.
 pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
     let started = std::time::Instant::now();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", args.file));
+    }
+    let key_file = std::path::PathBuf::from(format!("{}.key", args.file.trim_end_matches(".db")));
+    let _ = std::fs::remove_file(&key_file);
+    println!(
+        "1. Starting the built-in Stripe emulator with a seeded billing account ({} customers)…",
+        args.scale
+    );
     let (server, accounts) = start(
         "127.0.0.1:0".parse().expect("a valid address"),
         args.seed,
@@ -159,141 +176,172 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
         1,
     )
     .await?;
-    let base = server.base_url();
     let account = &accounts[0];
-    let key = account["keys"]["restricted_test"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let seeded = account["seeded"]["test"]["total"].as_u64().unwrap_or(0);
     println!(
-        "Emulator on {base}: account {} seeded in {:.1} s",
+        "   {} on {} — {seeded} objects, ready in {:.1} s",
         account["id"].as_str().unwrap_or_default(),
+        server.base_url(),
         started.elapsed().as_secs_f64()
     );
-    let client = HttpProbe::new(&base, &key)?;
-    println!("\nObjects per resource, read over HTTP with a restricted read-only key:");
-    let mut requests = 0;
-    let read_started = std::time::Instant::now();
-    for (label, path, extra) in [
-        ("customers", "/v1/customers", ""),
-        ("products", "/v1/products", ""),
-        ("prices (active)", "/v1/prices", "&active=true"),
-        ("prices (archived)", "/v1/prices", "&active=false"),
-        ("subscriptions", "/v1/subscriptions", "&status=all"),
-        ("invoices", "/v1/invoices", ""),
-        ("payment intents", "/v1/payment_intents", ""),
-        ("charges", "/v1/charges", ""),
-        ("refunds", "/v1/refunds", ""),
-        ("disputes", "/v1/disputes", ""),
-        ("balance transactions", "/v1/balance_transactions", ""),
-        ("payouts", "/v1/payouts", ""),
-        ("coupons", "/v1/coupons", ""),
-        ("events (last 30 days)", "/v1/events", ""),
-    ] {
-        let (count, pages) = client.count(path, extra).await?;
-        requests += pages;
-        println!("  {label:<24} {count:>7}");
-    }
+
+    let store = sm_warehouse::open(&args.file)
+        .map_err(|e| CliError::from(sm_engine::EngineError::from(e)))?;
+    let vault = sm_engine::Vault::open(None, &key_file)
+        .map_err(|e| CliError::from(sm_engine::EngineError::from(e)))?;
+    // The emulator is local and enforces no limits: pacing off, so the demo takes seconds.
+    let config = sm_engine::EngineConfig {
+        api_base: server.base_url(),
+        budget_share: f64::INFINITY,
+        max_retries: 3,
+    };
+    let engine = sm_engine::Engine::new(Arc::from(store), vault, config);
+    let key = sm_stripe::ApiKey::parse(
+        account["keys"]["restricted_test"]
+            .as_str()
+            .unwrap_or_default(),
+    )
+    .map_err(|e| CliError::usage(e.to_string()))?;
     println!(
-        "  ({requests} list requests in {:.2} s)",
-        read_started.elapsed().as_secs_f64()
+        "\n2. Connecting with a restricted read-only test key ({})…",
+        key.masked()
     );
-    let report = sm_emulator::seed::simulate_activity(
+    let outcome =
+        sm_engine::connect::connect(&engine, key, sm_engine::connect::ConnectOptions::default())
+            .await?;
+    println!(
+        "   connected \"{}\" ({}): {}",
+        outcome.account.name,
+        outcome.account.label,
+        outcome.permissions.summary()
+    );
+    let label = outcome.account.label.clone();
+
+    println!("\n3. Backfilling every resource into {}…", args.file);
+    let options = sm_engine::sync::SyncOptions::default();
+    let report = crate::sync_cmd::sync_one(&engine, &label, &options, false).await?;
+    println!(
+        "   {} objects in {:.1} s with {} requests",
+        report["objects_written"],
+        report["seconds"].as_f64().unwrap_or(0.0),
+        report["run"]["requests"]
+    );
+
+    println!(
+        "\n4. Making {} live changes in Stripe (new customers, upgrades, cancellations, refunds, deletions)…",
+        args.changes
+    );
+    let emulated = server
+        .emulator
+        .world
+        .account(account["id"].as_str().unwrap_or_default())
+        .expect("the account exists");
+    let activity = sm_emulator::seed::simulate_activity(
         &server.emulator,
-        &server
-            .emulator
-            .world
-            .account(account["id"].as_str().unwrap_or_default())
-            .expect("the account exists"),
+        &emulated,
         sm_emulator::Mode::Test,
-        50,
+        args.changes,
         args.seed,
     );
     println!(
-        "\nApplied {} live changes: {}",
-        report.changes,
-        report
+        "   {}",
+        activity
             .by_operation
             .iter()
             .map(|(k, v)| format!("{k} ×{v}"))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let latest = client.get("/v1/events?limit=5").await?;
-    println!("Newest events:");
-    for event in latest["data"].as_array().into_iter().flatten() {
-        println!(
-            "  {}  {:<36} {}",
-            event["id"].as_str().unwrap_or_default(),
-            event["type"].as_str().unwrap_or_default(),
-            event["data"]["object"]["id"].as_str().unwrap_or_default()
-        );
+    let report = crate::sync_cmd::sync_one(&engine, &label, &options, true).await?;
+    let counts = &report["run"]["counts"];
+    let (mut inserted, mut updated, mut deleted) = (0, 0, 0);
+    for c in counts["tables"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, c)| c)
+    {
+        inserted += c["inserted"].as_u64().unwrap_or(0);
+        updated += c["updated"].as_u64().unwrap_or(0);
+        deleted += c["deleted"].as_u64().unwrap_or(0);
     }
     println!(
-        "\nRun it yourself: stripe-mirror emulator --json   (README: the control API, keys, faults)"
+        "   incremental sync from the events: {inserted} inserted, {updated} updated, {deleted} deleted, {} events kept, {} requests, {:.1} s",
+        counts["new_events"],
+        report["run"]["requests"],
+        report["seconds"].as_f64().unwrap_or(0.0)
+    );
+
+    println!("\n5. What is in the mirror:");
+    let connection = sm_warehouse::Connection::new(outcome.account.account_id.clone(), false);
+    let mut rows = Vec::new();
+    for resource in sm_engine::catalog::RESOURCES {
+        let (live, gone) = engine
+            .store
+            .count(&connection, resource.table)
+            .map_err(|e| CliError::from(sm_engine::EngineError::from(e)))?;
+        if live + gone > 0 {
+            rows.push([
+                resource.table.to_owned(),
+                live.to_string(),
+                gone.to_string(),
+            ]);
+        }
+    }
+    rows.push([
+        "events".into(),
+        engine
+            .store
+            .event_count(&connection)
+            .unwrap_or(0)
+            .to_string(),
+        "0".into(),
+    ]);
+    crate::accounts_cmd::print_table(&["TABLE", "ROWS", "DELETED"], &rows);
+
+    let queries = [
+        (
+            "Active subscriptions per price",
+            "SELECT i.price, count(*) AS subscriptions FROM subscription_items i JOIN subscriptions s ON s.id = i.subscription AND s.account_id = i.account_id WHERE s.status = 'active' AND NOT i.deleted GROUP BY i.price ORDER BY subscriptions DESC LIMIT 5",
+        ),
+        (
+            "Subscriptions by status",
+            "SELECT status, count(*) AS n FROM subscriptions GROUP BY status ORDER BY n DESC",
+        ),
+        (
+            "Revenue by month (paid invoices, cents)",
+            "SELECT substr(datetime(created, 'unixepoch'), 1, 7) AS month, sum(amount_paid) AS paid FROM invoices WHERE status = 'paid' GROUP BY month ORDER BY month DESC LIMIT 6",
+        ),
+    ];
+    for (title, sql) in queries {
+        println!(
+            "\n   {title}:\n   $ stripe-mirror --database {} sql \"{sql}\"",
+            args.file
+        );
+        if let Ok((names, result)) = engine.store.query(sql) {
+            println!("     {}", names.join(" | "));
+            for row in result.iter().take(6) {
+                println!(
+                    "     {}",
+                    row.iter()
+                        .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                );
+            }
+        }
+    }
+    let path = std::fs::canonicalize(&args.file)
+        .map(|p| p.display().to_string())
+        .unwrap_or(args.file.clone());
+    println!(
+        "\nThe mirror is the SQLite file {path}: open it with any SQLite client (`sqlite3 {}`), or run `stripe-mirror --database {} accounts`.",
+        args.file, args.file
+    );
+    println!(
+        "Done in {:.1} s. With a real key: STRIPE_API_KEY=rk_live_… stripe-mirror connect && stripe-mirror sync",
+        started.elapsed().as_secs_f64()
     );
     server.stop().await;
     Ok(())
-}
-
-/// A tiny HTTP reader for the demo (the real client lives in the `stripe` crate).
-struct HttpProbe {
-    client: sm_stripe::Client,
-}
-
-impl HttpProbe {
-    fn new(base: &str, key: &str) -> Result<Self, CliError> {
-        let config = sm_stripe::ClientConfig {
-            api_base: base.to_owned(),
-            budget_share: f64::INFINITY,
-            ..Default::default()
-        };
-        let key = sm_stripe::ApiKey::parse(key).map_err(|e| CliError::usage(e.to_string()))?;
-        Ok(HttpProbe {
-            client: sm_stripe::Client::new(config, key).map_err(|e| CliError::io(e.to_string()))?,
-        })
-    }
-
-    async fn get(&self, path_and_query: &str) -> Result<Value, CliError> {
-        let client = &self.client;
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
-        let params: Vec<(String, String)> = query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .filter_map(|p| p.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        client
-            .get(path, &params)
-            .await
-            .map_err(|e| CliError::io(e.to_string()))
-    }
-
-    /// Walks a whole list; returns objects and pages.
-    async fn count(&self, path: &str, extra: &str) -> Result<(usize, usize), CliError> {
-        let mut count = 0;
-        let mut pages = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let cursor = after
-                .as_ref()
-                .map(|id| format!("&starting_after={id}"))
-                .unwrap_or_default();
-            let page = self
-                .get(&format!("{path}?limit=100{extra}{cursor}"))
-                .await?;
-            pages += 1;
-            let data = page["data"].as_array().cloned().unwrap_or_default();
-            count += data.len();
-            if page["has_more"] != json!(true) || data.is_empty() {
-                return Ok((count, pages));
-            }
-            after = data
-                .last()
-                .and_then(|o| o["id"].as_str())
-                .map(str::to_owned);
-        }
-    }
 }
