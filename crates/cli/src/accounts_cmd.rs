@@ -117,19 +117,30 @@ pub async fn connect(global: &GlobalArgs, args: ConnectArgs) -> Result<(), CliEr
         live_only: args.live_only,
     };
     policy.check_shape(&key)?;
-    let engine = global.engine()?;
-    let outcome = connect::connect(
-        &engine,
-        key,
-        ConnectOptions {
+    // A first connect that fails leaves nothing behind: not even the database or key file it made.
+    let created = global.files_to_create();
+    let result = async {
+        let engine = global.engine()?;
+        let options = ConnectOptions {
             policy,
             name: args.name,
             start_date: args.start_date,
-        },
-    )
-    .await?;
-    print_outcome(global, "Connected", &outcome);
-    Ok(())
+        };
+        Ok::<_, CliError>(connect::connect(&engine, key, options).await?)
+    }
+    .await;
+    match result {
+        Ok(outcome) => {
+            print_outcome(global, "Connected", &outcome);
+            Ok(())
+        }
+        Err(error) => {
+            for path in created {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(error)
+        }
+    }
 }
 
 pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {

@@ -84,6 +84,30 @@ impl GlobalArgs {
     }
 }
 
+impl GlobalArgs {
+    /// The SQLite files and master key file that opening the engine would create now (none for
+    /// Postgres or files that exist), so that a failed first command can take them back.
+    pub fn files_to_create(&self) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        if !self.database.starts_with("postgres") {
+            for suffix in ["", "-wal", "-shm"] {
+                let path = std::path::PathBuf::from(format!("{}{suffix}", self.database));
+                if !path.exists() {
+                    files.push(path);
+                }
+            }
+        }
+        let key_file = self
+            .master_key_file
+            .clone()
+            .unwrap_or_else(|| sm_engine::vault::default_key_file(&self.database));
+        if std::env::var("STRIPE_MIRROR_MASTER_KEY").is_err() && !key_file.exists() {
+            files.push(key_file);
+        }
+        files
+    }
+}
+
 /// Prints a value as JSON (pretty for people reading `--json` output in a terminal is not needed:
 /// one line per answer keeps it easy to pipe).
 pub fn print_json(value: &serde_json::Value) {

@@ -64,6 +64,7 @@ fn main() -> ExitCode {
     let filter = std::env::var("STRIPE_MIRROR_LOG").unwrap_or_else(|_| level.to_owned());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if cli.global.log_json {
         logs.json().init();

@@ -422,7 +422,7 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
             &["connect"],
             env(&revoked_b),
             4,
-            &["API key is invalid", "update-key"],
+            &["API key is invalid", "connect with a valid one"],
         ),
         case(
             "revoked key, --json",

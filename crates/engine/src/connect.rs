@@ -436,7 +436,10 @@ pub async fn connect(
 ) -> Result<ConnectOutcome, EngineError> {
     options.policy.check_shape(&key)?;
     let client = engine.client(&key, None)?;
-    let identity = identify(&client).await?;
+    let identity = identify(&client).await.map_err(|error| match error.code {
+        ErrorCode::InvalidKey | ErrorCode::KeyExpired => error.hint("check the key in the Stripe dashboard (it may have been revoked, rolled or mistyped) and connect with a valid one"),
+        _ => error,
+    })?;
     if let Some(expected) = &options.policy.expect_account
         && expected != &identity.account_id
     {
@@ -468,6 +471,24 @@ pub async fn connect(
     }
     let client = engine.client(&key, Some(&identity.account_id))?;
     let report = probe(&client).await?;
+    // The test and live twins of one account get names that tell them apart.
+    let taken: Vec<String> = engine
+        .store_call(|store| store.accounts())
+        .await?
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    let mut name = options
+        .name
+        .clone()
+        .or_else(|| identity.name.clone())
+        .unwrap_or_else(|| identity.account_id.clone());
+    if options.name.is_none() && taken.contains(&name) {
+        name = format!(
+            "{name} ({})",
+            if connection.livemode { "live" } else { "test" }
+        );
+    }
     let events = if report.events {
         fetch_latest_events(&client, 50).await?
     } else {
@@ -476,11 +497,7 @@ pub async fn connect(
     let missing = report.missing(Feature::Mirror);
     let record = AccountRecord {
         connection: connection.clone(),
-        name: options
-            .name
-            .clone()
-            .or_else(|| identity.name.clone())
-            .unwrap_or_else(|| identity.account_id.clone()),
+        name,
         stripe_name: identity.name,
         icon_url: identity.icon,
         key_kind: match key.kind() {
