@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod connect;
 pub mod error;
+pub mod intake;
 pub mod sync;
 pub mod vault;
 

@@ -91,10 +91,10 @@ pub struct SyncReport {
 }
 
 /// The shared state of one run.
-struct Run {
+pub(crate) struct Run {
     engine_store: Arc<dyn sm_warehouse::Store>,
-    connection: Connection,
-    client: Client,
+    pub(crate) connection: Connection,
+    pub(crate) client: Client,
     counts: Mutex<Counts>,
     progress: Arc<dyn Progress>,
     notes: Mutex<Vec<String>>,
@@ -107,7 +107,22 @@ struct Run {
 }
 
 impl Run {
-    async fn store<T: Send + 'static>(
+    pub(crate) fn new(engine: &Engine, connection: &Connection, client: Client, progress: Arc<dyn Progress>) -> Run {
+        Run {
+            engine_store: engine.store.clone(),
+            connection: connection.clone(),
+            client,
+            counts: Mutex::new(Counts::default()),
+            progress,
+            notes: Mutex::new(Vec::new()),
+            failed: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            lost: Mutex::new(HashSet::new()),
+            objects: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) async fn store<T: Send + 'static>(
         &self,
         call: impl FnOnce(&dyn sm_warehouse::Store) -> sm_warehouse::Result<T> + Send + 'static,
     ) -> Result<T, EngineError> {
@@ -120,7 +135,7 @@ impl Run {
             .map_err(EngineError::from)
     }
 
-    async fn apply(&self, batch: Batch) -> Result<Counts, EngineError> {
+    pub(crate) async fn apply(&self, batch: Batch) -> Result<Counts, EngineError> {
         let connection = self.connection.clone();
         let counts = self
             .store(move |store| store.apply(&connection, &batch))
@@ -158,20 +173,20 @@ impl Run {
 /// Turns objects from any source into rows and writes them: the one apply path. Embedded
 /// children (subscription items, invoice lines) are completed from their own lists when the
 /// embedded page is truncated, and children gone from a known parent are marked deleted.
-struct Applier<'a> {
-    run: &'a Run,
-    readable: &'a HashSet<&'static str>,
+pub(crate) struct Applier<'a> {
+    pub(crate) run: &'a Run,
+    pub(crate) readable: &'a HashSet<&'static str>,
 }
 
 /// A table's rows for one batch.
 #[derive(Default)]
-struct Rows {
+pub(crate) struct Rows {
     rows: HashMap<&'static str, Vec<ObjectRow>>,
     deletions: Vec<Deletion>,
 }
 
 impl Rows {
-    fn push(
+    pub(crate) fn push(
         &mut self,
         table: &'static str,
         object: &Value,
@@ -193,7 +208,7 @@ impl Rows {
         });
     }
 
-    fn into_batch(self, guard: Guard) -> Batch {
+    pub(crate) fn into_batch(self, guard: Guard) -> Batch {
         let mut batch = Batch {
             deletions: self.deletions,
             ..Default::default()
@@ -212,7 +227,7 @@ impl Applier<'_> {
     /// Adds `objects` of `resource` to `rows`, with their embedded children, fetching truncated
     /// child lists. `known_parents` are ids already in the mirror (their vanished children are
     /// marked deleted).
-    async fn collect(
+    pub(crate) async fn collect(
         &self,
         resource: &'static Resource,
         objects: &[Value],
@@ -311,7 +326,7 @@ impl Applier<'_> {
     }
 
     /// Ids among `objects` that the mirror already holds in `table`.
-    async fn known(
+    pub(crate) async fn known(
         &self,
         table: &'static str,
         objects: &[Value],
@@ -370,18 +385,7 @@ pub async fn sync(
             move |store| store.start_run(&connection, kind, started_at)
         })
         .await?;
-    let run = Arc::new(Run {
-        engine_store: engine.store.clone(),
-        connection: connection.clone(),
-        client: client.clone(),
-        counts: Mutex::new(Counts::default()),
-        progress: progress.clone(),
-        notes: Mutex::new(Vec::new()),
-        failed: Mutex::new(None),
-        stop: AtomicBool::new(false),
-        lost: Mutex::new(HashSet::new()),
-        objects: AtomicU64::new(0),
-    });
+    let run = Arc::new(Run::new(engine, connection, client.clone(), progress.clone()));
     for (table, permission) in &skipped {
         run.note(format!("skipping {table}: missing {permission}"));
     }
@@ -1176,151 +1180,82 @@ async fn replay_events(
     Ok(())
 }
 
-/// Applies events (oldest first) through the apply path, with the new position, in one batch.
-async fn apply_events(
-    run: &Run,
-    applier: &Applier<'_>,
-    events: &[Value],
-) -> Result<(), EngineError> {
-    let Some(newest) = events.last() else {
-        return Ok(());
+/// What an event changes: its object's resource, version, whether it deletes it, and the parent
+/// of a per-customer object. `None` when the mirror does not hold that kind of object.
+pub(crate) fn event_change<'e>(event: &'e Value, readable: &HashSet<&'static str>) -> Option<(&'static Resource, i64, bool, Option<&'e str>)> {
+    let event_type = event["type"].as_str().unwrap_or_default();
+    let object = &event["data"]["object"];
+    let resource = object["object"].as_str().and_then(by_object)?;
+    if !readable.contains(resource.table) {
+        return None;
+    }
+    let version = event["created"].as_i64().unwrap_or(0);
+    // `*.deleted` marks deletion — except a subscription's, which means canceled.
+    let deleted = event_type.ends_with(".deleted") && event_type != "customer.subscription.deleted";
+    let parent = match resource.source {
+        Source::PerParent { .. } => object["customer"].as_str(),
+        _ => None,
     };
-    let mut rows = Rows::default();
-    let mut refetch: Vec<(String, &'static Resource)> = Vec::new();
-    for event in events {
-        let event_type = event["type"].as_str().unwrap_or_default();
-        let object = &event["data"]["object"];
-        let Some(resource) = object["object"].as_str().and_then(by_object) else {
-            continue;
-        };
-        if !applier.readable.contains(resource.table) {
-            continue;
-        }
-        let version = event["created"].as_i64().unwrap_or(0);
-        // `*.deleted` marks deletion — except a subscription's, which means canceled.
-        let deleted =
-            event_type.ends_with(".deleted") && event_type != "customer.subscription.deleted";
-        let known = applier
-            .known(resource.table, std::slice::from_ref(object))
-            .await?;
-        let parent = match resource.source {
-            Source::PerParent { .. } => object["customer"].as_str(),
-            _ => None,
-        };
-        applier
-            .collect(
-                resource,
-                std::slice::from_ref(object),
-                version,
-                deleted,
-                &mut rows,
-                &known,
-                parent,
-            )
-            .await?;
-        // A customer's balance moved: its balance transactions (which have no events) changed.
-        if event_type == "customer.updated"
-            && event["data"]["previous_attributes"]
-                .get("balance")
-                .is_some()
-            && applier.readable.contains("customer_balance_transactions")
-        {
-            if let Some(id) = object["id"].as_str() {
-                refetch.push((
-                    id.to_owned(),
-                    crate::catalog::resource("customer_balance_transactions").expect("catalogued"),
-                ));
+    Some((resource, version, deleted, parent))
+}
+
+/// Changes events imply without saying: a customer's balance moved (its balance transactions,
+/// which have no events, changed), and pending invoice items attached to an invoice (the item
+/// changes without an event of its own). Fetches what is needed into `rows`.
+pub(crate) async fn follow_ups(run: &Run, applier: &Applier<'_>, events: &[Value], rows: &mut Rows) -> Result<(), EngineError> {
+    if applier.readable.contains("customer_balance_transactions") {
+        let resource = crate::catalog::resource("customer_balance_transactions").expect("catalogued");
+        let Source::PerParent { parent_path, segment, .. } = resource.source else { unreachable!("a per-customer list") };
+        let moved: HashSet<&str> = events
+            .iter()
+            .filter(|e| e["type"] == "customer.updated" && e["data"]["previous_attributes"].get("balance").is_some())
+            .filter_map(|e| e["data"]["object"]["id"].as_str())
+            .collect();
+        for customer in moved {
+            let mut cursor = run.client.list_pages(&format!("{parent_path}/{customer}/{segment}"), vec![]);
+            while let Some(page) = cursor.next_page().await? {
+                let version = page.server_time.unwrap_or_else(now);
+                applier.collect(resource, &page.data, version, false, rows, &HashSet::new(), Some(customer)).await?;
             }
         }
     }
-    // Attaching a pending invoice item to an invoice changes the item without an event of its
-    // own: fetch the items an invoice's lines name that the mirror has not linked to it yet.
     if applier.readable.contains("invoiceitems") {
-        for event in events
-            .iter()
-            .filter(|e| e["data"]["object"]["object"] == "invoice")
-        {
-            let invoice = &event["data"]["object"];
-            let named: Vec<String> = invoice["lines"]["data"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|l| l["invoice_item"].as_str().map(str::to_owned))
-                .collect();
+        let resource = crate::catalog::resource("invoiceitems").expect("catalogued");
+        for invoice in events.iter().map(|e| &e["data"]["object"]).filter(|o| o["object"] == "invoice") {
+            let named: Vec<String> = invoice["lines"]["data"].as_array().into_iter().flatten().filter_map(|l| l["invoice_item"].as_str().map(str::to_owned)).collect();
             if named.is_empty() {
                 continue;
             }
-            let (connection, invoice_id) = (
-                run.connection.clone(),
-                invoice["id"].as_str().unwrap_or_default().to_owned(),
-            );
-            let linked: HashSet<String> = run
-                .store(move |store| {
-                    store.ids_where(&connection, "invoiceitems", "invoice", &invoice_id)
-                })
-                .await?
-                .into_iter()
-                .collect();
-            let resource = crate::catalog::resource("invoiceitems").expect("catalogued");
+            let (connection, invoice_id) = (run.connection.clone(), invoice["id"].as_str().unwrap_or_default().to_owned());
+            let linked: HashSet<String> = run.store(move |store| store.ids_where(&connection, "invoiceitems", "invoice", &invoice_id)).await?.into_iter().collect();
             for item in named.into_iter().filter(|i| !linked.contains(i)) {
-                match run
-                    .client
-                    .get_timed(&format!("/v1/invoiceitems/{item}"), &[])
-                    .await
-                {
-                    Ok((object, server_time)) => rows.push(
-                        resource.table,
-                        &object,
-                        server_time.unwrap_or_else(now),
-                        false,
-                        None,
-                    ),
+                match run.client.get_timed(&format!("/v1/invoiceitems/{item}"), &[]).await {
+                    Ok((object, server_time)) => rows.push(resource.table, &object, server_time.unwrap_or_else(now), false, None),
                     Err(error) if matches!(error.kind(), Some(ErrorKind::NotFound { .. })) => {}
                     Err(error) => return Err(error.into()),
                 }
             }
         }
     }
-    for (customer, resource) in refetch {
-        let Source::PerParent {
-            parent_path,
-            segment,
-            ..
-        } = resource.source
-        else {
-            continue;
-        };
-        let mut cursor = run
-            .client
-            .list_pages(&format!("{parent_path}/{customer}/{segment}"), vec![]);
-        while let Some(page) = cursor.next_page().await? {
-            let version = page.server_time.unwrap_or_else(now);
-            applier
-                .collect(
-                    resource,
-                    &page.data,
-                    version,
-                    false,
-                    &mut rows,
-                    &HashSet::new(),
-                    Some(&customer),
-                )
-                .await?;
-        }
+    Ok(())
+}
+
+/// Applies events in their known order (oldest first) through the apply path, with the new
+/// position, in one batch.
+async fn apply_events(run: &Run, applier: &Applier<'_>, events: &[Value]) -> Result<(), EngineError> {
+    let Some(newest) = events.last() else { return Ok(()) };
+    let mut rows = Rows::default();
+    for event in events {
+        let Some((resource, version, deleted, parent)) = event_change(event, applier.readable) else { continue };
+        let object = &event["data"]["object"];
+        let known = applier.known(resource.table, std::slice::from_ref(object)).await?;
+        applier.collect(resource, std::slice::from_ref(object), version, deleted, &mut rows, &known, parent).await?;
     }
+    follow_ups(run, applier, events, &mut rows).await?;
     let count = events.len() as u64;
     let mut batch = rows.into_batch(Guard::AtLeast);
     batch.events = events.iter().map(event_row).collect();
-    batch.state = vec![
-        (
-            POSITION.to_owned(),
-            newest["id"].as_str().unwrap_or_default().to_owned(),
-        ),
-        (
-            POSITION_CREATED.to_owned(),
-            newest["created"].as_i64().unwrap_or(0).to_string(),
-        ),
-    ];
+    batch.state = vec![(POSITION.to_owned(), newest["id"].as_str().unwrap_or_default().to_owned()), (POSITION_CREATED.to_owned(), newest["created"].as_i64().unwrap_or(0).to_string())];
     run.apply(batch).await?;
     run.progress.advance("events", count, 0.0);
     Ok(())

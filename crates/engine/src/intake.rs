@@ -1,0 +1,114 @@
+//! Webhook intake: one delivered event, verified elsewhere, applied through the same apply path
+//! as a sync — but its order is unknown (Stripe delivers late, twice, out of order), so an object
+//! only moves forward: a newer event applies, an older one is skipped, a tie is settled by
+//! fetching the object. The event and its changes are written in one transaction before the
+//! delivery is acknowledged.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use sm_stripe::error::ErrorKind;
+use sm_warehouse::{Connection, Guard};
+
+use crate::catalog::{RESOURCES, Resource, Source};
+use crate::connect::{PermissionReport, event_row};
+use crate::error::EngineError;
+use crate::sync::{Applier, Quiet, Rows, Run, event_change, follow_ups};
+use crate::{Engine, now};
+
+/// Applies deliveries for one connection. Cheap to share; made once per connection.
+pub struct Intake {
+    run: Run,
+    readable: HashSet<&'static str>,
+}
+
+/// What happened to one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Stored, and its object moved forward.
+    Applied,
+    /// Stored; a tie with the stored version was settled by fetching the object.
+    Refetched,
+    /// Stored; its object was already newer (a late or repeated delivery).
+    Stale,
+    /// Stored; the mirror holds no such object kind (or may not read it).
+    Kept,
+    /// Seen before: nothing changed.
+    Duplicate,
+}
+
+/// The path that retrieves an object, for a refetch.
+fn object_path(resource: &Resource, object: &Value) -> Option<String> {
+    let id = object["id"].as_str()?;
+    match resource.source {
+        Source::List => Some(format!("{}/{id}", resource.path)),
+        Source::PerParent { segment: "payment_methods", .. } => Some(format!("/v1/payment_methods/{id}")),
+        Source::PerParent { parent_path, segment, .. } => Some(format!("{parent_path}/{}/{segment}/{id}", object["customer"].as_str()?)),
+        Source::Embedded { .. } => None,
+    }
+}
+
+impl Intake {
+    pub async fn open(engine: &Engine, connection: &Connection) -> Result<Intake, EngineError> {
+        let record = engine.account(connection).await?;
+        let key = engine.open_key(&record)?;
+        let client = engine.client(&key, Some(&connection.account_id))?;
+        let report = PermissionReport::from_json(&record.permissions);
+        let readable = RESOURCES.iter().filter(|r| report.can_read(r.table)).map(|r| r.table).collect();
+        Ok(Intake { run: Run::new(engine, connection, client, Arc::new(Quiet)), readable })
+    }
+
+    /// Stores one event and applies it.
+    pub async fn accept(&self, event: &Value) -> Result<Outcome, EngineError> {
+        let run = &self.run;
+        let applier = Applier { run, readable: &self.readable };
+        let mut rows = Rows::default();
+        let mut guard = Guard::Newer;
+        let mut outcome = Outcome::Kept;
+        if let Some((resource, version, deleted, parent)) = event_change(event, &self.readable) {
+            let object = &event["data"]["object"];
+            let known = applier.known(resource.table, std::slice::from_ref(object)).await?;
+            let id = object["id"].as_str().unwrap_or_default().to_owned();
+            let connection = run.connection.clone();
+            let table = resource.table;
+            let stored = run.store(move |store| store.versions(&connection, table, &[id.clone()])).await?.into_values().next();
+            match stored {
+                Some(stored) if version < stored.version => outcome = Outcome::Stale,
+                Some(stored) if version == stored.version && !deleted => {
+                    // Same second: which came last is unknown. Stripe knows: ask it.
+                    outcome = Outcome::Refetched;
+                    guard = Guard::AtLeast;
+                    if let Some(path) = object_path(resource, object) {
+                        match run.client.get_timed(&path, &[]).await {
+                            Ok((current, server_time)) => {
+                                let gone = current["deleted"] == Value::Bool(true);
+                                applier.collect(resource, std::slice::from_ref(&current), server_time.unwrap_or_else(now), gone, &mut rows, &known, parent).await?;
+                            }
+                            Err(error) if matches!(error.kind(), Some(ErrorKind::NotFound { .. })) => {
+                                applier.collect(resource, std::slice::from_ref(object), version, true, &mut rows, &known, parent).await?;
+                            }
+                            Err(error) => return Err(error.into()),
+                        }
+                    }
+                }
+                _ => {
+                    outcome = Outcome::Applied;
+                    applier.collect(resource, std::slice::from_ref(object), version, deleted, &mut rows, &known, parent).await?;
+                }
+            }
+            if outcome != Outcome::Stale {
+                follow_ups(run, &applier, std::slice::from_ref(event), &mut rows).await?;
+            }
+        }
+        let mut batch = rows.into_batch(guard);
+        batch.events = vec![event_row(event)];
+        let counts = run.apply(batch).await?;
+        if counts.new_events == 0 && outcome != Outcome::Refetched && counts.tables.values().all(|c| c.inserted + c.updated + c.deleted == 0) {
+            return Ok(Outcome::Duplicate);
+        }
+        Ok(outcome)
+    }
+}
