@@ -75,6 +75,9 @@ pub struct ConnectArgs {
     /// How far back to mirror: YYYY-MM-DD or a unix time (default: all history).
     #[arg(long, value_parser = parse_date)]
     start_date: Option<i64>,
+    /// The signing secret of a webhook endpoint you made by hand (a file holding whsec_…).
+    #[arg(long, value_name = "PATH")]
+    webhook_secret_file: Option<std::path::PathBuf>,
 }
 
 fn parse_key(text: &str) -> Result<ApiKey, CliError> {
@@ -121,10 +124,22 @@ pub async fn connect(global: &GlobalArgs, args: ConnectArgs) -> Result<(), CliEr
     let created = global.files_to_create();
     let result = async {
         let engine = global.engine()?;
+        let webhook_secret = match &args.webhook_secret_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        CliError::usage(format!("could not read {}: {e}", path.display()))
+                    })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_owned(),
+            ),
+            None => None,
+        };
         let options = ConnectOptions {
             policy,
             name: args.name,
             start_date: args.start_date,
+            webhook_secret,
         };
         Ok::<_, CliError>(connect::connect(&engine, key, options).await?)
     }

@@ -6,6 +6,7 @@ mod accounts_cmd;
 mod context;
 mod emulator_cmd;
 mod key_input;
+mod serve_cmd;
 mod sync_cmd;
 
 use std::process::ExitCode;
@@ -47,6 +48,10 @@ enum Command {
     SetStartDate(sync_cmd::StartDateArgs),
     /// Run a read-only SQL query on the mirror.
     Sql(sync_cmd::SqlArgs),
+    /// Run the server: webhook intake, a sync of every account every interval, /healthz, /metrics.
+    Serve(serve_cmd::ServeArgs),
+    /// The latest events of a connection, and with --follow new ones as they arrive.
+    Events(serve_cmd::EventsArgs),
     /// Run the built-in Stripe emulator (for tests, demos and trying an integration offline).
     Emulator(emulator_cmd::EmulatorArgs),
     /// A short tour: an emulated account, read over HTTP, with live changes.
@@ -96,6 +101,8 @@ fn main() -> ExitCode {
             Command::Syncs(args) => sync_cmd::syncs(&global, args).await,
             Command::SetStartDate(args) => sync_cmd::set_start_date(&global, args).await,
             Command::Sql(args) => sync_cmd::sql(&global, args).await,
+            Command::Serve(args) => serve_cmd::serve(&global, args).await,
+            Command::Events(args) => serve_cmd::events(&global, args).await,
             Command::Emulator(args) => emulator_cmd::run(args).await,
             Command::Demo(args) => emulator_cmd::demo(args).await,
         }

@@ -137,6 +137,8 @@ pub struct ConnectOptions {
     pub name: Option<String>,
     /// How far back the mirror goes (unix time); default all history.
     pub start_date: Option<i64>,
+    /// The signing secret (`whsec_…`) of a webhook endpoint made by hand for this account.
+    pub webhook_secret: Option<String>,
 }
 
 /// What connecting did.
@@ -435,6 +437,15 @@ pub async fn connect(
     options: ConnectOptions,
 ) -> Result<ConnectOutcome, EngineError> {
     options.policy.check_shape(&key)?;
+    if let Some(secret) = &options.webhook_secret
+        && (!secret.starts_with("whsec_")
+            || secret.len() < 16
+            || secret.chars().any(char::is_whitespace))
+    {
+        return Err(EngineError::invalid(
+            "the webhook signing secret must look like whsec_… (from the endpoint's page in the Stripe dashboard)",
+        ));
+    }
     let client = engine.client(&key, None)?;
     let identity = identify(&client).await.map_err(|error| match error.code {
         ErrorCode::InvalidKey | ErrorCode::KeyExpired => error.hint("check the key in the Stripe dashboard (it may have been revoked, rolled or mistyped) and connect with a valid one"),
@@ -512,7 +523,10 @@ pub async fn connect(
             .then(|| format!("the mirror will skip what needs {}", missing.join(", "))),
         start_date: options.start_date,
         webhook_endpoint_id: None,
-        webhook_secret_sealed: None,
+        webhook_secret_sealed: options
+            .webhook_secret
+            .as_deref()
+            .map(|secret| engine.vault.seal(secret)),
         created_at: now(),
         updated_at: now(),
     };

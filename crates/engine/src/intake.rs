@@ -45,8 +45,18 @@ fn object_path(resource: &Resource, object: &Value) -> Option<String> {
     let id = object["id"].as_str()?;
     match resource.source {
         Source::List => Some(format!("{}/{id}", resource.path)),
-        Source::PerParent { segment: "payment_methods", .. } => Some(format!("/v1/payment_methods/{id}")),
-        Source::PerParent { parent_path, segment, .. } => Some(format!("{parent_path}/{}/{segment}/{id}", object["customer"].as_str()?)),
+        Source::PerParent {
+            segment: "payment_methods",
+            ..
+        } => Some(format!("/v1/payment_methods/{id}")),
+        Source::PerParent {
+            parent_path,
+            segment,
+            ..
+        } => Some(format!(
+            "{parent_path}/{}/{segment}/{id}",
+            object["customer"].as_str()?
+        )),
         Source::Embedded { .. } => None,
     }
 }
@@ -57,24 +67,40 @@ impl Intake {
         let key = engine.open_key(&record)?;
         let client = engine.client(&key, Some(&connection.account_id))?;
         let report = PermissionReport::from_json(&record.permissions);
-        let readable = RESOURCES.iter().filter(|r| report.can_read(r.table)).map(|r| r.table).collect();
-        Ok(Intake { run: Run::new(engine, connection, client, Arc::new(Quiet)), readable })
+        let readable = RESOURCES
+            .iter()
+            .filter(|r| report.can_read(r.table))
+            .map(|r| r.table)
+            .collect();
+        Ok(Intake {
+            run: Run::new(engine, connection, client, Arc::new(Quiet)),
+            readable,
+        })
     }
 
     /// Stores one event and applies it.
     pub async fn accept(&self, event: &Value) -> Result<Outcome, EngineError> {
         let run = &self.run;
-        let applier = Applier { run, readable: &self.readable };
+        let applier = Applier {
+            run,
+            readable: &self.readable,
+        };
         let mut rows = Rows::default();
         let mut guard = Guard::Newer;
         let mut outcome = Outcome::Kept;
         if let Some((resource, version, deleted, parent)) = event_change(event, &self.readable) {
             let object = &event["data"]["object"];
-            let known = applier.known(resource.table, std::slice::from_ref(object)).await?;
+            let known = applier
+                .known(resource.table, std::slice::from_ref(object))
+                .await?;
             let id = object["id"].as_str().unwrap_or_default().to_owned();
             let connection = run.connection.clone();
             let table = resource.table;
-            let stored = run.store(move |store| store.versions(&connection, table, &[id.clone()])).await?.into_values().next();
+            let stored = run
+                .store(move |store| store.versions(&connection, table, &[id.clone()]))
+                .await?
+                .into_values()
+                .next();
             match stored {
                 Some(stored) if version < stored.version => outcome = Outcome::Stale,
                 Some(stored) if version == stored.version && !deleted => {
@@ -85,10 +111,32 @@ impl Intake {
                         match run.client.get_timed(&path, &[]).await {
                             Ok((current, server_time)) => {
                                 let gone = current["deleted"] == Value::Bool(true);
-                                applier.collect(resource, std::slice::from_ref(&current), server_time.unwrap_or_else(now), gone, &mut rows, &known, parent).await?;
+                                applier
+                                    .collect(
+                                        resource,
+                                        std::slice::from_ref(&current),
+                                        server_time.unwrap_or_else(now),
+                                        gone,
+                                        &mut rows,
+                                        &known,
+                                        parent,
+                                    )
+                                    .await?;
                             }
-                            Err(error) if matches!(error.kind(), Some(ErrorKind::NotFound { .. })) => {
-                                applier.collect(resource, std::slice::from_ref(object), version, true, &mut rows, &known, parent).await?;
+                            Err(error)
+                                if matches!(error.kind(), Some(ErrorKind::NotFound { .. })) =>
+                            {
+                                applier
+                                    .collect(
+                                        resource,
+                                        std::slice::from_ref(object),
+                                        version,
+                                        true,
+                                        &mut rows,
+                                        &known,
+                                        parent,
+                                    )
+                                    .await?;
                             }
                             Err(error) => return Err(error.into()),
                         }
@@ -96,7 +144,17 @@ impl Intake {
                 }
                 _ => {
                     outcome = Outcome::Applied;
-                    applier.collect(resource, std::slice::from_ref(object), version, deleted, &mut rows, &known, parent).await?;
+                    applier
+                        .collect(
+                            resource,
+                            std::slice::from_ref(object),
+                            version,
+                            deleted,
+                            &mut rows,
+                            &known,
+                            parent,
+                        )
+                        .await?;
                 }
             }
             if outcome != Outcome::Stale {
@@ -106,7 +164,13 @@ impl Intake {
         let mut batch = rows.into_batch(guard);
         batch.events = vec![event_row(event)];
         let counts = run.apply(batch).await?;
-        if counts.new_events == 0 && outcome != Outcome::Refetched && counts.tables.values().all(|c| c.inserted + c.updated + c.deleted == 0) {
+        if counts.new_events == 0
+            && outcome != Outcome::Refetched
+            && counts
+                .tables
+                .values()
+                .all(|c| c.inserted + c.updated + c.deleted == 0)
+        {
             return Ok(Outcome::Duplicate);
         }
         Ok(outcome)

@@ -107,7 +107,12 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    pub(crate) fn new(engine: &Engine, connection: &Connection, client: Client, progress: Arc<dyn Progress>) -> Run {
+    pub(crate) fn new(
+        engine: &Engine,
+        connection: &Connection,
+        client: Client,
+        progress: Arc<dyn Progress>,
+    ) -> Run {
         Run {
             engine_store: engine.store.clone(),
             connection: connection.clone(),
@@ -385,7 +390,12 @@ pub async fn sync(
             move |store| store.start_run(&connection, kind, started_at)
         })
         .await?;
-    let run = Arc::new(Run::new(engine, connection, client.clone(), progress.clone()));
+    let run = Arc::new(Run::new(
+        engine,
+        connection,
+        client.clone(),
+        progress.clone(),
+    ));
     for (table, permission) in &skipped {
         run.note(format!("skipping {table}: missing {permission}"));
     }
@@ -1182,7 +1192,10 @@ async fn replay_events(
 
 /// What an event changes: its object's resource, version, whether it deletes it, and the parent
 /// of a per-customer object. `None` when the mirror does not hold that kind of object.
-pub(crate) fn event_change<'e>(event: &'e Value, readable: &HashSet<&'static str>) -> Option<(&'static Resource, i64, bool, Option<&'e str>)> {
+pub(crate) fn event_change<'e>(
+    event: &'e Value,
+    readable: &HashSet<&'static str>,
+) -> Option<(&'static Resource, i64, bool, Option<&'e str>)> {
     let event_type = event["type"].as_str().unwrap_or_default();
     let object = &event["data"]["object"];
     let resource = object["object"].as_str().and_then(by_object)?;
@@ -1202,35 +1215,91 @@ pub(crate) fn event_change<'e>(event: &'e Value, readable: &HashSet<&'static str
 /// Changes events imply without saying: a customer's balance moved (its balance transactions,
 /// which have no events, changed), and pending invoice items attached to an invoice (the item
 /// changes without an event of its own). Fetches what is needed into `rows`.
-pub(crate) async fn follow_ups(run: &Run, applier: &Applier<'_>, events: &[Value], rows: &mut Rows) -> Result<(), EngineError> {
+pub(crate) async fn follow_ups(
+    run: &Run,
+    applier: &Applier<'_>,
+    events: &[Value],
+    rows: &mut Rows,
+) -> Result<(), EngineError> {
     if applier.readable.contains("customer_balance_transactions") {
-        let resource = crate::catalog::resource("customer_balance_transactions").expect("catalogued");
-        let Source::PerParent { parent_path, segment, .. } = resource.source else { unreachable!("a per-customer list") };
+        let resource =
+            crate::catalog::resource("customer_balance_transactions").expect("catalogued");
+        let Source::PerParent {
+            parent_path,
+            segment,
+            ..
+        } = resource.source
+        else {
+            unreachable!("a per-customer list")
+        };
         let moved: HashSet<&str> = events
             .iter()
-            .filter(|e| e["type"] == "customer.updated" && e["data"]["previous_attributes"].get("balance").is_some())
+            .filter(|e| {
+                e["type"] == "customer.updated"
+                    && e["data"]["previous_attributes"].get("balance").is_some()
+            })
             .filter_map(|e| e["data"]["object"]["id"].as_str())
             .collect();
         for customer in moved {
-            let mut cursor = run.client.list_pages(&format!("{parent_path}/{customer}/{segment}"), vec![]);
+            let mut cursor = run
+                .client
+                .list_pages(&format!("{parent_path}/{customer}/{segment}"), vec![]);
             while let Some(page) = cursor.next_page().await? {
                 let version = page.server_time.unwrap_or_else(now);
-                applier.collect(resource, &page.data, version, false, rows, &HashSet::new(), Some(customer)).await?;
+                applier
+                    .collect(
+                        resource,
+                        &page.data,
+                        version,
+                        false,
+                        rows,
+                        &HashSet::new(),
+                        Some(customer),
+                    )
+                    .await?;
             }
         }
     }
     if applier.readable.contains("invoiceitems") {
         let resource = crate::catalog::resource("invoiceitems").expect("catalogued");
-        for invoice in events.iter().map(|e| &e["data"]["object"]).filter(|o| o["object"] == "invoice") {
-            let named: Vec<String> = invoice["lines"]["data"].as_array().into_iter().flatten().filter_map(|l| l["invoice_item"].as_str().map(str::to_owned)).collect();
+        for invoice in events
+            .iter()
+            .map(|e| &e["data"]["object"])
+            .filter(|o| o["object"] == "invoice")
+        {
+            let named: Vec<String> = invoice["lines"]["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l["invoice_item"].as_str().map(str::to_owned))
+                .collect();
             if named.is_empty() {
                 continue;
             }
-            let (connection, invoice_id) = (run.connection.clone(), invoice["id"].as_str().unwrap_or_default().to_owned());
-            let linked: HashSet<String> = run.store(move |store| store.ids_where(&connection, "invoiceitems", "invoice", &invoice_id)).await?.into_iter().collect();
+            let (connection, invoice_id) = (
+                run.connection.clone(),
+                invoice["id"].as_str().unwrap_or_default().to_owned(),
+            );
+            let linked: HashSet<String> = run
+                .store(move |store| {
+                    store.ids_where(&connection, "invoiceitems", "invoice", &invoice_id)
+                })
+                .await?
+                .into_iter()
+                .collect();
             for item in named.into_iter().filter(|i| !linked.contains(i)) {
-                match run.client.get_timed(&format!("/v1/invoiceitems/{item}"), &[]).await {
-                    Ok((object, server_time)) => rows.push(resource.table, &object, server_time.unwrap_or_else(now), false, None),
+                match run
+                    .client
+                    .get_timed(&format!("/v1/invoiceitems/{item}"), &[])
+                    .await
+                {
+                    Ok((object, server_time)) => rows.push(
+                        resource.table,
+                        &object,
+                        server_time.unwrap_or_else(now),
+                        false,
+                        None,
+                    ),
                     Err(error) if matches!(error.kind(), Some(ErrorKind::NotFound { .. })) => {}
                     Err(error) => return Err(error.into()),
                 }
@@ -1242,20 +1311,50 @@ pub(crate) async fn follow_ups(run: &Run, applier: &Applier<'_>, events: &[Value
 
 /// Applies events in their known order (oldest first) through the apply path, with the new
 /// position, in one batch.
-async fn apply_events(run: &Run, applier: &Applier<'_>, events: &[Value]) -> Result<(), EngineError> {
-    let Some(newest) = events.last() else { return Ok(()) };
+async fn apply_events(
+    run: &Run,
+    applier: &Applier<'_>,
+    events: &[Value],
+) -> Result<(), EngineError> {
+    let Some(newest) = events.last() else {
+        return Ok(());
+    };
     let mut rows = Rows::default();
     for event in events {
-        let Some((resource, version, deleted, parent)) = event_change(event, applier.readable) else { continue };
+        let Some((resource, version, deleted, parent)) = event_change(event, applier.readable)
+        else {
+            continue;
+        };
         let object = &event["data"]["object"];
-        let known = applier.known(resource.table, std::slice::from_ref(object)).await?;
-        applier.collect(resource, std::slice::from_ref(object), version, deleted, &mut rows, &known, parent).await?;
+        let known = applier
+            .known(resource.table, std::slice::from_ref(object))
+            .await?;
+        applier
+            .collect(
+                resource,
+                std::slice::from_ref(object),
+                version,
+                deleted,
+                &mut rows,
+                &known,
+                parent,
+            )
+            .await?;
     }
     follow_ups(run, applier, events, &mut rows).await?;
     let count = events.len() as u64;
     let mut batch = rows.into_batch(Guard::AtLeast);
     batch.events = events.iter().map(event_row).collect();
-    batch.state = vec![(POSITION.to_owned(), newest["id"].as_str().unwrap_or_default().to_owned()), (POSITION_CREATED.to_owned(), newest["created"].as_i64().unwrap_or(0).to_string())];
+    batch.state = vec![
+        (
+            POSITION.to_owned(),
+            newest["id"].as_str().unwrap_or_default().to_owned(),
+        ),
+        (
+            POSITION_CREATED.to_owned(),
+            newest["created"].as_i64().unwrap_or(0).to_string(),
+        ),
+    ];
     run.apply(batch).await?;
     run.progress.advance("events", count, 0.0);
     Ok(())

@@ -1,0 +1,145 @@
+//! `serve` (webhooks, scheduler, health, metrics) and `events` (the latest events, then new ones
+//! as they arrive).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sm_server::{AppState, ServeConfig};
+
+use crate::CliError;
+use crate::context::{GlobalArgs, print_json};
+use crate::sync_cmd::format_time;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Where to listen (127.0.0.1 by default: put a reverse proxy with TLS in front for Stripe).
+    #[arg(long, default_value = "127.0.0.1:8787", env = "STRIPE_MIRROR_LISTEN")]
+    listen: SocketAddr,
+    /// The public base URL Stripe reaches this server at; with it, accounts whose key has
+    /// rak_webhook_write get a managed webhook endpoint at {public_url}/webhooks/{account}/{mode}.
+    #[arg(long, env = "STRIPE_MIRROR_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Seconds between incremental syncs of each account.
+    #[arg(long, default_value_t = 300, env = "STRIPE_MIRROR_SYNC_INTERVAL")]
+    interval: u64,
+    /// Seconds a webhook signature's timestamp may be from now.
+    #[arg(long, default_value_t = 300)]
+    tolerance: i64,
+}
+
+pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
+    if args.interval == 0 {
+        return Err(CliError::usage("--interval must be at least 1 second"));
+    }
+    if let Some(url) = &args.public_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(CliError::usage(format!(
+            "--public-url must start with https:// (or http:// for local tests), not {url}"
+        )));
+    }
+    let engine = Arc::new(global.engine()?);
+    let config = ServeConfig {
+        listen: args.listen,
+        public_url: args.public_url.clone(),
+        interval: Duration::from_secs(args.interval),
+        tolerance_secs: args.tolerance,
+    };
+    let state = AppState::new(engine, config);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            CliError::io(format!(
+                "could not listen on {}: {e} — choose another address with --listen",
+                args.listen
+            ))
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| CliError::io(e.to_string()))?;
+    eprintln!(
+        "stripe-mirror serving on http://{address} (webhooks at /webhooks/ACCOUNT/MODE, /healthz, /metrics); syncing every {} s",
+        args.interval
+    );
+    sm_server::serve_on(listener, state, shutdown_signal())
+        .await
+        .map_err(|e| CliError::io(e.to_string()))
+}
+
+/// Ctrl-C or SIGTERM: stop taking requests, let in-flight ones finish.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("stopping: finishing requests in flight");
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// The connection (name, acct_…, or acct_…:test|live).
+    account: String,
+    /// Keep printing new events as they arrive.
+    #[arg(long)]
+    follow: bool,
+    /// How many of the latest events to print first.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+}
+
+fn print_event(event: &sm_warehouse::EventRow, json: bool) {
+    if json {
+        let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+        print_json(
+            &json!({"id": event.id, "type": event.event_type, "created": event.created, "object_id": event.object_id, "event": data}),
+        );
+    } else {
+        println!(
+            "{}  {}  {:<40} {}",
+            format_time(event.created),
+            event.id,
+            event.event_type,
+            event.object_id.clone().unwrap_or_default()
+        );
+    }
+}
+
+pub async fn events(global: &GlobalArgs, args: EventsArgs) -> Result<(), CliError> {
+    let engine = global.engine()?;
+    let record = engine.resolve(&args.account).await?;
+    let connection = record.connection.clone();
+    let limit = args.limit;
+    let latest = engine
+        .store_call(move |store| store.events(&connection, limit))
+        .await?;
+    let mut seen: HashSet<String> = latest.iter().map(|e| e.id.clone()).collect();
+    for event in latest.iter().rev() {
+        print_event(event, global.json);
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    // The mirror's events table is the stream: whatever writes to it (serve's webhooks, syncs)
+    // shows up here.
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let connection = record.connection.clone();
+        let newest = engine
+            .store_call(move |store| store.events(&connection, 200))
+            .await?;
+        for event in newest.iter().rev().filter(|e| !seen.contains(&e.id)) {
+            print_event(event, global.json);
+        }
+        seen.extend(newest.into_iter().map(|e| e.id));
+    }
+}

@@ -1,0 +1,180 @@
+//! `stripe-mirror serve`: one long-running process that receives Stripe's webhooks (verified,
+//! stored durably, applied through the engine's one apply path before the 2xx), runs incremental
+//! syncs for every account on a schedule (with jitter, and right after a connect), manages the
+//! webhook endpoints it may manage, and answers `/healthz` and Prometheus `/metrics`.
+
+pub mod metrics;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use parking_lot::RwLock;
+use sm_engine::intake::Intake;
+use sm_engine::{Engine, EngineError, now};
+use sm_warehouse::Connection;
+
+use crate::metrics::Metrics;
+
+/// How `serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where to listen; 127.0.0.1 unless told otherwise.
+    pub listen: SocketAddr,
+    /// The public base URL Stripe reaches this server at (`https://mirror.example.com`);
+    /// without it no webhook endpoint is made and changes arrive by polling.
+    pub public_url: Option<String>,
+    /// Seconds between incremental syncs of an account.
+    pub interval: Duration,
+    /// How far a signature's timestamp may be from now.
+    pub tolerance_secs: i64,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub config: ServeConfig,
+    pub metrics: Metrics,
+    /// One intake per connection, made on first delivery.
+    intakes: RwLock<HashMap<Connection, Arc<Intake>>>,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>, config: ServeConfig) -> Arc<AppState> {
+        Arc::new(AppState {
+            engine,
+            config,
+            metrics: Metrics::default(),
+            intakes: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The intake of a connection (made and kept on first use; dropped when its key changes).
+    pub async fn intake(&self, connection: &Connection) -> Result<Arc<Intake>, EngineError> {
+        if let Some(intake) = self.intakes.read().get(connection) {
+            return Ok(intake.clone());
+        }
+        let intake = Arc::new(Intake::open(&self.engine, connection).await?);
+        self.intakes
+            .write()
+            .insert(connection.clone(), intake.clone());
+        Ok(intake)
+    }
+
+    /// Forgets cached intakes (after a key rotation or removal seen by the scheduler).
+    pub fn forget(&self, connection: &Connection) {
+        self.intakes.write().remove(connection);
+    }
+}
+
+/// The HTTP routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(metrics::healthz))
+        .route("/metrics", get(metrics::prometheus))
+        .route("/webhooks/{account}/{mode}", post(webhook::receive))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves: the HTTP server, the scheduler, and endpoint management.
+pub async fn serve(
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "serving");
+    serve_on(listener, state, shutdown).await
+}
+
+/// [`serve`] on a listener already bound (tests bind port 0).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(scheduler(state.clone(), stopped));
+    let app = router(state);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    // In-flight syncs are resumable: stopping the scheduler mid-run loses nothing.
+    let _ = stop.send(true);
+    let _ = scheduler.await;
+    result
+}
+
+/// A little deterministic spread, so that many accounts do not sync at the same moment.
+fn jitter(connection: &Connection, interval: Duration) -> Duration {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in connection.label().bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let spread = (interval.as_millis() as u64 / 5).max(1);
+    Duration::from_millis(hash % spread)
+}
+
+/// Runs each account's incremental sync every interval (the first right away, spread by
+/// jitter), sets up managed webhook endpoints, and notices accounts connected meanwhile.
+async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let mut next_run: HashMap<Connection, tokio::time::Instant> = HashMap::new();
+    loop {
+        let accounts = match state.engine.store_call(|store| store.accounts()).await {
+            Ok(accounts) => accounts,
+            Err(error) => {
+                tracing::warn!(error = %error, "could not read the accounts");
+                Vec::new()
+            }
+        };
+        let now_instant = tokio::time::Instant::now();
+        for record in &accounts {
+            let connection = record.connection.clone();
+            let due = *next_run
+                .entry(connection.clone())
+                .or_insert_with(|| now_instant + jitter(&connection, Duration::from_secs(2)));
+            if due > now_instant {
+                continue;
+            }
+            next_run.insert(
+                connection.clone(),
+                now_instant + state.config.interval + jitter(&connection, state.config.interval),
+            );
+            webhook::manage_endpoint(&state, record).await;
+            let started = now();
+            let outcome = sm_engine::sync::sync(
+                &state.engine,
+                &connection,
+                &sm_engine::sync::SyncOptions::default(),
+                Arc::new(sm_engine::sync::Quiet),
+            )
+            .await;
+            state.metrics.record_sync(
+                &connection,
+                started,
+                outcome
+                    .as_ref()
+                    .map(|r| &r.run)
+                    .map_err(|e| e.message.clone()),
+            );
+            if let Err(error) = outcome {
+                tracing::warn!(account = %connection.label(), error = %error.message, "sync failed");
+                state.forget(&connection);
+            }
+        }
+        next_run.retain(|c, _| accounts.iter().any(|a| &a.connection == c));
+        let wait = next_run
+            .values()
+            .min()
+            .map(|due| due.saturating_duration_since(tokio::time::Instant::now()))
+            .unwrap_or(Duration::from_secs(5))
+            .clamp(Duration::from_millis(200), Duration::from_secs(5));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}

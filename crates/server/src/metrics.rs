@@ -1,0 +1,160 @@
+//! `/healthz` and Prometheus `/metrics`: per account, the last successful sync, the lag behind
+//! it, objects written, sync errors, and webhooks accepted and rejected by outcome.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use parking_lot::Mutex;
+use sm_engine::now;
+use sm_warehouse::{Connection, RunRecord};
+
+use crate::AppState;
+
+#[derive(Debug, Default, Clone)]
+struct AccountMetrics {
+    last_success: Option<i64>,
+    last_attempt: Option<i64>,
+    objects_written: u64,
+    sync_errors: u64,
+    last_error: Option<String>,
+    webhooks: BTreeMap<&'static str, u64>,
+}
+
+/// Counters kept in memory since the process started.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    accounts: Mutex<BTreeMap<Connection, AccountMetrics>>,
+}
+
+impl Metrics {
+    /// Notes a finished sync (or its error).
+    pub fn record_sync(
+        &self,
+        connection: &Connection,
+        started: i64,
+        outcome: Result<&RunRecord, String>,
+    ) {
+        let mut accounts = self.accounts.lock();
+        let entry = accounts.entry(connection.clone()).or_default();
+        entry.last_attempt = Some(started);
+        match outcome {
+            Ok(run) => {
+                entry.last_success = run.ended_at;
+                entry.objects_written += run
+                    .counts
+                    .tables
+                    .values()
+                    .map(|c| c.inserted + c.updated + c.deleted)
+                    .sum::<u64>();
+                entry.last_error = None;
+            }
+            Err(message) => {
+                entry.sync_errors += 1;
+                entry.last_error = Some(message);
+            }
+        }
+    }
+
+    /// Notes one webhook delivery by outcome (`applied`, `duplicate`, `rejected_signature`…).
+    pub fn record_webhook(&self, connection: &Connection, outcome: &'static str) {
+        *self
+            .accounts
+            .lock()
+            .entry(connection.clone())
+            .or_default()
+            .webhooks
+            .entry(outcome)
+            .or_default() += 1;
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let accounts = self.accounts.lock().clone();
+        let mut out = String::new();
+        let labels = |c: &Connection| {
+            format!(
+                "account=\"{}\",mode=\"{}\"",
+                c.account_id,
+                if c.livemode { "live" } else { "test" }
+            )
+        };
+        let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        };
+        let now = now();
+        metric(
+            "stripe_mirror_last_success_timestamp_seconds",
+            "gauge",
+            "When the last sync of the account succeeded.",
+            accounts
+                .iter()
+                .filter_map(|(c, m)| m.last_success.map(|t| (labels(c), t as f64)))
+                .collect(),
+        );
+        metric(
+            "stripe_mirror_sync_lag_seconds",
+            "gauge",
+            "Seconds since the last successful sync.",
+            accounts
+                .iter()
+                .filter_map(|(c, m)| m.last_success.map(|t| (labels(c), (now - t) as f64)))
+                .collect(),
+        );
+        metric(
+            "stripe_mirror_objects_written_total",
+            "counter",
+            "Objects inserted, updated or deleted by syncs.",
+            accounts
+                .iter()
+                .map(|(c, m)| (labels(c), m.objects_written as f64))
+                .collect(),
+        );
+        metric(
+            "stripe_mirror_sync_errors_total",
+            "counter",
+            "Syncs that failed.",
+            accounts
+                .iter()
+                .map(|(c, m)| (labels(c), m.sync_errors as f64))
+                .collect(),
+        );
+        metric(
+            "stripe_mirror_webhooks_total",
+            "counter",
+            "Webhook deliveries by outcome (applied, refetched, stale, kept, duplicate; rejected_*).",
+            accounts
+                .iter()
+                .flat_map(|(c, m)| {
+                    m.webhooks.iter().map(move |(outcome, n)| {
+                        (format!("{},outcome=\"{outcome}\"", labels(c)), *n as f64)
+                    })
+                })
+                .collect(),
+        );
+        out
+    }
+
+    /// `{account: {last_success, last_error}}` for `/healthz`.
+    fn health(&self) -> serde_json::Value {
+        let accounts = self.accounts.lock();
+        serde_json::Value::Object(accounts.iter().map(|(c, m)| (c.label(), serde_json::json!({"last_success": m.last_success, "last_attempt": m.last_attempt, "last_error": m.last_error}))).collect())
+    }
+}
+
+pub async fn prometheus(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+pub async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok", "accounts": state.metrics.health()}))
+}

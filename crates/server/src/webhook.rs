@@ -1,0 +1,293 @@
+//! Webhook intake: `POST /webhooks/{account}/{mode}`. The signature is checked exactly as API.md
+//! §7 (any `v1`, tolerance, constant time); missing, forged, expired or replayed signatures get a
+//! 4xx and change nothing; the event is stored and applied in one transaction before the 2xx, so
+//! a crash right after loses nothing (Stripe retries anything not acknowledged). Also the
+//! managed endpoint each account gets when it may have one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use sm_engine::catalog::{Feature, MIRRORED_EVENT_TYPES};
+use sm_engine::connect::PermissionReport;
+use sm_engine::{EngineError, ErrorCode, now};
+use sm_stripe::webhook::{SignatureError, verify};
+use sm_warehouse::{AccountRecord, Connection};
+
+use crate::AppState;
+
+/// Signature headers seen within the tolerance window: the same header twice is a replay.
+#[derive(Default)]
+pub struct ReplayGuard {
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+impl ReplayGuard {
+    /// True the first time a header is seen; prunes entries past the tolerance.
+    fn first_time(&self, header: &str, now: i64, tolerance: i64) -> bool {
+        let mut seen = self.seen.lock();
+        if seen.len() > 100_000 {
+            seen.retain(|_, at| now - *at <= tolerance);
+        }
+        seen.insert(header.to_owned(), now).is_none()
+    }
+}
+
+fn replay_guard() -> &'static ReplayGuard {
+    static GUARD: std::sync::OnceLock<ReplayGuard> = std::sync::OnceLock::new();
+    GUARD.get_or_init(ReplayGuard::default)
+}
+
+fn refuse(status: StatusCode, code: &str, message: String) -> (StatusCode, Json<Value>) {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+}
+
+pub async fn receive(
+    State(state): State<Arc<AppState>>,
+    Path((account, mode)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Json<Value>) {
+    let livemode = match mode.as_str() {
+        "live" => true,
+        "test" => false,
+        _ => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no such mode {mode}: use /webhooks/acct_…/test or /live"),
+            );
+        }
+    };
+    let connection = Connection::new(account, livemode);
+    let record = match state.engine.account(&connection).await {
+        Ok(record) => record,
+        Err(error) if error.code == ErrorCode::NotFound => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no connected account {}", connection.label()),
+            );
+        }
+        Err(error) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error.code.name(),
+                error.message,
+            );
+        }
+    };
+    let Some(sealed) = &record.webhook_secret_sealed else {
+        state
+            .metrics
+            .record_webhook(&connection, "rejected_no_secret");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "no_secret",
+            format!(
+                "{} has no webhook signing secret: serve with --public-url, or connect with --webhook-secret-file",
+                connection.label()
+            ),
+        );
+    };
+    let secret = match state.engine.vault.open_secret(sealed) {
+        Ok(secret) => secret,
+        Err(error) => {
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "vault",
+                error.to_string(),
+            );
+        }
+    };
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    let now = now();
+    if let Err(error) = verify(header, &body, &secret, now, state.config.tolerance_secs) {
+        let outcome = match error {
+            SignatureError::Missing => "rejected_missing_signature",
+            SignatureError::Malformed => "rejected_malformed_signature",
+            SignatureError::OutsideTolerance { .. } => "rejected_expired_signature",
+            SignatureError::NoMatch => "rejected_forged_signature",
+        };
+        state.metrics.record_webhook(&connection, outcome);
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_signature",
+            error.to_string(),
+        );
+    }
+    if !replay_guard().first_time(header.unwrap_or_default(), now, state.config.tolerance_secs) {
+        state.metrics.record_webhook(&connection, "rejected_replay");
+        return refuse(
+            StatusCode::CONFLICT,
+            "replayed",
+            "this exact signed delivery was received before".into(),
+        );
+    }
+    let event: Value = match serde_json::from_slice::<Value>(&body) {
+        Ok(event) if event["object"] == "event" && event["id"].is_string() => event,
+        _ => {
+            state
+                .metrics
+                .record_webhook(&connection, "rejected_not_an_event");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "not_an_event",
+                "the body is not a Stripe event".into(),
+            );
+        }
+    };
+    if event["livemode"].as_bool() != Some(livemode) {
+        state
+            .metrics
+            .record_webhook(&connection, "rejected_wrong_mode");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "wrong_mode",
+            format!(
+                "a {} event sent to the {} endpoint",
+                if livemode { "test" } else { "live" },
+                connection.label()
+            ),
+        );
+    }
+    let intake = match state.intake(&connection).await {
+        Ok(intake) => intake,
+        Err(error) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error.code.name(),
+                error.message,
+            );
+        }
+    };
+    match intake.accept(&event).await {
+        Ok(outcome) => {
+            let name = serde_json::to_value(outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            state
+                .metrics
+                .record_webhook(&connection, leak_outcome(&name));
+            (
+                StatusCode::OK,
+                Json(json!({"received": true, "outcome": name})),
+            )
+        }
+        // Not stored: answer an error so that Stripe delivers it again.
+        Err(error) => {
+            state.metrics.record_webhook(&connection, "failed");
+            tracing::warn!(account = %connection.label(), error = %error.message, "a delivery could not be stored");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error.code.name(),
+                error.message,
+            )
+        }
+    }
+}
+
+/// Outcome names as static strings for the metrics map.
+fn leak_outcome(name: &str) -> &'static str {
+    match name {
+        "applied" => "applied",
+        "refetched" => "refetched",
+        "stale" => "stale",
+        "kept" => "kept",
+        "duplicate" => "duplicate",
+        _ => "other",
+    }
+}
+
+/// Makes the account's webhook endpoint when a public URL is known and the key may, and records
+/// in words whether changes arrive in real time or by polling.
+pub async fn manage_endpoint(state: &AppState, record: &AccountRecord) {
+    let connection = &record.connection;
+    let polling = format!("polling every {} s", state.config.interval.as_secs());
+    let report = PermissionReport::from_json(&record.permissions);
+    let realtime = if record.webhook_secret_sealed.is_some() {
+        match &record.webhook_endpoint_id {
+            Some(endpoint) => format!("real-time on (endpoint {endpoint})"),
+            None => "real-time on (an endpoint made by hand)".to_owned(),
+        }
+    } else if let Some(public_url) = &state.config.public_url {
+        if report.missing(Feature::Webhooks).is_empty() {
+            match create_endpoint(state, record, public_url).await {
+                Ok(endpoint) => format!("real-time on (endpoint {endpoint})"),
+                Err(error) => format!(
+                    "real-time off: the webhook endpoint could not be made ({}) — {polling}",
+                    error.message
+                ),
+            }
+        } else {
+            format!("real-time off: needs rak_webhook_write — {polling}")
+        }
+    } else {
+        format!("real-time off: no --public-url — {polling}")
+    };
+    let connection = connection.clone();
+    let _ = state
+        .engine
+        .store_call(move |store| store.set_state(&connection, "realtime", Some(&realtime)))
+        .await;
+}
+
+async fn create_endpoint(
+    state: &AppState,
+    record: &AccountRecord,
+    public_url: &str,
+) -> Result<String, EngineError> {
+    let key = state.engine.open_key(record)?;
+    let client = state
+        .engine
+        .client(&key, Some(&record.connection.account_id))?;
+    let mode = if record.connection.livemode {
+        "live"
+    } else {
+        "test"
+    };
+    let url = format!(
+        "{}/webhooks/{}/{mode}",
+        public_url.trim_end_matches('/'),
+        record.connection.account_id
+    );
+    let mut params = vec![
+        ("url".to_owned(), url),
+        ("api_version".to_owned(), sm_stripe::API_VERSION.to_owned()),
+        ("description".to_owned(), "stripe-mirror".to_owned()),
+        ("metadata[stripe_mirror]".to_owned(), "1".to_owned()),
+    ];
+    params.extend(
+        MIRRORED_EVENT_TYPES
+            .iter()
+            .map(|t| ("enabled_events[]".to_owned(), (*t).to_owned())),
+    );
+    let endpoint = client.post("/v1/webhook_endpoints", &params).await?;
+    let id = endpoint["id"].as_str().unwrap_or_default().to_owned();
+    let secret = endpoint["secret"].as_str().ok_or_else(|| {
+        EngineError::new(
+            ErrorCode::Upstream,
+            "the new webhook endpoint came without its secret",
+        )
+    })?;
+    let mut updated = state.engine.account(&record.connection).await?;
+    updated.webhook_endpoint_id = Some(id.clone());
+    updated.webhook_secret_sealed = Some(state.engine.vault.seal(secret));
+    updated.updated_at = now();
+    state
+        .engine
+        .store_call(move |store| store.update_account(&updated))
+        .await?;
+    Ok(id)
+}
