@@ -168,9 +168,13 @@ pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {
             .store_call(move |store| store.runs(&connection, 20))
             .await?
             .into_iter()
-            .find(|r| r.status == "succeeded")
+            .find(|r| r.status == "succeeded" || r.status == "partial")
             .and_then(|r| r.ended_at);
-        summaries.push(AccountSummary::of(record, last));
+        let connection = record.connection.clone();
+        let realtime = engine.store_call(move |store| store.state(&connection, "realtime")).await?;
+        let mut summary = AccountSummary::of(record, last);
+        summary.realtime = realtime;
+        summaries.push(summary);
     }
     if global.json {
         print_json(&json!(summaries));
@@ -183,10 +187,13 @@ pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {
     let rows: Vec<[String; 7]> = summaries
         .iter()
         .map(|s| {
-            let status = match &s.status_message {
+            let mut status = match &s.status_message {
                 Some(message) => format!("{} ({message})", s.status),
                 None => s.status.clone(),
             };
+            if let Some(realtime) = &s.realtime {
+                status.push_str(&format!("; {realtime}"));
+            }
             let last = s
                 .last_sync
                 .map(|t| format!("{} ago", ago(now() - t)))

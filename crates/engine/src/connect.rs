@@ -164,6 +164,8 @@ pub struct AccountSummary {
     pub start_date: Option<i64>,
     pub stripe_name: Option<String>,
     pub last_sync: Option<i64>,
+    /// Whether changes arrive by webhooks or by polling, in words (set by `serve`).
+    pub realtime: Option<String>,
 }
 
 impl AccountSummary {
@@ -185,6 +187,7 @@ impl AccountSummary {
             start_date: record.start_date,
             stripe_name: record.stripe_name.clone(),
             last_sync,
+            realtime: None,
         }
     }
 }
