@@ -183,11 +183,18 @@ pub(crate) struct Applier<'a> {
     pub(crate) readable: &'a HashSet<&'static str>,
 }
 
-/// A table's rows for one batch.
+/// The rows and deletions of one batch, in the order their sources happened: a deletion decided
+/// from an earlier event never undoes a row a later event wrote.
 #[derive(Default)]
 pub(crate) struct Rows {
     rows: HashMap<&'static str, Vec<ObjectRow>>,
-    deletions: Vec<Deletion>,
+    /// `(table, id, version, sequence)` of children gone from their parent.
+    deletions: Vec<(&'static str, String, i64, u64)>,
+    sequence: u64,
+    /// The sequence of the last row written per `(table, id)`.
+    last_write: HashMap<(&'static str, String), u64>,
+    /// Children written in this batch per `(table, parent id)`.
+    children: HashMap<(&'static str, String), HashSet<String>>,
 }
 
 impl Rows {
@@ -203,6 +210,15 @@ impl Rows {
             return;
         };
         let parent_id = parent_id.map(str::to_owned);
+        self.sequence += 1;
+        self.last_write
+            .insert((table, id.to_owned()), self.sequence);
+        if let Some(parent) = &parent_id {
+            self.children
+                .entry((table, parent.clone()))
+                .or_default()
+                .insert(id.to_owned());
+        }
         self.rows.entry(table).or_default().push(ObjectRow {
             id: id.to_owned(),
             created: object["created"].as_i64(),
@@ -213,9 +229,44 @@ impl Rows {
         });
     }
 
+    /// Marks children of `parent` deleted at `version`.
+    fn delete(&mut self, table: &'static str, ids: impl IntoIterator<Item = String>, version: i64) {
+        for id in ids {
+            self.sequence += 1;
+            self.deletions.push((table, id, version, self.sequence));
+        }
+    }
+
+    /// The latest row of `(table, id)` written in this batch.
+    pub(crate) fn latest(&self, table: &'static str, id: &str) -> Option<&ObjectRow> {
+        self.rows.get(table)?.iter().rev().find(|r| r.id == id)
+    }
+
     pub(crate) fn into_batch(self, guard: Guard) -> Batch {
+        let mut deletions: Vec<Deletion> = Vec::new();
+        for (table, id, version, sequence) in self.deletions {
+            // A later row of the same object in this batch stands.
+            if self
+                .last_write
+                .get(&(table, id.clone()))
+                .is_some_and(|&written| written > sequence)
+            {
+                continue;
+            }
+            match deletions
+                .iter_mut()
+                .find(|d| d.table == table && d.version == version)
+            {
+                Some(deletion) => deletion.ids.push(id),
+                None => deletions.push(Deletion {
+                    table,
+                    ids: vec![id],
+                    version,
+                }),
+            }
+        }
         let mut batch = Batch {
-            deletions: self.deletions,
+            deletions,
             ..Default::default()
         };
         // Parents before children, so a reader never sees an item without its subscription.
@@ -276,10 +327,16 @@ impl Applier<'_> {
                         .await?;
                 }
                 let parent_id = object["id"].as_str().unwrap_or_default().to_owned();
+                // Children this batch already wrote for the parent (from an earlier event).
+                let written = rows
+                    .children
+                    .get(&(child.table, parent_id.clone()))
+                    .cloned()
+                    .unwrap_or_default();
                 for item in &items {
                     rows.push(child.table, item, version, false, Some(&parent_id));
                 }
-                if known_parents.contains(&parent_id) {
+                if known_parents.contains(&parent_id) || !written.is_empty() {
                     let column = "parent_id";
                     let keep: HashSet<String> = items
                         .iter()
@@ -292,15 +349,15 @@ impl Applier<'_> {
                         .store(move |store| store.ids_where(&connection, table, column, &parent_id))
                         .await
                         .unwrap_or_default();
-                    let gone: Vec<String> =
-                        stored.into_iter().filter(|id| !keep.contains(id)).collect();
-                    if !gone.is_empty() {
-                        rows.deletions.push(Deletion {
-                            table: child.table,
-                            ids: gone,
-                            version,
-                        });
-                    }
+                    // Children stored, or written earlier in this batch, that the parent no longer has.
+                    let gone: Vec<String> = stored
+                        .into_iter()
+                        .chain(written)
+                        .filter(|id| !keep.contains(id))
+                        .collect::<HashSet<_>>()
+                        .into_iter()
+                        .collect();
+                    rows.delete(child.table, gone, version);
                 }
             }
         }
@@ -1287,7 +1344,15 @@ pub(crate) async fn follow_ups(
                 .await?
                 .into_iter()
                 .collect();
-            for item in named.into_iter().filter(|i| !linked.contains(i)) {
+            // Linked per the latest word: this batch's own row of the item, else the mirror.
+            let is_linked = |item: &String| match rows.latest("invoiceitems", item) {
+                Some(row) => serde_json::from_str::<Value>(&row.data)
+                    .ok()
+                    .is_some_and(|d| d["invoice"] == invoice["id"]),
+                None => linked.contains(item),
+            };
+            let unlinked: Vec<String> = named.into_iter().filter(|i| !is_linked(i)).collect();
+            for item in unlinked {
                 match run
                     .client
                     .get_timed(&format!("/v1/invoiceitems/{item}"), &[])

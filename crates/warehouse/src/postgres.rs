@@ -150,6 +150,24 @@ fn hung_up(client: &mut Client) -> bool {
     client.is_closed()
 }
 
+/// Runs `f` on a thread of its own, and waits. The driver blocks on a tokio runtime of its own,
+/// which tokio refuses on a thread that runs async code (it panics): so that the store, like the
+/// SQLite one, may be opened, used and dropped anywhere, nothing of the driver runs on the
+/// caller's thread. A thread costs some tens of microseconds, a round trip to the server more.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    let span = tracing::Span::current();
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("sm-postgres".into())
+            .spawn_scoped(scope, move || span.in_scope(f))
+            .expect("a thread for the Postgres driver");
+        match worker.join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// A prepared statement of this connection, prepared once.
 fn prepared(
     statements: &mut HashMap<String, Statement>,
@@ -288,16 +306,15 @@ fn generated(path: &str, sql_type: ColumnType) -> String {
     let text = format!("data{parent}->>{last}");
     match sql_type {
         ColumnType::Text => format!("({text})"),
-        ColumnType::Integer => {
-            format!(
-                "(CASE WHEN jsonb_typeof({json}) = 'number' THEN ({text})::numeric::bigint END)"
-            )
-        }
+        // Numbers out of the type's range give NULL too (a cast error would fail the write).
+        ColumnType::Integer => format!(
+            "(CASE WHEN jsonb_typeof({json}) = 'number' AND abs(({text})::numeric) <= 9223372036854775807 THEN ({text})::numeric::bigint END)"
+        ),
         ColumnType::Boolean => {
             format!("(CASE WHEN jsonb_typeof({json}) = 'boolean' THEN ({text})::boolean END)")
         }
         ColumnType::Real => format!(
-            "(CASE WHEN jsonb_typeof({json}) = 'number' THEN ({text})::double precision END)"
+            "(CASE WHEN jsonb_typeof({json}) = 'number' AND abs(({text})::numeric) < 1e308 THEN ({text})::double precision END)"
         ),
     }
 }
@@ -410,7 +427,8 @@ fn ddl() -> Vec<(String, String)> {
   deleted boolean NOT NULL DEFAULT false,
   data jsonb NOT NULL,
   version bigint NOT NULL,
-  synced_at bigint NOT NULL",
+  synced_at bigint NOT NULL,
+  parent_id text COLLATE \"C\"",
             ident(t.name)
         );
         for column in t.columns {
@@ -433,6 +451,16 @@ fn ddl() -> Vec<(String, String)> {
             &index,
             format!(
                 "CREATE INDEX IF NOT EXISTS {} ON {} (account_id, created)",
+                ident(&index),
+                ident(t.name)
+            ),
+        );
+        // Children by parent (`ids_where(…, "parent_id", …)`); most rows have none.
+        let index = format!("{}_parent", t.name);
+        add(
+            &index,
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} (account_id, parent_id) WHERE parent_id IS NOT NULL",
                 ident(&index),
                 ident(t.name)
             ),
@@ -497,11 +525,12 @@ fn read_run(row: &postgres::Row) -> std::result::Result<RunRecord, postgres::Err
     })
 }
 
-/// A row the guard let through, with the `created` it ends with (an earlier write of the same
-/// id in the batch may have set it).
+/// A row the guard let through, with the `created` and `parent_id` it ends with (an earlier
+/// write of the same id in the batch may have set them).
 struct Write<'r> {
     row: &'r ObjectRow,
     created: Option<i64>,
+    parent_id: Option<&'r str>,
 }
 
 impl PostgresStore {
@@ -633,7 +662,14 @@ impl PostgresStore {
     /// Runs `step` on the connection. When the connection turns out broken, the step runs once
     /// more on a new connection if it said so far that nothing it did can have taken effect
     /// (`retry`); otherwise the error stands and the next call reconnects.
-    fn with_conn<T>(
+    fn with_conn<T: Send>(
+        &self,
+        step: impl FnMut(&mut Client, &mut HashMap<String, Statement>, &mut bool) -> Step<T> + Send,
+    ) -> Result<T> {
+        off_runtime(|| self.with_conn_here(step))
+    }
+
+    fn with_conn_here<T>(
         &self,
         mut step: impl FnMut(&mut Client, &mut HashMap<String, Statement>, &mut bool) -> Step<T>,
     ) -> Result<T> {
@@ -671,9 +707,9 @@ impl PostgresStore {
     }
 
     /// Reads: run again on a new connection if the connection broke.
-    fn read<T>(
+    fn read<T: Send>(
         &self,
-        mut step: impl FnMut(&mut Client, &mut HashMap<String, Statement>) -> Step<T>,
+        mut step: impl FnMut(&mut Client, &mut HashMap<String, Statement>) -> Step<T> + Send,
     ) -> Result<T> {
         self.with_conn(|client, statements, retry| {
             *retry = true;
@@ -683,9 +719,10 @@ impl PostgresStore {
 
     /// Writes, in one transaction: run again on a new connection only if the connection broke
     /// at `BEGIN`, before anything was sent that could commit.
-    fn write<T>(
+    fn write<T: Send>(
         &self,
-        mut step: impl FnMut(&mut postgres::Transaction<'_>, &mut HashMap<String, Statement>) -> Step<T>,
+        mut step: impl FnMut(&mut postgres::Transaction<'_>, &mut HashMap<String, Statement>) -> Step<T>
+        + Send,
     ) -> Result<T> {
         self.with_conn(|client, statements, retry| {
             *retry = true;
@@ -795,12 +832,13 @@ impl PostgresStore {
             }
             current.insert(row.id.clone(), (row.version, row.deleted));
             // One statement cannot write a row twice: the last write of an id stands, keeping
-            // a `created` an earlier one set (`COALESCE` as in the upsert).
+            // a `created` or `parent_id` an earlier one set (`COALESCE` as in the upsert).
             match position.get(row.id.as_str()) {
                 Some(&i) => {
                     writes[i] = Write {
                         row,
                         created: row.created.or(writes[i].created),
+                        parent_id: row.parent_id.as_deref().or(writes[i].parent_id),
                     }
                 }
                 None => {
@@ -808,6 +846,7 @@ impl PostgresStore {
                     writes.push(Write {
                         row,
                         created: row.created,
+                        parent_id: row.parent_id.as_deref(),
                     });
                 }
             }
@@ -825,11 +864,11 @@ impl PostgresStore {
             statements,
             tx,
             &format!(
-                "INSERT INTO {name} AS t (account_id, id, livemode, created, deleted, data, version, synced_at)
-                 SELECT $1, u.id, $2, u.created, u.deleted, u.data::jsonb, u.version, $3
-                 FROM UNNEST($4::text[], $5::bigint[], $6::boolean[], $7::text[], $8::bigint[]) AS u (id, created, deleted, data, version)
+                "INSERT INTO {name} AS t (account_id, id, livemode, created, deleted, data, version, synced_at, parent_id)
+                 SELECT $1, u.id, $2, u.created, u.deleted, u.data::jsonb, u.version, $3, u.parent_id
+                 FROM UNNEST($4::text[], $5::bigint[], $6::boolean[], $7::text[], $8::bigint[], $9::text[]) AS u (id, created, deleted, data, version, parent_id)
                  ON CONFLICT (account_id, id) DO UPDATE SET created = COALESCE(EXCLUDED.created, t.created), deleted = EXCLUDED.deleted,
-                   data = EXCLUDED.data, version = EXCLUDED.version, synced_at = EXCLUDED.synced_at
+                   data = EXCLUDED.data, version = EXCLUDED.version, synced_at = EXCLUDED.synced_at, parent_id = COALESCE(EXCLUDED.parent_id, t.parent_id)
                  WHERE {condition}"
             ),
         )?;
@@ -838,6 +877,7 @@ impl PostgresStore {
         let deleted: Vec<bool> = writes.iter().map(|w| w.row.deleted).collect();
         let data: Vec<&str> = writes.iter().map(|w| w.row.data.as_str()).collect();
         let versions: Vec<i64> = writes.iter().map(|w| w.row.version).collect();
+        let parents: Vec<Option<&str>> = writes.iter().map(|w| w.parent_id).collect();
         tx.execute(
             &upsert,
             &[
@@ -849,9 +889,19 @@ impl PostgresStore {
                 &deleted,
                 &data,
                 &versions,
+                &parents,
             ],
         )?;
         Ok(())
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Closing the connection blocks on the driver's runtime too.
+        if let Some(client) = self.conn.get_mut().client.take() {
+            off_runtime(move || drop(client));
+        }
     }
 }
 
@@ -996,7 +1046,12 @@ impl Store for PostgresStore {
     }
 
     fn apply(&self, c: &Connection, batch: &Batch) -> Result<Counts> {
-        for (table_name, _, _) in &batch.rows {
+        for table_name in batch
+            .rows
+            .iter()
+            .map(|r| r.0)
+            .chain(batch.deletions.iter().map(|d| d.table))
+        {
             checked_table(table_name)?;
         }
         self.write(|tx, statements| {
@@ -1005,6 +1060,22 @@ impl Store for PostgresStore {
             for entry in &batch.rows {
                 let tally = counts.tables.entry(entry.0.to_owned()).or_default();
                 Self::apply_rows(tx, statements, (c, synced_at), entry, tally)?;
+            }
+            for deletion in &batch.deletions {
+                let tally = counts.tables.entry(deletion.table.to_owned()).or_default();
+                if deletion.ids.is_empty() {
+                    continue;
+                }
+                let mark = prepared(
+                    statements,
+                    tx,
+                    &format!(
+                        "UPDATE {} SET deleted = true, version = $3, synced_at = $4
+                         WHERE account_id = $1 AND id = ANY($2) AND NOT deleted AND version <= $3",
+                        ident(deletion.table)
+                    ),
+                )?;
+                tally.deleted += tx.execute(&mark, &[&c.account_id, &deletion.ids, &deletion.version, &synced_at])?;
             }
             if !batch.events.is_empty() {
                 let insert = prepared(
@@ -1092,14 +1163,18 @@ impl Store for PostgresStore {
         value: &str,
     ) -> Result<Vec<String>> {
         let t = checked_table(table_name)?;
-        let Some(col) = t.columns.iter().find(|col| col.name == column) else {
-            return Err(StoreError::Database(format!(
-                "{table_name} has no column {column}"
-            )));
+        let sql_type = match t.columns.iter().find(|col| col.name == column) {
+            Some(col) => col.sql_type,
+            None if column == "parent_id" => ColumnType::Text,
+            None => {
+                return Err(StoreError::Database(format!(
+                    "{table_name} has no column {column}"
+                )));
+            }
         };
         // The value compares as SQLite compares it: text as text, numbers by their digits,
         // flags as 1/0 (or true/false).
-        let (condition, value) = match col.sql_type {
+        let (condition, value) = match sql_type {
             ColumnType::Text => (format!("{} = $3", ident(column)), value.to_owned()),
             ColumnType::Integer | ColumnType::Real => {
                 (format!("{}::text = $3", ident(column)), value.to_owned())
@@ -1566,6 +1641,14 @@ mod tests {
         assert_eq!(store.state(&c, "k").unwrap().as_deref(), Some("w"));
     }
 
+    struct RemoveDir(std::path::PathBuf);
+
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// A small deterministic generator (no dependency for tests).
     struct Lcg(u64);
 
@@ -1587,8 +1670,8 @@ mod tests {
         let (target, _drop) = scratch(&url, "parity");
         let pg = PostgresStore::open(&target).unwrap();
         let dir = std::env::temp_dir().join(format!("sm-warehouse-parity-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let _remove = RemoveDir(dir.clone());
         let sqlite = SqliteStore::open(dir.join("mirror.sqlite").to_str().unwrap()).unwrap();
         let c = Connection::new("acct_parity", true);
         let mut rng = Lcg(7);
@@ -1604,8 +1687,9 @@ mod tests {
                             id: id.clone(),
                             created,
                             deleted: rng.next(8) == 0,
-                            data: serde_json::json!({"id": id, "amount": amount, "paid": amount % 2 == 0, "email": format!("{amount}@x.co"), "round": round}).to_string(),
+                            data: serde_json::json!({"id": id, "amount": amount, "paid": amount.is_multiple_of(2), "email": format!("{amount}@x.co"), "round": round}).to_string(),
                             version: rng.next(20) as i64,
+                            parent_id: (rng.next(3) == 0).then(|| format!("in_{}", rng.next(3))),
                         }
                     })
                     .collect();
@@ -1615,6 +1699,15 @@ mod tests {
                     Guard::Newer
                 };
                 batch.rows.push((table, rows, guard));
+                if rng.next(4) == 0 {
+                    batch.deletions.push(crate::Deletion {
+                        table,
+                        ids: (0..rng.next(6))
+                            .map(|_| format!("{}_{}", &table[..2], rng.next(40)))
+                            .collect(),
+                        version: rng.next(20) as i64,
+                    });
+                }
             }
             batch.events = (0..rng.next(5))
                 .map(|_| EventRow {
@@ -1637,7 +1730,8 @@ mod tests {
                 pg.count(&c, table).unwrap(),
                 sqlite.count(&c, table).unwrap()
             );
-            let sql = format!("SELECT id, created, version, {typed} FROM {table} ORDER BY id");
+            let sql =
+                format!("SELECT id, created, version, parent_id, {typed} FROM {table} ORDER BY id");
             assert_eq!(pg.query(&sql).unwrap(), sqlite.query(&sql).unwrap());
         }
         // Neither backend promises an order of `ids_where`.
@@ -1653,7 +1747,12 @@ mod tests {
             .find(|r| !r.deleted)
             .unwrap();
         let amount = live.data["amount"].to_string();
-        for (column, value) in [("paid", "1"), ("paid", "0"), ("amount", amount.as_str())] {
+        for (column, value) in [
+            ("paid", "1"),
+            ("paid", "0"),
+            ("amount", amount.as_str()),
+            ("parent_id", "in_1"),
+        ] {
             let found = ids_where(&pg, column, value);
             assert!(!found.is_empty(), "{column} = {value}");
             assert_eq!(
@@ -1676,7 +1775,6 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(events(&pg), events(&sqlite));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Not a test: how fast `apply` writes. `cargo test -p sm-warehouse --lib -- --ignored
@@ -1703,7 +1801,7 @@ mod tests {
                             "created": 1_700_000_000 + i, "livemode": false, "metadata": {"order": i.to_string()},
                             "payment_intent": format!("pi_{i:08}"), "invoice": null, "description": "A charge of the benchmark",
                         });
-                        ObjectRow { id, created: Some(1_700_000_000 + i as i64), deleted: false, data: data.to_string(), version }
+                        ObjectRow { id, created: Some(1_700_000_000 + i as i64), deleted: false, data: data.to_string(), version, parent_id: None }
                     })
                     .collect(),
                 Guard::AtLeast,

@@ -57,7 +57,8 @@ fn create_table_sql(t: &crate::Table) -> String {
         "CREATE INDEX IF NOT EXISTS {0}_created ON {0} (account_id, created);\n",
         t.name
     ));
-    for column in t.indexed {
+    sql.push_str(&format!("CREATE INDEX IF NOT EXISTS {0}_parent ON {0} (account_id, parent_id) WHERE parent_id IS NOT NULL;\n", t.name));
+    for column in t.indexed.iter().filter(|c| **c != "parent_id") {
         sql.push_str(&format!(
             "CREATE INDEX IF NOT EXISTS {0}_{1} ON {0} (account_id, {1});\n",
             t.name, column

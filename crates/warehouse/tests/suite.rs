@@ -35,6 +35,7 @@ fn row(id: &str, version: i64, data: serde_json::Value) -> ObjectRow {
         deleted: false,
         data: data.to_string(),
         version,
+        parent_id: None,
     }
 }
 
