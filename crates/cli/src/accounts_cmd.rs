@@ -171,7 +171,9 @@ pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {
             .find(|r| r.status == "succeeded" || r.status == "partial")
             .and_then(|r| r.ended_at);
         let connection = record.connection.clone();
-        let realtime = engine.store_call(move |store| store.state(&connection, "realtime")).await?;
+        let realtime = engine
+            .store_call(move |store| store.state(&connection, "realtime"))
+            .await?;
         let mut summary = AccountSummary::of(record, last);
         summary.realtime = realtime;
         summaries.push(summary);

@@ -114,10 +114,13 @@ fn route(path: &str) -> Option<Target> {
     }
 }
 
+/// Answers by idempotency scope (with the request's fingerprint), and the scopes oldest first.
+type SavedAnswers = (HashMap<String, (Vec<u8>, ApiReply)>, VecDeque<String>);
+
 /// Saved answers to POSTs with an `Idempotency-Key`, so that a retry gets the first answer.
 #[derive(Debug, Default)]
 pub struct IdempotencyStore {
-    saved: Mutex<(HashMap<String, (Vec<u8>, ApiReply)>, VecDeque<String>)>,
+    saved: Mutex<SavedAnswers>,
 }
 
 const IDEMPOTENCY_CAPACITY: usize = 200_000;

@@ -83,6 +83,8 @@ pub struct KindInfo {
     pub after_delete: AfterDelete,
 }
 
+// One argument per column of the table below keeps each row readable on its own.
+#[allow(clippy::too_many_arguments)]
 const fn info(
     kind: Kind,
     object: &'static str,

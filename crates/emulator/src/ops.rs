@@ -117,8 +117,8 @@ pub fn create(tx: &mut Tx, kind: Kind, mut params: Params) -> Result<Value, Fail
         Kind::Payout => {
             let amount = params.require_i64("amount")?;
             let currency = params.require_str("currency")?;
-            let slot = payout(tx, amount, &currency, "pending", Some(params))?;
-            slot
+
+            payout(tx, amount, &currency, "pending", Some(params))?
         }
         Kind::CheckoutSession => create_checkout_session(tx, params)?,
         Kind::PaymentLink => create_payment_link(tx, params)?,
@@ -329,10 +329,8 @@ pub fn delete(tx: &mut Tx, kind: Kind, id: &str) -> Result<Value, Failure> {
                 ));
             }
         }
-        Kind::Invoice => {
-            if tx.store.value(slot)["status"] != json!("draft") {
-                return Err(Failure::state("You can only delete draft invoices."));
-            }
+        Kind::Invoice if tx.store.value(slot)["status"] != json!("draft") => {
+            return Err(Failure::state("You can only delete draft invoices."));
         }
         Kind::SubscriptionItem => {
             let sub_slot = tx.store.get(slot).parent;
@@ -678,9 +676,8 @@ fn create_price(tx: &mut Tx, mut params: Params) -> Result<Slot, Failure> {
                 .ok_or_else(|| Failure::missing_param("recurring[interval]"))?;
             if !["day", "week", "month", "year"].contains(&interval) {
                 return Err(Failure::invalid(
-                    format!(
-                        "Invalid recurring[interval]: must be one of day, month, week, or year"
-                    ),
+                    "Invalid recurring[interval]: must be one of day, month, week, or year"
+                        .to_string(),
                     Some("recurring[interval]"),
                 ));
             }
@@ -960,9 +957,7 @@ fn build_subscription_item(
         .value(find_param(tx, Kind::Price, price_id, "price")?);
     if price["type"] != json!("recurring") {
         return Err(Failure::invalid(
-            format!(
-                "The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`."
-            ),
+            "The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`.".to_string(),
             Some("price"),
         ));
     }
@@ -1593,17 +1588,15 @@ pub fn charge_payment(
     charge["status"] = json!("succeeded");
     charge["outcome"] = json!({"network_status": "approved_by_network", "reason": null, "risk_level": "normal", "risk_score": 32, "seller_message": "Payment complete.", "type": "authorized"});
     charge["payment_method_details"] = json!({"card": card_details("4242"), "type": "card"});
-    charge["payment_method_details"]["card"]
-        .as_object_mut()
-        .map(|c| {
-            c.remove("generated_from");
-            c.remove("networks");
-            c.remove("three_d_secure_usage");
-            c.insert("installments".into(), Value::Null);
-            c.insert("mandate".into(), Value::Null);
-            c.insert("network".into(), json!("visa"));
-            c.insert("three_d_secure".into(), Value::Null);
-        });
+    if let Some(c) = charge["payment_method_details"]["card"].as_object_mut() {
+        c.remove("generated_from");
+        c.remove("networks");
+        c.remove("three_d_secure_usage");
+        c.insert("installments".into(), Value::Null);
+        c.insert("mandate".into(), Value::Null);
+        c.insert("network".into(), json!("visa"));
+        c.insert("three_d_secure".into(), Value::Null);
+    }
     charge["receipt_url"] = json!(format!("https://pay.stripe.com/receipts/{}", charge_id));
     charge["refunds"] = json!({"object": "list", "data": [], "has_more": false, "url": format!("/v1/charges/{charge_id}/refunds")});
     let slot = tx.store.insert(Kind::Charge, &charge, NO_PARENT);
@@ -1780,7 +1773,7 @@ fn create_checkout_session(tx: &mut Tx, mut params: Params) -> Result<Slot, Fail
     let mode = params.require_str("mode")?;
     if !["payment", "subscription", "setup"].contains(&mode.as_str()) {
         return Err(Failure::invalid(
-            format!("Invalid mode: must be one of payment, setup, or subscription"),
+            "Invalid mode: must be one of payment, setup, or subscription".to_string(),
             Some("mode"),
         ));
     }

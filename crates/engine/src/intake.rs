@@ -97,7 +97,7 @@ impl Intake {
             let connection = run.connection.clone();
             let table = resource.table;
             let stored = run
-                .store(move |store| store.versions(&connection, table, &[id.clone()]))
+                .store(move |store| store.versions(&connection, table, std::slice::from_ref(&id)))
                 .await?
                 .into_values()
                 .next();

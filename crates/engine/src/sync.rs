@@ -283,6 +283,8 @@ impl Applier<'_> {
     /// Adds `objects` of `resource` to `rows`, with their embedded children, fetching truncated
     /// child lists. `known_parents` are ids already in the mirror (their vanished children are
     /// marked deleted).
+    // The arguments are what one object's write needs; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn collect(
         &self,
         resource: &'static Resource,

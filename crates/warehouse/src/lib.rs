@@ -217,6 +217,9 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+/// Column names, then rows of values as text (`None` for SQL NULL).
+pub type QueryResult = (Vec<String>, Vec<Vec<Option<String>>>);
+
 /// The stored version and deletion flag of an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
@@ -289,7 +292,7 @@ pub trait Store: Send + Sync {
     fn runs(&self, connection: &Connection, limit: usize) -> Result<Vec<RunRecord>>;
 
     /// Runs a read-only SQL query and returns column names and rows as text (for `sql` and the demo).
-    fn query(&self, sql: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>)>;
+    fn query(&self, sql: &str) -> Result<QueryResult>;
 }
 
 /// Opens the store a `--database` value names: `postgres://…` (optionally `?schema=name`), or a

@@ -1406,7 +1406,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn query(&self, sql: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>)> {
+    fn query(&self, sql: &str) -> Result<crate::QueryResult> {
         self.read(|client, _| {
             // Parsed first: the extended protocol takes a single statement, so nothing can follow
             // it to end the read-only transaction; and a statement without rows is no query.

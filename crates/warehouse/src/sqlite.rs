@@ -630,7 +630,7 @@ impl Store for SqliteStore {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
     }
 
-    fn query(&self, sql: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>)> {
+    fn query(&self, sql: &str) -> Result<crate::QueryResult> {
         let db = self.db.lock();
         let mut statement = db.prepare(sql).map_err(db_error)?;
         if !statement.readonly() {
@@ -638,11 +638,7 @@ impl Store for SqliteStore {
                 "only read-only queries (SELECT …) may be run here".into(),
             ));
         }
-        let names: Vec<String> = statement
-            .column_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let names: Vec<String> = statement.column_names().map(str::to_owned).collect();
         let width = names.len();
         let mut rows = statement.query([]).map_err(db_error)?;
         let mut out = Vec::new();
