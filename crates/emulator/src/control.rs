@@ -197,11 +197,11 @@ fn dispatch(
                 .map(|a| account_json(emulator, a))
                 .collect(),
         )),
-        ("POST", ["accounts"]) => create_account(
-            emulator,
-            &parse::<NewAccount>(body)?,
-            emulator.world.rng.lock().next_u64(),
-        ),
+        ("POST", ["accounts"]) => {
+            // Draw the seed first: creating the account takes the same lock again.
+            let seed = emulator.world.rng.lock().next_u64();
+            create_account(emulator, &parse::<NewAccount>(body)?, seed)
+        }
         ("GET", ["accounts", id]) => Ok(account_json(emulator, &account(emulator, id)?)),
         ("DELETE", ["accounts", id]) => {
             if emulator.world.remove_account(id) {

@@ -1878,7 +1878,8 @@ fn create_webhook_endpoint(tx: &mut Tx, mut params: Params) -> Result<Value, Fai
     if existing.len() >= MAX_WEBHOOK_ENDPOINTS {
         return Err(Failure::invalid(
             format!(
-                "You have reached the maximum of {MAX_WEBHOOK_ENDPOINTS} test webhook endpoints."
+                "You have reached the maximum of {MAX_WEBHOOK_ENDPOINTS} {} webhook endpoints.",
+                if tx.livemode() { "live" } else { "test" }
             ),
             Some("url"),
         ));

@@ -150,6 +150,38 @@ fn full(
         .expect("a valid response")
 }
 
+/// Whether an `Authorization` header carries a live key, as Bearer or as HTTP Basic user name
+/// (base64, so the key's `_live_` is not visible before decoding).
+fn is_live_authorization(header: &str) -> bool {
+    let header = header.trim();
+    let Some(encoded) = header
+        .get(..6)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("basic "))
+        .map(|_| header[6..].trim())
+    else {
+        return header.contains("_live_");
+    };
+    let (mut decoded, mut acc, mut bits) = (Vec::new(), 0u32, 0u32);
+    for c in encoded.bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => continue,
+        };
+        acc = ((acc << 6) | u32::from(value)) & 0xFFFF;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            decoded.push((acc >> bits) as u8);
+        }
+    }
+    let user = decoded.split(|&b| b == b':').next().unwrap_or_default();
+    user.windows(6).any(|w| w == b"_live_")
+}
+
 fn request_id(number: u64) -> String {
     // Stripe's request ids are `req_` and 14 characters.
     let mut rng = crate::rng::Rng::new(number.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xC0FFEE);
@@ -197,15 +229,16 @@ async fn respond(
             .map(str::to_owned)
     };
     let authorization = header("authorization");
-    let livemode = authorization
-        .as_deref()
-        .is_some_and(|a| a.contains("_live_"));
+    let livemode = authorization.as_deref().is_some_and(is_live_authorization);
     let (fault, delay) = emulator.limits.roll(livemode);
     if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     // Stripe's answers carry its clock in `Date`; the emulator's clock may have been moved.
-    let common = [("Request-Id", request_id.clone()), ("Date", sm_stripe::http_date::format(emulator.world.now()))];
+    let common = [
+        ("Request-Id", request_id.clone()),
+        ("Date", sm_stripe::http_date::format(emulator.world.now())),
+    ];
     match fault {
         Some(Fault::Reset) => {
             reset.notify_one();
@@ -270,25 +303,32 @@ fn truncated(reply: ApiReply, headers: &[(&str, String)]) -> Response<Body> {
 fn futures_frames(
     half: Bytes,
 ) -> impl hyper::body::Body<Data = Bytes, Error = std::io::Error> + Send + Sync + 'static {
-    struct Cut(Option<Bytes>, bool);
+    // Half the body, then one `Pending` so that hyper flushes the head and that half to the
+    // socket (an error straight after the data would abort the connection before anything is
+    // written, and the client would see no answer at all), then the error that cuts it.
+    struct Cut(Option<Bytes>, u8);
     impl futures_core::Stream for Cut {
         type Item = Result<Frame<Bytes>, std::io::Error>;
         fn poll_next(
             mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
+            cx: &mut std::task::Context<'_>,
         ) -> std::task::Poll<Option<Self::Item>> {
             if let Some(bytes) = self.0.take() {
                 return std::task::Poll::Ready(Some(Ok(Frame::data(bytes))));
             }
-            if !self.1 {
-                self.1 = true;
-                return std::task::Poll::Ready(Some(Err(std::io::Error::new(
+            self.1 = self.1.saturating_add(1);
+            match self.1 {
+                1 => {
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+                2 => std::task::Poll::Ready(Some(Err(std::io::Error::new(
                     std::io::ErrorKind::ConnectionAborted,
                     "injected truncation",
-                ))));
+                )))),
+                _ => std::task::Poll::Ready(None),
             }
-            std::task::Poll::Ready(None)
         }
     }
-    StreamBody::new(Cut(Some(half), false))
+    StreamBody::new(Cut(Some(half), 0))
 }

@@ -158,8 +158,10 @@ async fn run(
 ) {
     // reqwest is built without a default TLS provider; deliveries to https endpoints use ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Redirects are not followed: Stripe counts any 3xx as a failed delivery (API.md §7).
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("an HTTP client builds");
     let mut rng = Rng::from_entropy();
@@ -202,10 +204,11 @@ async fn run(
             } else {
                 1
             };
-            let late = rng
-                .chance(settings.late)
-                .then_some(settings.late_ms)
-                .unwrap_or(0);
+            let late = if rng.chance(settings.late) {
+                settings.late_ms
+            } else {
+                0
+            };
             for _ in 0..copies {
                 let delay = settings.delay_ms + late;
                 tokio::spawn(send(
@@ -251,15 +254,23 @@ async fn send(
     }
     loop {
         let settings = webhooks.settings.read().clone();
-        // Secrets are read at send time so that a roll between attempts is honoured.
+        // Secrets are read at send time so that a roll between attempts is honoured; an endpoint
+        // deleted or disabled meanwhile gets nothing more (Stripe stops retrying to it).
         let secrets: Vec<String> = match world.account(&delivery.account) {
-            Some(account) => account
-                .mode(delivery.mode)
-                .read()
-                .webhook_secrets
-                .get(&delivery.endpoint_id)
-                .cloned()
-                .unwrap_or_default(),
+            Some(account) => {
+                let store = account.mode(delivery.mode).read();
+                let enabled = store.slot_of(&delivery.endpoint_id).is_some_and(|slot| {
+                    !store.get(slot).deleted && store.value(slot)["status"] == json!("enabled")
+                });
+                if !enabled {
+                    return;
+                }
+                store
+                    .webhook_secrets
+                    .get(&delivery.endpoint_id)
+                    .cloned()
+                    .unwrap_or_default()
+            }
             None => return,
         };
         if secrets.is_empty() {
