@@ -92,7 +92,7 @@ pub fn create_account(
     request: &NewAccount,
     default_seed: u64,
 ) -> Result<Value, Failure> {
-    let index = emulator.world.accounts().len() as u64;
+    let index = emulator.world.account_count() as u64;
     let name = request
         .name
         .clone()

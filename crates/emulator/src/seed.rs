@@ -532,9 +532,13 @@ fn seed_subscription(
 }
 
 fn seed_payouts(tx: &mut Tx, start: i64, present: i64, scale: u64) {
-    // Weekly payouts over the account's life, the latest still in transit.
+    // Weekly payouts, the latest still in transit; a small account has only its recent ones
+    // (a business with a handful of customers does not pay out every week for years).
     let weeks = (present - start) / (7 * 86_400);
-    for week in 1..weeks {
+    let first = weeks
+        .saturating_sub((scale as i64 / 2).clamp(4, weeks))
+        .max(1);
+    for week in first..weeks {
         let when = start + week * 7 * 86_400;
         at(tx, when, present);
         let amount = (scale as i64 * 40 + tx.rng.between(1_000, 90_000)).max(100);

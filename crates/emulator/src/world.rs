@@ -272,6 +272,11 @@ impl World {
         self.accounts_by_id.read().get(id).cloned()
     }
 
+    /// How many accounts exist, without copying the list.
+    pub fn account_count(&self) -> usize {
+        self.accounts.read().len()
+    }
+
     pub fn accounts(&self) -> Vec<Arc<Account>> {
         self.accounts.read().clone()
     }
