@@ -22,7 +22,14 @@ use crate::{Engine, now};
 pub struct Intake {
     run: Run,
     readable: HashSet<&'static str>,
+    /// Deliveries about one object are decided and written one at a time (striped by object):
+    /// two same-second events decided side by side would both find the older stored version,
+    /// and the strict guard would then keep whichever was written first, maybe the older one.
+    locks: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Stripes of [`Intake::locks`].
+const LOCK_STRIPES: usize = 64;
 
 /// What happened to one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -75,6 +82,9 @@ impl Intake {
         Ok(Intake {
             run: Run::new(engine, connection, client, Arc::new(Quiet)),
             readable,
+            locks: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         })
     }
 
@@ -86,9 +96,25 @@ impl Intake {
             readable: &self.readable,
         };
         let mut rows = Rows::default();
+        // Objects the event implies without carrying (fresh reads of Stripe, versioned by its
+        // clock): written when at least as new as the stored copy, whatever guard the event's
+        // own object needs. Under the strict guard, an invoice item read in the same second as
+        // its `invoiceitem.created` was skipped and kept `invoice: null`.
+        let mut fetched = Rows::default();
         let mut guard = Guard::Newer;
         let mut outcome = Outcome::Kept;
-        if let Some((resource, version, deleted, parent)) = event_change(event, &self.readable) {
+        let change = event_change(event, &self.readable);
+        let _one_at_a_time = match &change {
+            Some((resource, ..)) => {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::hash::DefaultHasher::new();
+                (resource.table, event["data"]["object"]["id"].as_str()).hash(&mut hasher);
+                let stripe = (hasher.finish() % LOCK_STRIPES as u64) as usize;
+                Some(self.locks[stripe].lock().await)
+            }
+            None => None,
+        };
+        if let Some((resource, version, deleted, parent)) = change {
             let object = &event["data"]["object"];
             let known = applier
                 .known(resource.table, std::slice::from_ref(object))
@@ -103,6 +129,26 @@ impl Intake {
                 .next();
             match stored {
                 Some(stored) if version < stored.version => outcome = Outcome::Stale,
+                Some(stored) if version == stored.version && deleted && stored.deleted => {
+                    outcome = Outcome::Stale;
+                }
+                Some(stored) if version == stored.version && deleted => {
+                    // Nothing follows a deletion: in a same-second tie it is the last word
+                    // (under the strict guard it would be skipped and the object stay alive).
+                    outcome = Outcome::Applied;
+                    guard = Guard::AtLeast;
+                    applier
+                        .collect(
+                            resource,
+                            std::slice::from_ref(object),
+                            version,
+                            true,
+                            &mut rows,
+                            &known,
+                            parent,
+                        )
+                        .await?;
+                }
                 Some(stored) if version == stored.version && !deleted => {
                     // Same second: which came last is unknown. Stripe knows: ask it.
                     outcome = Outcome::Refetched;
@@ -158,10 +204,13 @@ impl Intake {
                 }
             }
             if outcome != Outcome::Stale {
-                follow_ups(run, &applier, std::slice::from_ref(event), &mut rows).await?;
+                follow_ups(run, &applier, std::slice::from_ref(event), &mut fetched).await?;
             }
         }
         let mut batch = rows.into_batch(guard);
+        let fetched = fetched.into_batch(Guard::AtLeast);
+        batch.rows.extend(fetched.rows);
+        batch.deletions.extend(fetched.deletions);
         batch.events = vec![event_row(event)];
         let counts = run.apply(batch).await?;
         if counts.new_events == 0

@@ -41,6 +41,7 @@ const POSITION_CREATED: &str = "events.position_created";
 const BACKFILL_AT: &str = "backfill.started_at";
 const BACKFILL_DONE: &str = "backfill.done";
 const REFRESH_SINCE: &str = "refresh.since";
+const SWEEP_BEFORE: &str = "backfill.sweep_before";
 
 /// What a sync run should do.
 #[derive(Debug, Clone)]
@@ -446,7 +447,15 @@ pub async fn sync(
     let run_id = engine
         .store_call({
             let connection = connection.clone();
-            move |store| store.start_run(&connection, kind, started_at)
+            move |store| {
+                // Runs still "running" were cut short (the process was killed): say so.
+                for mut stale in store.runs(&connection, 50)?.into_iter().filter(|r| r.status == "running") {
+                    stale.status = "interrupted".into();
+                    stale.error = Some("the process stopped before this run ended; the next run continued from its checkpoints".into());
+                    store.finish_run(&stale)?;
+                }
+                store.start_run(&connection, kind, started_at)
+            }
         })
         .await?;
     let run = Arc::new(Run::new(
@@ -466,7 +475,10 @@ pub async fn sync(
     }
     let requests_before = client.requests_made();
     let outcome = run_phases(engine, &run, &record, &readable, options, report.events).await;
-    let failure = outcome.err().or_else(|| run.failed.lock().take());
+    let (kind, failure) = match outcome {
+        Ok(effective) => (effective, run.failed.lock().take()),
+        Err(error) => (kind, Some(error)),
+    };
     let counts = run.counts.lock().clone();
     let lost = !run.lost.lock().is_empty();
     let run_record = RunRecord {
@@ -529,51 +541,53 @@ async fn run_phases(
     readable: &HashSet<&'static str>,
     options: &SyncOptions,
     events_readable: bool,
-) -> Result<(), EngineError> {
+) -> Result<&'static str, EngineError> {
     let connection = &run.connection;
     let get_state = |key: &'static str| {
         let connection = connection.clone();
         move |store: &dyn sm_warehouse::Store| store.state(&connection, key)
     };
-    let mut need_backfill =
-        options.full || engine.store_call(get_state(BACKFILL_DONE)).await?.is_none();
+    let done = engine.store_call(get_state(BACKFILL_DONE)).await?.is_some();
+    let planned = engine.store_call(get_state(BACKFILL_AT)).await?.is_some();
+    let position_created: Option<i64> = engine
+        .store_call(get_state(POSITION_CREATED))
+        .await?
+        .and_then(|v| v.parse().ok());
+    let (latest, server_now) = run
+        .client
+        .get_timed("/v1/events", &[("limit".into(), "1".into())])
+        .await
+        .or_else(|e| {
+            if events_readable {
+                Err(e)
+            } else {
+                Ok((Value::Null, None))
+            }
+        })?;
+    let server_now = server_now.unwrap_or_else(now);
+    let oldest_replayable = server_now - EVENT_RETENTION_SECS + RETENTION_MARGIN_SECS;
     // A position past Stripe's 30 days cannot be replayed: start over, and say so.
-    if !need_backfill && events_readable {
-        let position_created: Option<i64> = engine
-            .store_call(get_state(POSITION_CREATED))
-            .await?
-            .and_then(|v| v.parse().ok());
-        let (_, server_now) = run
-            .client
-            .get_timed("/v1/events", &[("limit".into(), "1".into())])
-            .await?;
-        let server_now = server_now.unwrap_or_else(now);
-        if let Some(created) = position_created
-            && created < server_now - EVENT_RETENTION_SECS + RETENTION_MARGIN_SECS
-        {
-            run.note(format!("the events position is {} days old, beyond Stripe's 30 days of events: re-backfilling", (server_now - created) / 86_400));
-            need_backfill = true;
-        }
+    let expired = done
+        && events_readable
+        && position_created.is_some_and(|created| created < oldest_replayable);
+    if expired {
+        run.note(format!(
+            "the events position is {} days old, beyond Stripe's 30 days of events: re-backfilling",
+            (server_now - position_created.unwrap_or(0)) / 86_400
+        ));
     }
-    if need_backfill
-        && (options.full
-            || engine.store_call(get_state(BACKFILL_AT)).await?.is_none()
-            || engine.store_call(get_state(BACKFILL_DONE)).await?.is_some())
-    {
-        // A new backfill: note where events stand first, so changes made meanwhile are replayed.
-        let (latest, server_now) = run
-            .client
-            .get_timed("/v1/events", &[("limit".into(), "1".into())])
-            .await
-            .or_else(|e| {
-                if events_readable {
-                    Err(e)
-                } else {
-                    Ok((Value::Null, None))
-                }
-            })?;
-        let server_now = server_now.unwrap_or_else(now);
-        let newest = &latest["data"][0];
+    let need_backfill = options.full || !done || expired;
+    let kind = if !need_backfill {
+        "incremental"
+    } else if done || options.full || expired {
+        "full"
+    } else {
+        "backfill"
+    };
+    if need_backfill && (options.full || expired || !planned) {
+        // A new plan, written in one transaction with where events stand: changes made during
+        // the backfill are replayed from there.
+        let first = !planned;
         let plan = plan_windows(
             run,
             readable,
@@ -582,24 +596,36 @@ async fn run_phases(
         );
         let mut state = vec![(BACKFILL_AT.to_owned(), server_now.to_string())];
         if events_readable {
-            state.push((
-                POSITION.to_owned(),
-                newest["id"].as_str().unwrap_or_default().to_owned(),
-            ));
-            state.push((
-                POSITION_CREATED.to_owned(),
-                newest["created"].as_i64().unwrap_or(server_now).to_string(),
-            ));
+            let newest = &latest["data"][0];
+            if first {
+                state.push((
+                    POSITION.to_owned(),
+                    newest["id"].as_str().unwrap_or_default().to_owned(),
+                ));
+                state.push((
+                    POSITION_CREATED.to_owned(),
+                    newest["created"].as_i64().unwrap_or(server_now).to_string(),
+                ));
+            } else if expired || position_created.is_none_or(|created| created < oldest_replayable)
+            {
+                // Replay every event Stripe still has: lists leave out what was deleted, and
+                // only the events say so.
+                state.push((POSITION.to_owned(), String::new()));
+                state.push((POSITION_CREATED.to_owned(), oldest_replayable.to_string()));
+            }
+            // Otherwise (a `--full` with a valid position) the position stays: every change
+            // since the last run is replayed, deletions included.
         }
-        let connection_for_reset = connection.clone();
-        run.store(move |store| {
-            store.reset_windows(&connection_for_reset, &plan)?;
-            store.set_state(&connection_for_reset, BACKFILL_DONE, None)?;
-            Ok(())
-        })
-        .await?;
+        if !first {
+            // Rows a re-backfill does not list again are gone from Stripe (deleted longer ago
+            // than events reach back): the sweep after the backfill marks them.
+            state.push((SWEEP_BEFORE.to_owned(), now().to_string()));
+        }
         run.apply(Batch {
+            windows: plan,
+            replace_windows: true,
             state,
+            remove_state: vec![BACKFILL_DONE.to_owned()],
             ..Default::default()
         })
         .await?;
@@ -612,13 +638,50 @@ async fn run_phases(
             .unwrap_or_else(now);
         backfill(run, readable, options.concurrency).await?;
         if run.stopped() {
-            return Ok(());
+            return Ok(kind);
+        }
+        if let Some(before) = engine
+            .store_call(get_state(SWEEP_BEFORE))
+            .await?
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            let created_from = record.start_date.unwrap_or(0);
+            let tables: Vec<&'static str> = RESOURCES
+                .iter()
+                .filter(|r| readable.contains(r.table) && r.source == Source::List)
+                .map(|r| r.table)
+                .collect();
+            let connection = connection.clone();
+            let swept = run
+                .store(move |store| {
+                    tables
+                        .iter()
+                        .map(|table| {
+                            Ok((
+                                *table,
+                                store.sweep(&connection, table, before, created_from)?,
+                            ))
+                        })
+                        .collect::<sm_warehouse::Result<Vec<_>>>()
+                })
+                .await?;
+            let total: u64 = swept.iter().map(|(_, n)| n).sum();
+            if total > 0 {
+                run.note(format!(
+                    "marked {total} rows deleted that Stripe no longer lists"
+                ));
+            }
+            let mut counts = run.counts.lock();
+            for (table, n) in swept {
+                counts.tables.entry(table.to_owned()).or_default().deleted += n;
+            }
         }
         run.apply(Batch {
             state: vec![
                 (BACKFILL_DONE.to_owned(), "1".to_owned()),
                 (REFRESH_SINCE.to_owned(), backfill_at.to_string()),
             ],
+            remove_state: vec![SWEEP_BEFORE.to_owned()],
             ..Default::default()
         })
         .await?;
@@ -628,7 +691,7 @@ async fn run_phases(
     if events_readable && !run.stopped() {
         replay_events(run, readable).await?;
     }
-    Ok(())
+    Ok(kind)
 }
 
 /// The scope of a list pass: `prices#1` for the second pass of prices.
@@ -1027,7 +1090,9 @@ async fn record(
     Ok(())
 }
 
-/// Lists a resource under each parent of one window (customers created in `[start, end)`).
+/// Lists a resource under each parent of one window (customers created in `[start, end)`),
+/// each parent's rows written with the window's progress (`after` = that parent) in one
+/// transaction, so that a restart goes on from the next parent.
 async fn parent_window(
     run: &Arc<Run>,
     readable: &HashSet<&'static str>,
@@ -1049,15 +1114,25 @@ async fn parent_window(
         "id",
     );
     let (_, parents) = run.store(move |store| store.query(&sql)).await?;
-    let applier = Applier { run, readable };
-    let mut rows = Rows::default();
-    for parent in parents
+    let parents: Vec<String> = parents
         .into_iter()
         .filter_map(|r| r.into_iter().next().flatten())
-    {
+        .collect();
+    // Parents are in a fixed order (created, id): skip those a previous run finished.
+    let resume_at = match &window.after {
+        Some(after) => parents
+            .iter()
+            .position(|p| p == after)
+            .map(|i| i + 1)
+            .unwrap_or(0),
+        None => 0,
+    };
+    let applier = Applier { run, readable };
+    for parent in &parents[resume_at..] {
         if run.stopped() {
             return Ok(());
         }
+        let mut rows = Rows::default();
         let mut cursor = run
             .client
             .list_pages(&format!("{parent_path}/{parent}/{segment}"), vec![]);
@@ -1073,7 +1148,7 @@ async fn parent_window(
                             false,
                             &mut rows,
                             &HashSet::new(),
-                            Some(&parent),
+                            Some(parent),
                         )
                         .await?;
                 }
@@ -1083,10 +1158,18 @@ async fn parent_window(
                 Err(error) => return Err(error.into()),
             }
         }
+        window.state = "partial".into();
+        window.after = Some(parent.clone());
+        let mut batch = rows.into_batch(Guard::AtLeast);
+        batch.windows = vec![window.clone()];
+        record(run, resource, &batch, &window).await?;
     }
     window.state = "done".into();
-    let mut batch = rows.into_batch(Guard::AtLeast);
-    batch.windows = vec![window.clone()];
+    window.after = None;
+    let batch = Batch {
+        windows: vec![window.clone()],
+        ..Default::default()
+    };
     record(run, resource, &batch, &window).await
 }
 

@@ -59,10 +59,13 @@ impl AppState {
             return Ok(intake.clone());
         }
         let intake = Arc::new(Intake::open(&self.engine, connection).await?);
-        self.intakes
+        // Deliveries racing here must share one intake (it orders deliveries about one object).
+        Ok(self
+            .intakes
             .write()
-            .insert(connection.clone(), intake.clone());
-        Ok(intake)
+            .entry(connection.clone())
+            .or_insert(intake)
+            .clone())
     }
 
     /// Forgets cached intakes (after a key rotation or removal seen by the scheduler).

@@ -21,20 +21,20 @@ use sm_warehouse::{AccountRecord, Connection};
 
 use crate::AppState;
 
-/// Signature headers seen within the tolerance window: the same header twice is a replay.
+/// Signed payloads (`t` and body) seen within the tolerance window: the same twice is a replay.
 #[derive(Default)]
 pub struct ReplayGuard {
     seen: Mutex<HashMap<String, i64>>,
 }
 
 impl ReplayGuard {
-    /// True the first time a header is seen; prunes entries past the tolerance.
-    fn first_time(&self, header: &str, now: i64, tolerance: i64) -> bool {
+    /// True the first time a signed payload is seen; prunes entries past the tolerance.
+    fn first_time(&self, signed_payload: &str, now: i64, tolerance: i64) -> bool {
         let mut seen = self.seen.lock();
         if seen.len() > 100_000 {
             seen.retain(|_, at| now - *at <= tolerance);
         }
-        seen.insert(header.to_owned(), now).is_none()
+        seen.insert(signed_payload.to_owned(), now).is_none()
     }
 }
 
@@ -112,21 +112,36 @@ pub async fn receive(
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
     let now = now();
-    if let Err(error) = verify(header, &body, &secret, now, state.config.tolerance_secs) {
-        let outcome = match error {
-            SignatureError::Missing => "rejected_missing_signature",
-            SignatureError::Malformed => "rejected_malformed_signature",
-            SignatureError::OutsideTolerance { .. } => "rejected_expired_signature",
-            SignatureError::NoMatch => "rejected_forged_signature",
-        };
-        state.metrics.record_webhook(&connection, outcome);
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "invalid_signature",
-            error.to_string(),
-        );
-    }
-    if !replay_guard().first_time(header.unwrap_or_default(), now, state.config.tolerance_secs) {
+    let signed_at = match verify(header, &body, &secret, now, state.config.tolerance_secs) {
+        Ok(signed_at) => signed_at,
+        Err(error) => {
+            let outcome = match error {
+                SignatureError::Missing => "rejected_missing_signature",
+                SignatureError::Malformed => "rejected_malformed_signature",
+                SignatureError::OutsideTolerance { .. } => "rejected_expired_signature",
+                SignatureError::NoMatch => "rejected_forged_signature",
+            };
+            state.metrics.record_webhook(&connection, outcome);
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_signature",
+                error.to_string(),
+            );
+        }
+    };
+    // A replay is the same signed payload (`t` and body) again, however its header is dressed
+    // (extra `v0`/`v1`, spaces, order): keying on the header text let those through.
+    let signed_payload = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        body.hash(&mut hasher);
+        format!(
+            "{}:{signed_at}:{:016x}",
+            connection.label(),
+            hasher.finish()
+        )
+    };
+    if !replay_guard().first_time(&signed_payload, now, state.config.tolerance_secs) {
         state.metrics.record_webhook(&connection, "rejected_replay");
         return refuse(
             StatusCode::CONFLICT,

@@ -160,6 +160,10 @@ pub struct Batch {
     pub state: Vec<(String, String)>,
     /// Rows to mark deleted without changing their data (children gone from their parent).
     pub deletions: Vec<Deletion>,
+    /// Drop every window of the connection before writing `windows` (a new backfill plan).
+    pub replace_windows: bool,
+    /// Sync state keys to remove.
+    pub remove_state: Vec<String>,
 }
 
 /// Objects of a table to mark deleted, when `version` is at least the stored one.
@@ -254,6 +258,16 @@ pub trait Store: Send + Sync {
     // The mirror.
     /// Writes a batch in one transaction.
     fn apply(&self, connection: &Connection, batch: &Batch) -> Result<Counts>;
+    /// After a re-backfill: marks deleted the live rows of `table` created at or after
+    /// `created_from` that were not written since `synced_before` (they were not listed again, so
+    /// Stripe no longer has them). Returns how many were marked.
+    fn sweep(
+        &self,
+        connection: &Connection,
+        table: &str,
+        synced_before: i64,
+        created_from: i64,
+    ) -> Result<u64>;
     /// Stored versions of the given ids of a table.
     fn versions(
         &self,

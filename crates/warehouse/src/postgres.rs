@@ -1095,6 +1095,14 @@ impl Store for PostgresStore {
                 counts.new_events +=
                     tx.execute(&insert, &[&c.account_id, &c.livemode, &synced_at, &ids, &types, &created, &objects, &data])?;
             }
+            if batch.replace_windows {
+                let delete = prepared(statements, tx, "DELETE FROM cursors WHERE account_id = $1 AND livemode = $2")?;
+                tx.execute(&delete, &[&c.account_id, &c.livemode])?;
+            }
+            if !batch.remove_state.is_empty() {
+                let remove = prepared(statements, tx, "DELETE FROM sync_state WHERE account_id = $1 AND livemode = $2 AND key = ANY($3)")?;
+                tx.execute(&remove, &[&c.account_id, &c.livemode, &batch.remove_state])?;
+            }
             if !batch.windows.is_empty() {
                 let upsert = prepared(
                     statements,
@@ -1298,6 +1306,28 @@ impl Store for PostgresStore {
                 });
             }
             Ok(out)
+        })
+    }
+
+    fn sweep(
+        &self,
+        c: &Connection,
+        table_name: &str,
+        synced_before: i64,
+        created_from: i64,
+    ) -> Result<u64> {
+        checked_table(table_name)?;
+        self.write(|tx, statements| {
+            let sweep = prepared(
+                statements,
+                tx,
+                &format!(
+                    "UPDATE {} SET deleted = true, synced_at = $3
+                     WHERE account_id = $1 AND livemode = $2 AND NOT deleted AND synced_at < $3 AND COALESCE(created, 0) >= $4",
+                    ident(table_name)
+                ),
+            )?;
+            Ok(tx.execute(&sweep, &[&c.account_id, &c.livemode, &synced_before, &created_from])?)
         })
     }
 

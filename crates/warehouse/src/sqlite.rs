@@ -407,6 +407,20 @@ impl Store for SqliteStore {
                     ])
                     .map_err(db_error)? as u64;
             }
+            if batch.replace_windows {
+                tx.execute(
+                    "DELETE FROM cursors WHERE account_id = ?1 AND livemode = ?2",
+                    params![c.account_id, c.livemode],
+                )
+                .map_err(db_error)?;
+            }
+            for key in &batch.remove_state {
+                tx.execute(
+                    "DELETE FROM sync_state WHERE account_id = ?1 AND livemode = ?2 AND key = ?3",
+                    params![c.account_id, c.livemode, key],
+                )
+                .map_err(db_error)?;
+            }
             let mut window = tx
                 .prepare_cached("INSERT OR REPLACE INTO cursors (account_id, livemode, scope, window_start, window_end, state, after_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
                 .map_err(db_error)?;
@@ -432,6 +446,24 @@ impl Store for SqliteStore {
         }
         tx.commit().map_err(db_error)?;
         Ok(counts)
+    }
+
+    fn sweep(
+        &self,
+        c: &Connection,
+        table_name: &str,
+        synced_before: i64,
+        created_from: i64,
+    ) -> Result<u64> {
+        checked_table(table_name)?;
+        let db = self.db.lock();
+        let marked = db
+            .execute(
+                &format!("UPDATE {table_name} SET deleted = 1, synced_at = ?3 WHERE account_id = ?1 AND livemode = ?2 AND deleted = 0 AND synced_at < ?3 AND COALESCE(created, 0) >= ?4"),
+                params![c.account_id, c.livemode, synced_before, created_from],
+            )
+            .map_err(db_error)?;
+        Ok(marked as u64)
     }
 
     fn versions(

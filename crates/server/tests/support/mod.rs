@@ -519,9 +519,9 @@ pub fn compare(
             let table = resource.table;
             match (mirrored.get(id), deleted) {
                 (None, true) | (Some((true, _)), true) => {}
-                (Some((false, _)), true) => {
-                    differences.push(format!("{table}/{id}: deleted in Stripe, live in the mirror"))
-                }
+                (Some((false, _)), true) => differences.push(format!(
+                    "{table}/{id}: deleted in Stripe, live in the mirror"
+                )),
                 (None, false) => differences.push(format!("{table}/{id}: missing from the mirror")),
                 (Some((true, _)), false) => {
                     differences.push(format!("{table}/{id}: marked deleted but exists"))
@@ -556,7 +556,9 @@ pub fn compare(
 pub fn describe(differences: &[String]) -> String {
     let mut by_table: BTreeMap<&str, usize> = BTreeMap::new();
     for d in differences {
-        *by_table.entry(d.split('/').next().unwrap_or("")).or_default() += 1;
+        *by_table
+            .entry(d.split('/').next().unwrap_or(""))
+            .or_default() += 1;
     }
     format!(
         "{} differences ({by_table:?}):\n{}",
@@ -607,8 +609,6 @@ pub struct Recorded {
     pub copies: HashMap<String, u32>,
     /// Deliveries whose event is older than one delivered before it.
     pub out_of_order: u64,
-    /// Deliveries that arrived at least this long after their event was made.
-    pub late: u64,
     newest_created: i64,
     /// The first deliveries, exactly as they came: (Stripe-Signature, body, answer status).
     pub captured: Vec<(String, Bytes, u16)>,
@@ -618,20 +618,22 @@ pub struct Recorded {
 pub struct Proxy {
     pub base: String,
     pub recorded: Arc<Mutex<Recorded>>,
+    upstream: Arc<Mutex<String>>,
 }
 
 impl Proxy {
-    /// Forwards every POST to `upstream` (same path); deliveries arriving `late_secs` or more
-    /// after their event's `created` count as late.
-    pub async fn start(upstream: String, late_secs: i64) -> Proxy {
+    /// Forwards every POST to the upstream set with [`Proxy::forward_to`] (same path).
+    pub async fn start() -> Proxy {
         let recorded = Arc::new(Mutex::new(Recorded::default()));
+        let upstream = Arc::new(Mutex::new(String::new()));
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .build()
             .expect("an HTTP client");
-        let shared = recorded.clone();
+        let (shared, target) = (recorded.clone(), upstream.clone());
         let handler = move |uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (client, recorded, upstream) = (client.clone(), shared.clone(), upstream.clone());
+            let (client, recorded) = (client.clone(), shared.clone());
+            let upstream = target.lock().clone();
             async move {
                 let signature = headers
                     .get("stripe-signature")
@@ -662,9 +664,6 @@ impl Proxy {
                     recorded.out_of_order += 1;
                 }
                 recorded.newest_created = recorded.newest_created.max(created);
-                if sm_engine::now() - created >= late_secs {
-                    recorded.late += 1;
-                }
                 if recorded.captured.len() < 50
                     && status == 200
                     && let Some(signature) = signature
@@ -685,7 +684,16 @@ impl Proxy {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Proxy { base, recorded }
+        Proxy {
+            base,
+            recorded,
+            upstream,
+        }
+    }
+
+    /// Where deliveries go from now on (`http://127.0.0.1:PORT`).
+    pub fn forward_to(&self, upstream: &str) {
+        *self.upstream.lock() = upstream.to_owned();
     }
 }
 
