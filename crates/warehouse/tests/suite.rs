@@ -100,7 +100,7 @@ pub fn apply_counts_guard_and_typed_columns(store: &dyn Store) {
             after: Some("sub_2".into()),
         }],
         state: vec![("events.position".into(), "evt_1".into())],
-        deletions: vec![],
+        ..Default::default()
     };
     let counts = store.apply(&c, &first).unwrap();
     assert_eq!(counts.tables["subscriptions"].inserted, 2);
@@ -283,7 +283,7 @@ pub fn remove_account_takes_every_row_of_that_connection_only(store: &dyn Store)
                 after: None,
             }],
             state: vec![("k".into(), "v".into())],
-            deletions: vec![],
+            ..Default::default()
         };
         store.apply(c, &batch).unwrap();
         let run = store.start_run(c, "backfill", 5).unwrap();
@@ -301,6 +301,23 @@ pub fn remove_account_takes_every_row_of_that_connection_only(store: &dyn Store)
             })
             .unwrap();
     }
+    // A sweep marks deleted what was not written since a time, within a `created` range only.
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 1;
+    assert_eq!(
+        store.sweep(&live, "customers", before, 10).unwrap(),
+        0,
+        "cus_live has no created: outside the range"
+    );
+    assert_eq!(
+        store.sweep(&live, "customers", before - 3600, 0).unwrap(),
+        0,
+        "written since"
+    );
+    assert_eq!(store.count(&live, "customers").unwrap(), (1, 0));
     assert_eq!(store.remove_account(&test).unwrap(), 2);
     assert!(store.account(&test).unwrap().is_none());
     assert_eq!(store.count(&test, "customers").unwrap(), (0, 0));
@@ -370,6 +387,62 @@ pub fn runs_and_windows(store: &dyn Store) {
     assert_eq!(store.windows(&c).unwrap(), plan);
     store.reset_windows(&c, &[]).unwrap();
     assert!(store.windows(&c).unwrap().is_empty());
+
+    // A new plan replaces every window, with sync state set and removed, in one batch.
+    store.reset_windows(&c, &plan).unwrap();
+    store.set_state(&c, "backfill.done", Some("1")).unwrap();
+    let fresh = vec![Window {
+        scope: "customers".into(),
+        start: 5,
+        end: 50,
+        state: "pending".into(),
+        after: None,
+    }];
+    store
+        .apply(
+            &c,
+            &Batch {
+                windows: fresh.clone(),
+                replace_windows: true,
+                state: vec![("backfill.at".into(), "9".into())],
+                remove_state: vec!["backfill.done".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(store.windows(&c).unwrap(), fresh);
+    assert!(store.state(&c, "backfill.done").unwrap().is_none());
+    assert_eq!(
+        store.state(&c, "backfill.at").unwrap().as_deref(),
+        Some("9")
+    );
+
+    // The sweep after a re-backfill: a row not written again is marked deleted.
+    store
+        .apply(
+            &c,
+            &Batch {
+                rows: vec![(
+                    "customers",
+                    vec![row("cus_gone", 1, json!({"id": "cus_gone", "created": 20}))],
+                    Guard::AtLeast,
+                )],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 2;
+    assert_eq!(
+        store.sweep(&c, "customers", after, 21).unwrap(),
+        0,
+        "created before the start date: kept"
+    );
+    assert_eq!(store.sweep(&c, "customers", after, 10).unwrap(), 1);
+    assert_eq!(store.count(&c, "customers").unwrap(), (0, 1));
     store.set_state(&c, "x", Some("1")).unwrap();
     store.set_state(&c, "x", None).unwrap();
     assert!(store.state(&c, "x").unwrap().is_none());
