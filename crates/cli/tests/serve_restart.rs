@@ -48,10 +48,34 @@ fn try_get(base: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// A child process that is killed (if still running) and reaped when dropped, so that a failed
+/// assertion leaves no serve behind.
+struct Reaped(Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `serve` on `port`, with webhooks at its own address and an hour between syncs.
-fn start_serve(mirror: &Mirror, port: u16, name: &str) -> Child {
+fn start_serve(mirror: &Mirror, port: u16, name: &str) -> Reaped {
     let base = format!("http://127.0.0.1:{port}");
-    let child = mirror.spawn(
+    let child = Reaped(mirror.spawn(
         &[
             "serve",
             "--listen",
@@ -62,7 +86,7 @@ fn start_serve(mirror: &Mirror, port: u16, name: &str) -> Child {
             "3600",
         ],
         name,
-    );
+    ));
     let started = Instant::now();
     while try_get(&base, "/healthz").is_none() {
         assert!(
@@ -135,14 +159,14 @@ fn keep_changing(
                 &base,
                 "POST",
                 &format!("/_emulator/accounts/{account}/activity"),
-                Some(&json!({"mode": "test", "changes": 8, "seed": seed})),
+                Some(&json!({"mode": "test", "changes": 1, "seed": seed})),
             );
             assert_eq!(status, 200, "{text}");
             changes += serde_json::from_str::<Value>(&text).unwrap()["changes"]
                 .as_u64()
                 .unwrap_or(0);
             seed += 1;
-            std::thread::sleep(Duration::from_millis(40));
+            std::thread::sleep(Duration::from_millis(100));
         }
         changes
     })
@@ -182,7 +206,13 @@ fn killing_and_restarting_serve_while_deliveries_continue_loses_nothing() {
     let mut term_exit = None;
     let kinds = ["KILL", "KILL", "TERM", "KILL", "KILL"];
     for (round, kind) in kinds.iter().enumerate() {
-        std::thread::sleep(Duration::from_secs_f64(prng.between(1.0, 2.5)));
+        // SIGTERM comes soon after a start, while serve's start-up sync is likely running.
+        let up = if *kind == "TERM" {
+            prng.between(0.2, 0.5)
+        } else {
+            prng.between(1.0, 2.5)
+        };
+        std::thread::sleep(Duration::from_secs_f64(up));
         if *kind == "TERM" {
             let asked = Instant::now();
             sigterm(&serve);
@@ -244,6 +274,11 @@ fn killing_and_restarting_serve_while_deliveries_continue_loses_nothing() {
         );
     };
     let runs = mirror.syncs(&emu.account);
+    let statuses: Vec<&str> = runs
+        .iter()
+        .rev()
+        .filter_map(|r| r["status"].as_str())
+        .collect();
     let export = emu.export();
     let comparison = compare_export(&export, mirror.store().as_ref(), &connection, &[]);
     let (sync_only, rest): (Vec<String>, Vec<String>) = comparison
@@ -254,9 +289,8 @@ fn killing_and_restarting_serve_while_deliveries_continue_loses_nothing() {
         .partition(|d| d.starts_with("balance_transactions/"));
     eprintln!(
         "serve restart: {changes} changes, {events} events; stopped by {stopped_by:?}, SIGTERM exit in {term_exit:?}; \
-         deliveries {counts}; {} sync runs (one per serve start, and the first backfill); \
+         deliveries {counts}; sync runs {statuses:?} (the first backfill, then one per serve start); \
          {} differences in balance_transactions before a final sync; settled in {:?}; total {:?}",
-        runs.len(),
         sync_only.len(),
         settle_started.elapsed(),
         started.elapsed()
@@ -269,7 +303,7 @@ fn killing_and_restarting_serve_while_deliveries_continue_loses_nothing() {
         rest.iter().take(30).cloned().collect::<Vec<_>>().join("\n")
     );
     assert_eq!(counts["given_up"], 0, "no delivery was given up: {counts}");
-    assert!(events > 1_000, "{events} events");
+    assert!(events > 150, "{events} events");
     assert!(
         term_exit.unwrap() < Duration::from_secs(5),
         "SIGTERM stopped serve promptly: {term_exit:?}"
@@ -290,24 +324,43 @@ fn killing_and_restarting_serve_while_deliveries_continue_loses_nothing() {
 
 #[test]
 fn events_follow_prints_the_latest_then_new_ones_as_they_arrive() {
+    follow_events(
+        "events-follow",
+        &[(3, 1, "webhooks"), (100, 2, "webhooks"), (300, 4, "a sync")],
+    );
+}
+
+/// Late deliveries are the rule with webhooks (API.md §7), and they must be printed too.
+#[test]
+#[ignore = "bug: events --follow polls the newest 200 events by `created`; a delivery that \
+            arrives after 200 newer ones is stored but never printed (crates/cli/src/serve_cmd.rs)"]
+fn events_follow_prints_late_deliveries_too() {
+    follow_events("events-follow-late", &[(400, 3, "webhooks, some late")]);
+}
+
+/// `events ACCOUNT --follow --json --limit 5` against serve with webhooks: the 5 latest events
+/// first, then every new event of each phase `(changes, seed, how they arrive)`, once.
+fn follow_events(name: &str, phases: &[(u64, u64, &str)]) {
     let emu = EmuProcess::start(5, 62);
-    let mirror = Mirror::new("events-follow", &emu.base);
+    let mirror = Mirror::new(name, &emu.base);
     mirror.connect(&emu.key("secret_test"), &[]);
     mirror
         .run(&["sync", &emu.account], &KeyInput::None)
         .success();
     let connection = Connection::new(emu.account.clone(), false);
     let port = free_port();
-    let mut serve = start_serve(&mirror, port, "serve");
+    let mut serve = Some(start_serve(&mirror, port, "serve"));
     wait_for_first_sync(&format!("http://127.0.0.1:{port}"), &connection.label());
 
-    let mut follow = mirror
-        .command(&["events", &emu.account, "--follow", "--json", "--limit", "5"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("events --follow starts");
+    let mut follow = Reaped(
+        mirror
+            .command(&["events", &emu.account, "--follow", "--json", "--limit", "5"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("events --follow starts"),
+    );
     let (send, lines) = std::sync::mpsc::channel::<String>();
     let stdout = follow.stdout.take().expect("a pipe");
     std::thread::spawn(move || {
@@ -344,12 +397,43 @@ fn events_follow_prints_the_latest_then_new_ones_as_they_arrive() {
         .collect();
     assert_eq!(printed, latest);
 
-    // Then what arrives: a few changes by webhook, then a burst of a hundred.
+    // Then what arrives.
     let before: HashSet<String> = exported_events(&emu.export()).into_iter().collect();
     let mut seen: Vec<Value> = Vec::new();
-    for (changes, seed) in [(3, 1), (100, 2)] {
+    for &(changes, seed, by) in phases {
+        if by == "webhooks, some late" {
+            // A few deliveries held back 9 s: they arrive after hundreds of newer events.
+            emu.control(
+                "PUT",
+                "/_emulator/webhooks",
+                Some(&json!({"late": 0.05, "late_ms": 9000})),
+            );
+        }
+        if by == "a sync" {
+            // serve stops; changes pile up; one sync brings them all at once.
+            let mut stopped = serve.take().expect("serve runs");
+            sigterm(&stopped);
+            assert!(stopped.wait().expect("the end of serve").success());
+        }
         let changed = Instant::now();
-        emu.activity(changes, seed);
+        if by == "webhooks, some late" {
+            // Spread over 10 s, so that later events are newer by the clock too.
+            for k in 0..10 {
+                emu.activity(changes / 10, seed * 100 + k);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        } else {
+            emu.activity(changes, seed);
+        }
+        if by == "a sync" {
+            mirror
+                .run_with(
+                    &["sync", &emu.account],
+                    &KeyInput::None,
+                    &[("STRIPE_MIRROR_BUDGET_SHARE", "1")],
+                )
+                .success();
+        }
         let made: HashSet<String> = exported_events(&emu.export())
             .into_iter()
             .filter(|id| !before.contains(id))
@@ -371,7 +455,7 @@ fn events_follow_prints_the_latest_then_new_ones_as_they_arrive() {
                         .filter(|id| !printed.contains(id.as_str()))
                         .collect();
                     panic!(
-                        "after {changes} changes, {} of {} new events never printed within 20 s ({} of them in the mirror): {:?}",
+                        "after {changes} changes by {by}, {} of {} new events never printed within 20 s ({} of them in the mirror): {:?}",
                         lost.len(),
                         made.len(),
                         lost.iter()
@@ -383,7 +467,7 @@ fn events_follow_prints_the_latest_then_new_ones_as_they_arrive() {
             }
         }
         eprintln!(
-            "events --follow: {changes} changes, {} new events printed in {:?}",
+            "events --follow: {changes} changes by {by}, {} new events printed in {:?}",
             made.len(),
             changed.elapsed()
         );
@@ -395,8 +479,9 @@ fn events_follow_prints_the_latest_then_new_ones_as_they_arrive() {
         assert_eq!(line["event"]["id"], line["id"], "the whole event: {line}");
         assert!(line["type"].is_string() && line["created"].is_i64());
     }
-    let _ = follow.kill();
-    let _ = follow.wait();
-    sigterm(&serve);
-    assert!(serve.wait().expect("the end of serve").success());
+    drop(follow);
+    if let Some(mut serve) = serve {
+        sigterm(&serve);
+        assert!(serve.wait().expect("the end of serve").success());
+    }
 }

@@ -116,6 +116,7 @@ impl Intake {
         };
         if let Some((resource, version, deleted, parent)) = change {
             let object = &event["data"]["object"];
+            let mut refetched: Option<Value> = None;
             let known = applier
                 .known(resource.table, std::slice::from_ref(object))
                 .await?;
@@ -168,6 +169,7 @@ impl Intake {
                                         parent,
                                     )
                                     .await?;
+                                refetched = Some(current);
                             }
                             Err(error)
                                 if matches!(error.kind(), Some(ErrorKind::NotFound { .. })) =>
@@ -204,7 +206,19 @@ impl Intake {
                 }
             }
             if outcome != Outcome::Stale {
-                follow_ups(run, &applier, std::slice::from_ref(event), &mut fetched).await?;
+                // After a refetch, what Stripe answered is what was written (and its version
+                // makes the remaining same-second events stale): its implications are due, not
+                // those of the event's older snapshot — else an invoice refetched on a repeated
+                // `invoice.created` (no lines yet) never linked the items its later lines name.
+                let seen = match refetched {
+                    Some(current) => {
+                        let mut seen = event.clone();
+                        seen["data"]["object"] = current;
+                        std::borrow::Cow::Owned(seen)
+                    }
+                    None => std::borrow::Cow::Borrowed(event),
+                };
+                follow_ups(run, &applier, std::slice::from_ref(&*seen), &mut fetched).await?;
             }
         }
         let mut batch = rows.into_batch(guard);

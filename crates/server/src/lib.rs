@@ -148,13 +148,19 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
             );
             webhook::manage_endpoint(&state, record).await;
             let started = now();
-            let outcome = sm_engine::sync::sync(
+            let options = sm_engine::sync::SyncOptions::default();
+            let run = sm_engine::sync::sync(
                 &state.engine,
                 &connection,
-                &sm_engine::sync::SyncOptions::default(),
+                &options,
                 Arc::new(sm_engine::sync::Quiet),
-            )
-            .await;
+            );
+            // A stop does not wait for the run (a backfill may take hours): every page is
+            // written with its checkpoint, so the next start continues where this one stopped.
+            let outcome = tokio::select! {
+                outcome = run => outcome,
+                _ = stopped.changed() => return,
+            };
             state.metrics.record_sync(
                 &connection,
                 started,

@@ -218,6 +218,26 @@ impl World {
             .collect()
     }
 
+    /// How many test-mode events the emulator recorded of these types (cheap: no parsing).
+    pub fn emulator_event_count(&self, types: &[&str]) -> usize {
+        let account = self
+            .emulator()
+            .world
+            .account(&self.account_id())
+            .expect("the account");
+        let store = account.mode(Mode::Test).read();
+        store
+            .slots()
+            .map(|slot| store.get(slot))
+            .filter(|stored| stored.kind == Kind::Event)
+            .filter(|stored| {
+                stored.attrs[0]
+                    .as_deref()
+                    .is_some_and(|event_type| types.contains(&event_type))
+            })
+            .count()
+    }
+
     /// The emulator's own copy of an object.
     pub fn emulator_object(&self, id: &str) -> Option<(bool, Value)> {
         let account = self
