@@ -122,7 +122,7 @@ pub async fn events(global: &GlobalArgs, args: EventsArgs) -> Result<(), CliErro
     let latest = engine
         .store_call(move |store| store.events(&connection, limit))
         .await?;
-    let mut seen: HashSet<String> = latest.iter().map(|e| e.id.clone()).collect();
+    let shown: HashSet<String> = latest.iter().map(|e| e.id.clone()).collect();
     for event in latest.iter().rev() {
         print_event(event, global.json);
     }
@@ -130,16 +130,29 @@ pub async fn events(global: &GlobalArgs, args: EventsArgs) -> Result<(), CliErro
         return Ok(());
     }
     // The mirror's events table is the stream: whatever writes to it (serve's webhooks, syncs)
-    // shows up here.
+    // shows up here, in the order it was stored, so a late delivery of an old event shows too.
+    let mut position = 0;
+    loop {
+        let connection = record.connection.clone();
+        let batch = engine
+            .store_call(move |store| store.events_since(&connection, position, 5_000))
+            .await?;
+        match batch.last() {
+            Some((last, _)) => position = *last,
+            None => break,
+        }
+    }
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let connection = record.connection.clone();
-        let newest = engine
-            .store_call(move |store| store.events(&connection, 200))
+        let newer = engine
+            .store_call(move |store| store.events_since(&connection, position, 1_000))
             .await?;
-        for event in newest.iter().rev().filter(|e| !seen.contains(&e.id)) {
-            print_event(event, global.json);
+        for (at, event) in &newer {
+            position = *at;
+            if !shown.contains(&event.id) {
+                print_event(event, global.json);
+            }
         }
-        seen.extend(newest.into_iter().map(|e| e.id));
     }
 }

@@ -332,8 +332,6 @@ fn events_follow_prints_the_latest_then_new_ones_as_they_arrive() {
 
 /// Late deliveries are the rule with webhooks (API.md §7), and they must be printed too.
 #[test]
-#[ignore = "bug: events --follow polls the newest 200 events by `created`; a delivery that \
-            arrives after 200 newer ones is stored but never printed (crates/cli/src/serve_cmd.rs)"]
 fn events_follow_prints_late_deliveries_too() {
     follow_events("events-follow-late", &[(400, 3, "webhooks, some late")]);
 }

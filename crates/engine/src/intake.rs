@@ -91,6 +91,17 @@ impl Intake {
     /// Stores one event and applies it.
     pub async fn accept(&self, event: &Value) -> Result<Outcome, EngineError> {
         let run = &self.run;
+        // Stored means applied (one transaction): a redelivery needs no work, no refetch.
+        let (connection, id) = (
+            run.connection.clone(),
+            event["id"].as_str().unwrap_or_default().to_owned(),
+        );
+        if run
+            .store(move |store| store.has_event(&connection, &id))
+            .await?
+        {
+            return Ok(Outcome::Duplicate);
+        }
         let applier = Applier {
             run,
             readable: &self.readable,

@@ -291,6 +291,16 @@ pub trait Store: Send + Sync {
     /// Events kept for a connection, newest first.
     fn events(&self, connection: &Connection, limit: usize) -> Result<Vec<EventRow>>;
     fn event_count(&self, connection: &Connection) -> Result<u64>;
+    /// Events stored after position `after` (0: from the start), in the order they were stored,
+    /// with each one's position: a tail that sees late deliveries too.
+    fn events_since(
+        &self,
+        connection: &Connection,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, EventRow)>>;
+    /// Whether an event is stored already.
+    fn has_event(&self, connection: &Connection, id: &str) -> Result<bool>;
 
     // Backfill cursors and sync state.
     fn windows(&self, connection: &Connection) -> Result<Vec<Window>>;

@@ -1274,6 +1274,41 @@ impl Store for PostgresStore {
         })
     }
 
+    fn events_since(
+        &self,
+        c: &Connection,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, EventRow)>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                "SELECT seq, id, type, created, object_id, data::text FROM events WHERE account_id = $1 AND livemode = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+            )?;
+            let rows = client.query(&select, &[&c.account_id, &c.livemode, &after, &limit])?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push((row.try_get(0)?, EventRow { id: row.try_get(1)?, event_type: row.try_get(2)?, created: row.try_get(3)?, object_id: row.try_get(4)?, data: row.try_get(5)? }));
+            }
+            Ok(out)
+        })
+    }
+
+    fn has_event(&self, c: &Connection, id: &str) -> Result<bool> {
+        self.read(|client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                "SELECT 1 FROM events WHERE account_id = $1 AND id = $2 AND livemode = $3",
+            )?;
+            Ok(!client
+                .query(&select, &[&c.account_id, &id, &c.livemode])?
+                .is_empty())
+        })
+    }
+
     fn event_count(&self, c: &Connection) -> Result<u64> {
         self.read(|client, statements| {
             let select = prepared(

@@ -575,6 +575,48 @@ impl Store for SqliteStore {
         .map_err(db_error)
     }
 
+    fn events_since(
+        &self,
+        c: &Connection,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, EventRow)>> {
+        let db = self.db.lock();
+        let mut statement = db
+            .prepare_cached("SELECT rowid, id, type, created, object_id, data FROM events WHERE account_id = ?1 AND livemode = ?2 AND rowid > ?3 ORDER BY rowid LIMIT ?4")
+            .map_err(db_error)?;
+        let rows = statement
+            .query_map(
+                params![c.account_id, c.livemode, after, limit as i64],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        EventRow {
+                            id: r.get(1)?,
+                            event_type: r.get(2)?,
+                            created: r.get(3)?,
+                            object_id: r.get(4)?,
+                            data: r.get(5)?,
+                        },
+                    ))
+                },
+            )
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn has_event(&self, c: &Connection, id: &str) -> Result<bool> {
+        let db = self.db.lock();
+        let mut statement = db
+            .prepare_cached(
+                "SELECT 1 FROM events WHERE account_id = ?1 AND id = ?2 AND livemode = ?3",
+            )
+            .map_err(db_error)?;
+        statement
+            .exists(params![c.account_id, id, c.livemode])
+            .map_err(db_error)
+    }
+
     fn windows(&self, c: &Connection) -> Result<Vec<Window>> {
         let db = self.db.lock();
         let mut statement = db.prepare("SELECT scope, window_start, window_end, state, after_id FROM cursors WHERE account_id = ?1 AND livemode = ?2 ORDER BY scope, window_start").map_err(db_error)?;
