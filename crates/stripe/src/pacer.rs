@@ -183,26 +183,58 @@ impl PacerRegistry {
     }
 }
 
-/// The endpoint a path counts against: the path without its query and without object ids, e.g.
-/// `/v1/customers/cus_NffrFeUfNV2Hib/balance_transactions?limit=3` → `/v1/customers/balance_transactions`.
+/// The endpoint a path counts against: its resource, e.g.
+/// `/v1/customers/cus_NffrFeUfNV2Hib/balance_transactions?limit=3` → `/v1/customers`.
 ///
-/// A segment is kept when it is the version (`v1`) or made only of lowercase letters and
-/// underscores, as Stripe's path words are; ids carry digits or capitals.
+/// Lists under an object count against their parent resource, the conservative reading of
+/// Stripe's per-endpoint limit (the emulator counts them so too: pacing them as separate
+/// endpoints drew 429s in live mode). Namespaced resources keep their namespace
+/// (`/v1/checkout/sessions`); search keeps its own budget (`/v1/customers/search`).
 pub fn endpoint_of(path: &str) -> String {
+    const NAMESPACES: &[&str] = &[
+        "apps",
+        "billing",
+        "billing_portal",
+        "checkout",
+        "climate",
+        "entitlements",
+        "financial_connections",
+        "forwarding",
+        "identity",
+        "issuing",
+        "radar",
+        "reporting",
+        "tax",
+        "terminal",
+        "test_helpers",
+        "treasury",
+    ];
     let path = path.split(['?', '#']).next().unwrap_or("");
-    let mut out = String::new();
-    for (i, segment) in path.split('/').filter(|s| !s.is_empty()).enumerate() {
-        let is_version =
-            i == 0 && segment.starts_with('v') && segment[1..].chars().all(|c| c.is_ascii_digit());
-        if is_version || segment.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-            out.push('/');
-            out.push_str(segment);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (version, rest) = match segments.split_first() {
+        Some((first, rest))
+            if first.starts_with('v') && first[1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            (Some(*first), rest)
         }
+        _ => (None, segments.as_slice()),
+    };
+    let take = if rest.first().is_some_and(|s| NAMESPACES.contains(s)) {
+        2
+    } else {
+        1
+    };
+    let mut parts: Vec<&str> = version
+        .into_iter()
+        .chain(rest.iter().take(take).copied())
+        .collect();
+    if rest.get(take) == Some(&"search") {
+        parts.push("search");
     }
-    if out.is_empty() {
-        out.push('/');
+    if parts.is_empty() {
+        return "/".to_owned();
     }
-    out
+    format!("/{}", parts.join("/"))
 }
 
 #[cfg(test)]
@@ -222,7 +254,11 @@ mod tests {
         );
         assert_eq!(
             endpoint_of("/v1/checkout/sessions/cs_test_a1B2/line_items"),
-            "/v1/checkout/sessions/line_items"
+            "/v1/checkout/sessions"
+        );
+        assert_eq!(
+            endpoint_of("/v1/customers/cus_X1/tax_ids?limit=100"),
+            "/v1/customers"
         );
         assert_eq!(endpoint_of("/v1/customers/search"), "/v1/customers/search");
         assert_eq!(endpoint_of(""), "/");

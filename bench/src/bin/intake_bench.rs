@@ -1,0 +1,1278 @@
+//! How fast `serve` takes in webhook deliveries into SQLite (issue "Real time").
+//!
+//! Both scenarios mirror a small emulated account into SQLite, connected with a webhook signing
+//! secret of our own, run `serve` in this process on 127.0.0.1:0, and POST validly signed
+//! deliveries of realistic events to `/webhooks/{account}/test`: updates of the account's own
+//! customers, subscriptions, invoices, products and prices (the objects as the mirror holds them,
+//! with a `metadata.bench_seq` and a `created` that grows per object), plus events of a kind the
+//! mirror does not hold.
+//!
+//! `throughput`: C keep-alive clients, each sending as soon as the last answer came, for a fixed
+//! time: accepted events per second against the 5,000/s goal, outcomes, latency, CPU.
+//!
+//! `latency`: an open-loop schedule at a fixed rate (1,000/s): the time from each delivery's
+//! scheduled send to its 200 (which comes only after the commit, so it bounds "visible"), and for
+//! 1% of deliveries the row read back through a separate read-only SQLite connection.
+//!
+//! Each scenario runs in a fresh child process (`all`), since the server's replay memory is
+//! process-wide. These print figures; they never assert. Build in release (see bench/README.md).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use sm_emulator::control::{NewAccount, create_account};
+use sm_emulator::{Emulator, EmulatorServer};
+use sm_engine::connect::{ConnectOptions, connect};
+use sm_engine::sync::{Quiet, SyncOptions, sync};
+use sm_engine::{Engine, EngineConfig, Vault};
+use sm_server::{AppState, ServeConfig};
+use sm_stripe::ApiKey;
+use sm_warehouse::Connection;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The issue's goals.
+const GOAL_EVENTS_PER_SEC: f64 = 5_000.0;
+const GOAL_P99_MS: f64 = 50.0;
+const SECRET: &str = "whsec_bench_intake_0123456789abcdef";
+/// Thread names, so that CPU time can be told apart per side in one process (15 chars at most).
+const SERVER_THREAD: &str = "intake-server";
+const CLIENT_THREAD: &str = "bench-client";
+const EMULATOR_THREAD: &str = "emu-server";
+const TICKS_PER_SECOND: f64 = 100.0;
+
+#[derive(Debug, Parser)]
+#[command(
+    about = "Benchmarks of webhook intake: events per second and delivery-to-visible latency"
+)]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Both scenarios, each in a fresh child process.
+    All(Common),
+    /// Closed loop: C clients for a fixed time; accepted events per second.
+    Throughput(Common),
+    /// Open loop at a fixed rate; delivery-to-visible latency percentiles.
+    Latency(Common),
+}
+
+#[derive(Debug, Clone, Args)]
+struct Common {
+    /// Customers in the emulated account.
+    #[arg(long, default_value_t = 500)]
+    scale: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds sent before measuring and not counted.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Concurrent keep-alive clients (throughput).
+    #[arg(long, short = 'c', default_value_t = 16)]
+    clients: usize,
+    /// Deliveries per second (latency).
+    #[arg(long, default_value_t = 1_000.0)]
+    rate: f64,
+    /// Share of deliveries read back through a separate read-only connection (latency).
+    #[arg(long, default_value_t = 0.01)]
+    verify: f64,
+    /// Event mix, `kind=weight` (customer, subscription, invoice, product, price, unknown).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "customer=60,subscription=15,invoice=10,product=5,price=5,unknown=5"
+    )]
+    mix: Vec<String>,
+    /// Worker threads of the server's runtime (its blocking pool is named the same).
+    #[arg(long, default_value_t = 2)]
+    server_threads: usize,
+    /// Worker threads of the clients' runtime.
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Folder of the SQLite mirror (default: a temporary one, removed afterwards).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let outcome = match cli.bench {
+        Bench::All(common) => all(common),
+        Bench::Throughput(common) => scenario(common, Scenario::Throughput),
+        Bench::Latency(common) => scenario(common, Scenario::Latency),
+    };
+    if let Err(e) = outcome {
+        eprintln!("intake_bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Throughput,
+    Latency,
+}
+
+fn all(common: Common) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut passed: Vec<String> = vec![
+        "--scale".into(),
+        common.scale.to_string(),
+        "--seed".into(),
+        common.seed.to_string(),
+        "--duration".into(),
+        common.duration.to_string(),
+        "--warmup".into(),
+        common.warmup.to_string(),
+        "--clients".into(),
+        common.clients.to_string(),
+        "--rate".into(),
+        common.rate.to_string(),
+        "--verify".into(),
+        common.verify.to_string(),
+        "--mix".into(),
+        common.mix.join(","),
+        "--server-threads".into(),
+        common.server_threads.to_string(),
+        "--client-threads".into(),
+        common.client_threads.to_string(),
+    ];
+    if let Some(dir) = &common.dir {
+        passed.push("--dir".into());
+        passed.push(dir.to_string_lossy().into_owned());
+    }
+    let mut results = Vec::new();
+    for name in ["throughput", "latency"] {
+        let mut child_args = vec![name.to_owned()];
+        child_args.extend(passed.iter().cloned());
+        results.push(run_self(&exe, &child_args)?);
+        println!();
+    }
+    println!("{}", json!({"bench": "intake", "scenarios": results}));
+    Ok(())
+}
+
+/// Runs this binary with `args`, echoing its lines but the last (its JSON), which it returns.
+fn run_self(exe: &Path, args: &[String]) -> Result<Value> {
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let mut last = Value::Null;
+    for line in stdout.lines() {
+        let line = line?;
+        match serde_json::from_str::<Value>(&line) {
+            Ok(value) if value.get("bench").is_some() => last = value,
+            _ => {
+                println!("{line}");
+                let _ = std::io::stdout().flush();
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        return Err(format!("{} {} failed: {status}", exe.display(), args[0]).into());
+    }
+    Ok(last)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Setting up: an emulated account, its SQLite mirror, `serve`.
+
+struct Setup {
+    emulator_runtime: tokio::runtime::Runtime,
+    emulator: EmulatorServer,
+    server_runtime: tokio::runtime::Runtime,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    url: String,
+    database: PathBuf,
+    dir: PathBuf,
+    remove_dir: bool,
+    connection: Connection,
+    events: Arc<Events>,
+    setup_secs: f64,
+}
+
+fn setup(common: &Common) -> Result<Setup> {
+    let started = Instant::now();
+    let (dir, remove_dir) = match &common.dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("sm-intake-bench-{}", std::process::id())),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let database = dir.join("intake.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+    }
+    let emulator_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(EMULATOR_THREAD)
+        .enable_all()
+        .build()?;
+    let (emulator, account) = emulator_runtime.block_on(async {
+        let emulator = Emulator::new(common.seed);
+        let account = create_account(
+            &emulator,
+            &NewAccount {
+                name: Some("Intake Co".into()),
+                seed: Some(common.seed),
+                scale: common.scale,
+                ..Default::default()
+            },
+            common.seed,
+        )
+        .map_err(|f| format!("could not create the account: {}", f.body))?;
+        let server = EmulatorServer::start(emulator, "127.0.0.1:0".parse()?).await?;
+        Ok::<_, Error>((server, account))
+    })?;
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(common.server_threads.max(1))
+        .thread_name(SERVER_THREAD)
+        .enable_all()
+        .build()?;
+    let store = sm_warehouse::open(&database.to_string_lossy())?;
+    let vault = Vault::open(Some(&"11".repeat(32)), &dir.join("vault.key"))?;
+    let engine = Arc::new(Engine::new(
+        Arc::from(store),
+        vault,
+        EngineConfig {
+            api_base: emulator.base_url(),
+            budget_share: f64::INFINITY,
+            max_retries: 3,
+        },
+    ));
+    let key = ApiKey::parse(account["keys"]["secret_test"].as_str().unwrap_or_default())?;
+    let (connection, url, stop, served, objects) = server_runtime.block_on(async {
+        let outcome = connect(
+            &engine,
+            key,
+            ConnectOptions {
+                webhook_secret: Some(SECRET.into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let connection = Connection::new(outcome.account.account_id.clone(), false);
+        let report = sync(
+            &engine,
+            &connection,
+            &SyncOptions::default(),
+            Arc::new(Quiet),
+        )
+        .await?;
+        if report.run.status != "succeeded" {
+            return Err(format!("the backfill ended {}", report.run.status).into());
+        }
+        let mut objects = BTreeMap::new();
+        for kind in Kind::ALL {
+            let Some(table) = kind.table() else { continue };
+            let connection = connection.clone();
+            let rows = engine
+                .store_call(move |store| store.rows(&connection, table))
+                .await?;
+            let live: Vec<Value> = rows
+                .into_iter()
+                .filter(|r| !r.deleted)
+                .map(|r| r.data)
+                .collect();
+            objects.insert(kind, live);
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let state = AppState::new(
+            engine.clone(),
+            ServeConfig {
+                listen: address,
+                public_url: None,
+                interval: Duration::from_secs(3600),
+                tolerance_secs: sm_stripe::webhook::DEFAULT_TOLERANCE_SECS,
+            },
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(sm_server::serve_on(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        let base = format!("http://{address}");
+        wait_for_first_sync(&base, &connection.label()).await?;
+        let url = format!("{base}/webhooks/{}/test", connection.account_id);
+        Ok::<_, Error>((connection, url, stop, served, objects))
+    })?;
+    let events = Arc::new(Events::new(objects, &common.mix, sm_engine::now() + 10)?);
+    Ok(Setup {
+        emulator_runtime,
+        emulator,
+        server_runtime,
+        stop,
+        served,
+        url,
+        database,
+        dir,
+        remove_dir,
+        connection,
+        events,
+        setup_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+impl Setup {
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let served = self.served;
+        self.server_runtime.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+        });
+        self.server_runtime.shutdown_timeout(Duration::from_secs(1));
+        self.emulator_runtime.block_on(self.emulator.stop());
+        self.emulator_runtime
+            .shutdown_timeout(Duration::from_secs(1));
+        if self.remove_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// `serve` syncs every account once at start: wait for that run, so it does not overlap.
+async fn wait_for_first_sync(base: &str, label: &str) -> Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let health: Value = serde_json::from_slice(
+            &http
+                .get(format!("{base}/healthz"))
+                .send()
+                .await?
+                .bytes()
+                .await?,
+        )?;
+        let account = &health["accounts"][label];
+        if !account["last_success"].is_null() {
+            return Ok(());
+        }
+        if !account["last_error"].is_null() {
+            return Err(format!("serve's first sync failed: {health}").into());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("serve's first sync did not end within 60 s: {health}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events: realistic deliveries, rendered from per-object templates.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Customer,
+    Subscription,
+    Invoice,
+    Product,
+    Price,
+    Unknown,
+}
+
+impl Kind {
+    const ALL: [Kind; 6] = [
+        Kind::Customer,
+        Kind::Subscription,
+        Kind::Invoice,
+        Kind::Product,
+        Kind::Price,
+        Kind::Unknown,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Customer => "customer",
+            Kind::Subscription => "subscription",
+            Kind::Invoice => "invoice",
+            Kind::Product => "product",
+            Kind::Price => "price",
+            Kind::Unknown => "unknown",
+        }
+    }
+
+    /// The mirror's table of this kind's objects.
+    fn table(self) -> Option<&'static str> {
+        match self {
+            Kind::Customer => Some("customers"),
+            Kind::Subscription => Some("subscriptions"),
+            Kind::Invoice => Some("invoices"),
+            Kind::Product => Some("products"),
+            Kind::Price => Some("prices"),
+            Kind::Unknown => None,
+        }
+    }
+
+    fn event_type(self) -> &'static str {
+        match self {
+            Kind::Customer => "customer.updated",
+            Kind::Subscription => "customer.subscription.updated",
+            Kind::Invoice => "invoice.updated",
+            Kind::Product => "product.updated",
+            Kind::Price => "price.updated",
+            Kind::Unknown => "issuing_cardholder.updated",
+        }
+    }
+}
+
+const SEQ: &str = "@@SEQ@@";
+const CREATED: &str = "\"@@CREATED@@\"";
+
+/// One object events are made about: its event template and its own clock.
+struct Subject {
+    id: String,
+    /// The event's JSON with `@@SEQ@@` (the event id's and metadata's number) and
+    /// `"@@CREATED@@"` (the event's `created`) to fill in.
+    template: String,
+    /// The next `created` (per object, so each object's events only move forward).
+    clock: AtomicI64,
+}
+
+/// Every subject, and the schedule of kinds that gives the mix.
+struct Events {
+    subjects: BTreeMap<Kind, Vec<Subject>>,
+    /// Kinds in proportion to their weights, cycled through by sequence number.
+    wheel: Vec<Kind>,
+    next: AtomicU64,
+}
+
+/// One rendered delivery.
+struct Delivery {
+    seq: u64,
+    kind: Kind,
+    id: String,
+    created: i64,
+    body: String,
+}
+
+impl Events {
+    fn new(objects: BTreeMap<Kind, Vec<Value>>, mix: &[String], start: i64) -> Result<Events> {
+        let mut weights = BTreeMap::new();
+        for entry in mix {
+            let (name, weight) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("--mix wants kind=weight, not {entry:?}"))?;
+            let kind = Kind::ALL
+                .into_iter()
+                .find(|k| k.name() == name.trim())
+                .ok_or_else(|| format!("no event kind {name:?} (customer, subscription, invoice, product, price, unknown)"))?;
+            let weight: usize = weight.trim().parse()?;
+            weights.insert(kind, weight);
+        }
+        // The process in the event ids, so that a second run never repeats one.
+        let prefix = format!("evt_bench{:x}", std::process::id());
+        let mut subjects: BTreeMap<Kind, Vec<Subject>> = BTreeMap::new();
+        for (kind, list) in objects {
+            let made = list
+                .into_iter()
+                .map(|object| Subject::new(kind, object, &prefix, start))
+                .collect::<Vec<_>>();
+            subjects.insert(kind, made);
+        }
+        // Objects of a kind the mirror does not hold, made up.
+        subjects.insert(
+            Kind::Unknown,
+            (0..100)
+                .map(|n| {
+                    let object = json!({
+                        "id": format!("ich_bench{n:04}"), "object": "issuing.cardholder",
+                        "created": start - 86_400, "livemode": false, "metadata": {},
+                        "name": format!("Cardholder {n}"), "status": "active", "type": "individual"
+                    });
+                    Subject::new(Kind::Unknown, object, &prefix, start)
+                })
+                .collect(),
+        );
+        let mut wheel = Vec::new();
+        for (kind, weight) in &weights {
+            if subjects.get(kind).is_some_and(|s| !s.is_empty()) {
+                wheel.extend(std::iter::repeat_n(*kind, *weight));
+            }
+        }
+        if wheel.is_empty() {
+            return Err("the mix names no kind the account has objects of".into());
+        }
+        // Interleave the kinds (a deterministic shuffle) so that any stretch has the mix.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for i in (1..wheel.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            wheel.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        Ok(Events {
+            subjects,
+            wheel,
+            next: AtomicU64::new(0),
+        })
+    }
+
+    /// The next delivery: the next kind of the mix, an object of it, its next `created`.
+    fn next(&self) -> Delivery {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let kind = self.wheel[(seq % self.wheel.len() as u64) as usize];
+        let subjects = &self.subjects[&kind];
+        // Spread over the objects with a multiplicative hash, so consecutive events rarely
+        // touch the same object (which would make them race as real deliveries sometimes do).
+        let index = (seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17) as usize % subjects.len();
+        let subject = &subjects[index];
+        let created = subject.clock.fetch_add(1, Ordering::Relaxed);
+        let body = subject
+            .template
+            .replace(SEQ, &seq.to_string())
+            .replace(CREATED, &created.to_string());
+        Delivery {
+            seq,
+            kind,
+            id: subject.id.clone(),
+            created,
+            body,
+        }
+    }
+
+    fn counts(&self) -> BTreeMap<&'static str, usize> {
+        self.subjects
+            .iter()
+            .map(|(k, s)| (k.name(), s.len()))
+            .collect()
+    }
+}
+
+impl Subject {
+    fn new(kind: Kind, mut object: Value, prefix: &str, start: i64) -> Subject {
+        let id = object["id"].as_str().unwrap_or_default().to_owned();
+        let previous = object["metadata"]["bench_seq"].clone();
+        if !object["metadata"].is_object() {
+            object["metadata"] = json!({});
+        }
+        object["metadata"]["bench_seq"] = json!(SEQ);
+        let event = json!({
+            "id": format!("{prefix}_{SEQ}"),
+            "object": "event",
+            "api_version": sm_stripe::API_VERSION,
+            "created": "@@CREATED@@",
+            "data": {
+                "object": object,
+                "previous_attributes": {"metadata": {"bench_seq": previous}},
+            },
+            "livemode": false,
+            "pending_webhooks": 1,
+            "request": {"id": null, "idempotency_key": null},
+            "type": kind.event_type(),
+        });
+        Subject {
+            id,
+            template: event.to_string(),
+            clock: AtomicI64::new(start),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending
+
+/// What one delivery got.
+struct Answer {
+    status: u16,
+    outcome: String,
+    latency: Duration,
+}
+
+async fn deliver(http: &reqwest::Client, url: &str, delivery: &Delivery) -> Answer {
+    let t = sm_engine::now();
+    let signature = sm_stripe::webhook::signature_header(&[SECRET], t, delivery.body.as_bytes());
+    let started = Instant::now();
+    let answer = async {
+        let response = http
+            .post(url)
+            .header("Content-Type", "application/json; charset=utf-8")
+            .header("Stripe-Signature", signature)
+            .body(delivery.body.clone())
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await?;
+        Ok::<_, reqwest::Error>((status, body))
+    }
+    .await;
+    let latency = started.elapsed();
+    match answer {
+        Ok((status, body)) => Answer {
+            status,
+            outcome: outcome_of(&body),
+            latency,
+        },
+        Err(error) => Answer {
+            status: 0,
+            outcome: format!("network: {error}"),
+            latency,
+        },
+    }
+}
+
+/// `"outcome":"applied"` of a 200's answer, or the error code of a refusal.
+fn outcome_of(body: &[u8]) -> String {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return "unreadable answer".into();
+    };
+    value["outcome"]
+        .as_str()
+        .or_else(|| value["error"]["code"].as_str())
+        .unwrap_or("no outcome")
+        .to_owned()
+}
+
+#[derive(Default)]
+struct Tally {
+    accepted: u64,
+    refused: u64,
+    outcomes: BTreeMap<String, u64>,
+    statuses: BTreeMap<u16, u64>,
+    by_kind: BTreeMap<&'static str, u64>,
+    latencies_us: Vec<u32>,
+}
+
+impl Tally {
+    fn add(&mut self, kind: Kind, answer: &Answer) {
+        *self.statuses.entry(answer.status).or_default() += 1;
+        *self.outcomes.entry(answer.outcome.clone()).or_default() += 1;
+        *self.by_kind.entry(kind.name()).or_default() += 1;
+        if answer.status == 200 {
+            self.accepted += 1;
+        } else {
+            self.refused += 1;
+        }
+        self.latencies_us
+            .push(answer.latency.as_micros().min(u32::MAX as u128) as u32);
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.accepted += other.accepted;
+        self.refused += other.refused;
+        for (k, v) in other.outcomes {
+            *self.outcomes.entry(k).or_default() += v;
+        }
+        for (k, v) in other.statuses {
+            *self.statuses.entry(k).or_default() += v;
+        }
+        for (k, v) in other.by_kind {
+            *self.by_kind.entry(k).or_default() += v;
+        }
+        self.latencies_us.extend(other.latencies_us);
+    }
+}
+
+fn http_client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(usize::MAX)
+        .tcp_nodelay(true)
+        .build()?)
+}
+
+/// C clients, each sending the next delivery as soon as it has an answer, until `until`.
+async fn closed_loop(
+    http: &reqwest::Client,
+    url: &Arc<str>,
+    events: &Arc<Events>,
+    clients: usize,
+    duration: Duration,
+) -> (Tally, Duration) {
+    let started = Instant::now();
+    let until = started + duration;
+    let workers: Vec<_> = (0..clients.max(1))
+        .map(|_| {
+            let (http, url, events) = (http.clone(), url.clone(), events.clone());
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                while Instant::now() < until {
+                    let delivery = events.next();
+                    let answer = deliver(&http, &url, &delivery).await;
+                    tally.add(delivery.kind, &answer);
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut total = Tally::default();
+    for worker in workers {
+        if let Ok(tally) = worker.await {
+            total.merge(tally);
+        }
+    }
+    (total, started.elapsed())
+}
+
+/// A delivery to read back from the mirror after its 200.
+struct Check {
+    table: &'static str,
+    id: String,
+    event_id: String,
+    created: i64,
+    seq: u64,
+    scheduled: Instant,
+}
+
+/// What the read-back found.
+#[derive(Default)]
+struct Checked {
+    verified: u64,
+    /// The row had moved past this delivery (a later event of the same object came first).
+    superseded: u64,
+    missing: u64,
+    first_problem: Option<String>,
+    /// Scheduled send to the moment the read-only connection saw the row.
+    visible_us: Vec<u32>,
+}
+
+/// Reads rows back through a separate read-only connection, on its own thread.
+fn start_checker(
+    database: &Path,
+    account: String,
+) -> Result<(
+    std::sync::mpsc::Sender<Check>,
+    std::thread::JoinHandle<Checked>,
+)> {
+    let db = rusqlite::Connection::open_with_flags(
+        database,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    db.busy_timeout(Duration::from_secs(5))?;
+    let (send, receive) = std::sync::mpsc::channel::<Check>();
+    let handle = std::thread::Builder::new()
+        .name("bench-checker".into())
+        .spawn(move || {
+            let mut checked = Checked::default();
+            for check in receive {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                loop {
+                    let row: Option<(i64, Option<String>)> = db
+                        .prepare_cached(&format!(
+                            "SELECT version, json_extract(data, '$.metadata.bench_seq') FROM {} WHERE account_id = ?1 AND id = ?2",
+                            check.table
+                        ))
+                        .and_then(|mut s| {
+                            s.query_row(rusqlite::params![account, check.id], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })
+                        })
+                        .ok();
+                    let event_kept = db
+                        .prepare_cached("SELECT 1 FROM events WHERE account_id = ?1 AND id = ?2")
+                        .and_then(|mut s| {
+                            s.query_row(rusqlite::params![account, check.event_id], |_| Ok(()))
+                        })
+                        .is_ok();
+                    let seen = match &row {
+                        Some((version, seq)) if *version == check.created => {
+                            if seq.as_deref() == Some(check.seq.to_string().as_str()) {
+                                Some(false)
+                            } else {
+                                checked.first_problem.get_or_insert_with(|| {
+                                    format!(
+                                        "{} {}: version {version} holds bench_seq {seq:?}, not {}",
+                                        check.table, check.id, check.seq
+                                    )
+                                });
+                                None
+                            }
+                        }
+                        Some((version, _)) if *version > check.created => Some(true),
+                        _ => None,
+                    };
+                    match (seen, event_kept) {
+                        (Some(superseded), true) => {
+                            checked.visible_us.push(
+                                check.scheduled.elapsed().as_micros().min(u32::MAX as u128) as u32,
+                            );
+                            if superseded {
+                                checked.superseded += 1;
+                            } else {
+                                checked.verified += 1;
+                            }
+                            break;
+                        }
+                        _ if Instant::now() > deadline => {
+                            checked.missing += 1;
+                            checked.first_problem.get_or_insert_with(|| {
+                                format!(
+                                    "{} {} (event {}): not visible 2 s after its 200 (row {row:?}, event kept {event_kept})",
+                                    check.table, check.id, check.event_id
+                                )
+                            });
+                            break;
+                        }
+                        _ => std::thread::sleep(Duration::from_millis(1)),
+                    }
+                }
+            }
+            checked
+        })?;
+    Ok((send, handle))
+}
+
+/// Deliveries at `rate` per second on a fixed schedule (not waiting for answers), for
+/// `duration`; every `verify_every`-th is read back after its 200.
+async fn open_loop(
+    http: &reqwest::Client,
+    url: &Arc<str>,
+    events: &Arc<Events>,
+    rate: f64,
+    duration: Duration,
+    checker: Option<(std::sync::mpsc::Sender<Check>, u64)>,
+) -> (Tally, Duration, u64) {
+    let count = (rate * duration.as_secs_f64()).round() as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut late = 0u64;
+    let mut tasks = Vec::with_capacity(count as usize);
+    for n in 0..count {
+        let scheduled = started + interval.mul_f64(n as f64);
+        let now = Instant::now();
+        if scheduled > now {
+            tokio::time::sleep_until(scheduled.into()).await;
+        } else if now - scheduled > Duration::from_millis(1) {
+            late += 1;
+        }
+        let delivery = events.next();
+        let (http, url, tally) = (http.clone(), url.clone(), tally.clone());
+        let check = checker.as_ref().and_then(|(send, every)| {
+            (n % every == 0)
+                .then(|| delivery.kind.table().map(|t| (send.clone(), t)))
+                .flatten()
+        });
+        tasks.push(tokio::spawn(async move {
+            let mut answer = deliver(&http, &url, &delivery).await;
+            // From the scheduled send, so that a sender falling behind shows as latency.
+            answer.latency = scheduled.elapsed();
+            if let Some((send, table)) = check
+                && answer.status == 200
+            {
+                let _ = send.send(Check {
+                    table,
+                    id: delivery.id.clone(),
+                    event_id: event_id_of(&delivery.body).to_owned(),
+                    created: delivery.created,
+                    seq: delivery.seq,
+                    scheduled,
+                });
+            }
+            tally.lock().add(delivery.kind, &answer);
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let elapsed = started.elapsed();
+    let tally = std::mem::take(&mut *tally.lock());
+    (tally, elapsed, late)
+}
+
+/// The event id at the start of a rendered body (`{"id":"evt_…",`).
+fn event_id_of(body: &str) -> &str {
+    body.strip_prefix("{\"id\":\"")
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenarios
+
+fn scenario(common: Common, which: Scenario) -> Result<()> {
+    let name = match which {
+        Scenario::Throughput => "throughput",
+        Scenario::Latency => "latency",
+    };
+    let setup = setup(&common)?;
+    println!(
+        "intake {name}: account {} of {} customers mirrored into {} and `serve` on {} in {:.1} s; subjects {:?}; {} cores, {} server / {} client threads{}",
+        setup.connection.account_id,
+        common.scale,
+        setup.database.display(),
+        setup.url,
+        setup.setup_secs,
+        setup.events.counts(),
+        cores(),
+        common.server_threads,
+        common.client_threads,
+        load_note()
+    );
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(common.client_threads.max(1))
+        .thread_name(CLIENT_THREAD)
+        .enable_all()
+        .build()?;
+    let http = http_client()?;
+    let url: Arc<str> = setup.url.as_str().into();
+    let events = setup.events.clone();
+    let mut result = match which {
+        Scenario::Throughput => {
+            if common.warmup > 0.0 {
+                clients.block_on(closed_loop(
+                    &http,
+                    &url,
+                    &events,
+                    common.clients,
+                    secs(common.warmup),
+                ));
+            }
+            let before = Usage::now();
+            let (tally, elapsed) = clients.block_on(closed_loop(
+                &http,
+                &url,
+                &events,
+                common.clients,
+                secs(common.duration),
+            ));
+            let usage = Usage::now().since(&before);
+            report_throughput(&common, tally, elapsed, &usage)
+        }
+        Scenario::Latency => {
+            if common.warmup > 0.0 {
+                clients.block_on(open_loop(
+                    &http,
+                    &url,
+                    &events,
+                    common.rate,
+                    secs(common.warmup),
+                    None,
+                ));
+            }
+            let (send, checker) =
+                start_checker(&setup.database, setup.connection.account_id.clone())?;
+            let every = if common.verify > 0.0 {
+                (1.0 / common.verify).round().max(1.0) as u64
+            } else {
+                u64::MAX
+            };
+            let before = Usage::now();
+            let (tally, elapsed, late) = clients.block_on(open_loop(
+                &http,
+                &url,
+                &events,
+                common.rate,
+                secs(common.duration),
+                Some((send, every)),
+            ));
+            let usage = Usage::now().since(&before);
+            let checked = checker.join().map_err(|_| "the checker panicked")?;
+            report_latency(&common, tally, elapsed, late, checked, &usage)
+        }
+    };
+    drop(clients);
+    let database_bytes = ["", "-wal"]
+        .iter()
+        .map(|s| {
+            std::fs::metadata(format!("{}{s}", setup.database.display())).map_or(0, |m| m.len())
+        })
+        .sum::<u64>();
+    setup.stop();
+    result["database_bytes"] = json!(database_bytes);
+    println!("{result}");
+    Ok(())
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[at.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+fn report_throughput(common: &Common, tally: Tally, elapsed: Duration, usage: &Usage) -> Value {
+    let secs = elapsed.as_secs_f64();
+    let rate = tally.accepted as f64 / secs;
+    let mut latencies = tally.latencies_us.clone();
+    latencies.sort_unstable();
+    println!(
+        "  {} clients for {secs:.1} s: {} deliveries accepted (200) = {rate:.0} events/s — goal ≥ {GOAL_EVENTS_PER_SEC:.0}/s: ratio {:.2}; {} refused",
+        common.clients,
+        tally.accepted,
+        rate / GOAL_EVENTS_PER_SEC,
+        tally.refused
+    );
+    println!(
+        "  outcomes: {}; statuses: {}; kinds sent: {}",
+        show(&tally.outcomes),
+        show(&tally.statuses),
+        show(&tally.by_kind)
+    );
+    println!(
+        "  latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0)
+    );
+    usage.print(secs, tally.accepted);
+    json!({
+        "bench": "intake-throughput",
+        "clients": common.clients,
+        "secs": round(secs, 3),
+        "accepted": tally.accepted,
+        "refused": tally.refused,
+        "events_per_sec": round(rate, 1),
+        "goal_events_per_sec": GOAL_EVENTS_PER_SEC,
+        "ratio_to_goal": round(rate / GOAL_EVENTS_PER_SEC, 3),
+        "outcomes": tally.outcomes,
+        "statuses": tally.statuses.iter().map(|(s, n)| (s.to_string(), *n)).collect::<BTreeMap<_, _>>(),
+        "kinds": tally.by_kind,
+        "p50_ms": round(percentile(&latencies, 0.5), 3),
+        "p90_ms": round(percentile(&latencies, 0.9), 3),
+        "p99_ms": round(percentile(&latencies, 0.99), 3),
+        "max_ms": round(percentile(&latencies, 1.0), 3),
+        "cpu": usage.json(secs, tally.accepted),
+    })
+}
+
+fn report_latency(
+    common: &Common,
+    tally: Tally,
+    elapsed: Duration,
+    late: u64,
+    checked: Checked,
+    usage: &Usage,
+) -> Value {
+    let secs = elapsed.as_secs_f64();
+    let sent = tally.accepted + tally.refused;
+    let mut latencies = tally.latencies_us.clone();
+    latencies.sort_unstable();
+    let mut visible = checked.visible_us.clone();
+    visible.sort_unstable();
+    let p99 = percentile(&latencies, 0.99);
+    println!(
+        "  {sent} deliveries scheduled at {:.0}/s over {secs:.1} s ({:.0}/s achieved; {late} sent more than 1 ms late): {} accepted, {} refused",
+        common.rate,
+        sent as f64 / secs,
+        tally.accepted,
+        tally.refused
+    );
+    println!(
+        "  scheduled send → 200 (after the commit): p50 {:.2} ms, p90 {:.2} ms, p99 {p99:.2} ms, max {:.2} ms — goal p99 < {GOAL_P99_MS:.0} ms: ratio {:.3}",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 1.0),
+        p99 / GOAL_P99_MS
+    );
+    println!(
+        "  read back through a read-only connection ({} of every {:.0}): {} exact, {} already moved on by a later event, {} not visible{}; scheduled send → seen there p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        1,
+        (1.0 / common.verify.max(1e-9)).round(),
+        checked.verified,
+        checked.superseded,
+        checked.missing,
+        checked
+            .first_problem
+            .as_deref()
+            .map(|p| format!(" (first problem: {p})"))
+            .unwrap_or_default(),
+        percentile(&visible, 0.5),
+        percentile(&visible, 0.99),
+        percentile(&visible, 1.0)
+    );
+    println!(
+        "  outcomes: {}; statuses: {}",
+        show(&tally.outcomes),
+        show(&tally.statuses)
+    );
+    usage.print(secs, tally.accepted);
+    json!({
+        "bench": "intake-latency",
+        "rate": common.rate,
+        "secs": round(secs, 3),
+        "sent": sent,
+        "late_sends": late,
+        "accepted": tally.accepted,
+        "refused": tally.refused,
+        "p50_ms": round(percentile(&latencies, 0.5), 3),
+        "p90_ms": round(percentile(&latencies, 0.9), 3),
+        "p99_ms": round(p99, 3),
+        "max_ms": round(percentile(&latencies, 1.0), 3),
+        "goal_p99_ms": GOAL_P99_MS,
+        "ratio_to_goal": round(p99 / GOAL_P99_MS, 4),
+        "verified": checked.verified,
+        "superseded": checked.superseded,
+        "not_visible": checked.missing,
+        "first_problem": checked.first_problem,
+        "visible_p50_ms": round(percentile(&visible, 0.5), 3),
+        "visible_p99_ms": round(percentile(&visible, 0.99), 3),
+        "visible_max_ms": round(percentile(&visible, 1.0), 3),
+        "outcomes": tally.outcomes,
+        "statuses": tally.statuses.iter().map(|(s, n)| (s.to_string(), *n)).collect::<BTreeMap<_, _>>(),
+        "cpu": usage.json(secs, tally.accepted),
+    })
+}
+
+fn show<K: std::fmt::Display>(map: &BTreeMap<K, u64>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU per side, from /proc
+
+/// CPU ticks per side and of the whole machine.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    server: u64,
+    clients: u64,
+    emulator: u64,
+    process: u64,
+    machine_busy: u64,
+    machine_total: u64,
+}
+
+impl Usage {
+    fn now() -> Usage {
+        let (machine_busy, machine_total) = machine_ticks();
+        Usage {
+            server: thread_ticks(SERVER_THREAD),
+            clients: thread_ticks(CLIENT_THREAD),
+            emulator: thread_ticks(EMULATOR_THREAD),
+            process: process_ticks(),
+            machine_busy,
+            machine_total,
+        }
+    }
+
+    fn since(&self, before: &Usage) -> Usage {
+        Usage {
+            server: self.server.saturating_sub(before.server),
+            clients: self.clients.saturating_sub(before.clients),
+            emulator: self.emulator.saturating_sub(before.emulator),
+            process: self.process.saturating_sub(before.process),
+            machine_busy: self.machine_busy.saturating_sub(before.machine_busy),
+            machine_total: self.machine_total.saturating_sub(before.machine_total),
+        }
+    }
+
+    fn cores(ticks: u64, secs: f64) -> f64 {
+        ticks as f64 / TICKS_PER_SECOND / secs.max(1e-9)
+    }
+
+    fn print(&self, secs: f64, accepted: u64) {
+        let rest = self.machine_busy.saturating_sub(self.process);
+        println!(
+            "  CPU (cores busy): server {:.2} ({:.0} µs per accepted event), clients {:.2}, emulator {:.2}, this process {:.2}, rest of the machine {:.2}; load average {:.2}",
+            Usage::cores(self.server, secs),
+            self.server as f64 / TICKS_PER_SECOND * 1e6 / accepted.max(1) as f64,
+            Usage::cores(self.clients, secs),
+            Usage::cores(self.emulator, secs),
+            Usage::cores(self.process, secs),
+            Usage::cores(rest, secs),
+            load_average()
+        );
+    }
+
+    fn json(&self, secs: f64, accepted: u64) -> Value {
+        json!({
+            "server_cores": round(Usage::cores(self.server, secs), 3),
+            "server_us_per_event": round(self.server as f64 / TICKS_PER_SECOND * 1e6 / accepted.max(1) as f64, 1),
+            "client_cores": round(Usage::cores(self.clients, secs), 3),
+            "emulator_cores": round(Usage::cores(self.emulator, secs), 3),
+            "process_cores": round(Usage::cores(self.process, secs), 3),
+            "rest_of_machine_cores": round(Usage::cores(self.machine_busy.saturating_sub(self.process), secs), 3),
+            "load_average": load_average(),
+        })
+    }
+}
+
+/// utime + stime of a `/proc/…/stat` file's text.
+fn stat_ticks(stat: &str) -> u64 {
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> u64 { fields.get(n).and_then(|f| f.parse().ok()).unwrap_or(0) };
+    field(11) + field(12)
+}
+
+fn process_ticks() -> u64 {
+    stat_ticks(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// CPU ticks of this process's threads whose name starts with `prefix`.
+fn thread_ticks(prefix: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.trim_end().starts_with(prefix))
+        })
+        .map(|task| {
+            stat_ticks(&std::fs::read_to_string(task.path().join("stat")).unwrap_or_default())
+        })
+        .sum()
+}
+
+/// Busy and total ticks of the whole machine (all cores), from /proc/stat.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = values.iter().take(8).sum();
+    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn load_note() -> String {
+    format!("; load average {:.2}", load_average())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
+fn secs(value: f64) -> Duration {
+    Duration::from_secs_f64(value.max(0.0))
+}
+
+fn round(value: f64, places: i32) -> f64 {
+    let factor = 10f64.powi(places);
+    (value * factor).round() / factor
+}
