@@ -128,17 +128,19 @@ impl Intake {
         if let Some((resource, version, deleted, parent)) = change {
             let object = &event["data"]["object"];
             let mut refetched: Option<Value> = None;
-            let known = applier
-                .known(resource.table, std::slice::from_ref(object))
-                .await?;
             let id = object["id"].as_str().unwrap_or_default().to_owned();
             let connection = run.connection.clone();
             let table = resource.table;
+            let lookup = id.clone();
+            // One read of the stored version serves both the ordering decision and "is it known".
             let stored = run
-                .store(move |store| store.versions(&connection, table, std::slice::from_ref(&id)))
+                .store(move |store| {
+                    store.versions(&connection, table, std::slice::from_ref(&lookup))
+                })
                 .await?
                 .into_values()
                 .next();
+            let known: HashSet<String> = stored.map(|_| id.clone()).into_iter().collect();
             match stored {
                 Some(stored) if version < stored.version => outcome = Outcome::Stale,
                 Some(stored) if version == stored.version && deleted && stored.deleted => {

@@ -589,7 +589,6 @@ async fn run_phases(
         // the backfill are replayed from there.
         let first = !planned;
         let plan = plan_windows(
-            run,
             readable,
             record.start_date.unwrap_or(STRIPE_EPOCH),
             server_now,
@@ -713,7 +712,7 @@ fn parse_scope(scope: &str) -> Option<(&'static Resource, usize)> {
 
 /// One window per top-level list pass, covering `[start, end)`; per-customer lists are planned
 /// once customers are in.
-fn plan_windows(_run: &Run, readable: &HashSet<&'static str>, start: i64, end: i64) -> Vec<Window> {
+fn plan_windows(readable: &HashSet<&'static str>, start: i64, end: i64) -> Vec<Window> {
     let mut plan = Vec::new();
     for resource in RESOURCES
         .iter()
@@ -753,7 +752,7 @@ async fn backfill(
         })
         .cloned()
         .collect();
-    announce(run, &windows, readable, "backfill");
+    announce(run, readable, "backfill");
     run_windows(run, readable, pending, concurrency).await;
     if run.stopped() {
         return Ok(());
@@ -821,7 +820,7 @@ async fn backfill(
     Ok(())
 }
 
-fn announce(run: &Run, _windows: &[Window], readable: &HashSet<&'static str>, phase: &str) {
+fn announce(run: &Run, readable: &HashSet<&'static str>, phase: &str) {
     for resource in RESOURCES
         .iter()
         .filter(|r| readable.contains(r.table) && r.source == Source::List)
