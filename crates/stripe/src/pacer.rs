@@ -134,9 +134,9 @@ impl Pacer {
                 .or_insert_with(|| Gcra::new(self.endpoint_rate))
                 .reserve(now)
         };
-        tokio::time::sleep_until(at).await;
+        wait_until(at).await;
         let at = self.global.lock().reserve(Instant::now());
-        tokio::time::sleep_until(at).await;
+        wait_until(at).await;
     }
 
     /// Holds every request of the account back for `delay` (after a global rate-limit answer).
@@ -152,6 +152,15 @@ impl Pacer {
             .entry(endpoint.to_owned())
             .or_insert_with(|| Gcra::new(self.endpoint_rate))
             .hold_until(until);
+    }
+}
+
+/// Sleeps until `at`, unless it has come: tokio's timer rounds a deadline up to its next
+/// millisecond tick, so sleeping until a moment already past would still cost about a
+/// millisecond per request.
+async fn wait_until(at: Instant) {
+    if at > Instant::now() {
+        tokio::time::sleep_until(at).await;
     }
 }
 
