@@ -11,6 +11,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ErrorKind, snippet};
@@ -215,6 +216,67 @@ pub struct Page {
     pub server_time: Option<i64>,
 }
 
+/// A list page as [`Client::get_list`] and [`ListCursor::next_raw_page`] give it: each object
+/// as the JSON text Stripe sent.
+#[derive(Debug)]
+pub struct RawPage {
+    /// The objects, in Stripe's order (newest first).
+    pub data: Vec<Box<RawValue>>,
+    /// More objects follow this page.
+    pub has_more: bool,
+    /// The list's `url` field (`/v1/customers`).
+    pub url: Option<String>,
+    /// The `Request-Id` of the answer.
+    pub request_id: Option<String>,
+    /// Stripe's clock when it answered (the `Date` header), unix seconds.
+    pub server_time: Option<i64>,
+}
+
+/// The body of a list answer, objects unparsed.
+#[derive(serde::Deserialize)]
+struct RawList {
+    data: Vec<Box<RawValue>>,
+    #[serde(default)]
+    has_more: bool,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+/// Parses a JSON body into a tree.
+fn json(body: &[u8]) -> serde_json::Result<Value> {
+    serde_json::from_slice(body)
+}
+
+fn raw_list(body: &[u8]) -> serde_json::Result<RawList> {
+    serde_json::from_slice(body)
+}
+
+/// The `id` of an object given as JSON text.
+pub fn raw_id(object: &RawValue) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    serde_json::from_str::<Id>(object.get()).ok().map(|o| o.id)
+}
+
+impl RawPage {
+    fn new(list: RawList, raw: &RawResponse) -> RawPage {
+        RawPage {
+            data: list.data,
+            has_more: list.has_more,
+            url: list.url,
+            request_id: raw.request_id.clone(),
+            server_time: raw.server_time,
+        }
+    }
+
+    /// The `id` of the page's last object.
+    pub fn last_id(&self) -> Option<String> {
+        raw_id(self.data.last()?)
+    }
+}
+
 impl Page {
     /// The `id` of the page's last object.
     pub fn last_id(&self) -> Option<&str> {
@@ -374,11 +436,7 @@ impl Client {
 
     /// `GET path?params` and the JSON answer.
     pub async fn get(&self, path: &str, params: &[(String, String)]) -> Result<Value, ClientError> {
-        Ok(self
-            .execute(Method::Get, path, params, None, true)
-            .await?
-            .1
-            .unwrap_or(Value::Null))
+        Ok(self.execute(Method::Get, path, params, None, json).await?.1)
     }
 
     /// `GET path?params`: the JSON answer and Stripe's clock when it answered (`Date`).
@@ -387,8 +445,21 @@ impl Client {
         path: &str,
         params: &[(String, String)],
     ) -> Result<(Value, Option<i64>), ClientError> {
-        let (raw, value) = self.execute(Method::Get, path, params, None, true).await?;
-        Ok((value.unwrap_or(Value::Null), raw.server_time))
+        let (raw, value) = self.execute(Method::Get, path, params, None, json).await?;
+        Ok((value, raw.server_time))
+    }
+
+    /// One page of a list (`GET path?params`), its objects left as JSON text: what the mirror
+    /// stores, without building a tree of every object.
+    pub async fn get_list(
+        &self,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<RawPage, ClientError> {
+        let (raw, list) = self
+            .execute(Method::Get, path, params, None, raw_list)
+            .await?;
+        Ok(RawPage::new(list, &raw))
     }
 
     /// `GET path?params` and the answer's raw body, status and `Request-Id`, unparsed.
@@ -398,7 +469,7 @@ impl Client {
         params: &[(String, String)],
     ) -> Result<RawResponse, ClientError> {
         Ok(self
-            .execute(Method::Get, path, params, None, false)
+            .execute(Method::Get, path, params, None, |_| Ok(()))
             .await?
             .0)
     }
@@ -430,19 +501,14 @@ impl Client {
             ));
         }
         Ok(self
-            .execute(Method::Post, path, params, Some(idempotency_key), true)
+            .execute(Method::Post, path, params, Some(idempotency_key), json)
             .await?
-            .1
-            .unwrap_or(Value::Null))
+            .1)
     }
 
     /// `DELETE path` and the JSON answer (`{"id":…,"deleted":true}`).
     pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
-        Ok(self
-            .execute(Method::Delete, path, &[], None, true)
-            .await?
-            .1
-            .unwrap_or(Value::Null))
+        Ok(self.execute(Method::Delete, path, &[], None, json).await?.1)
     }
 
     /// Pages through a list endpoint, `limit=100` unless `params` set a limit. A `starting_after` in
@@ -459,15 +525,16 @@ impl Client {
         }
     }
 
-    /// One call with pacing and retries. Returns the raw answer and, when `want_json`, its JSON.
-    async fn execute(
+    /// One call with pacing and retries. Returns the raw answer and what `parse` made of a 2xx
+    /// body (a truncated body is retried like a network error).
+    async fn execute<T>(
         &self,
         method: Method,
         path: &str,
         params: &[(String, String)],
         idempotency_key: Option<&str>,
-        want_json: bool,
-    ) -> Result<(RawResponse, Option<Value>), ClientError> {
+        parse: impl Fn(&[u8]) -> serde_json::Result<T>,
+    ) -> Result<(RawResponse, T), ClientError> {
         let inner = &*self.inner;
         let url = self.url(path);
         let encoded = form::encode(params);
@@ -533,20 +600,21 @@ impl Client {
                         server_time,
                     };
                     if (200..300).contains(&status) {
-                        if !want_json {
-                            return Ok((raw, None));
-                        }
-                        match serde_json::from_slice::<Value>(&raw.body) {
-                            Ok(value) => return Ok((raw, Some(value))),
+                        match parse(&raw.body) {
+                            Ok(value) => return Ok((raw, value)),
                             Err(e) if e.is_eof() && !raw.body.is_empty() && can_retry => {
                                 tracing::debug!(method = method.as_str(), url = %shown_url, "truncated JSON body; retrying");
                                 None
                             }
-                            Err(_) => {
+                            Err(e) => {
                                 return Err(ClientError::InvalidBody {
                                     url: shown_url,
                                     status,
-                                    what: "a body that is not valid JSON".to_owned(),
+                                    what: if e.is_data() {
+                                        format!("JSON of an unexpected shape ({e})")
+                                    } else {
+                                        "a body that is not valid JSON".to_owned()
+                                    },
                                     snippet: snippet(&raw.body),
                                     request_id: raw.request_id,
                                 });
@@ -788,6 +856,26 @@ impl ListCursor {
 
     /// The next page, or `None` once the list is exhausted.
     pub async fn next_page(&mut self) -> Result<Option<Page>, ClientError> {
+        let Some(page) = self.next_raw_page().await? else {
+            return Ok(None);
+        };
+        let data = page
+            .data
+            .iter()
+            .map(|object| serde_json::from_str(object.get()))
+            .collect::<serde_json::Result<Vec<Value>>>()
+            .expect("text that parsed as JSON parses again");
+        Ok(Some(Page {
+            data,
+            has_more: page.has_more,
+            url: page.url,
+            request_id: page.request_id,
+            server_time: page.server_time,
+        }))
+    }
+
+    /// The next page with its objects as JSON text, or `None` once the list is exhausted.
+    pub async fn next_raw_page(&mut self) -> Result<Option<RawPage>, ClientError> {
         if self.done {
             return Ok(None);
         }
@@ -797,43 +885,17 @@ impl ListCursor {
             Cursor::After(id) => params.push(("starting_after".to_owned(), id.clone())),
             Cursor::Before(id) => params.push(("ending_before".to_owned(), id.clone())),
         }
-        let (raw, value) = self
+        let (raw, list) = self
             .client
-            .execute(Method::Get, &self.path, &params, None, true)
+            .execute(Method::Get, &self.path, &params, None, raw_list)
             .await?;
-        let url = self.client.url(&self.path);
-        let shape_error = |what: &str| ClientError::InvalidBody {
-            url: url.clone(),
-            status: raw.status,
-            what: what.to_owned(),
-            snippet: snippet(&raw.body),
-            request_id: raw.request_id.clone(),
-        };
-        let Some(Value::Object(mut list)) = value else {
-            return Err(shape_error("something other than a list object"));
-        };
-        let Some(Value::Array(data)) = list.remove("data") else {
-            return Err(shape_error("a list without a data array"));
-        };
-        let has_more = list
-            .get("has_more")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let page = Page {
-            data,
-            has_more,
-            url: list.get("url").and_then(Value::as_str).map(str::to_owned),
-            request_id: raw.request_id.clone(),
-            server_time: raw.server_time,
-        };
+        let page = RawPage::new(list, &raw);
         let next = match self.cursor {
             Cursor::Before(_) => page.data.first(),
             _ => page.data.last(),
         }
-        .and_then(|o| o.get("id"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-        match (has_more, next) {
+        .and_then(|object| raw_id(object));
+        match (page.has_more, next) {
             (true, Some(id)) => {
                 self.cursor = match self.cursor {
                     Cursor::Before(_) => Cursor::Before(id),
@@ -841,7 +903,13 @@ impl ListCursor {
                 }
             }
             (true, None) if !page.data.is_empty() => {
-                return Err(shape_error("a list whose objects have no id to page on"));
+                return Err(ClientError::InvalidBody {
+                    url: self.client.url(&self.path),
+                    status: raw.status,
+                    what: "a list whose objects have no id to page on".to_owned(),
+                    snippet: snippet(&raw.body),
+                    request_id: raw.request_id.clone(),
+                });
             }
             _ => self.done = true,
         }

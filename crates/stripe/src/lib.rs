@@ -15,7 +15,7 @@ pub mod webhook;
 /// the mirror's object shapes are checked against.
 pub const API_VERSION: &str = "2023-08-16";
 
-pub use client::{Client, ClientConfig, ClientError, ListCursor, Page};
+pub use client::{Client, ClientConfig, ClientError, ListCursor, Page, RawPage};
 pub use error::{ApiError, AuthFailure, ErrorKind};
 pub use key::{ApiKey, KeyError, KeyKind, Mode};
 pub use pacer::{Pacer, PacerRegistry};
