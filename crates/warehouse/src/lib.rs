@@ -237,6 +237,8 @@ pub struct StoredRow {
     pub id: String,
     pub deleted: bool,
     pub data: serde_json::Value,
+    /// The ordering version it was written with.
+    pub version: i64,
 }
 
 /// The mirror's storage. Both backends pass the same test suite (`tests/suite.rs`).
@@ -286,6 +288,13 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<String>>;
     /// Every row of a table for a connection (deleted included), for comparisons and exports.
     fn rows(&self, connection: &Connection, table: &str) -> Result<Vec<StoredRow>>;
+    /// The rows of a table with these ids (deleted included; ids not stored are left out).
+    fn rows_by_id(
+        &self,
+        connection: &Connection,
+        table: &str,
+        ids: &[String],
+    ) -> Result<Vec<StoredRow>>;
     /// (live rows, deleted rows) of a table.
     fn count(&self, connection: &Connection, table: &str) -> Result<(u64, u64)>;
     /// Events kept for a connection, newest first.

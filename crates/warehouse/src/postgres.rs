@@ -507,6 +507,17 @@ fn read_account(row: &postgres::Row) -> std::result::Result<AccountRecord, postg
     })
 }
 
+/// `id, deleted, data, version` of a mirrored row.
+fn read_stored_row(row: &postgres::Row) -> std::result::Result<StoredRow, postgres::Error> {
+    let data: String = row.try_get(2)?;
+    Ok(StoredRow {
+        id: row.try_get(0)?,
+        deleted: row.try_get(1)?,
+        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+        version: row.try_get(3)?,
+    })
+}
+
 fn read_run(row: &postgres::Row) -> std::result::Result<RunRecord, postgres::Error> {
     let counts: String = row.try_get(7)?;
     Ok(RunRecord {
@@ -1217,21 +1228,36 @@ impl Store for PostgresStore {
                 statements,
                 client,
                 &format!(
-                    "SELECT id, deleted, data::text FROM {} WHERE account_id = $1 AND livemode = $2 ORDER BY id",
+                    "SELECT id, deleted, data::text, version FROM {} WHERE account_id = $1 AND livemode = $2 ORDER BY id",
                     ident(table_name)
                 ),
             )?;
             let rows = client.query(&select, &[&c.account_id, &c.livemode])?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                let data: String = row.try_get(2)?;
-                out.push(StoredRow {
-                    id: row.try_get(0)?,
-                    deleted: row.try_get(1)?,
-                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-                });
-            }
-            Ok(out)
+            Ok(rows.iter().map(read_stored_row).collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
+    fn rows_by_id(
+        &self,
+        c: &Connection,
+        table_name: &str,
+        ids: &[String],
+    ) -> Result<Vec<StoredRow>> {
+        checked_table(table_name)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(|client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                &format!(
+                    "SELECT id, deleted, data::text, version FROM {} WHERE account_id = $1 AND livemode = $2 AND id = ANY($3)",
+                    ident(table_name)
+                ),
+            )?;
+            let rows = client.query(&select, &[&c.account_id, &c.livemode, &ids])?;
+            Ok(rows.iter().map(read_stored_row).collect::<std::result::Result<_, _>>()?)
         })
     }
 

@@ -1,11 +1,20 @@
 //! The SQLite backend: one file, WAL mode, one connection behind a mutex (SQLite has one writer
 //! anyway). Typed columns are virtual generated columns over `json_extract(data, …)`.
+//!
+//! Batches applied side by side share one transaction (group commit): each is written inside a
+//! savepoint of its own, and the last of the writers waiting for the connection commits for all
+//! of them. A commit writes every page it touched to the WAL, so a hundred small commits cost
+//! far more than one big one; each caller still returns only after its batch is committed.
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use rusqlite::{OptionalExtension, params};
+
+mod checkpointer;
 
 use crate::schema::{ColumnType, TABLES, table};
 use crate::{
@@ -16,7 +25,44 @@ use crate::{
 /// A mirror in a SQLite file.
 pub struct SqliteStore {
     path: String,
-    db: Mutex<rusqlite::Connection>,
+    db: Mutex<Db>,
+    /// Batches waiting for the connection: while there are some, a batch written leaves the
+    /// transaction open for them.
+    appliers_waiting: AtomicUsize,
+    /// Signalled after each group commit.
+    committed: Condvar,
+    /// Copies the log into the file off the write path (the connection's own checkpoints are
+    /// off); declared last, so its connection closes last and leaves no log behind.
+    _checkpointer: checkpointer::Checkpointer,
+}
+
+/// A group stops taking batches at this many rows (memory of the open transaction, and how
+/// long its first batch waits).
+const GROUP_MAX_ROWS: usize = 20_000;
+
+/// The connection and the group transaction open on it.
+struct Db {
+    conn: rusqlite::Connection,
+    /// The open group: its number and the rows written in it so far.
+    group: Option<(u64, usize)>,
+    /// The last group number handed out, and the last one ended (committed or failed).
+    last_group: u64,
+    ended_group: u64,
+    /// Groups whose commit failed lately, with the error (their batches are lost).
+    failed_groups: Vec<(u64, String)>,
+}
+
+impl Deref for Db {
+    type Target = rusqlite::Connection;
+    fn deref(&self) -> &rusqlite::Connection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Db {
+    fn deref_mut(&mut self) -> &mut rusqlite::Connection {
+        &mut self.conn
+    }
 }
 
 fn db_error(error: rusqlite::Error) -> StoreError {
@@ -149,18 +195,80 @@ impl SqliteStore {
             target: path.into(),
             detail: e.to_string(),
         })?;
+        let unavailable = |e: rusqlite::Error| StoreError::Unavailable {
+            target: path.into(),
+            detail: e.to_string(),
+        };
+        Self::configure(&db, path)?;
+        let checkpointer =
+            checkpointer::Checkpointer::start(Path::new(path)).map_err(unavailable)?;
         let store = SqliteStore {
             path: path.into(),
-            db: Mutex::new(db),
+            db: Mutex::new(Db {
+                conn: db,
+                group: None,
+                last_group: 0,
+                ended_group: 0,
+                failed_groups: Vec::new(),
+            }),
+            appliers_waiting: AtomicUsize::new(0),
+            committed: Condvar::new(),
+            _checkpointer: checkpointer,
         };
         store.migrate()?;
         Ok(store)
     }
 
+    /// Sets the connection up: WAL, and its own checkpoints off (see `checkpointer.rs`).
+    fn configure(db: &rusqlite::Connection, path: &str) -> Result<()> {
+        // A 32 MiB page cache keeps the indexes' upper levels in memory through a backfill.
+        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")
+            .map_err(|e| StoreError::Unavailable { target: path.into(), detail: e.to_string() })
+    }
+
+    /// The connection for a read: it sees the open group's rows, which are about to commit.
+    fn reader(&self) -> MutexGuard<'_, Db> {
+        self.db.lock()
+    }
+
+    /// The connection for a write of its own: the open group is committed first, so that the
+    /// write commits when it says so.
+    fn writer(&self) -> Result<MutexGuard<'_, Db>> {
+        let mut db = self.db.lock();
+        self.end_group(&mut db)?;
+        Ok(db)
+    }
+
+    /// Commits the open group, if any, and wakes the batches waiting for it.
+    fn end_group(&self, db: &mut Db) -> Result<()> {
+        let Some((group, _)) = db.group.take() else {
+            return Ok(());
+        };
+        let result = db.execute_batch("COMMIT").map_err(db_error);
+        match &result {
+            Ok(()) => self.group_ended(db, group, None),
+            Err(error) => {
+                let _ = db.execute_batch("ROLLBACK");
+                self.group_ended(db, group, Some(error.to_string()));
+            }
+        }
+        result
+    }
+
+    /// Records how a group ended and wakes its batches.
+    fn group_ended(&self, db: &mut Db, group: u64, failure: Option<String>) {
+        if let Some(failure) = failure {
+            if db.failed_groups.len() >= 16 {
+                db.failed_groups.remove(0);
+            }
+            db.failed_groups.push((group, failure));
+        }
+        db.ended_group = group;
+        self.committed.notify_all();
+    }
+
     fn migrate(&self) -> Result<()> {
-        let db = self.db.lock();
-        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
-            .map_err(|e| StoreError::Unavailable { target: self.path.clone(), detail: e.to_string() })?;
+        let db = self.writer()?;
         db.execute_batch(SYSTEM_TABLES).map_err(db_error)?;
         let found: Option<i64> = db
             .query_row(
@@ -179,7 +287,7 @@ impl SqliteStore {
                 supported: SCHEMA_VERSION,
             });
         }
-        let mut ddl = String::from("BEGIN;\n");
+        let mut ddl = String::from("BEGIN IMMEDIATE;\n");
         for t in TABLES {
             ddl.push_str(&create_table_sql(t));
         }
@@ -216,6 +324,17 @@ fn read_account(row: &rusqlite::Row) -> rusqlite::Result<AccountRecord> {
     })
 }
 
+/// `id, deleted, data, version` of a mirrored row.
+fn read_stored_row(r: &rusqlite::Row) -> rusqlite::Result<StoredRow> {
+    let data: String = r.get(2)?;
+    Ok(StoredRow {
+        id: r.get(0)?,
+        deleted: r.get(1)?,
+        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+        version: r.get(3)?,
+    })
+}
+
 fn read_run(row: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
     let counts: String = row.get("counts")?;
     Ok(RunRecord {
@@ -234,6 +353,134 @@ fn read_run(row: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
     })
 }
 
+/// Writes a batch on `tx` (inside the caller's transaction).
+fn write_batch(tx: &rusqlite::Connection, c: &Connection, batch: &Batch) -> Result<Counts> {
+    let mut counts = Counts::default();
+    let synced_at = now();
+    for (table_name, rows, guard) in &batch.rows {
+        checked_table(table_name)?;
+        let tally = counts.tables.entry((*table_name).to_owned()).or_default();
+        let mut lookup = tx
+            .prepare_cached(&format!(
+                "SELECT version, deleted FROM {table_name} WHERE account_id = ?1 AND id = ?2"
+            ))
+            .map_err(db_error)?;
+        let mut upsert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO {table_name} (account_id, id, livemode, created, deleted, data, version, synced_at, parent_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (account_id, id) DO UPDATE SET created = COALESCE(excluded.created, created), deleted = excluded.deleted, data = excluded.data, version = excluded.version, synced_at = excluded.synced_at, parent_id = COALESCE(excluded.parent_id, parent_id)"
+                ))
+                .map_err(db_error)?;
+        for row in rows {
+            let stored: Option<(i64, bool)> = lookup
+                .query_row(params![c.account_id, row.id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(db_error)?;
+            let write = match (stored, guard) {
+                (None, _) => true,
+                (Some((version, _)), Guard::AtLeast) => row.version >= version,
+                (Some((version, _)), Guard::Newer) => row.version > version,
+            };
+            if !write {
+                tally.skipped += 1;
+                continue;
+            }
+            upsert
+                .execute(params![
+                    c.account_id,
+                    row.id,
+                    c.livemode,
+                    row.created,
+                    row.deleted,
+                    row.data,
+                    row.version,
+                    synced_at,
+                    row.parent_id
+                ])
+                .map_err(db_error)?;
+            match stored {
+                None if row.deleted => tally.deleted += 1,
+                None => tally.inserted += 1,
+                Some((_, was_deleted)) if row.deleted && !was_deleted => tally.deleted += 1,
+                Some(_) => tally.updated += 1,
+            }
+        }
+    }
+    for deletion in &batch.deletions {
+        checked_table(deletion.table)?;
+        let tally = counts.tables.entry(deletion.table.to_owned()).or_default();
+        let mut mark = tx
+                .prepare_cached(&format!(
+                    "UPDATE {} SET deleted = 1, version = ?3, synced_at = ?4 WHERE account_id = ?1 AND id = ?2 AND deleted = 0 AND version <= ?3",
+                    deletion.table
+                ))
+                .map_err(db_error)?;
+        for id in &deletion.ids {
+            tally.deleted += mark
+                .execute(params![c.account_id, id, deletion.version, synced_at])
+                .map_err(db_error)? as u64;
+        }
+    }
+    {
+        let mut insert = tx
+                .prepare_cached("INSERT OR IGNORE INTO events (account_id, id, livemode, type, created, object_id, data, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+                .map_err(db_error)?;
+        for event in &batch.events {
+            counts.new_events += insert
+                .execute(params![
+                    c.account_id,
+                    event.id,
+                    c.livemode,
+                    event.event_type,
+                    event.created,
+                    event.object_id,
+                    event.data,
+                    synced_at
+                ])
+                .map_err(db_error)? as u64;
+        }
+        if batch.replace_windows {
+            tx.execute(
+                "DELETE FROM cursors WHERE account_id = ?1 AND livemode = ?2",
+                params![c.account_id, c.livemode],
+            )
+            .map_err(db_error)?;
+        }
+        for key in &batch.remove_state {
+            tx.execute(
+                "DELETE FROM sync_state WHERE account_id = ?1 AND livemode = ?2 AND key = ?3",
+                params![c.account_id, c.livemode, key],
+            )
+            .map_err(db_error)?;
+        }
+        let mut window = tx
+                .prepare_cached("INSERT OR REPLACE INTO cursors (account_id, livemode, scope, window_start, window_end, state, after_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                .map_err(db_error)?;
+        for w in &batch.windows {
+            window
+                .execute(params![
+                    c.account_id,
+                    c.livemode,
+                    w.scope,
+                    w.start,
+                    w.end,
+                    w.state,
+                    w.after
+                ])
+                .map_err(db_error)?;
+        }
+        let mut state = tx.prepare_cached("INSERT OR REPLACE INTO sync_state (account_id, livemode, key, value) VALUES (?1, ?2, ?3, ?4)").map_err(db_error)?;
+        for (key, value) in &batch.state {
+            state
+                .execute(params![c.account_id, c.livemode, key, value])
+                .map_err(db_error)?;
+        }
+    }
+    Ok(counts)
+}
+
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
@@ -244,7 +491,7 @@ impl Store for SqliteStore {
     }
 
     fn insert_account(&self, a: &AccountRecord) -> Result<()> {
-        let db = self.db.lock();
+        let db = self.writer()?;
         db.execute(
             "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
@@ -258,7 +505,7 @@ impl Store for SqliteStore {
     }
 
     fn update_account(&self, a: &AccountRecord) -> Result<()> {
-        let db = self.db.lock();
+        let db = self.writer()?;
         let changed = db
             .execute(
                 "UPDATE accounts SET name = ?3, stripe_name = ?4, icon_url = ?5, key_kind = ?6, key_masked = ?7, key_sealed = ?8, permissions = ?9, status = ?10, status_message = ?11, start_date = ?12, webhook_endpoint_id = ?13, webhook_secret_sealed = ?14, updated_at = ?15
@@ -276,7 +523,7 @@ impl Store for SqliteStore {
     }
 
     fn account(&self, c: &Connection) -> Result<Option<AccountRecord>> {
-        let db = self.db.lock();
+        let db = self.reader();
         db.query_row(
             "SELECT * FROM accounts WHERE account_id = ?1 AND livemode = ?2",
             params![c.account_id, c.livemode],
@@ -287,7 +534,7 @@ impl Store for SqliteStore {
     }
 
     fn accounts(&self) -> Result<Vec<AccountRecord>> {
-        let db = self.db.lock();
+        let db = self.reader();
         let mut statement = db
             .prepare("SELECT * FROM accounts ORDER BY created_at, account_id, livemode")
             .map_err(db_error)?;
@@ -296,8 +543,10 @@ impl Store for SqliteStore {
     }
 
     fn remove_account(&self, c: &Connection) -> Result<u64> {
-        let mut db = self.db.lock();
-        let tx = db.transaction().map_err(db_error)?;
+        let mut db = self.writer()?;
+        let tx = db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_error)?;
         let mut removed = 0u64;
         for t in TABLES.iter().map(|t| t.name).chain(["events"]) {
             removed += tx
@@ -319,133 +568,47 @@ impl Store for SqliteStore {
     }
 
     fn apply(&self, c: &Connection, batch: &Batch) -> Result<Counts> {
+        self.appliers_waiting.fetch_add(1, Ordering::SeqCst);
         let mut db = self.db.lock();
-        let tx = db.transaction().map_err(db_error)?;
-        let mut counts = Counts::default();
-        let synced_at = now();
-        for (table_name, rows, guard) in &batch.rows {
-            checked_table(table_name)?;
-            let tally = counts.tables.entry((*table_name).to_owned()).or_default();
-            let mut lookup = tx
-                .prepare_cached(&format!(
-                    "SELECT version, deleted FROM {table_name} WHERE account_id = ?1 AND id = ?2"
-                ))
-                .map_err(db_error)?;
-            let mut upsert = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO {table_name} (account_id, id, livemode, created, deleted, data, version, synced_at, parent_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT (account_id, id) DO UPDATE SET created = COALESCE(excluded.created, created), deleted = excluded.deleted, data = excluded.data, version = excluded.version, synced_at = excluded.synced_at, parent_id = COALESCE(excluded.parent_id, parent_id)"
-                ))
-                .map_err(db_error)?;
-            for row in rows {
-                let stored: Option<(i64, bool)> = lookup
-                    .query_row(params![c.account_id, row.id], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()
-                    .map_err(db_error)?;
-                let write = match (stored, guard) {
-                    (None, _) => true,
-                    (Some((version, _)), Guard::AtLeast) => row.version >= version,
-                    (Some((version, _)), Guard::Newer) => row.version > version,
-                };
-                if !write {
-                    tally.skipped += 1;
-                    continue;
-                }
-                upsert
-                    .execute(params![
-                        c.account_id,
-                        row.id,
-                        c.livemode,
-                        row.created,
-                        row.deleted,
-                        row.data,
-                        row.version,
-                        synced_at,
-                        row.parent_id
-                    ])
-                    .map_err(db_error)?;
-                match stored {
-                    None if row.deleted => tally.deleted += 1,
-                    None => tally.inserted += 1,
-                    Some((_, was_deleted)) if row.deleted && !was_deleted => tally.deleted += 1,
-                    Some(_) => tally.updated += 1,
-                }
+        self.appliers_waiting.fetch_sub(1, Ordering::SeqCst);
+        let group = match db.group {
+            Some((group, _)) => group,
+            None => {
+                // IMMEDIATE: a transaction that reads first and then writes can be refused at
+                // once, whatever the busy timeout, when another connection checkpoints.
+                db.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
+                db.last_group += 1;
+                let group = db.last_group;
+                db.group = Some((group, 0));
+                group
             }
+        };
+        // No savepoint per batch (each would copy every page it touches): a batch that fails
+        // rolls its whole group back, and every batch of the group reports the failure.
+        let written = write_batch(&db, c, batch);
+        if let Err(error) = &written {
+            let _ = db.execute_batch("ROLLBACK");
+            db.group = None;
+            let failure = format!("a batch written in the same transaction failed: {error}");
+            self.group_ended(&mut db, group, Some(failure));
+            return written;
         }
-        for deletion in &batch.deletions {
-            checked_table(deletion.table)?;
-            let tally = counts.tables.entry(deletion.table.to_owned()).or_default();
-            let mut mark = tx
-                .prepare_cached(&format!(
-                    "UPDATE {} SET deleted = 1, version = ?3, synced_at = ?4 WHERE account_id = ?1 AND id = ?2 AND deleted = 0 AND version <= ?3",
-                    deletion.table
-                ))
-                .map_err(db_error)?;
-            for id in &deletion.ids {
-                tally.deleted += mark
-                    .execute(params![c.account_id, id, deletion.version, synced_at])
-                    .map_err(db_error)? as u64;
+        let rows: usize = batch.rows.iter().map(|(_, rows, _)| rows.len()).sum();
+        let size = db.group.as_mut().map_or(0, |(_, size)| {
+            *size += rows + batch.events.len();
+            *size
+        });
+        if self.appliers_waiting.load(Ordering::SeqCst) > 0 && size < GROUP_MAX_ROWS {
+            // Another batch is about to be written: the last one commits for all.
+            self.committed
+                .wait_while(&mut db, |db| db.ended_group < group);
+            if let Some((_, error)) = db.failed_groups.iter().find(|(g, _)| *g == group) {
+                return Err(StoreError::Database(error.clone()));
             }
+        } else {
+            self.end_group(&mut db)?;
         }
-        {
-            let mut insert = tx
-                .prepare_cached("INSERT OR IGNORE INTO events (account_id, id, livemode, type, created, object_id, data, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-                .map_err(db_error)?;
-            for event in &batch.events {
-                counts.new_events += insert
-                    .execute(params![
-                        c.account_id,
-                        event.id,
-                        c.livemode,
-                        event.event_type,
-                        event.created,
-                        event.object_id,
-                        event.data,
-                        synced_at
-                    ])
-                    .map_err(db_error)? as u64;
-            }
-            if batch.replace_windows {
-                tx.execute(
-                    "DELETE FROM cursors WHERE account_id = ?1 AND livemode = ?2",
-                    params![c.account_id, c.livemode],
-                )
-                .map_err(db_error)?;
-            }
-            for key in &batch.remove_state {
-                tx.execute(
-                    "DELETE FROM sync_state WHERE account_id = ?1 AND livemode = ?2 AND key = ?3",
-                    params![c.account_id, c.livemode, key],
-                )
-                .map_err(db_error)?;
-            }
-            let mut window = tx
-                .prepare_cached("INSERT OR REPLACE INTO cursors (account_id, livemode, scope, window_start, window_end, state, after_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                .map_err(db_error)?;
-            for w in &batch.windows {
-                window
-                    .execute(params![
-                        c.account_id,
-                        c.livemode,
-                        w.scope,
-                        w.start,
-                        w.end,
-                        w.state,
-                        w.after
-                    ])
-                    .map_err(db_error)?;
-            }
-            let mut state = tx.prepare_cached("INSERT OR REPLACE INTO sync_state (account_id, livemode, key, value) VALUES (?1, ?2, ?3, ?4)").map_err(db_error)?;
-            for (key, value) in &batch.state {
-                state
-                    .execute(params![c.account_id, c.livemode, key, value])
-                    .map_err(db_error)?;
-            }
-        }
-        tx.commit().map_err(db_error)?;
-        Ok(counts)
+        written
     }
 
     fn sweep(
@@ -456,7 +619,7 @@ impl Store for SqliteStore {
         created_from: i64,
     ) -> Result<u64> {
         checked_table(table_name)?;
-        let db = self.db.lock();
+        let db = self.writer()?;
         let marked = db
             .execute(
                 &format!("UPDATE {table_name} SET deleted = 1, synced_at = ?3 WHERE account_id = ?1 AND livemode = ?2 AND deleted = 0 AND synced_at < ?3 AND COALESCE(created, 0) >= ?4"),
@@ -473,7 +636,7 @@ impl Store for SqliteStore {
         ids: &[String],
     ) -> Result<HashMap<String, Stored>> {
         checked_table(table_name)?;
-        let db = self.db.lock();
+        let db = self.reader();
         let mut lookup = db
             .prepare_cached(&format!(
                 "SELECT version, deleted FROM {table_name} WHERE account_id = ?1 AND id = ?2"
@@ -510,7 +673,7 @@ impl Store for SqliteStore {
                 "{table_name} has no column {column}"
             )));
         }
-        let db = self.db.lock();
+        let db = self.reader();
         let mut statement = db.prepare_cached(&format!("SELECT id FROM {table_name} WHERE account_id = ?1 AND livemode = ?2 AND {column} = ?3 AND deleted = 0")).map_err(db_error)?;
         let rows = statement
             .query_map(params![c.account_id, c.livemode, value], |r| r.get(0))
@@ -521,24 +684,39 @@ impl Store for SqliteStore {
 
     fn rows(&self, c: &Connection, table_name: &str) -> Result<Vec<StoredRow>> {
         checked_table(table_name)?;
-        let db = self.db.lock();
-        let mut statement = db.prepare(&format!("SELECT id, deleted, data FROM {table_name} WHERE account_id = ?1 AND livemode = ?2 ORDER BY id")).map_err(db_error)?;
+        let db = self.reader();
+        let mut statement = db.prepare(&format!("SELECT id, deleted, data, version FROM {table_name} WHERE account_id = ?1 AND livemode = ?2 ORDER BY id")).map_err(db_error)?;
         let rows = statement
-            .query_map(params![c.account_id, c.livemode], |r| {
-                let data: String = r.get(2)?;
-                Ok(StoredRow {
-                    id: r.get(0)?,
-                    deleted: r.get(1)?,
-                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-                })
-            })
+            .query_map(params![c.account_id, c.livemode], read_stored_row)
             .map_err(db_error)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
     }
 
+    fn rows_by_id(
+        &self,
+        c: &Connection,
+        table_name: &str,
+        ids: &[String],
+    ) -> Result<Vec<StoredRow>> {
+        checked_table(table_name)?;
+        let db = self.reader();
+        let mut statement = db.prepare_cached(&format!("SELECT id, deleted, data, version FROM {table_name} WHERE account_id = ?1 AND livemode = ?2 AND id = ?3")).map_err(db_error)?;
+        let mut found = Vec::new();
+        for id in ids {
+            if let Some(row) = statement
+                .query_row(params![c.account_id, c.livemode, id], read_stored_row)
+                .optional()
+                .map_err(db_error)?
+            {
+                found.push(row);
+            }
+        }
+        Ok(found)
+    }
+
     fn count(&self, c: &Connection, table_name: &str) -> Result<(u64, u64)> {
         checked_table(table_name)?;
-        let db = self.db.lock();
+        let db = self.reader();
         db.query_row(
             &format!("SELECT COALESCE(SUM(deleted = 0), 0), COALESCE(SUM(deleted = 1), 0) FROM {table_name} WHERE account_id = ?1 AND livemode = ?2"),
             params![c.account_id, c.livemode],
@@ -548,7 +726,7 @@ impl Store for SqliteStore {
     }
 
     fn events(&self, c: &Connection, limit: usize) -> Result<Vec<EventRow>> {
-        let db = self.db.lock();
+        let db = self.reader();
         let mut statement = db.prepare("SELECT id, type, created, object_id, data FROM events WHERE account_id = ?1 AND livemode = ?2 ORDER BY created DESC, rowid DESC LIMIT ?3").map_err(db_error)?;
         let rows = statement
             .query_map(params![c.account_id, c.livemode, limit as i64], |r| {
@@ -565,7 +743,7 @@ impl Store for SqliteStore {
     }
 
     fn event_count(&self, c: &Connection) -> Result<u64> {
-        let db = self.db.lock();
+        let db = self.reader();
         db.query_row(
             "SELECT COUNT(*) FROM events WHERE account_id = ?1 AND livemode = ?2",
             params![c.account_id, c.livemode],
@@ -581,7 +759,7 @@ impl Store for SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<(i64, EventRow)>> {
-        let db = self.db.lock();
+        let db = self.reader();
         let mut statement = db
             .prepare_cached("SELECT rowid, id, type, created, object_id, data FROM events WHERE account_id = ?1 AND livemode = ?2 AND rowid > ?3 ORDER BY rowid LIMIT ?4")
             .map_err(db_error)?;
@@ -606,7 +784,7 @@ impl Store for SqliteStore {
     }
 
     fn has_event(&self, c: &Connection, id: &str) -> Result<bool> {
-        let db = self.db.lock();
+        let db = self.reader();
         let mut statement = db
             .prepare_cached(
                 "SELECT 1 FROM events WHERE account_id = ?1 AND id = ?2 AND livemode = ?3",
@@ -618,7 +796,7 @@ impl Store for SqliteStore {
     }
 
     fn windows(&self, c: &Connection) -> Result<Vec<Window>> {
-        let db = self.db.lock();
+        let db = self.reader();
         let mut statement = db.prepare("SELECT scope, window_start, window_end, state, after_id FROM cursors WHERE account_id = ?1 AND livemode = ?2 ORDER BY scope, window_start").map_err(db_error)?;
         let rows = statement
             .query_map(params![c.account_id, c.livemode], |r| {
@@ -635,8 +813,10 @@ impl Store for SqliteStore {
     }
 
     fn reset_windows(&self, c: &Connection, windows: &[Window]) -> Result<()> {
-        let mut db = self.db.lock();
-        let tx = db.transaction().map_err(db_error)?;
+        let mut db = self.writer()?;
+        let tx = db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_error)?;
         tx.execute(
             "DELETE FROM cursors WHERE account_id = ?1 AND livemode = ?2",
             params![c.account_id, c.livemode],
@@ -662,7 +842,7 @@ impl Store for SqliteStore {
     }
 
     fn state(&self, c: &Connection, key: &str) -> Result<Option<String>> {
-        let db = self.db.lock();
+        let db = self.reader();
         db.query_row(
             "SELECT value FROM sync_state WHERE account_id = ?1 AND livemode = ?2 AND key = ?3",
             params![c.account_id, c.livemode, key],
@@ -673,7 +853,7 @@ impl Store for SqliteStore {
     }
 
     fn set_state(&self, c: &Connection, key: &str, value: Option<&str>) -> Result<()> {
-        let db = self.db.lock();
+        let db = self.writer()?;
         match value {
             Some(value) => db.execute("INSERT OR REPLACE INTO sync_state (account_id, livemode, key, value) VALUES (?1, ?2, ?3, ?4)", params![c.account_id, c.livemode, key, value]),
             None => db.execute("DELETE FROM sync_state WHERE account_id = ?1 AND livemode = ?2 AND key = ?3", params![c.account_id, c.livemode, key]),
@@ -683,20 +863,20 @@ impl Store for SqliteStore {
     }
 
     fn start_run(&self, c: &Connection, kind: &str, started_at: i64) -> Result<i64> {
-        let db = self.db.lock();
+        let db = self.writer()?;
         db.execute("INSERT INTO runs (account_id, livemode, kind, started_at, status, counts, requests) VALUES (?1, ?2, ?3, ?4, 'running', '{}', 0)", params![c.account_id, c.livemode, kind, started_at]).map_err(db_error)?;
         Ok(db.last_insert_rowid())
     }
 
     fn finish_run(&self, run: &RunRecord) -> Result<()> {
-        let db = self.db.lock();
+        let db = self.writer()?;
         let counts = serde_json::to_string(&run.counts).unwrap_or_else(|_| "{}".into());
         db.execute("UPDATE runs SET ended_at = ?2, status = ?3, counts = ?4, requests = ?5, error = ?6, kind = ?7 WHERE id = ?1", params![run.id, run.ended_at, run.status, counts, run.requests as i64, run.error, run.kind]).map_err(db_error)?;
         Ok(())
     }
 
     fn runs(&self, c: &Connection, limit: usize) -> Result<Vec<RunRecord>> {
-        let db = self.db.lock();
+        let db = self.reader();
         let mut statement = db.prepare("SELECT * FROM runs WHERE account_id = ?1 AND livemode = ?2 ORDER BY id DESC LIMIT ?3").map_err(db_error)?;
         let rows = statement
             .query_map(params![c.account_id, c.livemode, limit as i64], read_run)
@@ -705,7 +885,7 @@ impl Store for SqliteStore {
     }
 
     fn query(&self, sql: &str) -> Result<crate::QueryResult> {
-        let db = self.db.lock();
+        let db = self.reader();
         let mut statement = db.prepare(sql).map_err(db_error)?;
         if !statement.readonly() {
             return Err(StoreError::Database(

@@ -448,6 +448,103 @@ pub fn runs_and_windows(store: &dyn Store) {
     assert!(store.state(&c, "x").unwrap().is_none());
 }
 
+/// Batches written side by side from many threads (SQLite commits them in groups): each one
+/// that succeeds is stored whole with its cursor, each one that fails left nothing behind, and
+/// `rows_by_id` reads back what was written.
+pub fn concurrent_batches_land_whole(store: &dyn Store) {
+    let c = Connection::new("acct_1", false);
+    let threads = 8;
+    let batches = 30;
+    let outcomes: Vec<Vec<(usize, bool)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let c = &c;
+                scope.spawn(move || {
+                    (0..batches)
+                        .map(|b| {
+                            // Every seventh batch of thread 3 names no table: it must fail.
+                            let table = if t == 3 && b % 7 == 3 {
+                                "nonsense"
+                            } else {
+                                "customers"
+                            };
+                            let rows = (0..10)
+                                .map(|i| {
+                                    let id = format!("cus_{t}_{b}_{i}");
+                                    row(
+                                        &id,
+                                        100 + b as i64,
+                                        json!({"id": id, "object": "customer", "created": 10}),
+                                    )
+                                })
+                                .collect();
+                            let batch = Batch {
+                                rows: vec![(table, rows, Guard::AtLeast)],
+                                windows: vec![Window {
+                                    scope: format!("customers#{t}_{b}"),
+                                    start: 0,
+                                    end: 1,
+                                    state: "done".into(),
+                                    after: None,
+                                }],
+                                ..Default::default()
+                            };
+                            match store.apply(c, &batch) {
+                                Ok(counts) => {
+                                    assert_eq!(counts.tables["customers"].inserted, 10);
+                                    (b, true)
+                                }
+                                Err(_) => (b, false),
+                            }
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let windows = store.windows(&c).unwrap();
+    let mut landed = 0;
+    for (t, outcome) in outcomes.iter().enumerate() {
+        for &(b, ok) in outcome {
+            if t == 3 && b % 7 == 3 {
+                assert!(!ok, "a batch naming no table failed");
+            }
+            let ids: Vec<String> = (0..10).map(|i| format!("cus_{t}_{b}_{i}")).collect();
+            let found = store.rows_by_id(&c, "customers", &ids).unwrap();
+            let window = windows
+                .iter()
+                .any(|w| w.scope == format!("customers#{t}_{b}"));
+            if ok {
+                landed += 1;
+                assert_eq!(found.len(), 10, "batch {t}/{b} acknowledged but not stored");
+                assert!(
+                    found
+                        .iter()
+                        .all(|r| r.version == 100 + b as i64 && r.data["object"] == "customer")
+                );
+                assert!(window, "batch {t}/{b} stored without its cursor");
+            } else {
+                assert!(
+                    found.is_empty() && !window,
+                    "batch {t}/{b} failed but left rows behind"
+                );
+            }
+        }
+    }
+    assert_eq!(store.count(&c, "customers").unwrap().0, landed * 10);
+    assert!(
+        landed >= (threads * batches - batches) as u64,
+        "most batches landed"
+    );
+    assert!(
+        store
+            .rows_by_id(&c, "customers", &["cus_none".into()])
+            .unwrap()
+            .is_empty()
+    );
+}
+
 macro_rules! warehouse_test_suite {
     ($backend:ident, $open:path) => {
         mod $backend {
@@ -473,6 +570,12 @@ macro_rules! warehouse_test_suite {
             fn remove_account_takes_every_row_of_that_connection_only() {
                 if let Some(store) = store("remove") {
                     super::remove_account_takes_every_row_of_that_connection_only(store.as_ref());
+                }
+            }
+            #[test]
+            fn concurrent_batches_land_whole() {
+                if let Some(store) = store("concurrent") {
+                    super::concurrent_batches_land_whole(store.as_ref());
                 }
             }
             #[test]
