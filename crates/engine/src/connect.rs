@@ -429,7 +429,7 @@ pub fn event_row(event: &Value) -> EventRow {
         event_type: event["type"].as_str().unwrap_or_default().to_owned(),
         created: event["created"].as_i64().unwrap_or(0),
         object_id: event["data"]["object"]["id"].as_str().map(str::to_owned),
-        data: event.to_string(),
+        data: serde_json::to_string(event).unwrap_or_default(),
     }
 }
 

@@ -12,10 +12,11 @@ use serde_json::Value;
 use sm_stripe::error::ErrorKind;
 use sm_warehouse::{Connection, Guard};
 
+use crate::apply::{Applier, Rows, event_change, follow_ups};
 use crate::catalog::{RESOURCES, Resource, Source};
 use crate::connect::{PermissionReport, event_row};
 use crate::error::EngineError;
-use crate::sync::{Applier, Quiet, Rows, Run, event_change, follow_ups};
+use crate::sync::{Quiet, Run};
 use crate::{Engine, now};
 
 /// Applies deliveries for one connection. Cheap to share; made once per connection.
@@ -154,7 +155,7 @@ impl Intake {
                     applier
                         .collect(
                             resource,
-                            std::slice::from_ref(object),
+                            applier.object(resource, object).into_iter().collect(),
                             version,
                             true,
                             &mut rows,
@@ -174,7 +175,7 @@ impl Intake {
                                 applier
                                     .collect(
                                         resource,
-                                        std::slice::from_ref(&current),
+                                        applier.object(resource, &current).into_iter().collect(),
                                         server_time.unwrap_or_else(now),
                                         gone,
                                         &mut rows,
@@ -190,7 +191,7 @@ impl Intake {
                                 applier
                                     .collect(
                                         resource,
-                                        std::slice::from_ref(object),
+                                        applier.object(resource, object).into_iter().collect(),
                                         version,
                                         true,
                                         &mut rows,
@@ -208,7 +209,7 @@ impl Intake {
                     applier
                         .collect(
                             resource,
-                            std::slice::from_ref(object),
+                            applier.object(resource, object).into_iter().collect(),
                             version,
                             deleted,
                             &mut rows,

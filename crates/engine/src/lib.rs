@@ -1,10 +1,12 @@
 //! What the mirror does: the resource catalog, connecting accounts (validate, probe, vault), and
 //! keeping each mirror exact. The CLI and the server are thin edges over [`Engine`].
 
+mod apply;
 pub mod catalog;
 pub mod connect;
 pub mod error;
 pub mod intake;
+mod object;
 pub mod sync;
 pub mod vault;
 

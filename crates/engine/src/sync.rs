@@ -6,20 +6,19 @@
 //!
 //! Every object change goes through [`Applier`]: the one apply path, whatever the source.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
+use sm_stripe::Client;
 use sm_stripe::error::ErrorKind;
-use sm_stripe::{Client, ClientError};
-use sm_warehouse::{
-    AccountRecord, Batch, Connection, Counts, Deletion, Guard, ObjectRow, RunRecord, Window,
-};
+use sm_warehouse::{AccountRecord, Batch, Connection, Counts, Guard, RunRecord, Window};
 
-use crate::catalog::{RESOURCES, Resource, Source, by_object};
+use crate::apply::{Applier, Rows, event_change, follow_ups};
+use crate::catalog::{RESOURCES, Resource, Source};
 use crate::connect::{PermissionReport, event_row};
 use crate::error::{EngineError, ErrorCode};
 use crate::{Engine, now};
@@ -34,6 +33,8 @@ const MIN_SPLIT_SECS: i64 = 120;
 const STRIPE_EPOCH: i64 = 1_262_304_000; // 2010-01-01
 /// Customers per window of per-customer lists.
 const PARENTS_PER_WINDOW: usize = 200;
+/// At most this many customers' lists are written per batch of a per-customer window.
+const PARENTS_PER_BATCH: usize = 25;
 
 /// State keys.
 const POSITION: &str = "events.position";
@@ -173,240 +174,6 @@ impl Run {
 
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
-    }
-}
-
-/// Turns objects from any source into rows and writes them: the one apply path. Embedded
-/// children (subscription items, invoice lines) are completed from their own lists when the
-/// embedded page is truncated, and children gone from a known parent are marked deleted.
-pub(crate) struct Applier<'a> {
-    pub(crate) run: &'a Run,
-    pub(crate) readable: &'a HashSet<&'static str>,
-}
-
-/// The rows and deletions of one batch, in the order their sources happened: a deletion decided
-/// from an earlier event never undoes a row a later event wrote.
-#[derive(Default)]
-pub(crate) struct Rows {
-    rows: HashMap<&'static str, Vec<ObjectRow>>,
-    /// `(table, id, version, sequence)` of children gone from their parent.
-    deletions: Vec<(&'static str, String, i64, u64)>,
-    sequence: u64,
-    /// The sequence of the last row written per `(table, id)`.
-    last_write: HashMap<(&'static str, String), u64>,
-    /// Children written in this batch per `(table, parent id)`.
-    children: HashMap<(&'static str, String), HashSet<String>>,
-}
-
-impl Rows {
-    pub(crate) fn push(
-        &mut self,
-        table: &'static str,
-        object: &Value,
-        version: i64,
-        deleted: bool,
-        parent_id: Option<&str>,
-    ) {
-        let Some(id) = object["id"].as_str() else {
-            return;
-        };
-        let parent_id = parent_id.map(str::to_owned);
-        self.sequence += 1;
-        self.last_write
-            .insert((table, id.to_owned()), self.sequence);
-        if let Some(parent) = &parent_id {
-            self.children
-                .entry((table, parent.clone()))
-                .or_default()
-                .insert(id.to_owned());
-        }
-        self.rows.entry(table).or_default().push(ObjectRow {
-            id: id.to_owned(),
-            created: object["created"].as_i64(),
-            deleted,
-            data: object.to_string(),
-            version,
-            parent_id,
-        });
-    }
-
-    /// Marks children of `parent` deleted at `version`.
-    fn delete(&mut self, table: &'static str, ids: impl IntoIterator<Item = String>, version: i64) {
-        for id in ids {
-            self.sequence += 1;
-            self.deletions.push((table, id, version, self.sequence));
-        }
-    }
-
-    /// The latest row of `(table, id)` written in this batch.
-    pub(crate) fn latest(&self, table: &'static str, id: &str) -> Option<&ObjectRow> {
-        self.rows.get(table)?.iter().rev().find(|r| r.id == id)
-    }
-
-    pub(crate) fn into_batch(self, guard: Guard) -> Batch {
-        let mut deletions: Vec<Deletion> = Vec::new();
-        for (table, id, version, sequence) in self.deletions {
-            // A later row of the same object in this batch stands.
-            if self
-                .last_write
-                .get(&(table, id.clone()))
-                .is_some_and(|&written| written > sequence)
-            {
-                continue;
-            }
-            match deletions
-                .iter_mut()
-                .find(|d| d.table == table && d.version == version)
-            {
-                Some(deletion) => deletion.ids.push(id),
-                None => deletions.push(Deletion {
-                    table,
-                    ids: vec![id],
-                    version,
-                }),
-            }
-        }
-        let mut batch = Batch {
-            deletions,
-            ..Default::default()
-        };
-        // Parents before children, so a reader never sees an item without its subscription.
-        for resource in RESOURCES {
-            if let Some((table, rows)) = self.rows.get_key_value(resource.table) {
-                batch.rows.push((table, rows.clone(), guard));
-            }
-        }
-        batch
-    }
-}
-
-impl Applier<'_> {
-    /// Adds `objects` of `resource` to `rows`, with their embedded children, fetching truncated
-    /// child lists. `known_parents` are ids already in the mirror (their vanished children are
-    /// marked deleted).
-    // The arguments are what one object's write needs; a struct would only rename them.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn collect(
-        &self,
-        resource: &'static Resource,
-        objects: &[Value],
-        version: i64,
-        deleted: bool,
-        rows: &mut Rows,
-        known_parents: &HashSet<String>,
-        parent_id: Option<&str>,
-    ) -> Result<(), ClientError> {
-        for object in objects {
-            rows.push(resource.table, object, version, deleted, parent_id);
-            if deleted {
-                continue;
-            }
-            for child in RESOURCES.iter() {
-                let Source::Embedded {
-                    parent_table,
-                    field,
-                } = child.source
-                else {
-                    continue;
-                };
-                if parent_table != resource.table || !self.readable.contains(child.table) {
-                    continue;
-                }
-                let embedded = &object[field];
-                let mut items: Vec<Value> =
-                    embedded["data"].as_array().cloned().unwrap_or_default();
-                if embedded["has_more"] == Value::Bool(true)
-                    && let Some(url) = embedded["url"].as_str()
-                {
-                    items = self
-                        .fetch_all(
-                            url,
-                            items
-                                .last()
-                                .and_then(|i| i["id"].as_str())
-                                .map(str::to_owned),
-                            items,
-                        )
-                        .await?;
-                }
-                let parent_id = object["id"].as_str().unwrap_or_default().to_owned();
-                // Children this batch already wrote for the parent (from an earlier event).
-                let written = rows
-                    .children
-                    .get(&(child.table, parent_id.clone()))
-                    .cloned()
-                    .unwrap_or_default();
-                for item in &items {
-                    rows.push(child.table, item, version, false, Some(&parent_id));
-                }
-                if known_parents.contains(&parent_id) || !written.is_empty() {
-                    let column = "parent_id";
-                    let keep: HashSet<String> = items
-                        .iter()
-                        .filter_map(|i| i["id"].as_str().map(str::to_owned))
-                        .collect();
-                    let connection = self.run.connection.clone();
-                    let table = child.table;
-                    let stored = self
-                        .run
-                        .store(move |store| store.ids_where(&connection, table, column, &parent_id))
-                        .await
-                        .unwrap_or_default();
-                    // Children stored, or written earlier in this batch, that the parent no longer has.
-                    let gone: Vec<String> = stored
-                        .into_iter()
-                        .chain(written)
-                        .filter(|id| !keep.contains(id))
-                        .collect::<HashSet<_>>()
-                        .into_iter()
-                        .collect();
-                    rows.delete(child.table, gone, version);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Pages a child list's URL (`/v1/subscription_items?subscription=…`) to the end.
-    async fn fetch_all(
-        &self,
-        url: &str,
-        after: Option<String>,
-        mut items: Vec<Value>,
-    ) -> Result<Vec<Value>, ClientError> {
-        let (path, query) = url.split_once('?').unwrap_or((url, ""));
-        let mut params: Vec<(String, String)> = query
-            .split('&')
-            .filter_map(|p| p.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        if let Some(after) = after {
-            params.push(("starting_after".into(), after));
-        }
-        let mut cursor = self.run.client.list_pages(path, params);
-        while let Some(page) = cursor.next_page().await? {
-            items.extend(page.data);
-        }
-        Ok(items)
-    }
-
-    /// Ids among `objects` that the mirror already holds in `table`.
-    pub(crate) async fn known(
-        &self,
-        table: &'static str,
-        objects: &[Value],
-    ) -> Result<HashSet<String>, EngineError> {
-        let ids: Vec<String> = objects
-            .iter()
-            .filter_map(|o| o["id"].as_str().map(str::to_owned))
-            .collect();
-        let connection = self.run.connection.clone();
-        Ok(self
-            .run
-            .store(move |store| store.versions(&connection, table, &ids))
-            .await?
-            .into_keys()
-            .collect())
     }
 }
 
@@ -888,6 +655,7 @@ async fn run_windows(
 ) {
     let queue = Arc::new(WindowQueue {
         windows: Mutex::new(windows.into_iter().collect()),
+        workers: concurrency.max(1) as u64,
         busy: AtomicU64::new(0),
         wake: tokio::sync::Notify::new(),
     });
@@ -921,6 +689,7 @@ async fn run_windows(
 
 struct WindowQueue {
     windows: Mutex<VecDeque<Window>>,
+    workers: u64,
     busy: AtomicU64,
     wake: tokio::sync::Notify,
 }
@@ -955,8 +724,9 @@ impl WindowQueue {
         self.wake.notify_waiters();
     }
 
+    /// Whether a worker is idle, or about to be: nothing queued, and not everyone busy.
     fn idle_workers_wanted(&self) -> bool {
-        self.windows.lock().is_empty()
+        self.windows.lock().is_empty() && self.busy.load(Ordering::SeqCst) < self.workers
     }
 }
 
@@ -1001,31 +771,23 @@ async fn list_window(
         if let Some(after) = &window.after {
             params.push(("starting_after".into(), after.clone()));
         }
-        let (page, server_time) = match run.client.get_timed(resource.path, &params).await {
-            Ok(answer) => answer,
-            Err(error) => return Err(error.into()),
-        };
-        let version = server_time.unwrap_or_else(now);
-        let data: Vec<Value> = page["data"].as_array().cloned().unwrap_or_default();
-        let has_more = page["has_more"] == Value::Bool(true);
-        let known = if data.is_empty() {
-            HashSet::new()
-        } else {
-            applier.known(resource.table, &data).await?
-        };
+        let page = run.client.get_list(resource.path, &params).await?;
+        let version = page.server_time.unwrap_or_else(now);
+        let objects = applier.objects(resource, &page)?;
+        let last = objects.last().map(|o| (o.id.clone(), o.created));
+        let known = applier.known_parents(resource, &objects).await?;
         let mut rows = Rows::default();
         applier
-            .collect(resource, &data, version, false, &mut rows, &known, None)
+            .collect(resource, objects, version, false, &mut rows, &known, None)
             .await?;
         let mut next_windows = Vec::new();
-        let last = data.last();
-        match (has_more, last) {
-            (true, Some(last)) => {
-                let last_id = last["id"].as_str().unwrap_or_default().to_owned();
-                let last_created = last["created"].as_i64().unwrap_or(window.start);
+        match (page.has_more, last) {
+            (true, Some((last_id, last_created))) => {
+                let last_created = last_created.unwrap_or(window.start);
                 // A dense window: when others are idle, hand the older half of what is left to them.
+                // What is left of the window is older than this page's last object, so the
+                // split may come at any page: the cursor stays in the newer half.
                 if !whole_list
-                    && window.after.is_none()
                     && last_created - window.start > MIN_SPLIT_SECS
                     && queue.idle_workers_wanted()
                 {
@@ -1048,7 +810,7 @@ async fn list_window(
                     next_windows.push(window.clone());
                     let mut batch = rows.into_batch(Guard::AtLeast);
                     batch.windows = next_windows;
-                    record(run, resource, &batch, &window).await?;
+                    record(run, resource, batch, &window).await?;
                     queue.push(older);
                     continue;
                 }
@@ -1062,7 +824,7 @@ async fn list_window(
         }
         let mut batch = rows.into_batch(Guard::AtLeast);
         batch.windows = vec![window.clone()];
-        record(run, resource, &batch, &window).await?;
+        record(run, resource, batch, &window).await?;
         if window.state == "done" {
             return Ok(());
         }
@@ -1073,7 +835,7 @@ async fn list_window(
 async fn record(
     run: &Run,
     resource: &'static Resource,
-    batch: &Batch,
+    batch: Batch,
     window: &Window,
 ) -> Result<(), EngineError> {
     let written: u64 = batch
@@ -1082,7 +844,7 @@ async fn record(
         .filter(|(t, _, _)| *t == resource.table)
         .map(|(_, r, _)| r.len() as u64)
         .sum();
-    run.apply(batch.clone()).await?;
+    run.apply(batch).await?;
     run.objects.fetch_add(written, Ordering::Relaxed);
     let covered = if window.state == "done" { 1.0 } else { 0.0 };
     run.progress.advance(resource.table, written, covered);
@@ -1127,22 +889,28 @@ async fn parent_window(
         None => 0,
     };
     let applier = Applier { run, readable };
-    for parent in &parents[resume_at..] {
+    // Several parents' rows go in one batch (most parents have one or two children): the
+    // checkpoint names the last parent written, and a restart lists again only the parents
+    // after it.
+    let mut rows = Rows::default();
+    let mut unwritten = 0;
+    let todo = &parents[resume_at..];
+    for (index, parent) in todo.iter().enumerate() {
         if run.stopped() {
             return Ok(());
         }
-        let mut rows = Rows::default();
         let mut cursor = run
             .client
             .list_pages(&format!("{parent_path}/{parent}/{segment}"), vec![]);
         loop {
-            match cursor.next_page().await {
+            match cursor.next_raw_page().await {
                 Ok(Some(page)) => {
                     let version = page.server_time.unwrap_or_else(now);
+                    let objects = applier.objects(resource, &page)?;
                     applier
                         .collect(
                             resource,
-                            &page.data,
+                            objects,
                             version,
                             false,
                             &mut rows,
@@ -1157,11 +925,19 @@ async fn parent_window(
                 Err(error) => return Err(error.into()),
             }
         }
-        window.state = "partial".into();
-        window.after = Some(parent.clone());
-        let mut batch = rows.into_batch(Guard::AtLeast);
-        batch.windows = vec![window.clone()];
-        record(run, resource, &batch, &window).await?;
+        unwritten += 1;
+        let last = index + 1 == todo.len();
+        if last || unwritten >= PARENTS_PER_BATCH || rows.len() >= 100 {
+            window.state = if last { "done" } else { "partial" }.into();
+            window.after = (!last).then(|| parent.clone());
+            let mut batch = std::mem::take(&mut rows).into_batch(Guard::AtLeast);
+            batch.windows = vec![window.clone()];
+            record(run, resource, batch, &window).await?;
+            unwritten = 0;
+        }
+    }
+    if window.state == "done" {
+        return Ok(());
     }
     window.state = "done".into();
     window.after = None;
@@ -1169,7 +945,7 @@ async fn parent_window(
         windows: vec![window.clone()],
         ..Default::default()
     };
-    record(run, resource, &batch, &window).await
+    record(run, resource, batch, &window).await
 }
 
 /// Re-lists recent windows of what has no creation events (balance transactions, checkout
@@ -1232,26 +1008,27 @@ async fn refresh_recent(
             if let Some(after) = &window.after {
                 params.push(("starting_after".into(), after.clone()));
             }
-            let (page, server_time) = run.client.get_timed(resource.path, &params).await?;
-            let data: Vec<Value> = page["data"].as_array().cloned().unwrap_or_default();
-            let known = applier.known(resource.table, &data).await?;
+            let page = run.client.get_list(resource.path, &params).await?;
+            let objects = applier.objects(resource, &page)?;
+            let count = objects.len() as u64;
+            let last = objects.last().map(|o| o.id.clone());
+            let known = applier.known_parents(resource, &objects).await?;
             let mut rows = Rows::default();
             applier
                 .collect(
                     resource,
-                    &data,
-                    server_time.unwrap_or_else(now),
+                    objects,
+                    page.server_time.unwrap_or_else(now),
                     false,
                     &mut rows,
                     &known,
                     None,
                 )
                 .await?;
-            let count = data.len() as u64;
             run.apply(rows.into_batch(Guard::AtLeast)).await?;
             run.progress.advance(resource.table, count, 0.0);
-            match (page["has_more"] == Value::Bool(true), data.last()) {
-                (true, Some(last)) => window.after = last["id"].as_str().map(str::to_owned),
+            match (page.has_more, last) {
+                (true, Some(last)) => window.after = Some(last),
                 _ => break,
             }
         }
@@ -1331,133 +1108,6 @@ async fn replay_events(
     Ok(())
 }
 
-/// What an event changes: its object's resource, version, whether it deletes it, and the parent
-/// of a per-customer object. `None` when the mirror does not hold that kind of object.
-pub(crate) fn event_change<'e>(
-    event: &'e Value,
-    readable: &HashSet<&'static str>,
-) -> Option<(&'static Resource, i64, bool, Option<&'e str>)> {
-    let event_type = event["type"].as_str().unwrap_or_default();
-    let object = &event["data"]["object"];
-    let resource = object["object"].as_str().and_then(by_object)?;
-    if !readable.contains(resource.table) {
-        return None;
-    }
-    let version = event["created"].as_i64().unwrap_or(0);
-    // `*.deleted` marks deletion — except a subscription's, which means canceled.
-    let deleted = event_type.ends_with(".deleted") && event_type != "customer.subscription.deleted";
-    let parent = match resource.source {
-        Source::PerParent { .. } => object["customer"].as_str(),
-        _ => None,
-    };
-    Some((resource, version, deleted, parent))
-}
-
-/// Changes events imply without saying: a customer's balance moved (its balance transactions,
-/// which have no events, changed), and pending invoice items attached to an invoice (the item
-/// changes without an event of its own). Fetches what is needed into `rows`.
-pub(crate) async fn follow_ups(
-    run: &Run,
-    applier: &Applier<'_>,
-    events: &[Value],
-    rows: &mut Rows,
-) -> Result<(), EngineError> {
-    if applier.readable.contains("customer_balance_transactions") {
-        let resource =
-            crate::catalog::resource("customer_balance_transactions").expect("catalogued");
-        let Source::PerParent {
-            parent_path,
-            segment,
-            ..
-        } = resource.source
-        else {
-            unreachable!("a per-customer list")
-        };
-        let moved: HashSet<&str> = events
-            .iter()
-            .filter(|e| {
-                e["type"] == "customer.updated"
-                    && e["data"]["previous_attributes"].get("balance").is_some()
-            })
-            .filter_map(|e| e["data"]["object"]["id"].as_str())
-            .collect();
-        for customer in moved {
-            let mut cursor = run
-                .client
-                .list_pages(&format!("{parent_path}/{customer}/{segment}"), vec![]);
-            while let Some(page) = cursor.next_page().await? {
-                let version = page.server_time.unwrap_or_else(now);
-                applier
-                    .collect(
-                        resource,
-                        &page.data,
-                        version,
-                        false,
-                        rows,
-                        &HashSet::new(),
-                        Some(customer),
-                    )
-                    .await?;
-            }
-        }
-    }
-    if applier.readable.contains("invoiceitems") {
-        let resource = crate::catalog::resource("invoiceitems").expect("catalogued");
-        for invoice in events
-            .iter()
-            .map(|e| &e["data"]["object"])
-            .filter(|o| o["object"] == "invoice")
-        {
-            let named: Vec<String> = invoice["lines"]["data"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|l| l["invoice_item"].as_str().map(str::to_owned))
-                .collect();
-            if named.is_empty() {
-                continue;
-            }
-            let (connection, invoice_id) = (
-                run.connection.clone(),
-                invoice["id"].as_str().unwrap_or_default().to_owned(),
-            );
-            let linked: HashSet<String> = run
-                .store(move |store| {
-                    store.ids_where(&connection, "invoiceitems", "invoice", &invoice_id)
-                })
-                .await?
-                .into_iter()
-                .collect();
-            // Linked per the latest word: this batch's own row of the item, else the mirror.
-            let is_linked = |item: &String| match rows.latest("invoiceitems", item) {
-                Some(row) => serde_json::from_str::<Value>(&row.data)
-                    .ok()
-                    .is_some_and(|d| d["invoice"] == invoice["id"]),
-                None => linked.contains(item),
-            };
-            let unlinked: Vec<String> = named.into_iter().filter(|i| !is_linked(i)).collect();
-            for item in unlinked {
-                match run
-                    .client
-                    .get_timed(&format!("/v1/invoiceitems/{item}"), &[])
-                    .await
-                {
-                    Ok((object, server_time)) => rows.push(
-                        resource.table,
-                        &object,
-                        server_time.unwrap_or_else(now),
-                        false,
-                        None,
-                    ),
-                    Err(error) if matches!(error.kind(), Some(ErrorKind::NotFound { .. })) => {}
-                    Err(error) => return Err(error.into()),
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Applies events in their known order (oldest first) through the apply path, with the new
 /// position, in one batch.
 async fn apply_events(
@@ -1474,19 +1124,14 @@ async fn apply_events(
         else {
             continue;
         };
-        let object = &event["data"]["object"];
-        let known = applier
-            .known(resource.table, std::slice::from_ref(object))
-            .await?;
+        let Some(object) = applier.object(resource, &event["data"]["object"]) else {
+            continue;
+        };
+        let objects = vec![object];
+        let known = applier.known_parents(resource, &objects).await?;
         applier
             .collect(
-                resource,
-                std::slice::from_ref(object),
-                version,
-                deleted,
-                &mut rows,
-                &known,
-                parent,
+                resource, objects, version, deleted, &mut rows, &known, parent,
             )
             .await?;
     }
