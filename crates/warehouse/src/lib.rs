@@ -260,6 +260,18 @@ pub trait Store: Send + Sync {
     // The mirror.
     /// Writes a batch in one transaction.
     fn apply(&self, connection: &Connection, batch: &Batch) -> Result<Counts>;
+    /// Writes batches in their order, each whole or not at all (backends write them in one
+    /// transaction); the counts of each.
+    fn apply_all(&self, connection: &Connection, batches: &[Batch]) -> Result<Vec<Counts>> {
+        batches
+            .iter()
+            .map(|batch| self.apply(connection, batch))
+            .collect()
+    }
+    /// How many writes the backend usefully runs side by side.
+    fn parallel_writes(&self) -> usize {
+        1
+    }
     /// After a re-backfill: marks deleted the live rows of `table` created at or after
     /// `created_from` that were not written since `synced_before` (they were not listed again, so
     /// Stripe no longer has them). Returns how many were marked.

@@ -31,6 +31,11 @@ pub struct SqliteStore {
     appliers_waiting: AtomicUsize,
     /// Signalled after each group commit.
     committed: Condvar,
+    /// Connections for reads, which in WAL mode never wait for the writer: they see what is
+    /// committed (every batch is, once `apply` returns).
+    readers: Vec<Mutex<rusqlite::Connection>>,
+    /// Where a read waits when every reader is busy.
+    next_reader: AtomicUsize,
     /// Copies the log into the file off the write path (the connection's own checkpoints are
     /// off); declared last, so its connection closes last and leaves no log behind.
     _checkpointer: checkpointer::Checkpointer,
@@ -39,6 +44,9 @@ pub struct SqliteStore {
 /// A group stops taking batches at this many rows (memory of the open transaction, and how
 /// long its first batch waits).
 const GROUP_MAX_ROWS: usize = 20_000;
+
+/// Read connections per store.
+const READERS: usize = 2;
 
 /// The connection and the group transaction open on it.
 struct Db {
@@ -202,7 +210,7 @@ impl SqliteStore {
         Self::configure(&db, path)?;
         let checkpointer =
             checkpointer::Checkpointer::start(Path::new(path)).map_err(unavailable)?;
-        let store = SqliteStore {
+        let mut store = SqliteStore {
             path: path.into(),
             db: Mutex::new(Db {
                 conn: db,
@@ -213,9 +221,18 @@ impl SqliteStore {
             }),
             appliers_waiting: AtomicUsize::new(0),
             committed: Condvar::new(),
+            readers: Vec::new(),
+            next_reader: AtomicUsize::new(0),
             _checkpointer: checkpointer,
         };
         store.migrate()?;
+        for _ in 0..READERS {
+            let reader = rusqlite::Connection::open(path).map_err(unavailable)?;
+            reader
+                .execute_batch("PRAGMA busy_timeout = 10000; PRAGMA query_only = ON; PRAGMA cache_size = -8192;")
+                .map_err(unavailable)?;
+            store.readers.push(Mutex::new(reader));
+        }
         Ok(store)
     }
 
@@ -226,9 +243,13 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable { target: path.into(), detail: e.to_string() })
     }
 
-    /// The connection for a read: it sees the open group's rows, which are about to commit.
-    fn reader(&self) -> MutexGuard<'_, Db> {
-        self.db.lock()
+    /// A connection for a read.
+    fn reader(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        if let Some(reader) = self.readers.iter().find_map(|r| r.try_lock()) {
+            return reader;
+        }
+        let turn = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        self.readers[turn % self.readers.len()].lock()
     }
 
     /// The connection for a write of its own: the open group is committed first, so that the
@@ -360,34 +381,27 @@ fn write_batch(tx: &rusqlite::Connection, c: &Connection, batch: &Batch) -> Resu
     for (table_name, rows, guard) in &batch.rows {
         checked_table(table_name)?;
         let tally = counts.tables.entry((*table_name).to_owned()).or_default();
+        // A new row takes one statement (the insert finds no conflict); a stored one is read,
+        // judged by the guard here, and updated: most rows of a backfill are new.
+        let mut insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO {table_name} (account_id, id, livemode, created, deleted, data, version, synced_at, parent_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (account_id, id) DO NOTHING"
+            ))
+            .map_err(db_error)?;
         let mut lookup = tx
             .prepare_cached(&format!(
                 "SELECT version, deleted FROM {table_name} WHERE account_id = ?1 AND id = ?2"
             ))
             .map_err(db_error)?;
-        let mut upsert = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO {table_name} (account_id, id, livemode, created, deleted, data, version, synced_at, parent_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT (account_id, id) DO UPDATE SET created = COALESCE(excluded.created, created), deleted = excluded.deleted, data = excluded.data, version = excluded.version, synced_at = excluded.synced_at, parent_id = COALESCE(excluded.parent_id, parent_id)"
-                ))
-                .map_err(db_error)?;
+        let mut update = tx
+            .prepare_cached(&format!(
+                "UPDATE {table_name} SET created = COALESCE(?3, created), deleted = ?4, data = ?5, version = ?6, synced_at = ?7, parent_id = COALESCE(?8, parent_id)
+                 WHERE account_id = ?1 AND id = ?2"
+            ))
+            .map_err(db_error)?;
         for row in rows {
-            let stored: Option<(i64, bool)> = lookup
-                .query_row(params![c.account_id, row.id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-                .map_err(db_error)?;
-            let write = match (stored, guard) {
-                (None, _) => true,
-                (Some((version, _)), Guard::AtLeast) => row.version >= version,
-                (Some((version, _)), Guard::Newer) => row.version > version,
-            };
-            if !write {
-                tally.skipped += 1;
-                continue;
-            }
-            upsert
+            let inserted = insert
                 .execute(params![
                     c.account_id,
                     row.id,
@@ -400,11 +414,43 @@ fn write_batch(tx: &rusqlite::Connection, c: &Connection, batch: &Batch) -> Resu
                     row.parent_id
                 ])
                 .map_err(db_error)?;
-            match stored {
-                None if row.deleted => tally.deleted += 1,
-                None => tally.inserted += 1,
-                Some((_, was_deleted)) if row.deleted && !was_deleted => tally.deleted += 1,
-                Some(_) => tally.updated += 1,
+            if inserted == 1 {
+                if row.deleted {
+                    tally.deleted += 1;
+                } else {
+                    tally.inserted += 1;
+                }
+                continue;
+            }
+            let (version, was_deleted): (i64, bool) = lookup
+                .query_row(params![c.account_id, row.id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(db_error)?;
+            let write = match guard {
+                Guard::AtLeast => row.version >= version,
+                Guard::Newer => row.version > version,
+            };
+            if !write {
+                tally.skipped += 1;
+                continue;
+            }
+            update
+                .execute(params![
+                    c.account_id,
+                    row.id,
+                    row.created,
+                    row.deleted,
+                    row.data,
+                    row.version,
+                    synced_at,
+                    row.parent_id
+                ])
+                .map_err(db_error)?;
+            if row.deleted && !was_deleted {
+                tally.deleted += 1;
+            } else {
+                tally.updated += 1;
             }
         }
     }
@@ -568,6 +614,11 @@ impl Store for SqliteStore {
     }
 
     fn apply(&self, c: &Connection, batch: &Batch) -> Result<Counts> {
+        let mut counts = self.apply_all(c, std::slice::from_ref(batch))?;
+        Ok(counts.pop().unwrap_or_default())
+    }
+
+    fn apply_all(&self, c: &Connection, batches: &[Batch]) -> Result<Vec<Counts>> {
         self.appliers_waiting.fetch_add(1, Ordering::SeqCst);
         let mut db = self.db.lock();
         self.appliers_waiting.fetch_sub(1, Ordering::SeqCst);
@@ -585,17 +636,33 @@ impl Store for SqliteStore {
         };
         // No savepoint per batch (each would copy every page it touches): a batch that fails
         // rolls its whole group back, and every batch of the group reports the failure.
-        let written = write_batch(&db, c, batch);
-        if let Err(error) = &written {
-            let _ = db.execute_batch("ROLLBACK");
-            db.group = None;
-            let failure = format!("a batch written in the same transaction failed: {error}");
-            self.group_ended(&mut db, group, Some(failure));
-            return written;
-        }
-        let rows: usize = batch.rows.iter().map(|(_, rows, _)| rows.len()).sum();
+        let written: Result<Vec<Counts>> = batches
+            .iter()
+            .map(|batch| write_batch(&db, c, batch))
+            .collect();
+        let written = match written {
+            Ok(written) => written,
+            Err(error) => {
+                let _ = db.execute_batch("ROLLBACK");
+                db.group = None;
+                let failure = format!("a batch written in the same transaction failed: {error}");
+                self.group_ended(&mut db, group, Some(failure));
+                return Err(error);
+            }
+        };
+        let rows: usize = batches
+            .iter()
+            .map(|batch| {
+                batch
+                    .rows
+                    .iter()
+                    .map(|(_, rows, _)| rows.len())
+                    .sum::<usize>()
+                    + batch.events.len()
+            })
+            .sum();
         let size = db.group.as_mut().map_or(0, |(_, size)| {
-            *size += rows + batch.events.len();
+            *size += rows;
             *size
         });
         if self.appliers_waiting.load(Ordering::SeqCst) > 0 && size < GROUP_MAX_ROWS {
@@ -608,7 +675,7 @@ impl Store for SqliteStore {
         } else {
             self.end_group(&mut db)?;
         }
-        written
+        Ok(written)
     }
 
     fn sweep(
