@@ -9,6 +9,7 @@ pub mod intake;
 mod object;
 pub mod sync;
 pub mod vault;
+mod write_behind;
 
 use std::sync::Arc;
 

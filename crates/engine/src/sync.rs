@@ -21,6 +21,7 @@ use crate::apply::{Applier, Rows, event_change, follow_ups};
 use crate::catalog::{RESOURCES, Resource, Source};
 use crate::connect::{PermissionReport, event_row};
 use crate::error::{EngineError, ErrorCode};
+use crate::write_behind::{Handed, WriteBehind};
 use crate::{Engine, now};
 
 /// Stripe keeps events this long; a position older than this cannot be replayed.
@@ -98,14 +99,17 @@ pub(crate) struct Run {
     pub(crate) connection: Connection,
     pub(crate) client: Client,
     counts: Mutex<Counts>,
-    progress: Arc<dyn Progress>,
+    pub(crate) progress: Arc<dyn Progress>,
     notes: Mutex<Vec<String>>,
     /// Set when the run must stop (an error every task would hit).
     failed: Mutex<Option<EngineError>>,
     stop: AtomicBool,
     /// Tables whose permission went missing during the run.
     lost: Mutex<HashSet<&'static str>>,
-    objects: AtomicU64,
+    /// Tables this run's backfill found empty: a page of them holds no object the mirror
+    /// knows (windows do not overlap), so its parents need no lookup.
+    fresh: Mutex<HashSet<&'static str>>,
+    pub(crate) objects: AtomicU64,
 }
 
 impl Run {
@@ -125,6 +129,7 @@ impl Run {
             failed: Mutex::new(None),
             stop: AtomicBool::new(false),
             lost: Mutex::new(HashSet::new()),
+            fresh: Mutex::new(HashSet::new()),
             objects: AtomicU64::new(0),
         }
     }
@@ -140,6 +145,24 @@ impl Run {
                 EngineError::new(ErrorCode::Internal, format!("a database task failed: {e}"))
             })?
             .map_err(EngineError::from)
+    }
+
+    /// Writes batches in order, many in one transaction.
+    pub(crate) async fn apply_all(&self, batches: Vec<Batch>) -> Result<(), EngineError> {
+        let connection = self.connection.clone();
+        let all = self
+            .store(move |store| store.apply_all(&connection, &batches))
+            .await?;
+        let mut counts = self.counts.lock();
+        for one in &all {
+            counts.add(one);
+        }
+        Ok(())
+    }
+
+    /// How many batches the store writes side by side.
+    pub(crate) fn parallel_writes(&self) -> usize {
+        self.engine_store.parallel_writes()
     }
 
     pub(crate) async fn apply(&self, batch: Batch) -> Result<Counts, EngineError> {
@@ -158,7 +181,7 @@ impl Run {
 
     /// Records a failure that ends the run, unless the failure is a permission lost for one
     /// resource, which only ends that resource.
-    fn fail(&self, table: &'static str, error: EngineError) {
+    pub(crate) fn fail(&self, table: &'static str, error: EngineError) {
         if error.code == ErrorCode::PermissionMissing {
             if self.lost.lock().insert(table) {
                 self.note(format!("skipped the rest of {table}: {}", error.message));
@@ -172,7 +195,7 @@ impl Run {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 }
@@ -519,8 +542,27 @@ async fn backfill(
         })
         .cloned()
         .collect();
+    let connection = run.connection.clone();
+    let embedding: Vec<&'static str> = RESOURCES
+        .iter()
+        .filter(|r| !crate::apply::embedded_fields(r, readable).is_empty())
+        .map(|r| r.table)
+        .collect();
+    let fresh = run
+        .store(move |store| {
+            let mut fresh = Vec::new();
+            for table in embedding {
+                if store.count(&connection, table)? == (0, 0) {
+                    fresh.push(table);
+                }
+            }
+            Ok(fresh)
+        })
+        .await?;
+    run.fresh.lock().extend(fresh);
     announce(run, readable, "backfill");
     run_windows(run, readable, pending, concurrency).await;
+    run.fresh.lock().clear();
     if run.stopped() {
         return Ok(());
     }
@@ -660,9 +702,11 @@ async fn run_windows(
         wake: tokio::sync::Notify::new(),
     });
     let readable = Arc::new(readable.clone());
+    let writer = Arc::new(WriteBehind::start(run));
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (run, queue, readable) = (run.clone(), queue.clone(), readable.clone());
+        let (run, queue, readable, writer) =
+            (run.clone(), queue.clone(), readable.clone(), writer.clone());
         workers.push(tokio::spawn(async move {
             loop {
                 let Some(window) = queue.take().await else {
@@ -672,7 +716,7 @@ async fn run_windows(
                     let (resource, _) =
                         parse_scope(&window.scope).expect("planned scopes are known");
                     if !run.lost.lock().contains(resource.table) {
-                        let result = work_window(&run, &readable, &queue, window).await;
+                        let result = work_window(&run, &readable, &queue, &writer, window).await;
                         if let Err(error) = result {
                             run.fail(resource.table, error);
                         }
@@ -684,6 +728,9 @@ async fn run_windows(
     }
     for worker in workers {
         let _ = worker.await;
+    }
+    if let Ok(writer) = Arc::try_unwrap(writer) {
+        writer.finish().await;
     }
 }
 
@@ -734,12 +781,13 @@ async fn work_window(
     run: &Arc<Run>,
     readable: &HashSet<&'static str>,
     queue: &WindowQueue,
+    writer: &WriteBehind,
     window: Window,
 ) -> Result<(), EngineError> {
     let (resource, pass) = parse_scope(&window.scope).expect("planned scopes are known");
     match resource.source {
-        Source::List => list_window(run, readable, queue, resource, pass, window).await,
-        Source::PerParent { .. } => parent_window(run, readable, resource, window).await,
+        Source::List => list_window(run, readable, queue, writer, resource, pass, window).await,
+        Source::PerParent { .. } => parent_window(run, readable, writer, resource, window).await,
         Source::Embedded { .. } => Ok(()),
     }
 }
@@ -749,6 +797,7 @@ async fn list_window(
     run: &Arc<Run>,
     readable: &HashSet<&'static str>,
     queue: &WindowQueue,
+    writer: &WriteBehind,
     resource: &'static Resource,
     pass: usize,
     mut window: Window,
@@ -775,7 +824,11 @@ async fn list_window(
         let version = page.server_time.unwrap_or_else(now);
         let objects = applier.objects(resource, &page)?;
         let last = objects.last().map(|o| (o.id.clone(), o.created));
-        let known = applier.known_parents(resource, &objects).await?;
+        let known = if run.fresh.lock().contains(resource.table) {
+            HashSet::new()
+        } else {
+            applier.known_parents(resource, &objects).await?
+        };
         let mut rows = Rows::default();
         applier
             .collect(resource, objects, version, false, &mut rows, &known, None)
@@ -810,7 +863,7 @@ async fn list_window(
                     next_windows.push(window.clone());
                     let mut batch = rows.into_batch(Guard::AtLeast);
                     batch.windows = next_windows;
-                    record(run, resource, batch, &window).await?;
+                    record(writer, resource, batch, &window).await?;
                     queue.push(older);
                     continue;
                 }
@@ -824,31 +877,34 @@ async fn list_window(
         }
         let mut batch = rows.into_batch(Guard::AtLeast);
         batch.windows = vec![window.clone()];
-        record(run, resource, batch, &window).await?;
+        record(writer, resource, batch, &window).await?;
         if window.state == "done" {
             return Ok(());
         }
     }
 }
 
-/// Writes a batch and reports progress.
+/// Hands a batch to the writer (which reports progress once it is committed).
 async fn record(
-    run: &Run,
+    writer: &WriteBehind,
     resource: &'static Resource,
     batch: Batch,
     window: &Window,
 ) -> Result<(), EngineError> {
-    let written: u64 = batch
+    let objects: u64 = batch
         .rows
         .iter()
         .filter(|(t, _, _)| *t == resource.table)
         .map(|(_, r, _)| r.len() as u64)
         .sum();
-    run.apply(batch).await?;
-    run.objects.fetch_add(written, Ordering::Relaxed);
-    let covered = if window.state == "done" { 1.0 } else { 0.0 };
-    run.progress.advance(resource.table, written, covered);
-    Ok(())
+    writer
+        .hand_over(Handed {
+            batch,
+            table: resource.table,
+            objects,
+            finishes_window: window.state == "done",
+        })
+        .await
 }
 
 /// Lists a resource under each parent of one window (customers created in `[start, end)`),
@@ -857,6 +913,7 @@ async fn record(
 async fn parent_window(
     run: &Arc<Run>,
     readable: &HashSet<&'static str>,
+    writer: &WriteBehind,
     resource: &'static Resource,
     mut window: Window,
 ) -> Result<(), EngineError> {
@@ -932,7 +989,7 @@ async fn parent_window(
             window.after = (!last).then(|| parent.clone());
             let mut batch = std::mem::take(&mut rows).into_batch(Guard::AtLeast);
             batch.windows = vec![window.clone()];
-            record(run, resource, batch, &window).await?;
+            record(writer, resource, batch, &window).await?;
             unwritten = 0;
         }
     }
@@ -945,7 +1002,7 @@ async fn parent_window(
         windows: vec![window.clone()],
         ..Default::default()
     };
-    record(run, resource, batch, &window).await
+    record(writer, resource, batch, &window).await
 }
 
 /// Re-lists recent windows of what has no creation events (balance transactions, checkout
