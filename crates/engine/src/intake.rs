@@ -92,17 +92,6 @@ impl Intake {
     /// Stores one event and applies it.
     pub async fn accept(&self, event: &Value) -> Result<Outcome, EngineError> {
         let run = &self.run;
-        // Stored means applied (one transaction): a redelivery needs no work, no refetch.
-        let (connection, id) = (
-            run.connection.clone(),
-            event["id"].as_str().unwrap_or_default().to_owned(),
-        );
-        if run
-            .store(move |store| store.has_event(&connection, &id))
-            .await?
-        {
-            return Ok(Outcome::Duplicate);
-        }
         let applier = Applier {
             run,
             readable: &self.readable,
@@ -126,21 +115,44 @@ impl Intake {
             }
             None => None,
         };
+        // One read, under the object's lock: whether the event is stored already (stored means
+        // applied, in one transaction: a redelivery needs no work and no refetch), and the
+        // stored version of its object (the ordering decision, and "is it known").
+        let (connection, event_id) = (
+            run.connection.clone(),
+            event["id"].as_str().unwrap_or_default().to_owned(),
+        );
+        let lookup = change.as_ref().map(|(resource, ..)| {
+            (
+                resource.table,
+                event["data"]["object"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        });
+        let (seen, stored) = run
+            .store(move |store| {
+                if store.has_event(&connection, &event_id)? {
+                    return Ok((true, None));
+                }
+                let stored = match lookup {
+                    Some((table, id)) => store
+                        .versions(&connection, table, std::slice::from_ref(&id))?
+                        .into_values()
+                        .next(),
+                    None => None,
+                };
+                Ok((false, stored))
+            })
+            .await?;
+        if seen {
+            return Ok(Outcome::Duplicate);
+        }
         if let Some((resource, version, deleted, parent)) = change {
             let object = &event["data"]["object"];
             let mut refetched: Option<Value> = None;
             let id = object["id"].as_str().unwrap_or_default().to_owned();
-            let connection = run.connection.clone();
-            let table = resource.table;
-            let lookup = id.clone();
-            // One read of the stored version serves both the ordering decision and "is it known".
-            let stored = run
-                .store(move |store| {
-                    store.versions(&connection, table, std::slice::from_ref(&lookup))
-                })
-                .await?
-                .into_values()
-                .next();
             let known: HashSet<String> = stored.map(|_| id.clone()).into_iter().collect();
             match stored {
                 Some(stored) if version < stored.version => outcome = Outcome::Stale,

@@ -68,51 +68,56 @@ pub async fn receive(
         }
     };
     let connection = Connection::new(account, livemode);
-    let record = match state.engine.account(&connection).await {
-        Ok(record) => record,
-        Err(error) if error.code == ErrorCode::NotFound => {
-            return refuse(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no connected account {}", connection.label()),
-            );
-        }
-        Err(error) => {
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                error.code.name(),
-                error.message,
-            );
-        }
-    };
-    let Some(sealed) = &record.webhook_secret_sealed else {
-        state
-            .metrics
-            .record_webhook(&connection, "rejected_no_secret");
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "no_secret",
-            format!(
-                "{} has no webhook signing secret: serve with --public-url, or connect with --webhook-secret-file",
-                connection.label()
-            ),
-        );
-    };
-    let secret = match state.engine.vault.open_secret(sealed) {
-        Ok(secret) => secret,
-        Err(error) => {
-            return refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "vault",
-                error.to_string(),
-            );
-        }
-    };
     let header = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
     let now = now();
-    let signed_at = match verify(header, &body, &secret, now, state.config.tolerance_secs) {
+    let mut verified = None;
+    // The cached secret first; a signature that matches nothing is checked once more against
+    // the record as stored now (the secret may have been set or rolled since).
+    for fresh in [false, true] {
+        let secret = match state.webhook_secret(&connection, fresh).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) if !fresh => continue,
+            Ok(None) => {
+                state
+                    .metrics
+                    .record_webhook(&connection, "rejected_no_secret");
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "no_secret",
+                    format!(
+                        "{} has no webhook signing secret: serve with --public-url, or connect with --webhook-secret-file",
+                        connection.label()
+                    ),
+                );
+            }
+            Err(error) if error.code == ErrorCode::NotFound => {
+                return refuse(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no connected account {}", connection.label()),
+                );
+            }
+            Err(error) if error.code == ErrorCode::Vault => {
+                return refuse(StatusCode::INTERNAL_SERVER_ERROR, "vault", error.message);
+            }
+            Err(error) => {
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    error.code.name(),
+                    error.message,
+                );
+            }
+        };
+        let outcome = verify(header, &body, &secret, now, state.config.tolerance_secs);
+        let settled = !matches!(outcome, Err(SignatureError::NoMatch));
+        verified = Some(outcome);
+        if settled {
+            break;
+        }
+    }
+    let signed_at = match verified.expect("the fresh read always verifies or returns") {
         Ok(signed_at) => signed_at,
         Err(error) => {
             let outcome = match error {
