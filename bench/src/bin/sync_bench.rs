@@ -510,6 +510,22 @@ struct Meter {
     objects: AtomicU64,
     started: Instant,
     per_customer: Mutex<Option<(f64, u64)>>,
+    /// Objects per table since the last progress line: what is being written now.
+    lately: Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl Meter {
+    /// The tables written most since the last call, busiest first.
+    fn busiest(&self) -> String {
+        let mut lately: Vec<(String, u64)> = self.lately.lock().drain().collect();
+        lately.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        lately
+            .iter()
+            .take(4)
+            .map(|(table, n)| format!("{table} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl Progress for Meter {
@@ -524,8 +540,9 @@ impl Progress for Meter {
             ));
         }
     }
-    fn advance(&self, _: &str, objects: u64, _: f64) {
+    fn advance(&self, table: &str, objects: u64, _: f64) {
         self.objects.fetch_add(objects, Ordering::Relaxed);
+        *self.lately.lock().entry(table.to_owned()).or_default() += objects;
     }
     fn end(&self, _: &str) {}
     fn note(&self, message: &str) {
@@ -548,6 +565,7 @@ fn backfill_one(args: OneArgs) -> Result<()> {
         objects: AtomicU64::new(0),
         started,
         per_customer: Mutex::new(None),
+        lately: Mutex::new(std::collections::HashMap::new()),
     });
     let options = SyncOptions {
         full: false,
@@ -565,12 +583,13 @@ fn backfill_one(args: OneArgs) -> Result<()> {
                     let objects = meter.objects.load(Ordering::Relaxed);
                     let now = Instant::now();
                     println!(
-                        "    {:>5.0} s: {objects:>9} objects ({:.0}/s lately), RSS {:.0} MB, peak {:.0} MB, load {:.2}",
+                        "    {:>5.0} s: {objects:>9} objects ({:.0}/s lately), RSS {:.0} MB, peak {:.0} MB, load {:.2}; lately {}",
                         started.elapsed().as_secs_f64(),
                         (objects - last.1) as f64 / now.duration_since(last.0).as_secs_f64(),
                         vm_kb("VmRSS") as f64 / 1024.0,
                         vm_kb("VmHWM") as f64 / 1024.0,
-                        load_average()
+                        load_average(),
+                        meter.busiest()
                     );
                     let _ = std::io::stdout().flush();
                     last = (now, objects);
