@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use rusqlite::{OptionalExtension, params};
@@ -41,18 +42,22 @@ pub struct SqliteStore {
     _checkpointer: checkpointer::Checkpointer,
 }
 
-/// A group stops taking batches at this many rows (memory of the open transaction, and how
-/// long its first batch waits).
+/// A group stops taking batches at this many rows, or this old (how long its first batch
+/// waits for the commit).
 const GROUP_MAX_ROWS: usize = 20_000;
+const GROUP_MAX_AGE: Duration = Duration::from_millis(3);
 
 /// Read connections per store.
 const READERS: usize = 2;
+/// Prepared statements kept per connection: three per table written, and the reads (the
+/// default of 16 made every delivery prepare its statements again).
+const STATEMENT_CACHE: usize = 256;
 
 /// The connection and the group transaction open on it.
 struct Db {
     conn: rusqlite::Connection,
-    /// The open group: its number and the rows written in it so far.
-    group: Option<(u64, usize)>,
+    /// The open group: its number, the rows written in it so far, and when it began.
+    group: Option<(u64, usize, Instant)>,
     /// The last group number handed out, and the last one ended (committed or failed).
     last_group: u64,
     ended_group: u64,
@@ -199,7 +204,7 @@ impl SqliteStore {
                 detail: format!("the folder {} does not exist", parent.display()),
             });
         }
-        let db = rusqlite::Connection::open(path).map_err(|e| StoreError::Unavailable {
+        let mut db = rusqlite::Connection::open(path).map_err(|e| StoreError::Unavailable {
             target: path.into(),
             detail: e.to_string(),
         })?;
@@ -208,6 +213,8 @@ impl SqliteStore {
             detail: e.to_string(),
         };
         Self::configure(&db, path)?;
+        wait_when_busy(&mut db).map_err(unavailable)?;
+        db.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let checkpointer =
             checkpointer::Checkpointer::start(Path::new(path)).map_err(unavailable)?;
         let mut store = SqliteStore {
@@ -227,10 +234,14 @@ impl SqliteStore {
         };
         store.migrate()?;
         for _ in 0..READERS {
-            let reader = rusqlite::Connection::open(path).map_err(unavailable)?;
+            let mut reader = rusqlite::Connection::open(path).map_err(unavailable)?;
+            // A small cache: after every commit a reader drops what it cached, and its reads
+            // are lookups by key.
             reader
-                .execute_batch("PRAGMA busy_timeout = 10000; PRAGMA query_only = ON; PRAGMA cache_size = -8192;")
+                .execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -2048;")
                 .map_err(unavailable)?;
+            wait_when_busy(&mut reader).map_err(unavailable)?;
+            reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             store.readers.push(Mutex::new(reader));
         }
         Ok(store)
@@ -239,7 +250,7 @@ impl SqliteStore {
     /// Sets the connection up: WAL, and its own checkpoints off (see `checkpointer.rs`).
     fn configure(db: &rusqlite::Connection, path: &str) -> Result<()> {
         // A 32 MiB page cache keeps the indexes' upper levels in memory through a backfill.
-        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")
+        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;")
             .map_err(|e| StoreError::Unavailable { target: path.into(), detail: e.to_string() })
     }
 
@@ -262,7 +273,7 @@ impl SqliteStore {
 
     /// Commits the open group, if any, and wakes the batches waiting for it.
     fn end_group(&self, db: &mut Db) -> Result<()> {
-        let Some((group, _)) = db.group.take() else {
+        let Some((group, ..)) = db.group.take() else {
             return Ok(());
         };
         let result = db.execute_batch("COMMIT").map_err(db_error);
@@ -315,6 +326,18 @@ impl SqliteStore {
         ddl.push_str(&format!("INSERT OR REPLACE INTO stripe_mirror_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"));
         db.execute_batch(&ddl).map_err(db_error)
     }
+}
+
+/// Waits for a lock held by another connection in short, even steps, for up to ten seconds.
+/// SQLite's own busy timeout sleeps 1, 2, 5, 10, 15, 20, 25… ms: a writer that met the
+/// checkpointer's brief lock once lost tens of milliseconds, the tail of webhook latency.
+pub(crate) fn wait_when_busy(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+    const STEP: std::time::Duration = std::time::Duration::from_micros(200);
+    const ATTEMPTS: i32 = 50_000;
+    conn.busy_handler(Some(|attempt: i32| {
+        std::thread::sleep(STEP);
+        attempt < ATTEMPTS
+    }))
 }
 
 fn checked_table(name: &str) -> Result<&'static crate::Table> {
@@ -623,14 +646,14 @@ impl Store for SqliteStore {
         let mut db = self.db.lock();
         self.appliers_waiting.fetch_sub(1, Ordering::SeqCst);
         let group = match db.group {
-            Some((group, _)) => group,
+            Some((group, ..)) => group,
             None => {
                 // IMMEDIATE: a transaction that reads first and then writes can be refused at
                 // once, whatever the busy timeout, when another connection checkpoints.
                 db.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
                 db.last_group += 1;
                 let group = db.last_group;
-                db.group = Some((group, 0));
+                db.group = Some((group, 0, Instant::now()));
                 group
             }
         };
@@ -661,11 +684,19 @@ impl Store for SqliteStore {
                     + batch.events.len()
             })
             .sum();
-        let size = db.group.as_mut().map_or(0, |(_, size)| {
-            *size += rows;
-            *size
-        });
-        if self.appliers_waiting.load(Ordering::SeqCst) > 0 && size < GROUP_MAX_ROWS {
+        let (size, age) = db
+            .group
+            .as_mut()
+            .map_or((0, Duration::ZERO), |(_, size, began)| {
+                *size += rows;
+                (*size, began.elapsed())
+            });
+        // Under steady load someone is always waiting: a group also ends when it is a few
+        // milliseconds old, else it would grow to its row limit while its first batches wait.
+        if self.appliers_waiting.load(Ordering::SeqCst) > 0
+            && size < GROUP_MAX_ROWS
+            && age < GROUP_MAX_AGE
+        {
             // Another batch is about to be written: the last one commits for all.
             self.committed
                 .wait_while(&mut db, |db| db.ended_group < group);
