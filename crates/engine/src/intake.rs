@@ -132,7 +132,7 @@ impl Intake {
             )
         });
         let (seen, stored) = run
-            .store(move |store| {
+            .read_by_key(move |store| {
                 if store.has_event(&connection, &event_id)? {
                     return Ok((true, None));
                 }

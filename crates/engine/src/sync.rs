@@ -147,6 +147,19 @@ impl Run {
             .map_err(EngineError::from)
     }
 
+    /// A read by key, made on this thread when the database is an embedded file (it takes
+    /// microseconds there; handing it to a blocking thread and back cost more than the read);
+    /// a database over the network is read on a blocking thread, as `store` does.
+    pub(crate) async fn read_by_key<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn sm_warehouse::Store) -> sm_warehouse::Result<T> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        if self.engine_store.backend() == sm_warehouse::Backend::Sqlite {
+            return call(self.engine_store.as_ref()).map_err(EngineError::from);
+        }
+        self.store(call).await
+    }
+
     /// Writes batches in order, many in one transaction.
     pub(crate) async fn apply_all(&self, batches: Vec<Batch>) -> Result<(), EngineError> {
         let connection = self.connection.clone();
