@@ -46,6 +46,8 @@ const GOAL_P99_MS: f64 = 50.0;
 const SECRET: &str = "whsec_bench_intake_0123456789abcdef";
 /// Thread names, so that CPU time can be told apart per side in one process (15 chars at most).
 const SERVER_THREAD: &str = "intake-server";
+/// The SQLite store's own threads (its writer and checkpointer), counted with the server.
+const STORE_THREADS: &str = "sm-sqlite";
 const CLIENT_THREAD: &str = "bench-client";
 const EMULATOR_THREAD: &str = "emu-server";
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -1153,7 +1155,7 @@ impl Usage {
     fn now() -> Usage {
         let (machine_busy, machine_total) = machine_ticks();
         Usage {
-            server: thread_ticks(SERVER_THREAD),
+            server: thread_ticks(SERVER_THREAD) + thread_ticks(STORE_THREADS),
             clients: thread_ticks(CLIENT_THREAD),
             emulator: thread_ticks(EMULATOR_THREAD),
             process: process_ticks(),

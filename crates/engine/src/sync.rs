@@ -160,17 +160,33 @@ impl Run {
         self.store(call).await
     }
 
-    /// Writes batches in order, many in one transaction.
-    pub(crate) async fn apply_all(&self, batches: Vec<Batch>) -> Result<(), EngineError> {
-        let connection = self.connection.clone();
-        let all = self
-            .store(move |store| store.apply_all(&connection, &batches))
-            .await?;
+    /// Writes batches in order, many in one transaction. The one way the mirror is written.
+    async fn write(&self, batches: Vec<Batch>) -> Result<Vec<Counts>, EngineError> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let done: Box<dyn FnOnce(sm_warehouse::Result<Vec<Counts>>) + Send> =
+            Box::new(move |outcome| {
+                let _ = sender.send(outcome);
+            });
+        if self.engine_store.writes_queued() {
+            self.engine_store
+                .apply_all_then(&self.connection, batches, done);
+        } else {
+            let (store, connection) = (self.engine_store.clone(), self.connection.clone());
+            tokio::task::spawn_blocking(move || store.apply_all_then(&connection, batches, done));
+        }
+        let all = receiver
+            .await
+            .map_err(|_| EngineError::new(ErrorCode::Internal, "a database write was dropped"))?
+            .map_err(EngineError::from)?;
         let mut counts = self.counts.lock();
         for one in &all {
             counts.add(one);
         }
-        Ok(())
+        Ok(all)
+    }
+
+    pub(crate) async fn apply_all(&self, batches: Vec<Batch>) -> Result<(), EngineError> {
+        self.write(batches).await.map(|_| ())
     }
 
     /// How many batches the store writes side by side.
@@ -179,12 +195,8 @@ impl Run {
     }
 
     pub(crate) async fn apply(&self, batch: Batch) -> Result<Counts, EngineError> {
-        let connection = self.connection.clone();
-        let counts = self
-            .store(move |store| store.apply(&connection, &batch))
-            .await?;
-        self.counts.lock().add(&counts);
-        Ok(counts)
+        let mut all = self.write(vec![batch]).await?;
+        Ok(all.pop().unwrap_or_default())
     }
 
     fn note(&self, message: String) {

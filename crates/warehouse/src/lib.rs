@@ -268,6 +268,21 @@ pub trait Store: Send + Sync {
             .map(|batch| self.apply(connection, batch))
             .collect()
     }
+    /// Writes batches as `apply_all` does and hands the outcome to `done`. A backend with a
+    /// writer of its own (`writes_queued`) queues them and returns at once, calling `done` on
+    /// its writer's thread; the others write on the calling thread, which may block.
+    fn apply_all_then(
+        &self,
+        connection: &Connection,
+        batches: Vec<Batch>,
+        done: Box<dyn FnOnce(Result<Vec<Counts>>) + Send>,
+    ) {
+        done(self.apply_all(connection, &batches))
+    }
+    /// Whether `apply_all_then` returns without blocking.
+    fn writes_queued(&self) -> bool {
+        false
+    }
     /// How many writes the backend usefully runs side by side.
     fn parallel_writes(&self) -> usize {
         1

@@ -1,21 +1,20 @@
 //! The SQLite backend: one file, WAL mode, one connection behind a mutex (SQLite has one writer
 //! anyway). Typed columns are virtual generated columns over `json_extract(data, …)`.
 //!
-//! Batches applied side by side share one transaction (group commit): each is written inside a
-//! savepoint of its own, and the last of the writers waiting for the connection commits for all
-//! of them. A commit writes every page it touched to the WAL, so a hundred small commits cost
-//! far more than one big one; each caller still returns only after its batch is committed.
+//! Batches are written by a thread of their own, many in one transaction (`writer.rs`); other
+//! writes (accounts, runs, cursors) take the connection's lock between its rounds. Reads have
+//! connections of their own, and checkpoints a thread of their own (`checkpointer.rs`).
 
 use std::collections::HashMap;
-use std::ops::{Deref, DerefMut};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{OptionalExtension, params};
 
 mod checkpointer;
+mod writer;
 
 use crate::schema::{ColumnType, TABLES, table};
 use crate::{
@@ -26,26 +25,19 @@ use crate::{
 /// A mirror in a SQLite file.
 pub struct SqliteStore {
     path: String,
-    db: Mutex<Db>,
-    /// Batches waiting for the connection: while there are some, a batch written leaves the
-    /// transaction open for them.
-    appliers_waiting: AtomicUsize,
-    /// Signalled after each group commit.
-    committed: Condvar,
+    /// The connection that writes; the writer thread holds it through each round.
+    db: Arc<Mutex<rusqlite::Connection>>,
     /// Connections for reads, which in WAL mode never wait for the writer: they see what is
     /// committed (every batch is, once `apply` returns).
     readers: Vec<Mutex<rusqlite::Connection>>,
     /// Where a read waits when every reader is busy.
     next_reader: AtomicUsize,
+    /// Writes queued batches; stops before the checkpointer, having written what was queued.
+    writer: writer::Writer,
     /// Copies the log into the file off the write path (the connection's own checkpoints are
     /// off); declared last, so its connection closes last and leaves no log behind.
     _checkpointer: checkpointer::Checkpointer,
 }
-
-/// A group stops taking batches at this many rows, or this old (how long its first batch
-/// waits for the commit).
-const GROUP_MAX_ROWS: usize = 20_000;
-const GROUP_MAX_AGE: Duration = Duration::from_millis(3);
 
 /// Batches of up to this many rows per table look each row up before inserting it.
 const LOOKUP_FIRST_ROWS: usize = 4;
@@ -55,31 +47,6 @@ const READERS: usize = 2;
 /// Prepared statements kept per connection: three per table written, and the reads (the
 /// default of 16 made every delivery prepare its statements again).
 const STATEMENT_CACHE: usize = 256;
-
-/// The connection and the group transaction open on it.
-struct Db {
-    conn: rusqlite::Connection,
-    /// The open group: its number, the rows written in it so far, and when it began.
-    group: Option<(u64, usize, Instant)>,
-    /// The last group number handed out, and the last one ended (committed or failed).
-    last_group: u64,
-    ended_group: u64,
-    /// Groups whose commit failed lately, with the error (their batches are lost).
-    failed_groups: Vec<(u64, String)>,
-}
-
-impl Deref for Db {
-    type Target = rusqlite::Connection;
-    fn deref(&self) -> &rusqlite::Connection {
-        &self.conn
-    }
-}
-
-impl DerefMut for Db {
-    fn deref_mut(&mut self) -> &mut rusqlite::Connection {
-        &mut self.conn
-    }
-}
 
 fn db_error(error: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(code, _) = &error
@@ -220,19 +187,13 @@ impl SqliteStore {
         db.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let checkpointer =
             checkpointer::Checkpointer::start(Path::new(path)).map_err(unavailable)?;
+        let db = Arc::new(Mutex::new(db));
         let mut store = SqliteStore {
             path: path.into(),
-            db: Mutex::new(Db {
-                conn: db,
-                group: None,
-                last_group: 0,
-                ended_group: 0,
-                failed_groups: Vec::new(),
-            }),
-            appliers_waiting: AtomicUsize::new(0),
-            committed: Condvar::new(),
+            db: db.clone(),
             readers: Vec::new(),
             next_reader: AtomicUsize::new(0),
+            writer: writer::Writer::start(db),
             _checkpointer: checkpointer,
         };
         store.migrate()?;
@@ -266,40 +227,9 @@ impl SqliteStore {
         self.readers[turn % self.readers.len()].lock()
     }
 
-    /// The connection for a write of its own: the open group is committed first, so that the
-    /// write commits when it says so.
-    fn writer(&self) -> Result<MutexGuard<'_, Db>> {
-        let mut db = self.db.lock();
-        self.end_group(&mut db)?;
-        Ok(db)
-    }
-
-    /// Commits the open group, if any, and wakes the batches waiting for it.
-    fn end_group(&self, db: &mut Db) -> Result<()> {
-        let Some((group, ..)) = db.group.take() else {
-            return Ok(());
-        };
-        let result = db.execute_batch("COMMIT").map_err(db_error);
-        match &result {
-            Ok(()) => self.group_ended(db, group, None),
-            Err(error) => {
-                let _ = db.execute_batch("ROLLBACK");
-                self.group_ended(db, group, Some(error.to_string()));
-            }
-        }
-        result
-    }
-
-    /// Records how a group ended and wakes its batches.
-    fn group_ended(&self, db: &mut Db, group: u64, failure: Option<String>) {
-        if let Some(failure) = failure {
-            if db.failed_groups.len() >= 16 {
-                db.failed_groups.remove(0);
-            }
-            db.failed_groups.push((group, failure));
-        }
-        db.ended_group = group;
-        self.committed.notify_all();
+    /// The connection for a write of its own, between the writer's rounds.
+    fn writer(&self) -> Result<MutexGuard<'_, rusqlite::Connection>> {
+        Ok(self.db.lock())
     }
 
     fn migrate(&self) -> Result<()> {
@@ -664,71 +594,24 @@ impl Store for SqliteStore {
     }
 
     fn apply_all(&self, c: &Connection, batches: &[Batch]) -> Result<Vec<Counts>> {
-        self.appliers_waiting.fetch_add(1, Ordering::SeqCst);
-        let mut db = self.db.lock();
-        self.appliers_waiting.fetch_sub(1, Ordering::SeqCst);
-        let group = match db.group {
-            Some((group, ..)) => group,
-            None => {
-                // IMMEDIATE: a transaction that reads first and then writes can be refused at
-                // once, whatever the busy timeout, when another connection checkpoints.
-                db.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
-                db.last_group += 1;
-                let group = db.last_group;
-                db.group = Some((group, 0, Instant::now()));
-                group
-            }
-        };
-        // No savepoint per batch (each would copy every page it touches): a batch that fails
-        // rolls its whole group back, and every batch of the group reports the failure.
-        let written: Result<Vec<Counts>> = batches
-            .iter()
-            .map(|batch| write_batch(&db, c, batch))
-            .collect();
-        let written = match written {
-            Ok(written) => written,
-            Err(error) => {
-                let _ = db.execute_batch("ROLLBACK");
-                db.group = None;
-                let failure = format!("a batch written in the same transaction failed: {error}");
-                self.group_ended(&mut db, group, Some(failure));
-                return Err(error);
-            }
-        };
-        let rows: usize = batches
-            .iter()
-            .map(|batch| {
-                batch
-                    .rows
-                    .iter()
-                    .map(|(_, rows, _)| rows.len())
-                    .sum::<usize>()
-                    + batch.events.len()
-            })
-            .sum();
-        let (size, age) = db
-            .group
-            .as_mut()
-            .map_or((0, Duration::ZERO), |(_, size, began)| {
-                *size += rows;
-                (*size, began.elapsed())
-            });
-        // Under steady load someone is always waiting: a group also ends when it is a few
-        // milliseconds old, else it would grow to its row limit while its first batches wait.
-        if self.appliers_waiting.load(Ordering::SeqCst) > 0
-            && size < GROUP_MAX_ROWS
-            && age < GROUP_MAX_AGE
-        {
-            // Another batch is about to be written: the last one commits for all.
-            self.committed
-                .wait_while(&mut db, |db| db.ended_group < group);
-            if let Some((_, error)) = db.failed_groups.iter().find(|(g, _)| *g == group) {
-                return Err(StoreError::Database(error.clone()));
-            }
-        } else {
-            self.end_group(&mut db)?;
-        }
-        Ok(written)
+        self.writer.write(c, batches.to_vec())
+    }
+
+    fn apply_all_then(
+        &self,
+        c: &Connection,
+        batches: Vec<Batch>,
+        done: Box<dyn FnOnce(Result<Vec<Counts>>) + Send>,
+    ) {
+        self.writer.submit(writer::Job {
+            connection: c.clone(),
+            batches,
+            done,
+        });
+    }
+
+    fn writes_queued(&self) -> bool {
+        true
     }
 
     fn sweep(
