@@ -139,7 +139,9 @@ fn run(db: &Mutex<rusqlite::Connection>, queue: &(Mutex<Queue>, Condvar)) {
             }
             round
         };
-        let outcomes: Vec<Result<Vec<Counts>>> = {
+        // A panic while writing must not stop the writer (every later caller would wait
+        // forever): the round's callers are told, and the open transaction is rolled back.
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let conn = db.lock();
             match write_round(&conn, &round) {
                 Ok(each) => each.into_iter().map(Ok).collect(),
@@ -154,7 +156,21 @@ fn run(db: &Mutex<rusqlite::Connection>, queue: &(Mutex<Queue>, Condvar)) {
                     })
                     .collect(),
             }
-        };
+        }));
+        let outcomes: Vec<Result<Vec<Counts>>> = written.unwrap_or_else(|_| {
+            let conn = db.lock();
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            round
+                .iter()
+                .map(|_| {
+                    Err(StoreError::Database(
+                        "writing the batch failed unexpectedly (a bug: see the log); nothing of it was kept".into(),
+                    ))
+                })
+                .collect()
+        });
         for (job, outcome) in round.into_iter().zip(outcomes) {
             (job.done)(outcome);
         }
