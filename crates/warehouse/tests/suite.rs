@@ -510,7 +510,10 @@ pub fn concurrent_batches_land_whole(store: &dyn Store) {
             if t == 3 && b % 7 == 3 {
                 assert!(!ok, "a batch naming no table failed");
             } else {
-                assert!(ok, "batch {t}/{b} failed with a bad batch written beside it");
+                assert!(
+                    ok,
+                    "batch {t}/{b} failed with a bad batch written beside it"
+                );
             }
             let ids: Vec<String> = (0..10).map(|i| format!("cus_{t}_{b}_{i}")).collect();
             let found = store.rows_by_id(&c, "customers", &ids).unwrap();
