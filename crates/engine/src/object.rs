@@ -209,49 +209,51 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
 /// not, and then this is a copy).
 pub(crate) fn compact(text: &str) -> String {
     let bytes = text.as_bytes();
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut first_space = None;
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
-            first_space = Some(i);
-            break;
-        }
-    }
-    let Some(start) = first_space else {
+    let mut scanner = Scanner::default();
+    // Most text has no whitespace to drop: find the first, and copy up to it in one go.
+    let Some(start) = bytes
+        .iter()
+        .position(|&b| scanner.is_space_between_tokens(b))
+    else {
         return text.to_owned();
     };
     let mut out = Vec::with_capacity(bytes.len());
     out.extend_from_slice(&bytes[..start]);
-    for &b in &bytes[start..] {
-        if in_string {
-            out.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b'"' {
-            in_string = true;
-            out.push(b);
-        } else if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
-            out.push(b);
-        }
-    }
+    out.extend(
+        bytes[start..]
+            .iter()
+            .filter(|&&b| !scanner.is_space_between_tokens(b)),
+    );
     // Only ASCII whitespace outside strings was dropped: still UTF-8.
     String::from_utf8(out).expect("compacting keeps UTF-8")
+}
+
+/// Where a byte-by-byte walk of JSON text is: inside a string, and after a backslash there.
+#[derive(Default)]
+struct Scanner {
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Scanner {
+    /// Takes the next byte; whether it is whitespace outside every string.
+    fn is_space_between_tokens(&mut self, b: u8) -> bool {
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            }
+            false
+        } else if b == b'"' {
+            self.in_string = true;
+            false
+        } else {
+            matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+        }
+    }
 }
 
 #[cfg(test)]

@@ -131,10 +131,11 @@ fn run(db: &Mutex<rusqlite::Connection>, queue: &(Mutex<Queue>, Condvar)) {
             let mut round = Vec::new();
             let mut rows = 0;
             while let Some(job) = queue.jobs.front() {
-                if !round.is_empty() && rows + job.rows() > ROUND_MAX_ROWS {
+                let job_rows = job.rows();
+                if !round.is_empty() && rows + job_rows > ROUND_MAX_ROWS {
                     break;
                 }
-                rows += job.rows();
+                rows += job_rows;
                 round.extend(queue.jobs.pop_front());
             }
             round
