@@ -43,6 +43,8 @@ type Result<T, E = Error> = std::result::Result<T, E>;
 /// The goals.
 const GOAL_EVENTS_PER_SEC: f64 = 5_000.0;
 const GOAL_P99_MS: f64 = 50.0;
+/// The window of the per-window rates a throughput run prints.
+const RATE_WINDOW_SECS: usize = 5;
 const SECRET: &str = "whsec_bench_intake_0123456789abcdef";
 /// Thread names, so that CPU time can be told apart per side in one process (15 chars at most).
 const SERVER_THREAD: &str = "intake-server";
@@ -656,6 +658,9 @@ struct Tally {
     statuses: BTreeMap<u16, u64>,
     by_kind: BTreeMap<&'static str, u64>,
     latencies_us: Vec<u32>,
+    /// Deliveries accepted in each whole second of a closed loop, to show whether the rate
+    /// holds as the database grows.
+    accepted_per_second: Vec<u64>,
 }
 
 impl Tally {
@@ -685,6 +690,35 @@ impl Tally {
             *self.by_kind.entry(k).or_default() += v;
         }
         self.latencies_us.extend(other.latencies_us);
+        if self.accepted_per_second.len() < other.accepted_per_second.len() {
+            self.accepted_per_second
+                .resize(other.accepted_per_second.len(), 0);
+        }
+        for (mine, theirs) in self
+            .accepted_per_second
+            .iter_mut()
+            .zip(other.accepted_per_second)
+        {
+            *mine += theirs;
+        }
+    }
+
+    /// Counts an accepted delivery in second `second` of the loop.
+    fn count_second(&mut self, second: usize) {
+        if self.accepted_per_second.len() <= second {
+            self.accepted_per_second.resize(second + 1, 0);
+        }
+        self.accepted_per_second[second] += 1;
+    }
+
+    /// Events per second in consecutive windows of `window` whole seconds (a last, partial
+    /// second is left out).
+    fn window_rates(&self, secs: f64, window: usize) -> Vec<f64> {
+        let whole = (secs.floor() as usize).min(self.accepted_per_second.len());
+        self.accepted_per_second[..whole]
+            .chunks(window.max(1))
+            .map(|chunk| chunk.iter().sum::<u64>() as f64 / chunk.len() as f64)
+            .collect()
     }
 }
 
@@ -714,6 +748,9 @@ async fn closed_loop(
                     let delivery = events.next();
                     let answer = deliver(&http, &url, &delivery).await;
                     tally.add(delivery.kind, &answer);
+                    if answer.status == 200 {
+                        tally.count_second(started.elapsed().as_secs() as usize);
+                    }
                 }
                 tally
             })
@@ -1031,6 +1068,19 @@ fn report_throughput(common: &Common, tally: Tally, elapsed: Duration, usage: &U
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0)
     );
+    let windows = tally.window_rates(secs, RATE_WINDOW_SECS);
+    let slowest = windows.iter().copied().fold(f64::INFINITY, f64::min);
+    if !windows.is_empty() {
+        println!(
+            "  events/s in each {RATE_WINDOW_SECS} s: {} — slowest {slowest:.0} (ratio {:.2} to the goal)",
+            windows
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            slowest / GOAL_EVENTS_PER_SEC
+        );
+    }
     usage.print(secs, tally.accepted);
     json!({
         "bench": "intake-throughput",
@@ -1041,6 +1091,9 @@ fn report_throughput(common: &Common, tally: Tally, elapsed: Duration, usage: &U
         "events_per_sec": round(rate, 1),
         "goal_events_per_sec": GOAL_EVENTS_PER_SEC,
         "ratio_to_goal": round(rate / GOAL_EVENTS_PER_SEC, 3),
+        "window_secs": RATE_WINDOW_SECS,
+        "events_per_sec_by_window": windows.iter().map(|r| round(*r, 0)).collect::<Vec<_>>(),
+        "slowest_window_ratio_to_goal": if windows.is_empty() { Value::Null } else { json!(round(slowest / GOAL_EVENTS_PER_SEC, 3)) },
         "outcomes": tally.outcomes,
         "statuses": tally.statuses.iter().map(|(s, n)| (s.to_string(), *n)).collect::<BTreeMap<_, _>>(),
         "kinds": tally.by_kind,
