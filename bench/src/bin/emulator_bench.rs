@@ -11,6 +11,7 @@
 //!
 //! These print figures; they never assert. Build in release (see bench/README.md).
 
+use sm_bench::{machine_ticks, process_ticks, round, secs, thread_ticks, vm_kb};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -1242,68 +1243,6 @@ fn serve_check(
 // ---------------------------------------------------------------------------------------------
 // /proc and small helpers
 
-/// A `Vm…` line of /proc/self/status, in kB.
-fn vm_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .unwrap_or(0)
-}
-
-/// utime + stime of a `/proc/…/stat` file's text.
-fn stat_ticks(stat: &str) -> u64 {
-    // Fields after the command name (which may hold spaces) start at field 3, `state`.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> u64 { fields.get(n).and_then(|f| f.parse().ok()).unwrap_or(0) };
-    field(11) + field(12)
-}
-
-/// CPU ticks of a whole process.
-fn process_ticks(pid: &str) -> u64 {
-    stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
-}
-
-/// CPU ticks of a process's threads whose name starts with `prefix`.
-fn thread_ticks(pid: &str, prefix: &str) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter(|task| {
-            std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|name| name.trim_end().starts_with(prefix))
-        })
-        .map(|task| {
-            stat_ticks(&std::fs::read_to_string(task.path().join("stat")).unwrap_or_default())
-        })
-        .sum()
-}
-
-/// Busy and total ticks of the whole machine, from /proc/stat.
-fn machine_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return (0, 0);
-    };
-    let values: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is already in user).
-    let total: u64 = values.iter().take(8).sum();
-    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
-    (total.saturating_sub(idle), total)
-}
-
 /// The one-minute load average, printed before the runs.
 fn load_note() -> String {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -1337,15 +1276,6 @@ fn largest_kinds(objects: &Value, how_many: usize) -> String {
 
 fn text(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
-}
-
-fn secs(value: f64) -> Duration {
-    Duration::from_secs_f64(value.max(0.0))
-}
-
-fn round(value: f64, places: i32) -> f64 {
-    let factor = 10f64.powi(places);
-    (value * factor).round() / factor
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@
 //! Each scenario runs in a fresh child process (`all`), since the server's replay memory is
 //! process-wide. These print figures; they never assert. Build in release (see bench/README.md).
 
+use sm_bench::{
+    cores, load_average, machine_ticks, process_ticks, round, secs, thread_ticks, vm_kb,
+};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -1030,7 +1033,14 @@ fn scenario(common: Common, which: Scenario) -> Result<()> {
         })
         .sum::<u64>();
     setup.stop();
+    // Server, clients (each delivery's latency kept: 4 bytes) and emulator share the process.
+    let peak_mb = vm_kb("VmHWM") as f64 / 1024.0;
+    println!(
+        "  peak memory of this process (server, clients and emulator together) {peak_mb:.0} MB; database and log {:.0} MB",
+        database_bytes as f64 / 1_048_576.0
+    );
     result["database_bytes"] = json!(database_bytes);
+    result["process_peak_bytes"] = json!(vm_kb("VmHWM") * 1024);
     println!("{result}");
     Ok(())
 }
@@ -1208,10 +1218,10 @@ impl Usage {
     fn now() -> Usage {
         let (machine_busy, machine_total) = machine_ticks();
         Usage {
-            server: thread_ticks(SERVER_THREAD) + thread_ticks(STORE_THREADS),
-            clients: thread_ticks(CLIENT_THREAD),
-            emulator: thread_ticks(EMULATOR_THREAD),
-            process: process_ticks(),
+            server: thread_ticks("self", SERVER_THREAD) + thread_ticks("self", STORE_THREADS),
+            clients: thread_ticks("self", CLIENT_THREAD),
+            emulator: thread_ticks("self", EMULATOR_THREAD),
+            process: process_ticks("self"),
             machine_busy,
             machine_total,
         }
@@ -1259,75 +1269,6 @@ impl Usage {
     }
 }
 
-/// utime + stime of a `/proc/…/stat` file's text.
-fn stat_ticks(stat: &str) -> u64 {
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> u64 { fields.get(n).and_then(|f| f.parse().ok()).unwrap_or(0) };
-    field(11) + field(12)
-}
-
-fn process_ticks() -> u64 {
-    stat_ticks(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
-}
-
-/// CPU ticks of this process's threads whose name starts with `prefix`.
-fn thread_ticks(prefix: &str) -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter(|task| {
-            std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|name| name.trim_end().starts_with(prefix))
-        })
-        .map(|task| {
-            stat_ticks(&std::fs::read_to_string(task.path().join("stat")).unwrap_or_default())
-        })
-        .sum()
-}
-
-/// Busy and total ticks of the whole machine (all cores), from /proc/stat.
-fn machine_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return (0, 0);
-    };
-    let values: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let total: u64 = values.iter().take(8).sum();
-    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
-    (total.saturating_sub(idle), total)
-}
-
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn load_note() -> String {
     format!("; load average {:.2}", load_average())
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(0, |n| n.get())
-}
-
-fn secs(value: f64) -> Duration {
-    Duration::from_secs_f64(value.max(0.0))
-}
-
-fn round(value: f64, places: i32) -> f64 {
-    let factor = 10f64.powi(places);
-    (value * factor).round() / factor
 }

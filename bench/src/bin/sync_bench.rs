@@ -11,6 +11,7 @@
 //!
 //! These print figures; they never assert. Build in release (see bench/README.md).
 
+use sm_bench::{cores, load_average, process_ticks, round, secs, vm_kb, vm_kb_of};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -1433,48 +1434,8 @@ fn postgres_ticks() -> u64 {
         .sum()
 }
 
-/// A `Vm…` line of /proc/self/status, in kB.
-fn vm_kb(field: &str) -> u64 {
-    vm_kb_of("self", field)
-}
-
-fn vm_kb_of(pid: &str, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .unwrap_or(0)
-}
-
-/// utime + stime of a whole process, in ticks.
-fn process_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> u64 { fields.get(n).and_then(|f| f.parse().ok()).unwrap_or(0) };
-    field(11) + field(12)
-}
-
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn load_note() -> String {
     format!(" (load average {:.2})", load_average())
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(0, |n| n.get())
 }
 
 fn text(value: &Value) -> String {
@@ -1487,13 +1448,4 @@ fn join(values: &[u64]) -> String {
         .map(u64::to_string)
         .collect::<Vec<_>>()
         .join(",")
-}
-
-fn secs(value: f64) -> Duration {
-    Duration::from_secs_f64(value.max(0.0))
-}
-
-fn round(value: f64, places: i32) -> f64 {
-    let factor = 10f64.powi(places);
-    (value * factor).round() / factor
 }
