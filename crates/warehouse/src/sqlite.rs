@@ -352,41 +352,42 @@ fn write_batch(tx: &rusqlite::Connection, c: &Connection, batch: &Batch) -> Resu
             .map_err(db_error)?;
         let mut update = tx
             .prepare_cached(&format!(
-                "UPDATE {table_name} SET created = COALESCE(?3, created), deleted = ?4, data = ?5, version = ?6, synced_at = ?7, parent_id = COALESCE(?8, parent_id)
+                "UPDATE {table_name} SET created = COALESCE(?4, created), deleted = ?5, data = ?6, version = ?7, synced_at = ?8, parent_id = COALESCE(?9, parent_id)
                  WHERE account_id = ?1 AND id = ?2"
             ))
             .map_err(db_error)?;
         // A few rows are a webhook's or an incremental page's, mostly of stored objects:
         // for them the lookup comes first, so an update takes two statements, not three.
         let lookup_first = rows.len() <= LOOKUP_FIRST_ROWS;
+        let mut stored_version = |id: &str| {
+            lookup
+                .query_row(params![c.account_id, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(db_error)
+        };
         for row in rows {
+            // The insert and the update number their parameters alike (the update leaves
+            // `livemode`, ?3, as it is), so one list serves both.
+            let values = params![
+                c.account_id,
+                row.id,
+                c.livemode,
+                row.created,
+                row.deleted,
+                row.data,
+                row.version,
+                synced_at,
+                row.parent_id
+            ];
             let stored: Option<(i64, bool)> = if lookup_first {
-                lookup
-                    .query_row(params![c.account_id, row.id], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()
-                    .map_err(db_error)?
+                stored_version(&row.id)?
             } else {
                 None
             };
             let stored = match stored {
                 Some(stored) => stored,
                 None => {
-                    let inserted = insert
-                        .execute(params![
-                            c.account_id,
-                            row.id,
-                            c.livemode,
-                            row.created,
-                            row.deleted,
-                            row.data,
-                            row.version,
-                            synced_at,
-                            row.parent_id
-                        ])
-                        .map_err(db_error)?;
-                    if inserted == 1 {
+                    if insert.execute(values).map_err(db_error)? == 1 {
                         if row.deleted {
                             tally.deleted += 1;
                         } else {
@@ -394,11 +395,8 @@ fn write_batch(tx: &rusqlite::Connection, c: &Connection, batch: &Batch) -> Resu
                         }
                         continue;
                     }
-                    lookup
-                        .query_row(params![c.account_id, row.id], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })
-                        .map_err(db_error)?
+                    stored_version(&row.id)?
+                        .ok_or_else(|| db_error(rusqlite::Error::QueryReturnedNoRows))?
                 }
             };
             let (version, was_deleted) = stored;
@@ -410,18 +408,7 @@ fn write_batch(tx: &rusqlite::Connection, c: &Connection, batch: &Batch) -> Resu
                 tally.skipped += 1;
                 continue;
             }
-            update
-                .execute(params![
-                    c.account_id,
-                    row.id,
-                    row.created,
-                    row.deleted,
-                    row.data,
-                    row.version,
-                    synced_at,
-                    row.parent_id
-                ])
-                .map_err(db_error)?;
+            update.execute(values).map_err(db_error)?;
             if row.deleted && !was_deleted {
                 tally.deleted += 1;
             } else {
