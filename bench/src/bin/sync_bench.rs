@@ -571,6 +571,7 @@ fn backfill_one(args: OneArgs) -> Result<()> {
     let options = SyncOptions {
         full: false,
         concurrency: args.concurrency,
+        tables: None,
     };
     let report: SyncReport = runtime.block_on(async {
         let sync = sync(&engine, &connection, &options, meter.clone());
@@ -678,6 +679,7 @@ fn incremental(args: IncrementalArgs) -> Result<()> {
     let options = SyncOptions {
         full: false,
         concurrency: args.concurrency,
+        tables: None,
     };
     let mut points = Vec::new();
     let steps: Vec<u64> = std::iter::once(0)
@@ -1068,6 +1070,7 @@ fn paced(args: PacedArgs) -> Result<()> {
             &SyncOptions {
                 full: false,
                 concurrency: args.concurrency,
+                tables: None,
             },
             Arc::new(sm_engine::sync::Quiet),
         ));

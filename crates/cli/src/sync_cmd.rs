@@ -29,6 +29,22 @@ pub struct SyncArgs {
     /// Requests in flight at once per account (they stay within the rate budget).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Mirror only these tables, e.g. `customers,charges` (tables they hang from come along).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "STRIPE_MIRROR_SYNC_ONLY",
+        value_name = "TABLES"
+    )]
+    only: Vec<String>,
+    /// Leave these tables out, e.g. `balance_transactions,files`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "STRIPE_MIRROR_SYNC_SKIP",
+        value_name = "TABLES"
+    )]
+    skip: Vec<String>,
 }
 
 /// Bars on a terminal; a line per resource every few seconds elsewhere.
@@ -144,6 +160,8 @@ pub async fn sync_one(
         "name": record.name,
         "run": report.run,
         "skipped": report.skipped,
+        "not_chosen": report.not_chosen,
+        "budget_share": if report.budget_share.is_finite() { json!(report.budget_share) } else { json!(null) },
         "notes": report.notes,
         "seconds": started.elapsed().as_secs_f64(),
         "objects_written": objects,
@@ -152,8 +170,12 @@ pub async fn sync_one(
 
 fn print_report(report: &serde_json::Value) {
     let run = &report["run"];
+    let pace = match report["budget_share"].as_f64() {
+        Some(share) => format!("at --budget-share {share}"),
+        None => "unpaced".to_owned(),
+    };
     println!(
-        "{} {} of \"{}\" ({}): {} in {:.1} s, {} requests",
+        "{} {} of \"{}\" ({}): {} in {:.1} s, {} requests {pace}",
         run["status"].as_str().unwrap_or_default(),
         run["kind"].as_str().unwrap_or_default(),
         report["name"].as_str().unwrap_or_default(),
@@ -162,8 +184,37 @@ fn print_report(report: &serde_json::Value) {
         report["seconds"].as_f64().unwrap_or(0.0),
         run["requests"]
     );
+    let skipped: Vec<&str> = report["skipped"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|pair| pair[0].as_str())
+        .collect();
+    if !skipped.is_empty() {
+        println!(
+            "  skipped (the key may not read them): {}",
+            skipped.join(", ")
+        );
+    }
+    let not_chosen: Vec<&str> = report["not_chosen"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str())
+        .collect();
+    if !not_chosen.is_empty() {
+        println!(
+            "  skipped by choice (--only/--skip): {}",
+            not_chosen.join(", ")
+        );
+    }
     for note in report["notes"].as_array().into_iter().flatten() {
-        println!("  note: {}", note.as_str().unwrap_or_default());
+        let note = note.as_str().unwrap_or_default();
+        // Said above already.
+        if note.starts_with("not mirrored by choice") {
+            continue;
+        }
+        println!("  note: {note}");
     }
 }
 
@@ -187,9 +238,16 @@ fn summary_of_counts(counts: &serde_json::Value) -> String {
 
 pub async fn sync(global: &GlobalArgs, args: SyncArgs) -> Result<(), CliError> {
     let engine = global.engine()?;
+    let tables = sm_engine::catalog::choose_tables(&args.only, &args.skip).map_err(|message| {
+        CliError::from(
+            sm_engine::EngineError::new(sm_engine::ErrorCode::InvalidInput, message)
+                .hint("name tables as `stripe-mirror sql` shows them, separated by commas"),
+        )
+    })?;
     let options = SyncOptions {
         full: args.full,
         concurrency: args.concurrency.clamp(1, 64),
+        tables,
     };
     let references: Vec<String> = match (args.all, args.account) {
         (true, _) => engine

@@ -231,6 +231,11 @@ fn dispatch(
             let change: ClockChange = parse(body)?;
             Ok(json!({"now": emulator.world.advance_clock(change.advance)}))
         }
+        ("GET", ["requests"]) => Ok(json!(*emulator.requests.lock())),
+        ("DELETE", ["requests"]) => {
+            emulator.requests.lock().clear();
+            Ok(json!({"cleared": true}))
+        }
         ("GET", ["limits"]) => Ok(json!(*emulator.limits.settings.read())),
         ("PUT", ["limits"]) => {
             let settings: LimitSettings = parse(body)?;

@@ -45,6 +45,9 @@ pub struct Emulator {
     pub limits: Limits,
     pub idempotency: IdempotencyStore,
     pub webhooks: Arc<Webhooks>,
+    /// `/v1` requests received, by `METHOD /path` (ids as sent): what a test counts to prove a
+    /// client left an endpoint alone. `GET`/`DELETE /_emulator/requests` read and reset it.
+    pub requests: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Emulator {
@@ -56,6 +59,7 @@ impl Emulator {
             world,
             limits: Limits::new(seed),
             idempotency: IdempotencyStore::default(),
+            requests: Default::default(),
         })
     }
 

@@ -221,6 +221,11 @@ async fn respond(
             &[("Request-Id", request_id)],
         );
     }
+    *emulator
+        .requests
+        .lock()
+        .entry(format!("{} {path}", parts.method))
+        .or_default() += 1;
     let header = |name: &str| {
         parts
             .headers

@@ -257,6 +257,73 @@ pub static RESOURCES: &[Resource] = &[
     list("files", "file", "/v1/files", "rak_file_read", 2),
 ];
 
+/// The table a child resource hangs from (embedded in it, or listed under each of its objects).
+pub fn parent_of(resource: &Resource) -> Option<&'static str> {
+    match resource.source {
+        Source::List => None,
+        Source::PerParent { parent_table, .. } | Source::Embedded { parent_table, .. } => {
+            Some(parent_table)
+        }
+    }
+}
+
+/// The tables a sync keeps, from `--only` and `--skip` (table names, e.g. `customers,charges`):
+/// `None` means every table. A table listed under or embedded in another needs that parent, which
+/// `--only` brings along (unless skipped); embedded children come with their parent for free
+/// (unless skipped); a child whose parent is skipped is skipped too. An unknown name is an error
+/// that lists the known ones.
+pub fn choose_tables(
+    only: &[String],
+    skip: &[String],
+) -> Result<Option<std::collections::BTreeSet<&'static str>>, String> {
+    let known = |name: &String| -> Result<&'static str, String> {
+        resource(name.trim()).map(|r| r.table).ok_or_else(|| {
+            format!(
+                "unknown table \"{}\"; the tables are: {}",
+                name.trim(),
+                RESOURCES
+                    .iter()
+                    .map(|r| r.table)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    };
+    let named: Vec<&'static str> = only.iter().map(known).collect::<Result<_, _>>()?;
+    let skipped: std::collections::BTreeSet<&'static str> =
+        skip.iter().map(known).collect::<Result<_, _>>()?;
+    if named.is_empty() && skipped.is_empty() {
+        return Ok(None);
+    }
+    let mut chosen: std::collections::BTreeSet<&'static str> = if named.is_empty() {
+        RESOURCES.iter().map(|r| r.table).collect()
+    } else {
+        named.iter().copied().collect()
+    };
+    // Parents first, then embedded children, in catalog order (parents come before children).
+    for r in RESOURCES.iter().rev() {
+        if let Some(parent) = parent_of(r).filter(|_| chosen.contains(r.table)) {
+            chosen.insert(parent);
+        }
+    }
+    for r in RESOURCES {
+        if matches!(r.source, Source::Embedded { parent_table, .. } if chosen.contains(parent_table))
+        {
+            chosen.insert(r.table);
+        }
+    }
+    chosen.retain(|t| !skipped.contains(t));
+    for r in RESOURCES {
+        if parent_of(r).is_some_and(|parent| !chosen.contains(parent)) {
+            chosen.remove(r.table);
+        }
+    }
+    if chosen.is_empty() {
+        return Err("--only and --skip leave no table to mirror".into());
+    }
+    Ok(Some(chosen))
+}
+
 /// The resource stored in `table`.
 pub fn resource(table: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.table == table)
@@ -504,13 +571,7 @@ mod tests {
                 "{} has no table",
                 r.table
             );
-            let parent = match r.source {
-                Source::List => None,
-                Source::PerParent { parent_table, .. } | Source::Embedded { parent_table, .. } => {
-                    Some(parent_table)
-                }
-            };
-            if let Some(parent) = parent {
+            if let Some(parent) = parent_of(r) {
                 assert!(
                     RESOURCES[..index].iter().any(|p| p.table == parent),
                     "{}'s parent {parent} is listed before it",
@@ -520,5 +581,31 @@ mod tests {
         }
         assert!(Feature::Mirror.permissions().contains(&"rak_event_read"));
         assert_eq!(Feature::parse("agent-writes"), Some(Feature::AgentWrites));
+    }
+
+    #[test]
+    fn choosing_tables_brings_parents_and_embedded_children() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(choose_tables(&[], &[]), Ok(None));
+        let only = choose_tables(&names(&["charges", "subscriptions"]), &[])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            only.into_iter().collect::<Vec<_>>(),
+            ["charges", "subscription_items", "subscriptions"]
+        );
+        let tax_ids = choose_tables(&names(&["tax_ids"]), &[]).unwrap().unwrap();
+        assert!(tax_ids.contains("customers"), "{tax_ids:?}");
+        let skip = choose_tables(&[], &names(&["customers", "subscription_items"]))
+            .unwrap()
+            .unwrap();
+        assert!(!skip.contains("customers") && !skip.contains("tax_ids"));
+        assert!(!skip.contains("subscription_items") && skip.contains("subscriptions"));
+        let error = choose_tables(&names(&["custmers"]), &[]).unwrap_err();
+        assert!(
+            error.contains("\"custmers\"") && error.contains("customers, products"),
+            "{error}"
+        );
+        assert!(choose_tables(&names(&["charges"]), &names(&["charges"])).is_err());
     }
 }

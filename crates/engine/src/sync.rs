@@ -28,6 +28,9 @@ use crate::{Engine, now};
 pub const EVENT_RETENTION_SECS: i64 = 30 * 86_400;
 /// Margin kept from the retention edge, so a replay never starts on an event about to vanish.
 const RETENTION_MARGIN_SECS: i64 = 3_600;
+/// Events are read again from this long before the last read to the end (an event may become
+/// listable a moment after its `created` time).
+const READ_MARGIN_SECS: i64 = 300;
 /// Windows narrower than this are not split further.
 const MIN_SPLIT_SECS: i64 = 120;
 /// The beginning of Stripe, for "all history".
@@ -44,6 +47,13 @@ const BACKFILL_AT: &str = "backfill.started_at";
 const BACKFILL_DONE: &str = "backfill.done";
 const REFRESH_SINCE: &str = "refresh.since";
 const SWEEP_BEFORE: &str = "backfill.sweep_before";
+/// Tables whose backfill finished and whose changes were applied ever since (`customers,charges`).
+const BACKFILL_TABLES: &str = "backfill.tables";
+/// Tables an unfinished backfill plan still lists.
+const PLAN_TABLES: &str = "backfill.plan_tables";
+/// The server's time when the Events API was last read to its end: no event older than this
+/// was left unread.
+const READ_AT: &str = "events.read_at";
 
 /// What a sync run should do.
 #[derive(Debug, Clone)]
@@ -52,6 +62,8 @@ pub struct SyncOptions {
     pub full: bool,
     /// Requests in flight at once (the pacer keeps them within the rate budget).
     pub concurrency: usize,
+    /// The tables to keep (`catalog::choose_tables`); `None`: every table the key may read.
+    pub tables: Option<std::collections::BTreeSet<&'static str>>,
 }
 
 impl Default for SyncOptions {
@@ -59,6 +71,7 @@ impl Default for SyncOptions {
         SyncOptions {
             full: false,
             concurrency: 8,
+            tables: None,
         }
     }
 }
@@ -90,6 +103,10 @@ pub struct SyncReport {
     pub run: RunRecord,
     /// Resources skipped, with the permission they need.
     pub skipped: Vec<(String, String)>,
+    /// Readable tables left out by choice (`--only`, `--skip`).
+    pub not_chosen: Vec<String>,
+    /// The share of the account's rate limit the run used.
+    pub budget_share: f64,
     pub notes: Vec<String>,
 }
 
@@ -244,7 +261,28 @@ pub async fn sync(
     let skipped: Vec<(String, String)> = RESOURCES
         .iter()
         .filter(|r| !readable.contains(r.table))
+        .filter(|r| options.tables.as_ref().is_none_or(|t| t.contains(r.table)))
         .map(|r| (r.table.to_owned(), r.permission.to_owned()))
+        .collect();
+    let not_chosen: Vec<String> = RESOURCES
+        .iter()
+        .filter(|r| readable.contains(r.table))
+        .filter(|r| {
+            options
+                .tables
+                .as_ref()
+                .is_some_and(|t| !t.contains(r.table))
+        })
+        .map(|r| r.table.to_owned())
+        .collect();
+    let readable: HashSet<&'static str> = readable
+        .into_iter()
+        .filter(|t| {
+            options
+                .tables
+                .as_ref()
+                .is_none_or(|chosen| chosen.contains(t))
+        })
         .collect();
     let started_at = now();
     let state = |key: &'static str| {
@@ -281,6 +319,12 @@ pub async fn sync(
     ));
     for (table, permission) in &skipped {
         run.note(format!("skipping {table}: missing {permission}"));
+    }
+    if !not_chosen.is_empty() {
+        run.note(format!(
+            "not mirrored by choice (--only/--skip): {}",
+            not_chosen.join(", ")
+        ));
     }
     if !report.events {
         run.note(
@@ -344,16 +388,40 @@ pub async fn sync(
         None => Ok(SyncReport {
             run: run_record,
             skipped,
+            not_chosen,
+            budget_share: engine.config.budget_share,
             notes,
         }),
     }
+}
+
+/// A set of tables kept in the sync state as `customers,charges`.
+fn table_set(value: Option<String>) -> Option<HashSet<&'static str>> {
+    value.map(|v| {
+        v.split(',')
+            .filter_map(|t| crate::catalog::resource(t).map(|r| r.table))
+            .collect()
+    })
+}
+
+fn table_list(tables: &HashSet<&'static str>) -> String {
+    let mut names: Vec<&str> = tables.iter().copied().collect();
+    names.sort_unstable();
+    names.join(",")
+}
+
+/// Sorted, for sentences.
+fn sorted(tables: impl IntoIterator<Item = &'static str>) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = tables.into_iter().collect();
+    names.sort_unstable();
+    names
 }
 
 async fn run_phases(
     engine: &Engine,
     run: &Arc<Run>,
     record: &AccountRecord,
-    readable: &HashSet<&'static str>,
+    chosen: &HashSet<&'static str>,
     options: &SyncOptions,
     events_readable: bool,
 ) -> Result<&'static str, EngineError> {
@@ -363,9 +431,22 @@ async fn run_phases(
         move |store: &dyn sm_warehouse::Store| store.state(&connection, key)
     };
     let done = engine.store_call(get_state(BACKFILL_DONE)).await?.is_some();
-    let planned = engine.store_call(get_state(BACKFILL_AT)).await?.is_some();
+    let ever_planned = engine.store_call(get_state(BACKFILL_AT)).await?.is_some();
+    // Tables whose backfill finished and whose events were applied ever since. A mirror from
+    // before this was recorded counts every table it could read as complete.
+    let complete: HashSet<&'static str> =
+        table_set(engine.store_call(get_state(BACKFILL_TABLES)).await?)
+            .unwrap_or_else(|| if done { chosen.clone() } else { HashSet::new() });
+    // Tables the unfinished backfill plan covers (an older mirror's plan covered every table).
+    let plan_tables: Option<HashSet<&'static str>> =
+        table_set(engine.store_call(get_state(PLAN_TABLES)).await?)
+            .or_else(|| (ever_planned && !done).then(|| chosen.clone()));
     let position_created: Option<i64> = engine
         .store_call(get_state(POSITION_CREATED))
+        .await?
+        .and_then(|v| v.parse().ok());
+    let read_at: Option<i64> = engine
+        .store_call(get_state(READ_AT))
         .await?
         .and_then(|v| v.parse().ok());
     let (latest, server_now) = run
@@ -381,37 +462,79 @@ async fn run_phases(
         })?;
     let server_now = server_now.unwrap_or_else(now);
     let oldest_replayable = server_now - EVENT_RETENTION_SECS + RETENTION_MARGIN_SECS;
-    // A position past Stripe's 30 days cannot be replayed: start over, and say so.
-    let expired = done
+    // Events may have been missed only when the Events API was last read to the end longer ago
+    // than Stripe keeps them (a quiet account's last event may be old; its reads are not).
+    let last_read = read_at.max(position_created);
+    let expired = !complete.is_empty()
         && events_readable
-        && position_created.is_some_and(|created| created < oldest_replayable);
+        && last_read.is_some_and(|at| at < oldest_replayable);
     if expired {
         run.note(format!(
-            "the events position is {} days old, beyond Stripe's 30 days of events: re-backfilling",
-            (server_now - position_created.unwrap_or(0)) / 86_400
+            "events were last read {} days ago and Stripe keeps them for 30 days: changes since may be gone from the Events API, so this run re-backfills",
+            (server_now - last_read.unwrap_or(0)) / 86_400
         ));
     }
-    let need_backfill = options.full || !done || expired;
+    // Tables mirrored before but left out now: their events are not applied from here on, so
+    // they are no longer complete and the next run that includes them lists them again.
+    let dropped: Vec<&'static str> = sorted(complete.difference(chosen).copied());
+    let complete: HashSet<&'static str> = complete.intersection(chosen).copied().collect();
+    if !dropped.is_empty() {
+        run.note(format!(
+            "not keeping {} up to date this run (not chosen): the next sync that includes them lists them again",
+            dropped.join(", ")
+        ));
+        run.apply(Batch {
+            state: vec![(BACKFILL_TABLES.to_owned(), table_list(&complete))],
+            ..Default::default()
+        })
+        .await?;
+    }
+    let missing: HashSet<&'static str> = chosen.difference(&complete).copied().collect();
+    let need_backfill = options.full || expired || !missing.is_empty();
+    let resume = !options.full
+        && !expired
+        && plan_tables
+            .as_ref()
+            .is_some_and(|planned| missing.is_subset(planned));
     let kind = if !need_backfill {
         "incremental"
-    } else if done || options.full || expired {
+    } else if options.full || expired {
         "full"
     } else {
         "backfill"
     };
-    if need_backfill && (options.full || expired || !planned) {
+    if need_backfill && !resume {
         // A new plan, written in one transaction with where events stand: changes made during
         // the backfill are replayed from there.
-        let first = !planned;
+        let everything = options.full || expired || complete.is_empty();
+        let target: HashSet<&'static str> = if everything {
+            chosen.clone()
+        } else {
+            // Only what is missing (and what an unfinished plan still had to list).
+            let mut target = missing.clone();
+            if let Some(planned) = &plan_tables {
+                target.extend(planned.intersection(chosen));
+            }
+            target
+        };
+        if !everything {
+            run.note(format!(
+                "listing {} for the first time (or again); the other tables stay as they are",
+                sorted(target.iter().copied()).join(", ")
+            ));
+        }
         let plan = plan_windows(
-            readable,
+            &target,
             record.start_date.unwrap_or(STRIPE_EPOCH),
             server_now,
         );
-        let mut state = vec![(BACKFILL_AT.to_owned(), server_now.to_string())];
+        let mut state = vec![
+            (BACKFILL_AT.to_owned(), server_now.to_string()),
+            (PLAN_TABLES.to_owned(), table_list(&target)),
+        ];
         if events_readable {
             let newest = &latest["data"][0];
-            if first {
+            if !ever_planned {
                 state.push((
                     POSITION.to_owned(),
                     newest["id"].as_str().unwrap_or_default().to_owned(),
@@ -420,37 +543,47 @@ async fn run_phases(
                     POSITION_CREATED.to_owned(),
                     newest["created"].as_i64().unwrap_or(server_now).to_string(),
                 ));
-            } else if expired || position_created.is_none_or(|created| created < oldest_replayable)
-            {
+                state.push((READ_AT.to_owned(), server_now.to_string()));
+            } else if expired || last_read.is_none_or(|at| at < oldest_replayable) {
                 // Replay every event Stripe still has: lists leave out what was deleted, and
                 // only the events say so.
                 state.push((POSITION.to_owned(), String::new()));
                 state.push((POSITION_CREATED.to_owned(), oldest_replayable.to_string()));
+                state.push((READ_AT.to_owned(), oldest_replayable.to_string()));
             }
-            // Otherwise (a `--full` with a valid position) the position stays: every change
-            // since the last run is replayed, deletions included.
+            // Otherwise (a `--full` or a partial plan with a valid position) the position
+            // stays: every change since the last run is replayed, deletions included.
         }
-        if !first {
+        let mut remove_state = vec![BACKFILL_DONE.to_owned()];
+        if ever_planned {
             // Rows a re-backfill does not list again are gone from Stripe (deleted longer ago
             // than events reach back): the sweep after the backfill marks them.
             state.push((SWEEP_BEFORE.to_owned(), now().to_string()));
+        } else {
+            remove_state.push(SWEEP_BEFORE.to_owned());
         }
+        let complete_now: HashSet<&'static str> = complete.difference(&target).copied().collect();
+        state.push((BACKFILL_TABLES.to_owned(), table_list(&complete_now)));
         run.apply(Batch {
             windows: plan,
             replace_windows: true,
             state,
-            remove_state: vec![BACKFILL_DONE.to_owned()],
+            remove_state,
             ..Default::default()
         })
         .await?;
     }
     if need_backfill {
+        let planned = table_set(engine.store_call(get_state(PLAN_TABLES)).await?)
+            .unwrap_or_else(|| chosen.clone());
+        let listing: HashSet<&'static str> = planned.intersection(chosen).copied().collect();
+        let leftover: HashSet<&'static str> = planned.difference(chosen).copied().collect();
         let backfill_at: i64 = engine
             .store_call(get_state(BACKFILL_AT))
             .await?
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(now);
-        backfill(run, readable, options.concurrency).await?;
+        backfill(run, chosen, &listing, options.concurrency).await?;
         if run.stopped() {
             return Ok(kind);
         }
@@ -462,7 +595,7 @@ async fn run_phases(
             let created_from = record.start_date.unwrap_or(0);
             let tables: Vec<&'static str> = RESOURCES
                 .iter()
-                .filter(|r| readable.contains(r.table) && r.source == Source::List)
+                .filter(|r| listing.contains(r.table) && r.source == Source::List)
                 .map(|r| r.table)
                 .collect();
             let connection = connection.clone();
@@ -490,20 +623,43 @@ async fn run_phases(
                 counts.tables.entry(table.to_owned()).or_default().deleted += n;
             }
         }
+        let lost = run.lost.lock().clone();
+        let mut complete_now =
+            table_set(engine.store_call(get_state(BACKFILL_TABLES)).await?).unwrap_or_default();
+        complete_now.retain(|t| chosen.contains(t));
+        complete_now.extend(listing.iter().filter(|t| !lost.contains(*t)));
+        // What has no events is re-listed from the refresh point on: a plan that listed only
+        // some tables must not move it past what the others have not seen.
+        let previous_refresh: Option<i64> = engine
+            .store_call(get_state(REFRESH_SINCE))
+            .await?
+            .and_then(|v| v.parse().ok());
+        let refresh_since = match previous_refresh {
+            Some(previous) if !listing.is_superset(chosen) => previous.min(backfill_at),
+            _ => backfill_at,
+        };
+        let mut state = vec![
+            (BACKFILL_TABLES.to_owned(), table_list(&complete_now)),
+            (REFRESH_SINCE.to_owned(), refresh_since.to_string()),
+        ];
+        let mut remove_state = vec![SWEEP_BEFORE.to_owned()];
+        if leftover.is_empty() {
+            state.push((BACKFILL_DONE.to_owned(), "1".to_owned()));
+            remove_state.push(PLAN_TABLES.to_owned());
+        } else {
+            state.push((PLAN_TABLES.to_owned(), table_list(&leftover)));
+        }
         run.apply(Batch {
-            state: vec![
-                (BACKFILL_DONE.to_owned(), "1".to_owned()),
-                (REFRESH_SINCE.to_owned(), backfill_at.to_string()),
-            ],
-            remove_state: vec![SWEEP_BEFORE.to_owned()],
+            state,
+            remove_state,
             ..Default::default()
         })
         .await?;
     }
     // What has no creation events and appeared since the last run (or during the backfill).
-    refresh_recent(run, readable).await?;
+    refresh_recent(run, chosen, server_now).await?;
     if events_readable && !run.stopped() {
-        replay_events(run, readable).await?;
+        replay_events(run, chosen, last_read, oldest_replayable, server_now).await?;
     }
     Ok(kind)
 }
@@ -552,9 +708,12 @@ fn plan_windows(readable: &HashSet<&'static str>, start: i64, end: i64) -> Vec<W
 }
 
 /// Runs every unfinished window, top-level lists first, then per-customer lists.
+/// `readable` is what this run mirrors (embedded children are written when their table is in
+/// it); `listing` the tables whose windows it lists.
 async fn backfill(
     run: &Arc<Run>,
     readable: &HashSet<&'static str>,
+    listing: &HashSet<&'static str>,
     concurrency: usize,
 ) -> Result<(), EngineError> {
     let connection = run.connection.clone();
@@ -563,7 +722,8 @@ async fn backfill(
         .iter()
         .filter(|w| {
             w.state != "done"
-                && parse_scope(&w.scope).is_some_and(|(r, _)| r.source == Source::List)
+                && parse_scope(&w.scope)
+                    .is_some_and(|(r, _)| r.source == Source::List && listing.contains(r.table))
         })
         .cloned()
         .collect();
@@ -585,7 +745,7 @@ async fn backfill(
         })
         .await?;
     run.fresh.lock().extend(fresh);
-    announce(run, readable, "backfill");
+    announce(run, listing, "backfill");
     run_windows(run, readable, pending, concurrency).await;
     run.fresh.lock().clear();
     if run.stopped() {
@@ -598,7 +758,7 @@ async fn backfill(
     let mut plan: Vec<Window> = Vec::new();
     for resource in RESOURCES
         .iter()
-        .filter(|r| readable.contains(r.table) && matches!(r.source, Source::PerParent { .. }))
+        .filter(|r| listing.contains(r.table) && matches!(r.source, Source::PerParent { .. }))
     {
         if windows.iter().any(|w| w.scope == resource.table) {
             plan.extend(
@@ -643,12 +803,12 @@ async fn backfill(
     }
     for resource in RESOURCES
         .iter()
-        .filter(|r| readable.contains(r.table) && matches!(r.source, Source::PerParent { .. }))
+        .filter(|r| listing.contains(r.table) && matches!(r.source, Source::PerParent { .. }))
     {
         run.progress.begin(resource.table, "backfill");
     }
     run_windows(run, readable, plan, concurrency).await;
-    for resource in RESOURCES.iter().filter(|r| readable.contains(r.table)) {
+    for resource in RESOURCES.iter().filter(|r| listing.contains(r.table)) {
         run.progress.end(resource.table);
     }
     Ok(())
@@ -1035,6 +1195,7 @@ async fn parent_window(
 async fn refresh_recent(
     run: &Arc<Run>,
     readable: &HashSet<&'static str>,
+    server_now: i64,
 ) -> Result<(), EngineError> {
     let connection = run.connection.clone();
     let since: i64 = run
@@ -1042,12 +1203,6 @@ async fn refresh_recent(
         .await?
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(now);
-    let (_, server_now) = run
-        .client
-        .get_timed("/v1/balance_transactions", &[("limit".into(), "1".into())])
-        .await
-        .unwrap_or((Value::Null, None));
-    let server_now = server_now.unwrap_or_else(now);
     let windows: Vec<Window> = RESOURCES
         .iter()
         .filter(|r| {
@@ -1065,7 +1220,7 @@ async fn refresh_recent(
             (0..r.passes.len()).map(move |pass| Window {
                 scope: scope(r, pass),
                 start: since - margin,
-                end: server_now + 1,
+                end: 0,
                 state: "pending".into(),
                 after: None,
             })
@@ -1084,8 +1239,8 @@ async fn refresh_recent(
                 .collect();
             params.extend([
                 ("limit".into(), "100".into()),
+                // No upper bound: what appeared while this run went is listed too.
                 ("created[gte]".into(), window.start.to_string()),
-                ("created[lt]".into(), window.end.to_string()),
             ]);
             if let Some(after) = &window.after {
                 params.push(("starting_after".into(), after.clone()));
@@ -1125,27 +1280,40 @@ async fn refresh_recent(
 }
 
 /// Replays events newer than the position, oldest first, page by page; each page is written with
-/// the new position in one transaction.
+/// the new position in one transaction. When the position's own event has aged out of Stripe's
+/// 30 days but the Events API was read to its end since (`last_read`), events are read by time
+/// from there instead. Reading to the end records `server_now` as the time of the last read.
 async fn replay_events(
     run: &Arc<Run>,
     readable: &HashSet<&'static str>,
+    last_read: Option<i64>,
+    oldest_replayable: i64,
+    server_now: i64,
 ) -> Result<(), EngineError> {
     let connection = run.connection.clone();
-    let position = run
-        .store(move |store| store.state(&connection, POSITION))
-        .await?
-        .unwrap_or_default();
+    let (position, position_created) = run
+        .store(move |store| {
+            Ok((
+                store.state(&connection, POSITION)?.unwrap_or_default(),
+                store
+                    .state(&connection, POSITION_CREATED)?
+                    .and_then(|v| v.parse::<i64>().ok()),
+            ))
+        })
+        .await?;
     run.progress.begin("events", "events");
     let applier = Applier { run, readable };
-    if position.is_empty() {
-        // No event existed when the backfill began: read every event since then, then apply
-        // them oldest first.
-        let connection = run.connection.clone();
-        let since: i64 = run
-            .store(move |store| store.state(&connection, POSITION_CREATED))
-            .await?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+    let read_from = if position.is_empty() {
+        // No event existed when the backfill began: every event since then.
+        Some(position_created.unwrap_or(0))
+    } else if position_created.is_some_and(|created| created < oldest_replayable) {
+        // A quiet account: its last event is old, but nothing newer went unread.
+        Some(last_read.unwrap_or(0) - READ_MARGIN_SECS)
+    } else {
+        None
+    };
+    if let Some(since) = read_from {
+        // Read every event since then, then apply them oldest first.
         let mut all = Vec::new();
         let mut cursor = run.client.list_pages(
             "/v1/events",
@@ -1170,7 +1338,8 @@ async fn replay_events(
                     // The position's event is gone (past 30 days): the next run re-backfills.
                     let connection = run.connection.clone();
                     run.store(move |store| {
-                        store.set_state(&connection, POSITION_CREATED, Some("0"))
+                        store.set_state(&connection, POSITION_CREATED, Some("0"))?;
+                        store.set_state(&connection, READ_AT, Some("0"))
                     })
                     .await?;
                     return Err(EngineError::new(
@@ -1186,6 +1355,11 @@ async fn replay_events(
             apply_events(run, &applier, &events).await?;
         }
     }
+    run.apply(Batch {
+        state: vec![(READ_AT.to_owned(), server_now.to_string())],
+        ..Default::default()
+    })
+    .await?;
     run.progress.end("events");
     Ok(())
 }
