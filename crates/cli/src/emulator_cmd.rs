@@ -272,24 +272,24 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
         report["seconds"].as_f64().unwrap_or(0.0)
     );
 
-    println!("\n5. What is in the mirror:");
+    println!("\n5. What is in the mirror, checked against the emulator's own objects:");
     let connection = sm_warehouse::Connection::new(outcome.account.account_id.clone(), false);
-    let mut rows = Vec::new();
-    for resource in sm_engine::catalog::RESOURCES {
-        let (live, gone) = engine
-            .store
-            .count(&connection, resource.table)
-            .map_err(|e| CliError::from(sm_engine::EngineError::from(e)))?;
-        if live + gone > 0 {
-            rows.push([
-                resource.table.to_owned(),
-                live.to_string(),
-                gone.to_string(),
-            ]);
-        }
-    }
+    let check = compare_with_emulator(&engine, &connection, &emulated)?;
+    let mut rows: Vec<[String; 4]> = check
+        .tables
+        .iter()
+        .map(|t| {
+            [
+                t.table.to_owned(),
+                t.stripe.to_string(),
+                t.mirror.to_string(),
+                t.deleted.to_string(),
+            ]
+        })
+        .collect();
     rows.push([
         "events".into(),
+        "-".into(),
         engine
             .store
             .event_count(&connection)
@@ -297,7 +297,31 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
             .to_string(),
         "0".into(),
     ]);
-    crate::accounts_cmd::print_table(&["TABLE", "ROWS", "DELETED"], &rows);
+    crate::accounts_cmd::print_table(&["TABLE", "IN STRIPE", "MIRRORED", "DELETED"], &rows);
+    if !check.differences.is_empty() {
+        return Err(CliError::from(
+            sm_engine::EngineError::new(
+                sm_engine::ErrorCode::Internal,
+                format!(
+                    "the mirror differs from the emulator in {} place(s): {}",
+                    check.differences.len(),
+                    check
+                        .differences
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            )
+            .hint("this is a bug in stripe-mirror: please report it with this output"),
+        ));
+    }
+    let total: u64 = check.tables.iter().map(|t| t.mirror).sum();
+    println!(
+        "   The mirror equals the emulator: {total} rows in {} tables, the same ids in each.",
+        check.tables.len()
+    );
 
     let queries = [
         (
@@ -344,4 +368,104 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
     );
     server.stop().await;
     Ok(())
+}
+
+/// One table's live objects: in the emulator, in the mirror; and rows marked deleted.
+struct TableCheck {
+    table: &'static str,
+    stripe: u64,
+    mirror: u64,
+    deleted: u64,
+}
+
+struct Check {
+    tables: Vec<TableCheck>,
+    differences: Vec<String>,
+}
+
+/// Compares each mirrored table's live ids with the emulator's live objects of that kind.
+/// Children listed under a deleted customer are left out on both sides: Stripe no longer lists
+/// them, so the mirror may or may not have seen them.
+fn compare_with_emulator(
+    engine: &sm_engine::Engine,
+    connection: &sm_warehouse::Connection,
+    account: &sm_emulator::world::Account,
+) -> Result<Check, CliError> {
+    use sm_engine::catalog::{RESOURCES, Source, by_object};
+    use std::collections::{BTreeSet, HashMap};
+    let store = account.mode(sm_emulator::Mode::Test).read();
+    let mut deleted_customers = BTreeSet::new();
+    let mut expected: HashMap<&'static str, BTreeSet<String>> = HashMap::new();
+    let mut children: Vec<(&'static str, String, Option<String>)> = Vec::new();
+    for slot in store.slots() {
+        let stored = store.get(slot);
+        let value = store.value(slot);
+        let id = value["id"].as_str().unwrap_or_default().to_owned();
+        if stored.kind.info().object == "customer" && stored.deleted {
+            deleted_customers.insert(id.clone());
+        }
+        let Some(resource) = by_object(stored.kind.info().object) else {
+            continue;
+        };
+        // A payment method attached to no customer is in no list Stripe offers.
+        if stored.deleted || (resource.table == "payment_methods" && value["customer"].is_null()) {
+            continue;
+        }
+        let customer = value["customer"].as_str().map(str::to_owned);
+        children.push((resource.table, id, customer));
+    }
+    drop(store);
+    let per_parent = |table: &str| {
+        sm_engine::catalog::resource(table)
+            .is_some_and(|r| matches!(r.source, Source::PerParent { .. }))
+    };
+    for (table, id, customer) in children {
+        if per_parent(table) && customer.is_some_and(|c| deleted_customers.contains(&c)) {
+            continue;
+        }
+        expected.entry(table).or_default().insert(id);
+    }
+    let mut check = Check {
+        tables: Vec::new(),
+        differences: Vec::new(),
+    };
+    for resource in RESOURCES {
+        let rows = engine
+            .store
+            .rows(connection, resource.table)
+            .map_err(|e| CliError::from(sm_engine::EngineError::from(e)))?;
+        let mut mirrored = BTreeSet::new();
+        let mut deleted = 0;
+        for row in rows {
+            if row.deleted {
+                deleted += 1;
+            } else if !(per_parent(resource.table)
+                && row.data["customer"]
+                    .as_str()
+                    .is_some_and(|c| deleted_customers.contains(c)))
+            {
+                mirrored.insert(row.id);
+            }
+        }
+        let wanted = expected.remove(resource.table).unwrap_or_default();
+        for id in wanted.symmetric_difference(&mirrored).take(3) {
+            let side = if wanted.contains(id) {
+                "missing from the mirror"
+            } else {
+                "in the mirror only"
+            };
+            check
+                .differences
+                .push(format!("{}/{id} {side}", resource.table));
+        }
+        if wanted.len() + mirrored.len() + deleted > 0 {
+            check.tables.push(TableCheck {
+                table: resource.table,
+                stripe: wanted.len() as u64,
+                mirror: mirrored.len() as u64,
+                deleted: deleted as u64,
+            });
+        }
+    }
+    Ok(check)
 }

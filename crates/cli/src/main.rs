@@ -27,34 +27,71 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Connect a Stripe account with an API key (from STRIPE_API_KEY, --key-file, --key-stdin or a prompt).
+    #[command(
+        after_help = "Examples:\n  STRIPE_API_KEY=rk_live_… stripe-mirror connect --mode live --restricted-only\n  stripe-mirror connect --key-file stripe.key --name Acme --start-date 2024-01-01"
+    )]
     Connect(accounts_cmd::ConnectArgs),
     /// List connected accounts.
+    #[command(after_help = "Examples:\n  stripe-mirror accounts\n  stripe-mirror accounts --json")]
     Accounts,
     /// What a connection's key may read and write, and what each feature still needs.
+    #[command(
+        after_help = "Examples:\n  stripe-mirror permissions Acme\n  stripe-mirror permissions acct_1Nv0FGQ9RKHgCVdK:live --json"
+    )]
     Permissions(accounts_cmd::AccountArg),
     /// The Stripe dashboard link that pre-fills a minimal restricted key for the chosen features.
+    #[command(
+        after_help = "Examples:\n  stripe-mirror key-link --mode live --features mirror,webhooks"
+    )]
     KeyLink(accounts_cmd::KeyLinkArgs),
     /// Replace a connection's key (same account and mode).
+    #[command(after_help = "Examples:\n  STRIPE_API_KEY=rk_live_… stripe-mirror update-key Acme")]
     UpdateKey(accounts_cmd::UpdateKeyArgs),
     /// Rename a connection.
+    #[command(after_help = "Examples:\n  stripe-mirror rename acct_1Nv0FGQ9RKHgCVdK \"Acme EU\"")]
     Rename(accounts_cmd::RenameArgs),
     /// Remove a connection and every row of its data.
+    #[command(
+        after_help = "Examples:\n  stripe-mirror remove Acme\n  stripe-mirror remove acct_1Nv0FGQ9RKHgCVdK:test --yes"
+    )]
     Remove(accounts_cmd::RemoveArgs),
     /// Copy an account into the mirror: a backfill the first time, then only what changed.
+    #[command(
+        after_help = "Examples:\n  stripe-mirror sync --all\n  stripe-mirror sync Acme --only customers,subscriptions,invoices"
+    )]
     Sync(sync_cmd::SyncArgs),
     /// The history of a connection's syncs.
+    #[command(after_help = "Examples:\n  stripe-mirror syncs Acme --limit 5")]
     Syncs(sync_cmd::SyncsArgs),
     /// Change how far back a connection is mirrored (YYYY-MM-DD, or `all`).
+    #[command(
+        after_help = "Examples:\n  stripe-mirror set-start-date Acme 2024-01-01\n  stripe-mirror set-start-date Acme all"
+    )]
     SetStartDate(sync_cmd::StartDateArgs),
     /// Run a read-only SQL query on the mirror.
+    #[command(
+        after_help = "Examples:\n  stripe-mirror sql \"SELECT status, count(*) FROM subscriptions GROUP BY status\"\n  stripe-mirror sql --json \"SELECT id, email FROM customers LIMIT 5\""
+    )]
     Sql(sync_cmd::SqlArgs),
     /// Run the server: webhook intake, a sync of every account every interval, /healthz, /metrics.
+    #[command(
+        after_help = "Examples:\n  stripe-mirror serve --public-url https://mirror.example.com\n  stripe-mirror serve --listen 127.0.0.1:8787 --interval 60"
+    )]
     Serve(serve_cmd::ServeArgs),
     /// The latest events of a connection, and with --follow new ones as they arrive.
+    #[command(
+        after_help = "Examples:\n  stripe-mirror events Acme --limit 20\n  stripe-mirror events Acme --follow"
+    )]
     Events(serve_cmd::EventsArgs),
     /// Run the built-in Stripe emulator (for tests, demos and trying an integration offline).
+    #[command(
+        after_help = "Examples:\n  stripe-mirror emulator --listen 127.0.0.1:12111 --scale 1000 --json"
+    )]
     Emulator(emulator_cmd::EmulatorArgs),
     /// A short tour: an emulated account, read over HTTP, with live changes.
+    #[command(
+        after_help = "Examples:\n  stripe-mirror demo\n  stripe-mirror demo --scale 1000 --file demo.db"
+    )]
     Demo(emulator_cmd::DemoArgs),
 }
 
@@ -123,6 +160,145 @@ fn main() -> ExitCode {
             }
             ExitCode::from(error.exit_code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Splits a command line as a shell would for these simple lines: words, "quoted words",
+    /// leading `NAME=value` assignments and `# comments` dropped.
+    fn words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let (mut quoted, mut any) = (None, false);
+        for c in line.chars() {
+            match (quoted, c) {
+                (None, '#') if !any => break,
+                (None, '"' | '\'') => {
+                    quoted = Some(c);
+                    any = true;
+                }
+                (Some(q), c) if c == q => quoted = None,
+                (None, ' ' | '\t') => {
+                    if any {
+                        words.push(std::mem::take(&mut word));
+                        any = false;
+                    }
+                }
+                (_, c) => {
+                    word.push(c);
+                    any = true;
+                }
+            }
+        }
+        if any {
+            words.push(word);
+        }
+        while words
+            .first()
+            .is_some_and(|w| w.contains('=') && !w.starts_with('-'))
+        {
+            words.remove(0);
+        }
+        words
+    }
+
+    /// The `stripe-mirror …` part of a line (also after `cargo run --release --`), as words.
+    fn invocation(line: &str) -> Option<Vec<String>> {
+        let words = words(line);
+        let start = if words.first().is_some_and(|w| w == "stripe-mirror") {
+            1
+        } else if words.starts_with(&["cargo".into(), "run".into()]) {
+            let separator = words.iter().position(|w| w == "--")?;
+            // Another package's binary (the benchmarks) is not ours to parse.
+            if words[..separator].iter().any(|w| w == "-p" || w == "--bin") {
+                return None;
+            }
+            separator + 1
+        } else {
+            return None;
+        };
+        let mut argv = vec!["stripe-mirror".to_owned()];
+        argv.extend(
+            words[start..]
+                .iter()
+                .take_while(|w| !matches!(w.as_str(), "&&" | "|" | ">" | "&"))
+                .cloned(),
+        );
+        Some(argv)
+    }
+
+    #[test]
+    fn every_help_ends_with_examples_that_parse() {
+        let command = Cli::command();
+        for sub in command.get_subcommands() {
+            let help = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            let examples: Vec<&str> = help.lines().skip(1).map(str::trim).collect();
+            assert!(
+                help.starts_with("Examples:") && !examples.is_empty(),
+                "`{} --help` has no examples",
+                sub.get_name()
+            );
+            for example in examples {
+                let argv = invocation(example).expect("an example starts with stripe-mirror");
+                assert_eq!(argv[1], sub.get_name(), "{example}");
+                if let Err(error) = Cli::try_parse_from(&argv) {
+                    panic!("the example `{example}` does not parse: {error}");
+                }
+            }
+        }
+    }
+
+    /// Every command line in the README's ```sh blocks parses as the binary would parse it
+    /// (the blocks CI does not run need a real key, a Postgres or a long-running process).
+    #[test]
+    fn every_readme_command_parses() {
+        let readme = include_str!("../../../README.md");
+        let mut in_block = false;
+        let mut checked = 0;
+        let mut previous = "";
+        for line in readme.lines() {
+            if line.starts_with("```") {
+                in_block = line == "```sh";
+                assert!(
+                    !in_block
+                        || previous.starts_with("<!-- ci: run")
+                        || previous.starts_with("<!-- ci: parse only"),
+                    "a ```sh block in the README needs a `<!-- ci: run -->` or `<!-- ci: parse only (why) -->` line above it (after `{previous}`)"
+                );
+                previous = line;
+                continue;
+            }
+            previous = line;
+            if !in_block {
+                continue;
+            }
+            let Some(argv) = invocation(line) else {
+                continue;
+            };
+            if argv.len() < 2 {
+                continue;
+            }
+            if let Err(error) = Cli::try_parse_from(&argv) {
+                panic!("the README line `{line}` does not parse: {error}");
+            }
+            checked += 1;
+        }
+        assert!(checked >= 5, "only {checked} README command lines found");
+    }
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(
+            words(r#"STRIPE_API_KEY=rk_x stripe-mirror sql "SELECT 1" --json  # note"#),
+            ["stripe-mirror", "sql", "SELECT 1", "--json"]
+        );
     }
 }
 

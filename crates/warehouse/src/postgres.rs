@@ -3,7 +3,7 @@
 //! suite; the differences are Postgres types: `jsonb` data, `boolean` flags, `bigint` numbers,
 //! `bytea` sealed keys, typed columns as stored generated columns.
 //!
-//! One connection behind a mutex (the engine serializes writes), without TLS. The session's
+//! A small pool of connections (`POOL_SIZE`), without TLS. Each session's
 //! `search_path` is the mirror's schema, so unqualified names (ours and those of [`Store::query`])
 //! resolve there. The driver is the synchronous `postgres` crate: like every call into a store,
 //! calls must come from blocking threads (`spawn_blocking`), never from async code.
