@@ -404,21 +404,10 @@ pub struct RenameArgs {
 
 pub async fn rename(global: &GlobalArgs, args: RenameArgs) -> Result<(), CliError> {
     let name = args.name.trim().to_owned();
-    if name.is_empty() {
-        return Err(CliError::usage("the new name is empty"));
-    }
     let engine = global.engine()?;
     let mut record = engine.resolve(&args.account).await?;
     let others = engine.store_call(|store| store.accounts()).await?;
-    if let Some(other) = others
-        .iter()
-        .find(|a| a.name == name && a.connection != record.connection)
-    {
-        return Err(CliError::usage(format!(
-            "the name \"{name}\" is taken by {}",
-            other.connection.label()
-        )));
-    }
+    sm_engine::check_name(&name, &others, Some(&record.connection))?;
     let old = std::mem::replace(&mut record.name, name.clone());
     record.updated_at = now();
     let saved = record.clone();
@@ -449,12 +438,24 @@ pub async fn remove(global: &GlobalArgs, args: RemoveArgs) -> Result<(), CliErro
     let engine = global.engine()?;
     let record = engine.resolve(&args.account).await?;
     let question = format!(
-        "Remove \"{}\" ({}) and every row of its data?",
+        "Remove \"{}\" (account {}, {} mode) and every row of its data?",
         record.name,
-        record.connection.label()
+        record.connection.account_id,
+        if record.connection.livemode {
+            "live"
+        } else {
+            "test"
+        }
     );
-    if !args.yes && !confirm(&question) {
-        return Err(not_confirmed(&question));
+    if !args.yes {
+        match confirm(&question) {
+            Some(true) => {}
+            Some(false) => {
+                println!("Nothing removed.");
+                return Ok(());
+            }
+            None => return Err(not_confirmed(&question)),
+        }
     }
     let outcome = connect::remove(&engine, &record.connection).await?;
     if global.json {

@@ -114,22 +114,27 @@ pub fn print_json(value: &serde_json::Value) {
     println!("{value}");
 }
 
-/// A `yes/no` question on the terminal; `false` when there is no terminal.
-pub fn confirm(question: &str) -> bool {
+/// A `yes/no` question on the terminal: `Some(answer)`, or `None` when there is no terminal
+/// to ask on.
+pub fn confirm(question: &str) -> Option<bool> {
     use std::io::{BufRead, IsTerminal, Write};
     if !std::io::stdin().is_terminal() {
-        return false;
+        return None;
     }
     eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
-    matches!(answer.trim(), "y" | "Y" | "yes")
+    Some(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
+/// No terminal to ask on, and no `--yes`.
 pub fn not_confirmed(what: &str) -> CliError {
     CliError::from(
-        EngineError::new(ErrorCode::InvalidInput, format!("not confirmed: {what}"))
-            .hint("pass --yes to confirm without a question"),
+        EngineError::new(
+            ErrorCode::InvalidInput,
+            format!("not confirmed (no terminal to ask on): {what}"),
+        )
+        .hint("pass --yes to confirm without a question"),
     )
 }

@@ -162,6 +162,7 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
     let accounts = mirror.accounts();
     assert_eq!(accounts.len(), 2, "{accounts:?}");
     let a_test = format!("{}:test", a.id);
+    let a_live = format!("{}:live", a.id);
 
     let revoked_b = emu.full_read_key(&b.id);
     emu.revoke(&revoked_b);
@@ -656,28 +657,53 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
             &["remove", &a_test],
             KeyInput::None,
             2,
-            &["not confirmed", "--yes"],
+            &[
+                "not confirmed (no terminal to ask on)",
+                "--yes",
+                "test mode",
+            ],
         ),
         case(
             "rename to an empty name",
             &["rename", &a_test, ""],
             KeyInput::None,
             2,
-            &["the new name is empty"],
+            &["a connection name cannot be empty"],
         ),
         case(
             "rename to spaces",
             &["rename", &a_test, "   "],
             KeyInput::None,
             2,
-            &["the new name is empty"],
+            &["a connection name cannot be empty"],
         ),
         case(
             "rename to a taken name",
             &["rename", &a_test, "Test Co live"],
             KeyInput::None,
+            6,
+            &["is taken by", ":live"],
+        ),
+        case(
+            "rename to another connection's id",
+            &["rename", &a_test, &a_live],
+            KeyInput::None,
             2,
-            &["is taken by"],
+            &["looks like an account id", "acct_"],
+        ),
+        case(
+            "rename to an account id not connected",
+            &["rename", &a_test, &b.id],
+            KeyInput::None,
+            2,
+            &["looks like an account id"],
+        ),
+        case(
+            "connect with a name that is an id",
+            &["connect", "--name", "ACCT_123"],
+            env(&b.secret_test),
+            2,
+            &["looks like an account id"],
         ),
         case(
             "key-link --features nonsense",

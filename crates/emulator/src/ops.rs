@@ -99,6 +99,13 @@ pub fn create(tx: &mut Tx, kind: Kind, mut params: Params) -> Result<Value, Fail
             }
             params.take_str("source");
             let description = params.take_str("description");
+            let fee_amount = params.take_i64("application_fee_amount")?;
+            if fee_amount.is_some_and(|fee| fee < 0 || fee > amount) {
+                return Err(Failure::invalid(
+                    "application_fee_amount must be between 0 and the charge's amount.",
+                    Some("application_fee_amount"),
+                ));
+            }
             let charge = charge_payment(
                 tx,
                 customer.as_deref(),
@@ -110,7 +117,41 @@ pub fn create(tx: &mut Tx, kind: Kind, mut params: Params) -> Result<Value, Fail
             );
             let mut object = tx.store.value(charge);
             params.apply_rest(&mut object)?;
-            tx.save_as(charge, &object, None);
+            if let Some(fee_amount) = fee_amount {
+                // The fee the application collected on this charge (a Connect platform's fee,
+                // kept in the same account here for simplicity).
+                let mut fee = tx.blank(Kind::ApplicationFee, tx.now);
+                fee["amount"] = json!(fee_amount);
+                fee["charge"] = object["id"].clone();
+                fee["currency"] = json!(currency);
+                fee["originating_transaction"] = object["id"].clone();
+                fee["refunds"]["url"] = json!(format!(
+                    "/v1/application_fees/{}/refunds",
+                    fee["id"].as_str().unwrap_or_default()
+                ));
+                tx.insert(Kind::ApplicationFee, &fee, NO_PARENT);
+                tx.event("application_fee.created", &fee, None);
+                object["application_fee"] = fee["id"].clone();
+                object["application_fee_amount"] = json!(fee_amount);
+            }
+            // What the parameters set after `charge.succeeded` was recorded is announced too.
+            let before = tx.store.value(charge);
+            if before != object {
+                let previous: serde_json::Map<String, Value> = object
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, v)| before.get(k.as_str()) != Some(*v))
+                    .map(|(k, _)| {
+                        (
+                            k.clone(),
+                            before.get(k.as_str()).cloned().unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect();
+                tx.save_as(charge, &object, None);
+                tx.event("charge.updated", &object, Some(Value::Object(previous)));
+            }
             charge
         }
         Kind::Refund => create_refund(tx, params)?,

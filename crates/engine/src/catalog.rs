@@ -255,6 +255,21 @@ pub static RESOURCES: &[Resource] = &[
     ),
     list("reviews", "review", "/v1/reviews", "rak_review_read", 2),
     list("files", "file", "/v1/files", "rak_file_read", 2),
+    list(
+        "transfers",
+        "transfer",
+        "/v1/transfers",
+        "rak_transfer_read",
+        3,
+    ),
+    list("topups", "topup", "/v1/topups", "rak_top_up_read", 3),
+    list(
+        "application_fees",
+        "application_fee",
+        "/v1/application_fees",
+        "rak_application_fee_read",
+        3,
+    ),
 ];
 
 /// The table a child resource hangs from (embedded in it, or listed under each of its objects).
@@ -446,6 +461,8 @@ pub static MIRRORED_EVENT_TYPES: &[&str] = &[
 
 /// The permission to list events.
 pub const EVENT_READ: &str = "rak_event_read";
+/// Reading the account itself (`GET /v1/account`): its name and icon for the connection.
+pub const ACCOUNT_READ: &str = "rak_connected_account_read";
 /// The permission to manage webhook endpoints (real-time updates).
 pub const WEBHOOK_WRITE: &str = "rak_webhook_write";
 
@@ -545,10 +562,11 @@ impl Feature {
     /// The `rak_…` permissions this feature needs, without duplicates, in a stable order.
     pub fn permissions(self) -> Vec<&'static str> {
         let mut names: Vec<&'static str> = match self {
+            // Reading the account itself gives the connection its name in Stripe.
             Feature::Mirror => RESOURCES
                 .iter()
                 .map(|r| r.permission)
-                .chain([EVENT_READ])
+                .chain([EVENT_READ, ACCOUNT_READ])
                 .collect(),
             Feature::Webhooks => vec![WEBHOOK_WRITE],
             Feature::AgentWrites => WRITE_OPERATIONS.iter().map(|w| w.permission).collect(),

@@ -485,24 +485,14 @@ pub async fn connect(
     }
     let client = engine.client(&key, Some(&identity.account_id))?;
     let report = probe(&client).await?;
-    // The test and live twins of one account get names that tell them apart.
-    let taken: Vec<String> = engine
-        .store_call(|store| store.accounts())
-        .await?
-        .into_iter()
-        .map(|a| a.name)
-        .collect();
-    let mut name = options
-        .name
-        .clone()
-        .or_else(|| identity.name.clone())
-        .unwrap_or_else(|| identity.account_id.clone());
-    if options.name.is_none() && taken.contains(&name) {
-        name = format!(
-            "{name} ({})",
-            if connection.livemode { "live" } else { "test" }
-        );
-    }
+    let accounts = engine.store_call(|store| store.accounts()).await?;
+    let name = match &options.name {
+        Some(chosen) => {
+            crate::check_name(chosen, &accounts, None)?;
+            chosen.trim().to_owned()
+        }
+        None => default_name(identity.name.as_deref(), &connection, &accounts),
+    };
     let events = if report.events {
         fetch_latest_events(&client, 50).await?
     } else {
@@ -715,6 +705,32 @@ pub fn permissions_json(record: &AccountRecord) -> Value {
         })
         .collect();
     json!({"account": record.connection.label(), "name": record.name, "checked_at": report.checked_at, "reads": report.reads, "events": report.events, "writes": report.writes, "features": features})
+}
+
+/// A connection's name when the user gave none: the account's name in Stripe, else "Stripe
+/// account" and the id's last characters (never the id itself: names cannot look like ids); the
+/// test and live twins of one account, or two accounts of one name, are told apart.
+fn default_name(
+    stripe_name: Option<&str>,
+    connection: &Connection,
+    accounts: &[AccountRecord],
+) -> String {
+    let id = &connection.account_id;
+    let tail = &id[id.len().saturating_sub(6)..];
+    let base = stripe_name
+        .map(str::trim)
+        .filter(|n| crate::check_name(n, &[], None).is_ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("Stripe account {tail}"));
+    let mode = if connection.livemode { "live" } else { "test" };
+    [
+        base.clone(),
+        format!("{base} ({mode})"),
+        format!("{base} ({mode}, {tail})"),
+    ]
+    .into_iter()
+    .find(|candidate| crate::check_name(candidate, accounts, None).is_ok())
+    .unwrap_or_else(|| format!("{base} ({mode}, {id})"))
 }
 
 #[cfg(test)]

@@ -47,6 +47,39 @@ pub struct Engine {
     pacers: PacerRegistry,
 }
 
+/// Checks a connection name: not empty, not like an account id (`acct_…`, which would shadow
+/// or be shadowed by an id), and not another connection's name or id. `this` is the connection
+/// being named (its own name and id are not a clash).
+pub fn check_name(
+    name: &str,
+    accounts: &[AccountRecord],
+    this: Option<&Connection>,
+) -> Result<(), EngineError> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(EngineError::invalid("a connection name cannot be empty"));
+    }
+    if trimmed.to_ascii_lowercase().starts_with("acct_") {
+        return Err(EngineError::invalid(format!(
+            "\"{trimmed}\" looks like an account id: a name that does would make commands act on the wrong account"
+        ))
+        .hint("choose a name that does not start with acct_, e.g. the company's name"));
+    }
+    for other in accounts.iter().filter(|a| Some(&a.connection) != this) {
+        if other.name == trimmed {
+            return Err(EngineError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "the name \"{trimmed}\" is taken by {}",
+                    other.connection.label()
+                ),
+            )
+            .hint("choose another name, or rename that connection first"));
+        }
+    }
+    Ok(())
+}
+
 /// Unix time now.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -114,22 +147,20 @@ impl Engine {
         })
     }
 
-    /// Finds a connection by what a user typed: its name, `acct_…` (when only one mode is
-    /// connected), or `acct_…:test|live`.
+    /// Finds a connection by what a user typed: `acct_…:test|live`, `acct_…` (when only one
+    /// mode is connected), or its name. An id always wins over a name (names cannot look like
+    /// ids, see [`check_name`]).
     pub async fn resolve(&self, reference: &str) -> Result<AccountRecord, EngineError> {
         let accounts = self.store_call(|store| store.accounts()).await?;
         let reference = reference.trim();
-        let matches: Vec<&AccountRecord> = accounts
+        let by_id: Vec<&AccountRecord> = accounts
             .iter()
-            .filter(|a| a.connection.label() == reference || a.name == reference)
+            .filter(|a| a.connection.label() == reference || a.connection.account_id == reference)
             .collect();
-        let matches = if matches.is_empty() {
-            accounts
-                .iter()
-                .filter(|a| a.connection.account_id == reference)
-                .collect()
+        let matches = if by_id.is_empty() {
+            accounts.iter().filter(|a| a.name == reference).collect()
         } else {
-            matches
+            by_id
         };
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
