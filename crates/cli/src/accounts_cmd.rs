@@ -92,21 +92,24 @@ fn print_outcome(global: &GlobalArgs, verb: &str, outcome: &ConnectOutcome) {
         return;
     }
     let a = &outcome.account;
-    println!(
+    say!(
         "{verb} \"{}\" ({}) with {} key {}",
-        a.name, a.label, a.key_kind, a.key
+        a.name,
+        a.label,
+        a.key_kind,
+        a.key
     );
-    println!("  permissions: {}", outcome.permissions.summary());
+    say!("  permissions: {}", outcome.permissions.summary());
     for feature in Feature::ALL {
         let missing = outcome.permissions.missing(feature);
         if !missing.is_empty() {
-            println!("  {}: missing {}", feature.name(), missing.join(", "));
+            say!("  {}: missing {}", feature.name(), missing.join(", "));
         }
     }
     if outcome.events_fetched > 0 {
-        println!("  fetched the {} latest events", outcome.events_fetched);
+        say!("  fetched the {} latest events", outcome.events_fetched);
     }
-    println!("  next: stripe-mirror permissions {}   (details)", a.label);
+    say!("  next: stripe-mirror permissions {}   (details)", a.label);
 }
 
 pub async fn connect(global: &GlobalArgs, args: ConnectArgs) -> Result<(), CliError> {
@@ -183,7 +186,7 @@ pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {
         return Ok(());
     }
     if summaries.is_empty() {
-        println!("No connected accounts. Connect one: STRIPE_API_KEY=rk_… stripe-mirror connect");
+        say!("No connected accounts. Connect one: STRIPE_API_KEY=rk_… stripe-mirror connect");
         return Ok(());
     }
     let rows: Vec<[String; 7]> = summaries
@@ -252,7 +255,7 @@ pub fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
                 out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
             }
         }
-        println!("{}", out.trim_end());
+        say!("{}", out.trim_end());
     };
     line(headers.to_vec());
     for row in rows {
@@ -274,14 +277,14 @@ pub async fn permissions(global: &GlobalArgs, args: AccountArg) -> Result<(), Cl
         return Ok(());
     }
     let report = PermissionReport::from_json(&record.permissions);
-    println!(
+    say!(
         "\"{}\" ({}), key {} — {}",
         record.name,
         record.connection.label(),
         record.key_masked,
         report.summary()
     );
-    println!("\nRead (mirror):");
+    say!("\nRead (mirror):");
     let reads: Vec<[String; 3]> = report
         .reads
         .iter()
@@ -294,11 +297,11 @@ pub async fn permissions(global: &GlobalArgs, args: AccountArg) -> Result<(), Cl
         })
         .collect();
     print_table(&["READ", "RESOURCE", "PERMISSION"], &reads);
-    println!(
+    say!(
         "  events: {} (rak_event_read)",
         if report.events { "yes" } else { "NO" }
     );
-    println!("\nWrite (agent tools):");
+    say!("\nWrite (agent tools):");
     let writes: Vec<[String; 3]> = report
         .writes
         .iter()
@@ -311,13 +314,13 @@ pub async fn permissions(global: &GlobalArgs, args: AccountArg) -> Result<(), Cl
         })
         .collect();
     print_table(&["WRITE", "OPERATION", "PERMISSION"], &writes);
-    println!("\nFeatures:");
+    say!("\nFeatures:");
     for feature in Feature::ALL {
         let missing = report.missing(feature);
         if missing.is_empty() {
-            println!("  {:<13} ready", feature.name());
+            say!("  {:<13} ready", feature.name());
         } else {
-            println!("  {:<13} missing {}", feature.name(), missing.join(", "));
+            say!("  {:<13} missing {}", feature.name(), missing.join(", "));
         }
     }
     let all_missing: Vec<String> = Feature::ALL
@@ -325,7 +328,7 @@ pub async fn permissions(global: &GlobalArgs, args: AccountArg) -> Result<(), Cl
         .flat_map(|f| report.missing(*f))
         .collect();
     if !all_missing.is_empty() {
-        println!(
+        say!(
             "\nA key with everything: stripe-mirror key-link --mode {} --features mirror,webhooks,agent-writes",
             if record.connection.livemode {
                 "live"
@@ -363,16 +366,16 @@ pub fn key_link(global: &GlobalArgs, args: KeyLinkArgs) -> Result<(), CliError> 
         );
         return Ok(());
     }
-    println!(
+    say!(
         "Create a restricted key with exactly these permissions ({}):",
         args.features.join(", ")
     );
-    println!("\n  {url}\n");
-    println!("The dashboard may ignore the pre-filled list; if so, tick these by hand:");
+    say!("\n  {url}\n");
+    say!("The dashboard may ignore the pre-filled list; if so, tick these by hand:");
     for permission in permissions {
-        println!("  {permission}");
+        say!("  {permission}");
     }
-    println!("\nThen: stripe-mirror connect   (paste the key when asked, or set STRIPE_API_KEY)");
+    say!("\nThen: stripe-mirror connect   (paste the key when asked, or set STRIPE_API_KEY)");
     Ok(())
 }
 
@@ -417,7 +420,7 @@ pub async fn rename(global: &GlobalArgs, args: RenameArgs) -> Result<(), CliErro
     if global.json {
         print_json(&json!({"account": record.connection.label(), "old_name": old, "name": name}));
     } else {
-        println!(
+        say!(
             "Renamed {} from \"{old}\" to \"{name}\"",
             record.connection.label()
         );
@@ -451,7 +454,7 @@ pub async fn remove(global: &GlobalArgs, args: RemoveArgs) -> Result<(), CliErro
         match confirm(&question) {
             Some(true) => {}
             Some(false) => {
-                println!("Nothing removed.");
+                say!("Nothing removed.");
                 return Ok(());
             }
             None => return Err(not_confirmed(&question)),
@@ -461,15 +464,17 @@ pub async fn remove(global: &GlobalArgs, args: RemoveArgs) -> Result<(), CliErro
     if global.json {
         print_json(&json!(outcome));
     } else {
-        println!(
+        say!(
             "Removed \"{}\" ({}): {} rows deleted",
-            record.name, outcome.label, outcome.rows_deleted
+            record.name,
+            outcome.label,
+            outcome.rows_deleted
         );
         if let Some(endpoint) = &outcome.webhook_endpoint_deleted {
-            println!("  deleted its webhook endpoint {endpoint}");
+            say!("  deleted its webhook endpoint {endpoint}");
         }
         if let Some(warning) = &outcome.webhook_warning {
-            println!("  warning: {warning}");
+            say!("  warning: {warning}");
         }
     }
     Ok(())

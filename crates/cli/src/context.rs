@@ -111,7 +111,7 @@ impl GlobalArgs {
 /// Prints a value as JSON (pretty for people reading `--json` output in a terminal is not needed:
 /// one line per answer keeps it easy to pipe).
 pub fn print_json(value: &serde_json::Value) {
-    println!("{value}");
+    say!("{value}");
 }
 
 /// A `yes/no` question on the terminal: `Some(answer)`, or `None` when there is no terminal

@@ -90,52 +90,38 @@ pub async fn run(args: EmulatorArgs) -> Result<(), CliError> {
             .iter()
             .map(|a| json!({"id": a["id"], "name": a["name"], "keys": a["keys"]}))
             .collect();
-        println!("{}", json!({"base_url": base_url, "accounts": accounts}));
+        say!("{}", json!({"base_url": base_url, "accounts": accounts}));
     } else {
-        println!(
+        say!(
             "Stripe emulator serving on {base_url} ({} account(s), ready in {:.1} s)",
             accounts.len(),
             started.elapsed().as_secs_f64()
         );
         for account in accounts.iter().take(5) {
             let total = account["seeded"]["test"]["total"].as_u64().unwrap_or(0);
-            println!(
+            say!(
                 "  {}  {}  {total} test objects",
                 account["id"].as_str().unwrap_or_default(),
                 account["name"].as_str().unwrap_or_default()
             );
-            println!(
+            say!(
                 "    secret test key:     {}",
                 account["keys"]["secret_test"].as_str().unwrap_or_default()
             );
-            println!(
+            say!(
                 "    restricted test key: {} (may read everything)",
                 account["keys"]["restricted_test"]
                     .as_str()
                     .unwrap_or_default()
             );
         }
-        println!(
+        say!(
             "Try: curl {base_url}/v1/customers -u KEY:   Control API: {base_url}/_emulator   Stop: Ctrl-C"
         );
     }
-    wait_for_stop().await;
+    crate::signals::stop_requested().await;
     server.stop().await;
     Ok(())
-}
-
-async fn wait_for_stop() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[derive(Debug, clap::Args)]
@@ -164,7 +150,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
     }
     let key_file = std::path::PathBuf::from(format!("{}.key", args.file.trim_end_matches(".db")));
     let _ = std::fs::remove_file(&key_file);
-    println!(
+    say!(
         "1. Starting the built-in Stripe emulator with a seeded billing account ({} customers)…",
         args.scale
     );
@@ -178,7 +164,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
     .await?;
     let account = &accounts[0];
     let seeded = account["seeded"]["test"]["total"].as_u64().unwrap_or(0);
-    println!(
+    say!(
         "   {} on {} — {seeded} objects, ready in {:.1} s",
         account["id"].as_str().unwrap_or_default(),
         server.base_url(),
@@ -202,14 +188,14 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
             .unwrap_or_default(),
     )
     .map_err(|e| CliError::usage(e.to_string()))?;
-    println!(
+    say!(
         "\n2. Connecting with a restricted read-only test key ({})…",
         key.masked()
     );
     let outcome =
         sm_engine::connect::connect(&engine, key, sm_engine::connect::ConnectOptions::default())
             .await?;
-    println!(
+    say!(
         "   connected \"{}\" ({}): {}",
         outcome.account.name,
         outcome.account.label,
@@ -217,17 +203,17 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
     );
     let label = outcome.account.label.clone();
 
-    println!("\n3. Backfilling every resource into {}…", args.file);
+    say!("\n3. Backfilling every resource into {}…", args.file);
     let options = sm_engine::sync::SyncOptions::default();
     let report = crate::sync_cmd::sync_one(&engine, &label, &options, false).await?;
-    println!(
+    say!(
         "   {} objects in {:.1} s with {} requests",
         report["objects_written"],
         report["seconds"].as_f64().unwrap_or(0.0),
         report["run"]["requests"]
     );
 
-    println!(
+    say!(
         "\n4. Making {} live changes in Stripe (new customers, upgrades, cancellations, refunds, deletions)…",
         args.changes
     );
@@ -243,7 +229,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
         args.changes,
         args.seed,
     );
-    println!(
+    say!(
         "   {}",
         activity
             .by_operation
@@ -265,14 +251,14 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
         updated += c["updated"].as_u64().unwrap_or(0);
         deleted += c["deleted"].as_u64().unwrap_or(0);
     }
-    println!(
+    say!(
         "   incremental sync from the events: {inserted} inserted, {updated} updated, {deleted} deleted, {} events kept, {} requests, {:.1} s",
         counts["new_events"],
         report["run"]["requests"],
         report["seconds"].as_f64().unwrap_or(0.0)
     );
 
-    println!("\n5. What is in the mirror, checked against the emulator's own objects:");
+    say!("\n5. What is in the mirror, checked against the emulator's own objects:");
     let connection = sm_warehouse::Connection::new(outcome.account.account_id.clone(), false);
     let check = compare_with_emulator(&engine, &connection, &emulated)?;
     let mut rows: Vec<[String; 4]> = check
@@ -318,7 +304,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
         ));
     }
     let total: u64 = check.tables.iter().map(|t| t.mirror).sum();
-    println!(
+    say!(
         "   The mirror equals the emulator: {total} rows in {} tables, the same ids in each.",
         check.tables.len()
     );
@@ -338,14 +324,14 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
         ),
     ];
     for (title, sql) in queries {
-        println!(
+        say!(
             "\n   {title}:\n   $ stripe-mirror --database {} sql \"{sql}\"",
             args.file
         );
         if let Ok((names, result)) = engine.store.query(sql) {
-            println!("     {}", names.join(" | "));
+            say!("     {}", names.join(" | "));
             for row in result.iter().take(6) {
-                println!(
+                say!(
                     "     {}",
                     row.iter()
                         .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
@@ -358,11 +344,12 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
     let path = std::fs::canonicalize(&args.file)
         .map(|p| p.display().to_string())
         .unwrap_or(args.file.clone());
-    println!(
+    say!(
         "\nThe mirror is the SQLite file {path}: open it with any SQLite client (`sqlite3 {}`), or run `stripe-mirror --database {} accounts`.",
-        args.file, args.file
+        args.file,
+        args.file
     );
-    println!(
+    say!(
         "Done in {:.1} s. With a real key: STRIPE_API_KEY=rk_live_… stripe-mirror connect && stripe-mirror sync",
         started.elapsed().as_secs_f64()
     );

@@ -2,11 +2,30 @@
 //! parses arguments, sets up logging, opens the store, and turns errors into messages and exit
 //! codes (one table: `sm_engine::ErrorCode`).
 
+/// `println!` that never panics: once standard output is closed (the reader of a pipe left, as
+/// `| head` does), what is said is dropped, so a long run is never failed by its own output.
+/// Short commands stop at once instead (SIGPIPE, see `main`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics (see `say!`).
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod accounts_cmd;
 mod context;
 mod emulator_cmd;
 mod key_input;
 mod serve_cmd;
+mod signals;
 mod sync_cmd;
 
 use std::process::ExitCode;
@@ -97,6 +116,23 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Short commands end quietly when their reader leaves (`stripe-mirror sql … | head`), as
+    // Unix tools do; runs that must not stop half-way keep going and drop their output.
+    let long_running = matches!(
+        cli.command,
+        Command::Sync(_)
+            | Command::Serve(_)
+            | Command::Demo(_)
+            | Command::Emulator(_)
+            | Command::Events(_)
+    );
+    #[cfg(unix)]
+    if !long_running {
+        // SAFETY: setting a signal's disposition to the default before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let level = match cli.global.verbose {
         0 => "warn",
         1 => "info",
@@ -119,7 +155,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: could not start the async runtime: {error}");
+            tell!("error: could not start the async runtime: {error}");
             return ExitCode::from(70);
         }
     };
@@ -148,14 +184,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             if json {
-                println!(
+                say!(
                     "{}",
                     json!({"error": {"code": error.code, "message": error.message, "hint": error.hint}})
                 );
             } else {
-                eprintln!("error: {}", error.message);
+                tell!("error: {}", error.message);
                 if let Some(hint) = &error.hint {
-                    eprintln!("  what to do: {hint}");
+                    tell!("  what to do: {hint}");
                 }
             }
             ExitCode::from(error.exit_code)

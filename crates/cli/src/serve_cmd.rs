@@ -60,7 +60,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
     let address = listener
         .local_addr()
         .map_err(|e| CliError::io(e.to_string()))?;
-    eprintln!(
+    tell!(
         "stripe-mirror serving on http://{address} (webhooks at /webhooks/ACCOUNT/MODE, /healthz, /metrics); syncing every {} s",
         args.interval
     );
@@ -71,18 +71,8 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
 
 /// Ctrl-C or SIGTERM: stop taking requests, let in-flight ones finish.
 async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    eprintln!("stopping: finishing requests in flight");
+    crate::signals::stop_requested().await;
+    tell!("stopping: finishing requests in flight");
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,7 +94,7 @@ fn print_event(event: &sm_warehouse::EventRow, json: bool) {
             &json!({"id": event.id, "type": event.event_type, "created": event.created, "object_id": event.object_id, "event": data}),
         );
     } else {
-        println!(
+        say!(
             "{}  {}  {:<40} {}",
             format_time(event.created),
             event.id,

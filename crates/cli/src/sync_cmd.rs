@@ -108,7 +108,7 @@ impl Progress for Bars {
                     })
                     .collect();
                 line.sort();
-                eprintln!("progress: {}", line.join(", "));
+                tell!("progress: {}", line.join(", "));
             }
         }
     }
@@ -128,7 +128,7 @@ impl Progress for Bars {
             Some(multi) => {
                 let _ = multi.println(format!("note: {message}"));
             }
-            None => eprintln!("note: {message}"),
+            None => tell!("note: {message}"),
         }
     }
 }
@@ -174,7 +174,7 @@ fn print_report(report: &serde_json::Value) {
         Some(share) => format!("at --budget-share {share}"),
         None => "unpaced".to_owned(),
     };
-    println!(
+    say!(
         "{} {} of \"{}\" ({}): {} in {:.1} s, {} requests {pace}",
         run["status"].as_str().unwrap_or_default(),
         run["kind"].as_str().unwrap_or_default(),
@@ -191,7 +191,7 @@ fn print_report(report: &serde_json::Value) {
         .filter_map(|pair| pair[0].as_str())
         .collect();
     if !skipped.is_empty() {
-        println!(
+        say!(
             "  skipped (the key may not read them): {}",
             skipped.join(", ")
         );
@@ -203,7 +203,7 @@ fn print_report(report: &serde_json::Value) {
         .filter_map(|t| t.as_str())
         .collect();
     if !not_chosen.is_empty() {
-        println!(
+        say!(
             "  skipped by choice (--only/--skip): {}",
             not_chosen.join(", ")
         );
@@ -214,7 +214,7 @@ fn print_report(report: &serde_json::Value) {
         if note.starts_with("not mirrored by choice") {
             continue;
         }
-        println!("  note: {note}");
+        say!("  note: {note}");
     }
 }
 
@@ -276,8 +276,29 @@ pub async fn sync(global: &GlobalArgs, args: SyncArgs) -> Result<(), CliError> {
     };
     let mut failures = Vec::new();
     let mut reports = Vec::new();
+    let stop = crate::signals::stop_requested();
+    tokio::pin!(stop);
     for reference in &references {
-        match sync_one(&engine, reference, &options, global.json).await {
+        let connection = engine.resolve(reference).await?.connection;
+        let outcome = tokio::select! {
+            outcome = sync_one(&engine, reference, &options, global.json) => outcome,
+            signal = &mut stop => {
+                // Rows are committed with their checkpoints as they go: nothing is half-written,
+                // and the next run continues where this one stopped.
+                let why = match signal {
+                    crate::signals::Stop::Interrupt => "stopped by Ctrl-C; the next sync continues from its checkpoints",
+                    crate::signals::Stop::Terminate => "stopped by SIGTERM; the next sync continues from its checkpoints",
+                };
+                sync::mark_interrupted(&engine, &connection, why).await?;
+                return Err(CliError {
+                    code: "interrupted",
+                    message: format!("interrupted — run sync again to continue ({})", connection.label()),
+                    hint: None,
+                    exit_code: signal.exit_code(),
+                });
+            }
+        };
+        match outcome {
             Ok(report) => {
                 if !global.json {
                     print_report(&report);
@@ -288,7 +309,7 @@ pub async fn sync(global: &GlobalArgs, args: SyncArgs) -> Result<(), CliError> {
                 if references.len() == 1 {
                     return Err(error);
                 }
-                eprintln!("error: {reference}: {}", error.message);
+                tell!("error: {reference}: {}", error.message);
                 failures.push(error);
             }
         }
@@ -324,7 +345,7 @@ pub async fn syncs(global: &GlobalArgs, args: SyncsArgs) -> Result<(), CliError>
         return Ok(());
     }
     if runs.is_empty() {
-        println!(
+        say!(
             "No syncs yet for \"{}\". Run: stripe-mirror sync {}",
             record.name,
             record.connection.label()
@@ -424,7 +445,7 @@ pub async fn set_start_date(global: &GlobalArgs, args: StartDateArgs) -> Result<
             &json!({"account": record.connection.label(), "start_date": start, "advice": advice}),
         );
     } else {
-        println!(
+        say!(
             "\"{}\" now mirrors from {}; {advice}",
             record.name,
             start
@@ -461,9 +482,9 @@ pub async fn sql(global: &GlobalArgs, args: SqlArgs) -> Result<(), CliError> {
         print_json(&json!(objects));
         return Ok(());
     }
-    println!("{}", names.join(" | "));
+    say!("{}", names.join(" | "));
     for row in &rows {
-        println!(
+        say!(
             "{}",
             row.iter()
                 .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
@@ -471,6 +492,6 @@ pub async fn sql(global: &GlobalArgs, args: SqlArgs) -> Result<(), CliError> {
                 .join(" | ")
         );
     }
-    println!("({} rows)", rows.len());
+    say!("({} rows)", rows.len());
     Ok(())
 }

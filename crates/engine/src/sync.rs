@@ -302,11 +302,7 @@ pub async fn sync(
             let connection = connection.clone();
             move |store| {
                 // Runs still "running" were cut short (the process was killed): say so.
-                for mut stale in store.runs(&connection, 50)?.into_iter().filter(|r| r.status == "running") {
-                    stale.status = "interrupted".into();
-                    stale.error = Some("the process stopped before this run ended; the next run continued from its checkpoints".into());
-                    store.finish_run(&stale)?;
-                }
+                close_running(store, &connection, "the process stopped before this run ended; the next run continued from its checkpoints")?;
                 store.start_run(&connection, kind, started_at)
             }
         })
@@ -415,6 +411,38 @@ fn sorted(tables: impl IntoIterator<Item = &'static str>) -> Vec<&'static str> {
     let mut names: Vec<&'static str> = tables.into_iter().collect();
     names.sort_unstable();
     names
+}
+
+/// Marks a connection's runs still "running" as interrupted, with `why`.
+fn close_running(
+    store: &dyn sm_warehouse::Store,
+    connection: &Connection,
+    why: &str,
+) -> sm_warehouse::Result<()> {
+    for mut stale in store
+        .runs(connection, 50)?
+        .into_iter()
+        .filter(|r| r.status == "running")
+    {
+        stale.status = "interrupted".into();
+        stale.ended_at = Some(now());
+        stale.error = Some(why.to_owned());
+        store.finish_run(&stale)?;
+    }
+    Ok(())
+}
+
+/// Records at once that a connection's sync was stopped (Ctrl-C, SIGTERM) before it ended: what
+/// it wrote is kept with its checkpoints, and the next sync continues from there.
+pub async fn mark_interrupted(
+    engine: &Engine,
+    connection: &Connection,
+    why: &str,
+) -> Result<(), EngineError> {
+    let (connection, why) = (connection.clone(), why.to_owned());
+    engine
+        .store_call(move |store| close_running(store, &connection, &why))
+        .await
 }
 
 async fn run_phases(
