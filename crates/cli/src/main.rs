@@ -27,6 +27,7 @@ mod key_input;
 mod serve_cmd;
 mod signals;
 mod sync_cmd;
+mod tables_cmd;
 
 use std::process::ExitCode;
 
@@ -87,6 +88,9 @@ enum Command {
         after_help = "Examples:\n  stripe-mirror set-start-date Acme 2024-01-01\n  stripe-mirror set-start-date Acme all"
     )]
     SetStartDate(sync_cmd::StartDateArgs),
+    /// The mirror's tables and their typed columns (what to filter on in SQL).
+    #[command(after_help = "Examples:\n  stripe-mirror tables\n  stripe-mirror tables --markdown")]
+    Tables(tables_cmd::TablesArgs),
     /// Run a read-only SQL query on the mirror.
     #[command(
         after_help = "Examples:\n  stripe-mirror sql \"SELECT status, count(*) FROM subscriptions GROUP BY status\"\n  stripe-mirror sql --json \"SELECT id, email FROM customers LIMIT 5\""
@@ -174,6 +178,7 @@ fn main() -> ExitCode {
             Command::Syncs(args) => sync_cmd::syncs(&global, args).await,
             Command::SetStartDate(args) => sync_cmd::set_start_date(&global, args).await,
             Command::Sql(args) => sync_cmd::sql(&global, args).await,
+            Command::Tables(args) => tables_cmd::tables(&global, args),
             Command::Serve(args) => serve_cmd::serve(&global, args).await,
             Command::Events(args) => serve_cmd::events(&global, args).await,
             Command::Emulator(args) => emulator_cmd::run(args).await,
@@ -327,6 +332,22 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 5, "only {checked} README command lines found");
+    }
+
+    /// The README's table list is what `tables --markdown` prints.
+    #[test]
+    fn the_readme_lists_every_table() {
+        let readme = include_str!("../../../README.md");
+        let listed = readme
+            .split("<!-- tables:begin -->\n")
+            .nth(1)
+            .and_then(|rest| rest.split("<!-- tables:end -->").next())
+            .expect("README.md has a <!-- tables:begin --> … <!-- tables:end --> section");
+        assert_eq!(
+            listed.trim(),
+            tables_cmd::markdown().trim(),
+            "README.md's table list differs from `stripe-mirror tables --markdown`: paste its output"
+        );
     }
 
     #[test]
