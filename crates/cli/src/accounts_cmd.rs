@@ -199,6 +199,9 @@ pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {
             if let Some(realtime) = &s.realtime {
                 status.push_str(&format!("; {realtime}"));
             }
+            if let Some(base) = &s.api_base {
+                status.push_str(&format!("; API {base}"));
+            }
             let last = s
                 .last_sync
                 .map(|t| format!("{} ago", ago(now() - t)))

@@ -38,6 +38,10 @@ pub struct GlobalArgs {
         default_value_t = 0.5
     )]
     pub budget_share: f64,
+    /// No pacing at all: for a local emulator, which has no rate limits unless told to (refused
+    /// for Stripe's own API).
+    #[arg(long, global = true, env = "STRIPE_MIRROR_NO_PACING")]
+    pub no_pacing: bool,
     /// How many times a failed Stripe request is retried (network errors, 409, 429, 5xx).
     #[arg(
         long,
@@ -61,10 +65,13 @@ impl GlobalArgs {
     /// Opens the store (creating and migrating it) and the vault.
     pub fn engine(&self) -> Result<Engine, CliError> {
         if !(self.budget_share > 0.0 && self.budget_share <= 1.0) {
-            return Err(CliError::usage(format!(
-                "--budget-share must be above 0 and at most 1, not {}",
-                self.budget_share
-            )));
+            return Err(CliError::from(
+                EngineError::invalid(format!(
+                    "--budget-share must be above 0 and at most 1 (a share of Stripe's rate limit), not {}",
+                    self.budget_share
+                ))
+                .hint("against a local emulator, --no-pacing turns pacing off"),
+            ));
         }
         let store =
             sm_warehouse::open(&self.database).map_err(|e| CliError::from(EngineError::from(e)))?;
@@ -77,7 +84,11 @@ impl GlobalArgs {
             .map_err(|e| CliError::from(EngineError::from(e)))?;
         let config = EngineConfig {
             api_base: self.api_base.trim_end_matches('/').to_owned(),
-            budget_share: self.budget_share,
+            budget_share: if self.no_pacing {
+                f64::INFINITY
+            } else {
+                self.budget_share
+            },
             max_retries: self.max_retries,
         };
         Ok(Engine::new(Arc::from(store), vault, config))

@@ -166,6 +166,9 @@ pub struct AccountSummary {
     pub last_sync: Option<i64>,
     /// Whether changes arrive by webhooks or by polling, in words (set by `serve`).
     pub realtime: Option<String>,
+    /// The API the connection talks to when it is not Stripe's own (an emulator).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_base: Option<String>,
 }
 
 impl AccountSummary {
@@ -188,6 +191,7 @@ impl AccountSummary {
             stripe_name: record.stripe_name.clone(),
             last_sync,
             realtime: None,
+            api_base: record.api_base.clone(),
         }
     }
 }
@@ -516,6 +520,8 @@ pub async fn connect(
             .then(|| format!("the mirror will skip what needs {}", missing.join(", "))),
         start_date: options.start_date,
         webhook_endpoint_id: None,
+        api_base: (engine.config.api_base != crate::STRIPE_API_BASE)
+            .then(|| engine.config.api_base.clone()),
         webhook_secret_sealed: options
             .webhook_secret
             .as_deref()
@@ -578,7 +584,7 @@ pub async fn update_key(
             key.mode().as_str()
         )));
     }
-    let client = engine.client(&key, Some(&connection.account_id))?;
+    let client = engine.client_for(&record, &key)?;
     let identity = identify(&client).await?;
     if identity.account_id != connection.account_id {
         return Err(EngineError::invalid(format!(
@@ -635,7 +641,7 @@ pub async fn remove(
     let mut warning = None;
     if let Some(endpoint) = &record.webhook_endpoint_id {
         let outcome = match engine.open_key(&record) {
-            Ok(key) => match engine.client(&key, Some(&connection.account_id)) {
+            Ok(key) => match engine.client_for(&record, &key) {
                 Ok(client) => client
                     .delete(&format!("/v1/webhook_endpoints/{endpoint}"))
                     .await

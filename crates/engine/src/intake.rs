@@ -73,7 +73,7 @@ impl Intake {
     pub async fn open(engine: &Engine, connection: &Connection) -> Result<Intake, EngineError> {
         let record = engine.account(connection).await?;
         let key = engine.open_key(&record)?;
-        let client = engine.client(&key, Some(&connection.account_id))?;
+        let client = engine.client_for(&record, &key)?;
         let report = PermissionReport::from_json(&record.permissions);
         let readable = RESOURCES
             .iter()

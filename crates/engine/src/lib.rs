@@ -19,12 +19,29 @@ use sm_warehouse::{AccountRecord, Connection, Store, StoreError};
 pub use error::{EngineError, ErrorCode};
 pub use vault::Vault;
 
+/// Stripe's own API.
+pub const STRIPE_API_BASE: &str = "https://api.stripe.com";
+
+/// Whether `base` is Stripe's own API (or any `stripe.com` host), where pacing is never off.
+pub fn is_stripe_host(base: &str) -> bool {
+    let host = base
+        .split("://")
+        .nth(1)
+        .unwrap_or(base)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    host == "stripe.com" || host.ends_with(".stripe.com")
+}
+
 /// How the engine talks to Stripe.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// `https://api.stripe.com`, or an emulator's base URL.
     pub api_base: String,
-    /// The share of each account's Stripe rate budget the mirror may use (0–1).
+    /// The share of each account's Stripe rate budget the mirror may use (0–1); infinite: no
+    /// pacing at all, for a local emulator only (refused for Stripe's own host).
     pub budget_share: f64,
     pub max_retries: u32,
 }
@@ -32,7 +49,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            api_base: "https://api.stripe.com".into(),
+            api_base: STRIPE_API_BASE.into(),
             budget_share: 0.5,
             max_retries: 5,
         }
@@ -101,8 +118,41 @@ impl Engine {
     /// A client for `key`; with an account, it shares that account's pacer with every other
     /// client of the account, so parallel work never exceeds the budget.
     pub fn client(&self, key: &ApiKey, account: Option<&str>) -> Result<Client, EngineError> {
+        self.client_on(&self.config.api_base, key, account)
+    }
+
+    /// The API a connection talks to: the configured one when it was set (not Stripe's own),
+    /// else the one the connection was made against.
+    pub fn api_base_for(&self, record: &AccountRecord) -> String {
+        match &record.api_base {
+            Some(stored) if self.config.api_base == STRIPE_API_BASE => stored.clone(),
+            _ => self.config.api_base.clone(),
+        }
+    }
+
+    /// A client for a connection: its API base, its account's pacer.
+    pub fn client_for(&self, record: &AccountRecord, key: &ApiKey) -> Result<Client, EngineError> {
+        self.client_on(
+            &self.api_base_for(record),
+            key,
+            Some(&record.connection.account_id),
+        )
+    }
+
+    fn client_on(
+        &self,
+        api_base: &str,
+        key: &ApiKey,
+        account: Option<&str>,
+    ) -> Result<Client, EngineError> {
+        if !self.config.budget_share.is_finite() && is_stripe_host(api_base) {
+            return Err(EngineError::invalid(
+                "pacing cannot be turned off for Stripe's own API: it would exceed the account's rate limits",
+            )
+            .hint("drop --no-pacing, or point --api-base at a local emulator"));
+        }
         let config = ClientConfig {
-            api_base: self.config.api_base.clone(),
+            api_base: api_base.to_owned(),
             budget_share: self.config.budget_share,
             max_retries: self.config.max_retries,
             ..Default::default()

@@ -251,7 +251,7 @@ pub async fn sync(
 ) -> Result<SyncReport, EngineError> {
     let mut record = engine.account(connection).await?;
     let key = engine.open_key(&record)?;
-    let client = engine.client(&key, Some(&connection.account_id))?;
+    let client = engine.client_for(&record, &key)?;
     let report = PermissionReport::from_json(&record.permissions);
     let readable: HashSet<&'static str> = RESOURCES
         .iter()

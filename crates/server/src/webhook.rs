@@ -308,9 +308,7 @@ async fn create_endpoint(
     public_url: &str,
 ) -> Result<String, EngineError> {
     let key = state.engine.open_key(record)?;
-    let client = state
-        .engine
-        .client(&key, Some(&record.connection.account_id))?;
+    let client = state.engine.client_for(record, &key)?;
     let mode = if record.connection.livemode {
         "live"
     } else {

@@ -96,6 +96,9 @@ pub struct AccountRecord {
     pub start_date: Option<i64>,
     pub webhook_endpoint_id: Option<String>,
     pub webhook_secret_sealed: Option<Vec<u8>>,
+    /// The API the connection was made against when it is not Stripe's own (an emulator's
+    /// URL); later commands use it without being told again.
+    pub api_base: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -366,4 +369,4 @@ pub fn open(target: &str) -> Result<Box<dyn Store>> {
 }
 
 /// The schema version these backends create.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;

@@ -348,6 +348,7 @@ fn ddl() -> Vec<(String, String)> {
   start_date bigint,
   webhook_endpoint_id text,
   webhook_secret_sealed bytea,
+  api_base text,
   created_at bigint NOT NULL,
   updated_at bigint NOT NULL,
   PRIMARY KEY (account_id, livemode)
@@ -489,7 +490,7 @@ fn ddl() -> Vec<(String, String)> {
     out
 }
 
-const ACCOUNT_COLUMNS: &str = "account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions::text, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at";
+const ACCOUNT_COLUMNS: &str = "account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions::text, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base";
 
 fn read_account(row: &postgres::Row) -> std::result::Result<AccountRecord, postgres::Error> {
     let permissions: String = row.try_get(8)?;
@@ -512,6 +513,7 @@ fn read_account(row: &postgres::Row) -> std::result::Result<AccountRecord, postg
         webhook_secret_sealed: row.try_get(13)?,
         created_at: row.try_get(14)?,
         updated_at: row.try_get(15)?,
+        api_base: row.try_get(16)?,
     })
 }
 
@@ -803,6 +805,13 @@ impl PostgresStore {
             if !missing.is_empty() {
                 tracing::info!(schema = %schema, statements = missing.len(), "creating the mirror's tables");
                 tx.batch_execute(&missing.join(";\n"))?;
+            }
+            // Schema 2: the API a connection was made against.
+            if existing.contains("accounts") && found.is_none_or(|v| v < 2) {
+                tx.batch_execute(&format!(
+                    "ALTER TABLE {}.accounts ADD COLUMN IF NOT EXISTS api_base text",
+                    ident(&schema)
+                ))?;
             }
             // The objects' JSON is compressed with lz4 where the server can (PostgreSQL 14 and
             // later, built with it): pglz took a tenth of the server's time in a backfill.
@@ -1109,8 +1118,8 @@ impl Store for PostgresStore {
             let insert = prepared(
                 statements,
                 tx,
-                "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12, $13, $14, $15, $16)",
+                "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12, $13, $14, $15, $16, $17)",
             )?;
             tx.execute(
                 &insert,
@@ -1131,6 +1140,7 @@ impl Store for PostgresStore {
                     &a.webhook_secret_sealed,
                     &a.created_at,
                     &a.updated_at,
+                    &a.api_base,
                 ],
             )?;
             Ok(())
@@ -1147,7 +1157,7 @@ impl Store for PostgresStore {
             let update = prepared(
                 statements,
                 tx,
-                "UPDATE accounts SET name = $3, stripe_name = $4, icon_url = $5, key_kind = $6, key_masked = $7, key_sealed = $8, permissions = $9::text::jsonb, status = $10, status_message = $11, start_date = $12, webhook_endpoint_id = $13, webhook_secret_sealed = $14, updated_at = $15
+                "UPDATE accounts SET name = $3, stripe_name = $4, icon_url = $5, key_kind = $6, key_masked = $7, key_sealed = $8, permissions = $9::text::jsonb, status = $10, status_message = $11, start_date = $12, webhook_endpoint_id = $13, webhook_secret_sealed = $14, updated_at = $15, api_base = $16
                  WHERE account_id = $1 AND livemode = $2",
             )?;
             Ok(tx.execute(
@@ -1168,6 +1178,7 @@ impl Store for PostgresStore {
                     &a.webhook_endpoint_id,
                     &a.webhook_secret_sealed,
                     &a.updated_at,
+                    &a.api_base,
                 ],
             )?)
         })?;

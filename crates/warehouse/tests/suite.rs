@@ -23,6 +23,7 @@ fn account(id: &str, livemode: bool) -> AccountRecord {
         start_date: None,
         webhook_endpoint_id: None,
         webhook_secret_sealed: None,
+        api_base: None,
         created_at: 1_700_000_000,
         updated_at: 1_700_000_000,
     }
@@ -52,7 +53,9 @@ pub fn accounts_insert_update_duplicate(store: &dyn Store) {
     changed.name = "Renamed".into();
     changed.status = "failing".into();
     changed.status_message = Some("API key is invalid".into());
+    changed.api_base = Some("http://127.0.0.1:12111".into());
     store.update_account(&changed).unwrap();
+    assert_eq!(store.account(&a.connection).unwrap().unwrap(), changed);
     assert_eq!(
         store.account(&a.connection).unwrap().unwrap().name,
         "Renamed"
