@@ -26,7 +26,8 @@ pub struct GlobalArgs {
     )]
     pub api_base: String,
     /// The file holding the master key that seals API keys (made with mode 0600 on first use;
-    /// default: stripe-mirror.key beside the SQLite file). STRIPE_MIRROR_MASTER_KEY (64 hex) wins.
+    /// default: ~/.config/stripe-mirror/master.key, or under $XDG_CONFIG_HOME).
+    /// STRIPE_MIRROR_MASTER_KEY (64 hex) wins.
     #[arg(long, global = true, env = "STRIPE_MIRROR_MASTER_KEY_FILE")]
     pub master_key_file: Option<std::path::PathBuf>,
     /// The share of each account's Stripe rate limit the mirror may use (0–1; the rest is left
@@ -75,11 +76,14 @@ impl GlobalArgs {
         }
         let store =
             sm_warehouse::open(&self.database).map_err(|e| CliError::from(EngineError::from(e)))?;
-        let key_file = self
-            .master_key_file
-            .clone()
-            .unwrap_or_else(|| sm_engine::vault::default_key_file(&self.database));
         let env_key = std::env::var("STRIPE_MIRROR_MASTER_KEY").ok();
+        let key_file = self.master_key_file();
+        if env_key.is_none()
+            && self.master_key_file.is_none()
+            && let Some(warning) = sm_engine::vault::default_key_location(&self.database).warning
+        {
+            tell!("warning: {warning}");
+        }
         let vault = Vault::open(env_key.as_deref(), &key_file)
             .map_err(|e| CliError::from(EngineError::from(e)))?;
         let config = EngineConfig {
@@ -108,14 +112,18 @@ impl GlobalArgs {
                 }
             }
         }
-        let key_file = self
-            .master_key_file
-            .clone()
-            .unwrap_or_else(|| sm_engine::vault::default_key_file(&self.database));
+        let key_file = self.master_key_file();
         if std::env::var("STRIPE_MIRROR_MASTER_KEY").is_err() && !key_file.exists() {
             files.push(key_file);
         }
         files
+    }
+
+    /// The master key file in use: the one named, else the key's home.
+    pub fn master_key_file(&self) -> std::path::PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| sm_engine::vault::default_key_location(&self.database).path)
     }
 }
 

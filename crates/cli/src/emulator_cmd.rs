@@ -148,8 +148,6 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", args.file));
     }
-    let key_file = std::path::PathBuf::from(format!("{}.key", args.file.trim_end_matches(".db")));
-    let _ = std::fs::remove_file(&key_file);
     say!(
         "1. Starting the built-in Stripe emulator with a seeded billing account ({} customers)…",
         args.scale
@@ -173,7 +171,11 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
 
     let store = sm_warehouse::open(&args.file)
         .map_err(|e| CliError::from(sm_engine::EngineError::from(e)))?;
-    let vault = sm_engine::Vault::open(None, &key_file)
+    // The user's own master key (made on first use), so that every line the demo suggests
+    // opens this mirror as printed.
+    let key_file = sm_engine::vault::default_key_location(&args.file).path;
+    let env_key = std::env::var("STRIPE_MIRROR_MASTER_KEY").ok();
+    let vault = sm_engine::Vault::open(env_key.as_deref(), &key_file)
         .map_err(|e| CliError::from(sm_engine::EngineError::from(e)))?;
     // The emulator is local and enforces no limits: pacing off, so the demo takes seconds.
     let config = sm_engine::EngineConfig {

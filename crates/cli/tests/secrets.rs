@@ -261,12 +261,12 @@ fn keys_never_appear_in_clear() {
     checked.check_files();
 
     // The master key file is private, and its key is no more shown than the API keys.
-    let master = mirror.dir.join("stripe-mirror.key");
+    let master = mirror.dir.join("stripe-mirror").join("master.key");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&master)
-            .expect("a master key file beside the database")
+            .expect("a master key file in its home")
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "master key file mode {mode:o}");

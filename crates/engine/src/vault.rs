@@ -1,6 +1,7 @@
 //! The vault: API keys and webhook secrets are sealed with XChaCha20-Poly1305 before they reach
 //! the database. The master key comes from `STRIPE_MIRROR_MASTER_KEY` (64 hex characters) or
-//! from a key file (mode 0600) made on first use.
+//! from a key file (mode 0600) made on first use, by default in the user's configuration
+//! directory: one home, whatever the working directory, and never in the database's folder.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,9 +28,9 @@ pub enum VaultError {
     #[error("could not create the master key file {path}: {detail}")]
     CannotCreate { path: String, detail: String },
     #[error(
-        "a stored secret cannot be decrypted with this master key: was the key file or STRIPE_MIRROR_MASTER_KEY changed? Restore it, or run `update-key` to store the key again"
+        "a stored secret cannot be decrypted with the master key from {origin}{made}: it was sealed with another one (another key file, an earlier STRIPE_MIRROR_MASTER_KEY, or a key beside the database from an older version). Point --master-key-file at that key, or run `update-key` to store the API key again"
     )]
-    WrongMasterKey,
+    WrongMasterKey { origin: String, made: String },
 }
 
 /// Seals and opens secrets with the master key.
@@ -37,6 +38,9 @@ pub struct Vault {
     cipher: XChaCha20Poly1305,
     /// Where the master key came from, for messages.
     pub source: String,
+    /// When the key file was made (`, made …`), for messages; empty for a key from the
+    /// environment.
+    made: String,
 }
 
 impl std::fmt::Debug for Vault {
@@ -60,7 +64,13 @@ impl Vault {
             return Ok(Vault::from_bytes(&bytes, "STRIPE_MIRROR_MASTER_KEY".into()));
         }
         let path = key_file.display().to_string();
-        if key_file.exists() {
+        if !key_file.exists() {
+            create_key_file(key_file).map_err(|e| VaultError::CannotCreate {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+        }
+        {
             check_private(key_file)?;
             let text = Zeroizing::new(std::fs::read_to_string(key_file).map_err(|e| {
                 VaultError::BadKeyFile {
@@ -74,17 +84,19 @@ impl Vault {
                     detail: "expected 64 hex characters".into(),
                 },
             )?);
-            return Ok(Vault::from_bytes(&bytes, path));
+            let mut vault = Vault::from_bytes(&bytes, path);
+            if let Some(made) = std::fs::metadata(key_file)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            {
+                vault.made = format!(
+                    ", made {}",
+                    sm_stripe::http_date::format(made.as_secs() as i64)
+                );
+            }
+            Ok(vault)
         }
-        let key = Key::try_generate().map_err(|e| VaultError::CannotCreate {
-            path: path.clone(),
-            detail: format!("no random source: {e}"),
-        })?;
-        write_private(key_file, &hex(&key)).map_err(|e| VaultError::CannotCreate {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
-        Ok(Vault::from_bytes(&key, path))
     }
 
     fn from_bytes(bytes: &[u8], source: String) -> Vault {
@@ -92,6 +104,14 @@ impl Vault {
         Vault {
             cipher: XChaCha20Poly1305::new(&key),
             source,
+            made: String::new(),
+        }
+    }
+
+    fn wrong_key(&self) -> VaultError {
+        VaultError::WrongMasterKey {
+            origin: self.source.clone(),
+            made: self.made.clone(),
         }
     }
 
@@ -110,22 +130,71 @@ impl Vault {
     /// The secret sealed in `sealed`.
     pub fn open_secret(&self, sealed: &[u8]) -> Result<Zeroizing<String>, VaultError> {
         if sealed.len() <= NONCE_LEN {
-            return Err(VaultError::WrongMasterKey);
+            return Err(self.wrong_key());
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let nonce = XNonce::try_from(nonce).map_err(|_| VaultError::WrongMasterKey)?;
+        let nonce = XNonce::try_from(nonce).map_err(|_| self.wrong_key())?;
         let plain = self
             .cipher
             .decrypt(&nonce, ciphertext)
-            .map_err(|_| VaultError::WrongMasterKey)?;
+            .map_err(|_| self.wrong_key())?;
         String::from_utf8(plain)
             .map(Zeroizing::new)
-            .map_err(|_| VaultError::WrongMasterKey)
+            .map_err(|_| self.wrong_key())
     }
 }
 
-/// The default key file: beside the SQLite database, or in the working directory.
-pub fn default_key_file(database: &str) -> PathBuf {
+/// Where the master key is read from when no file is named.
+#[derive(Debug, Clone)]
+pub struct KeyLocation {
+    pub path: PathBuf,
+    /// Set when the key is an older version's, kept beside the database: how to move it.
+    pub warning: Option<String>,
+}
+
+/// The master key's home: `$XDG_CONFIG_HOME/stripe-mirror/master.key`, else
+/// `$HOME/.config/stripe-mirror/master.key` — the same from any working directory, and apart
+/// from the database (a copy of the database's folder does not carry both). A key an older
+/// version left beside the database is still used while the home has none, with a warning
+/// that says how to move it. Without a home directory, the older place is used.
+pub fn default_key_location(database: &str) -> KeyLocation {
+    let legacy = legacy_key_file(database);
+    let home = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })
+        .map(|config| config.join("stripe-mirror").join("master.key"));
+    match home {
+        Some(home) if legacy.exists() && !home.exists() => KeyLocation {
+            warning: Some(format!(
+                "the master key is {} beside the database, where a copy of the folder carries it with the data; move it to its home: mkdir -p -m 700 {} && mv {} {}",
+                legacy.display(),
+                home.parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                legacy.display(),
+                home.display()
+            )),
+            path: legacy,
+        },
+        Some(home) => KeyLocation {
+            path: home,
+            warning: None,
+        },
+        None => KeyLocation {
+            path: legacy,
+            warning: None,
+        },
+    }
+}
+
+/// Where versions before the key's home kept it: beside the SQLite database, or in the working
+/// directory for Postgres.
+fn legacy_key_file(database: &str) -> PathBuf {
     if database.starts_with("postgres") {
         return PathBuf::from("stripe-mirror.key");
     }
@@ -161,7 +230,23 @@ fn check_private(_: &Path) -> Result<(), VaultError> {
     Ok(())
 }
 
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+/// Makes a new master key file (its folder 0700 when made here, the file 0600). The key is
+/// written whole to a file of its own first and then linked into place, so that two processes
+/// starting at once end with one key, never a half-written one.
+fn create_key_file(path: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(parent)?;
+    }
+    let key =
+        Key::try_generate().map_err(|e| std::io::Error::other(format!("no random source: {e}")))?;
+    let draft = path.with_extension(format!("new-{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -169,9 +254,16 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
-    file.write_all(content.as_bytes())?;
-    file.sync_all()
+    let written = options.open(&draft).and_then(|mut file| {
+        file.write_all(hex(&key).as_bytes())?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&draft, path));
+    let _ = std::fs::remove_file(&draft);
+    match linked {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -219,10 +311,17 @@ mod tests {
             "the key file is reused"
         );
         let other = Vault::open(Some(&"ab".repeat(32)), &file).unwrap();
-        assert!(matches!(
-            other.open_secret(&sealed),
-            Err(VaultError::WrongMasterKey)
-        ));
+        let elsewhere = Vault::open(None, &dir.join("other.key")).unwrap();
+        let error = elsewhere.open_secret(&sealed).unwrap_err().to_string();
+        assert!(
+            error.contains("other.key, made ") && error.contains("--master-key-file"),
+            "{error}"
+        );
+        let error = other.open_secret(&sealed).unwrap_err();
+        assert!(
+            error.to_string().contains("STRIPE_MIRROR_MASTER_KEY"),
+            "{error}"
+        );
         assert!(matches!(
             Vault::open(Some("short"), &file),
             Err(VaultError::BadEnvKey)

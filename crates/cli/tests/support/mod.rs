@@ -331,6 +331,8 @@ impl Mirror {
             }
         }
         command
+            // The master key's home is the test's own directory, not the user's.
+            .env("XDG_CONFIG_HOME", &self.dir)
             .env("STRIPE_MIRROR_API_BASE", &self.api_base)
             .env("STRIPE_MIRROR_MAX_RETRIES", "1")
             .env("NO_COLOR", "1")
