@@ -177,8 +177,19 @@ pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {
         let realtime = engine
             .store_call(move |store| store.state(&connection, "realtime"))
             .await?;
+        let connection = record.connection.clone();
+        let refused = engine
+            .store_call(move |store| store.state(&connection, sm_engine::WEBHOOKS_REFUSED))
+            .await?;
         let mut summary = AccountSummary::of(record, last);
         summary.realtime = realtime;
+        summary.webhooks_refused = refused.and_then(|value| {
+            let (count, since) = value.split_once(' ')?;
+            Some(sm_server::metrics::refused_words(
+                count.parse().ok()?,
+                since.parse().ok()?,
+            ))
+        });
         summaries.push(summary);
     }
     if global.json {
@@ -198,6 +209,9 @@ pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {
             };
             if let Some(realtime) = &s.realtime {
                 status.push_str(&format!("; {realtime}"));
+            }
+            if let Some(refused) = &s.webhooks_refused {
+                status.push_str(&format!("; {refused}"));
             }
             if let Some(base) = &s.api_base {
                 status.push_str(&format!("; API {base}"));
@@ -479,6 +493,61 @@ pub async fn remove(global: &GlobalArgs, args: RemoveArgs) -> Result<(), CliErro
         if let Some(warning) = &outcome.webhook_warning {
             say!("  warning: {warning}");
         }
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WebhookSecretArgs {
+    /// The connection: its name, acct_…, or acct_…:test|live.
+    account: String,
+    /// A file holding the endpoint's signing secret (whsec_…).
+    #[arg(long, value_name = "PATH", conflicts_with = "secret_stdin")]
+    secret_file: Option<std::path::PathBuf>,
+    /// Read the signing secret from standard input.
+    #[arg(long)]
+    secret_stdin: bool,
+    /// Keep accepting the secret in use beside the new one (a roll in the Stripe dashboard signs
+    /// with both for a while); without it, the new secret replaces the old.
+    #[arg(long)]
+    keep_old: bool,
+}
+
+/// `webhook-secret`: sets or rolls a connection's webhook signing secret; its data is untouched.
+pub async fn webhook_secret(global: &GlobalArgs, args: WebhookSecretArgs) -> Result<(), CliError> {
+    let text = match (&args.secret_file, args.secret_stdin) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map_err(|e| CliError::usage(format!("could not read {}: {e}", path.display())))?,
+        (None, true) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| CliError::usage(format!("could not read standard input: {e}")))?;
+            text
+        }
+        (None, false) => {
+            return Err(CliError::usage(
+                "give the signing secret with --secret-file PATH or --secret-stdin (it is never taken from the command line)",
+            ));
+        }
+    };
+    let secret = zeroize::Zeroizing::new(text.trim().to_owned());
+    let engine = global.engine()?;
+    let record = engine.resolve(&args.account).await?;
+    let accepted =
+        connect::set_webhook_secret(&engine, &record.connection, &secret, args.keep_old).await?;
+    if global.json {
+        print_json(&json!({"account": record.connection.label(), "secrets_accepted": accepted}));
+    } else {
+        say!(
+            "Set the webhook signing secret of \"{}\" ({}){}; a running serve uses it at the next delivery.",
+            record.name,
+            record.connection.label(),
+            if accepted > 1 {
+                " — the previous one is still accepted until the next change"
+            } else {
+                ""
+            }
+        );
     }
     Ok(())
 }

@@ -67,6 +67,11 @@ enum Command {
     /// Replace a connection's key (same account and mode).
     #[command(after_help = "Examples:\n  STRIPE_API_KEY=rk_live_… stripe-mirror update-key Acme")]
     UpdateKey(accounts_cmd::UpdateKeyArgs),
+    /// Set or roll a connection's webhook signing secret (its data is untouched).
+    #[command(
+        after_help = "Examples:\n  stripe-mirror webhook-secret Acme --secret-file whsec.txt\n  stripe-mirror webhook-secret Acme --secret-stdin --keep-old"
+    )]
+    WebhookSecret(accounts_cmd::WebhookSecretArgs),
     /// Rename a connection.
     #[command(after_help = "Examples:\n  stripe-mirror rename acct_1Nv0FGQ9RKHgCVdK \"Acme EU\"")]
     Rename(accounts_cmd::RenameArgs),
@@ -173,6 +178,7 @@ fn main() -> ExitCode {
             Command::KeyLink(args) => accounts_cmd::key_link(&global, args),
             Command::UpdateKey(args) => accounts_cmd::update_key(&global, args).await,
             Command::Rename(args) => accounts_cmd::rename(&global, args).await,
+            Command::WebhookSecret(args) => accounts_cmd::webhook_secret(&global, args).await,
             Command::Remove(args) => accounts_cmd::remove(&global, args).await,
             Command::Sync(args) => sync_cmd::sync(&global, args).await,
             Command::Syncs(args) => sync_cmd::syncs(&global, args).await,

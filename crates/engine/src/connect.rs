@@ -166,6 +166,9 @@ pub struct AccountSummary {
     pub last_sync: Option<i64>,
     /// Whether changes arrive by webhooks or by polling, in words (set by `serve`).
     pub realtime: Option<String>,
+    /// A run of webhook deliveries refused for their signature, in words (set by `serve`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhooks_refused: Option<String>,
     /// The API the connection talks to when it is not Stripe's own (an emulator).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_base: Option<String>,
@@ -191,6 +194,7 @@ impl AccountSummary {
             stripe_name: record.stripe_name.clone(),
             last_sync,
             realtime: None,
+            webhooks_refused: None,
             api_base: record.api_base.clone(),
         }
     }
@@ -437,6 +441,49 @@ pub fn event_row(event: &Value) -> EventRow {
     }
 }
 
+/// A webhook signing secret's shape: `whsec_…`, no whitespace.
+fn check_webhook_secret(secret: &str) -> Result<(), EngineError> {
+    if !secret.starts_with("whsec_") || secret.len() < 16 || secret.chars().any(char::is_whitespace)
+    {
+        return Err(EngineError::invalid(
+            "the webhook signing secret must look like whsec_… (from the endpoint's page in the Stripe dashboard)",
+        ));
+    }
+    Ok(())
+}
+
+/// Sets a connection's webhook signing secret, leaving its data alone. With `keep_old`, the
+/// secret in use stays accepted beside the new one (a roll: Stripe signs with both for a
+/// while); without, it is replaced. Clears the record of refused deliveries. Returns how many
+/// secrets are now accepted.
+pub async fn set_webhook_secret(
+    engine: &Engine,
+    connection: &Connection,
+    secret: &str,
+    keep_old: bool,
+) -> Result<usize, EngineError> {
+    check_webhook_secret(secret)?;
+    let mut record = engine.account(connection).await?;
+    let mut secrets = vec![secret.to_owned()];
+    if keep_old && let Some(sealed) = &record.webhook_secret_sealed {
+        let old = engine.vault.open_secret(sealed)?;
+        // One older secret is kept: the newest of those in use.
+        if let Some(previous) = old.lines().next().filter(|s| *s != secret) {
+            secrets.push(previous.to_owned());
+        }
+    }
+    record.webhook_secret_sealed = Some(engine.vault.seal(&secrets.join("\n")));
+    record.updated_at = crate::now();
+    let connection = connection.clone();
+    engine
+        .store_call(move |store| {
+            store.update_account(&record)?;
+            store.set_state(&connection, crate::WEBHOOKS_REFUSED, None)
+        })
+        .await?;
+    Ok(secrets.len())
+}
+
 /// Connects an account: nothing is written unless every step succeeds.
 pub async fn connect(
     engine: &Engine,
@@ -444,14 +491,8 @@ pub async fn connect(
     options: ConnectOptions,
 ) -> Result<ConnectOutcome, EngineError> {
     options.policy.check_shape(&key)?;
-    if let Some(secret) = &options.webhook_secret
-        && (!secret.starts_with("whsec_")
-            || secret.len() < 16
-            || secret.chars().any(char::is_whitespace))
-    {
-        return Err(EngineError::invalid(
-            "the webhook signing secret must look like whsec_… (from the endpoint's page in the Stripe dashboard)",
-        ));
+    if let Some(secret) = &options.webhook_secret {
+        check_webhook_secret(secret)?;
     }
     let client = engine.client(&key, None)?;
     let identity = identify(&client).await.map_err(|error| match error.code {

@@ -19,6 +19,11 @@ use sm_warehouse::{AccountRecord, Connection, Store, StoreError};
 pub use error::{EngineError, ErrorCode};
 pub use vault::Vault;
 
+/// Sync-state key of a connection whose webhook deliveries are being refused for their
+/// signature (`{count} {since}`): set by `serve`, cleared by an accepted delivery or a new
+/// secret.
+pub const WEBHOOKS_REFUSED: &str = "webhooks.refused";
+
 /// Stripe's own API.
 pub const STRIPE_API_BASE: &str = "https://api.stripe.com";
 

@@ -189,7 +189,12 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
     let mut next_run: HashMap<Connection, tokio::time::Instant> = HashMap::new();
     loop {
         let accounts = match state.engine.store_call(|store| store.accounts()).await {
-            Ok(accounts) => accounts,
+            Ok(accounts) => {
+                let connected: Vec<Connection> =
+                    accounts.iter().map(|a| a.connection.clone()).collect();
+                state.metrics.retain(&connected);
+                accounts
+            }
             Err(error) => {
                 tracing::warn!(error = %error, "could not read the accounts");
                 Vec::new()

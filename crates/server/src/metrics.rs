@@ -22,6 +22,23 @@ struct AccountMetrics {
     sync_errors: u64,
     last_error: Option<String>,
     webhooks: BTreeMap<&'static str, u64>,
+    /// Deliveries refused for their signature since the last one that verified, and since when.
+    refused_in_a_row: u64,
+    refused_since: i64,
+    /// When the run of refusals was last written to the mirror (0: not written).
+    refused_written_at: i64,
+}
+
+/// Refused signatures in a row before a connection's webhooks count as refused: one forged
+/// request is noise, a run of them is a wrong secret.
+pub const REFUSED_RUN: u64 = 5;
+
+/// The words for a run of refused signatures.
+pub fn refused_words(count: u64, since: i64) -> String {
+    format!(
+        "webhooks refused: the signing secret does not match — update it ({count} deliveries refused since {})",
+        sm_stripe::http_date::format(since)
+    )
 }
 
 /// Counters kept in memory since the process started.
@@ -69,6 +86,40 @@ impl Metrics {
             .webhooks
             .entry(outcome)
             .or_default() += 1;
+    }
+
+    /// Notes a delivery refused for its signature; returns the run's length and start when it
+    /// should be written down (the run reached [`REFUSED_RUN`], then at most once a minute).
+    pub fn note_signature_refused(&self, connection: &Connection, now: i64) -> Option<(u64, i64)> {
+        let mut accounts = self.accounts.lock();
+        let entry = accounts.entry(connection.clone()).or_default();
+        if entry.refused_in_a_row == 0 {
+            entry.refused_since = now;
+        }
+        entry.refused_in_a_row += 1;
+        let due = entry.refused_in_a_row >= REFUSED_RUN && now - entry.refused_written_at >= 60;
+        due.then(|| {
+            entry.refused_written_at = now;
+            (entry.refused_in_a_row, entry.refused_since)
+        })
+    }
+
+    /// Notes a delivery whose signature verified; true when a written run of refusals ends.
+    pub fn note_signature_accepted(&self, connection: &Connection) -> bool {
+        let mut accounts = self.accounts.lock();
+        let Some(entry) = accounts.get_mut(connection) else {
+            return false;
+        };
+        let written = entry.refused_written_at != 0;
+        entry.refused_in_a_row = 0;
+        entry.refused_written_at = 0;
+        written
+    }
+
+    /// Forgets connections that are no longer connected (removed accounts leave `/healthz` and
+    /// `/metrics` instead of showing a lag that only grows).
+    pub fn retain(&self, connected: &[Connection]) {
+        self.accounts.lock().retain(|c, _| connected.contains(c));
     }
 
     /// The Prometheus text exposition.
@@ -141,10 +192,24 @@ impl Metrics {
         out
     }
 
-    /// `{account: {last_success, last_error}}` for `/healthz`.
-    fn health(&self) -> serde_json::Value {
+    /// `{account: {last_success, last_error, webhooks}}` for `/healthz`, and whether every
+    /// account is well.
+    fn health(&self) -> (bool, serde_json::Value) {
         let accounts = self.accounts.lock();
-        serde_json::Value::Object(accounts.iter().map(|(c, m)| (c.label(), serde_json::json!({"last_success": m.last_success, "last_attempt": m.last_attempt, "last_error": m.last_error}))).collect())
+        let mut well = true;
+        let map = accounts
+            .iter()
+            .map(|(c, m)| {
+                let webhooks = (m.refused_in_a_row >= REFUSED_RUN)
+                    .then(|| refused_words(m.refused_in_a_row, m.refused_since));
+                well &= webhooks.is_none() && m.last_error.is_none();
+                (
+                    c.label(),
+                    serde_json::json!({"last_success": m.last_success, "last_attempt": m.last_attempt, "last_error": m.last_error, "webhooks": webhooks}),
+                )
+            })
+            .collect();
+        (well, serde_json::Value::Object(map))
     }
 }
 
@@ -156,5 +221,8 @@ pub async fn prometheus(State(state): State<Arc<AppState>>) -> impl IntoResponse
 }
 
 pub async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    axum::Json(serde_json::json!({"status": "ok", "accounts": state.metrics.health()}))
+    let (well, accounts) = state.metrics.health();
+    axum::Json(
+        serde_json::json!({"status": if well { "ok" } else { "degraded" }, "accounts": accounts}),
+    )
 }

@@ -153,7 +153,7 @@ pub async fn receive(
                 );
             }
         };
-        let outcome = verify(header, &body, &secret, now, state.config.tolerance_secs);
+        let outcome = verify_any(header, &body, &secret, now, state.config.tolerance_secs);
         let settled = !matches!(outcome, Err(SignatureError::NoMatch));
         verified = Some(outcome);
         if settled {
@@ -161,7 +161,12 @@ pub async fn receive(
         }
     }
     let signed_at = match verified.expect("the fresh read always verifies or returns") {
-        Ok(signed_at) => signed_at,
+        Ok(signed_at) => {
+            if state.metrics.note_signature_accepted(&connection) {
+                forget_refusals(&state, &connection);
+            }
+            signed_at
+        }
         Err(error) => {
             let outcome = match error {
                 SignatureError::Missing => "rejected_missing_signature",
@@ -170,6 +175,11 @@ pub async fn receive(
                 SignatureError::NoMatch => "rejected_forged_signature",
             };
             state.metrics.record_webhook(&connection, outcome);
+            if matches!(error, SignatureError::NoMatch)
+                && let Some((count, since)) = state.metrics.note_signature_refused(&connection, now)
+            {
+                record_refusals(&state, &connection, count, since);
+            }
             return refuse(
                 StatusCode::BAD_REQUEST,
                 "invalid_signature",
@@ -255,6 +265,58 @@ pub async fn receive(
             )
         }
     }
+}
+
+/// Checks a signature against each accepted secret (one per line: the current one, and during a
+/// roll the previous one). Errors that do not depend on the secret are the first one's.
+fn verify_any(
+    header: Option<&str>,
+    body: &[u8],
+    secrets: &str,
+    now: i64,
+    tolerance_secs: i64,
+) -> Result<i64, SignatureError> {
+    let mut outcome = Err(SignatureError::NoMatch);
+    for secret in secrets.lines().filter(|s| !s.is_empty()) {
+        outcome = verify(header, body, secret, now, tolerance_secs);
+        if !matches!(outcome, Err(SignatureError::NoMatch)) {
+            break;
+        }
+    }
+    outcome
+}
+
+/// A run of deliveries refused for their signature: said in the log and kept in the mirror,
+/// so that `accounts` (another process) and `/healthz` say it. Written at most once a minute.
+fn record_refusals(state: &Arc<AppState>, connection: &Connection, count: u64, since: i64) {
+    tracing::warn!(
+        account = %connection.label(),
+        refused = count,
+        "webhooks refused: the signing secret does not match — update it with `stripe-mirror webhook-secret {}`",
+        connection.label()
+    );
+    let (engine, connection) = (state.engine.clone(), connection.clone());
+    tokio::spawn(async move {
+        let value = format!("{count} {since}");
+        let _ = engine
+            .store_call(move |store| {
+                store.set_state(&connection, sm_engine::WEBHOOKS_REFUSED, Some(&value))
+            })
+            .await;
+    });
+}
+
+/// A delivery verified after refused ones: the secret matches again.
+fn forget_refusals(state: &Arc<AppState>, connection: &Connection) {
+    tracing::info!(account = %connection.label(), "webhooks verify again");
+    let (engine, connection) = (state.engine.clone(), connection.clone());
+    tokio::spawn(async move {
+        let _ = engine
+            .store_call(move |store| {
+                store.set_state(&connection, sm_engine::WEBHOOKS_REFUSED, None)
+            })
+            .await;
+    });
 }
 
 /// Outcome names as static strings for the metrics map.
