@@ -42,6 +42,9 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
         )));
     }
     let engine = Arc::new(global.engine()?);
+    // One runner per SQLite mirror: a second serve, or a sync, is told this one holds it.
+    let _runner =
+        sm_engine::runner_lock::acquire(&global.database, "stripe-mirror serve", false).await?;
     let config = ServeConfig {
         listen: args.listen,
         public_url: args.public_url.clone(),

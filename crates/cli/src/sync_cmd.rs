@@ -37,6 +37,9 @@ pub struct SyncArgs {
         value_name = "TABLES"
     )]
     only: Vec<String>,
+    /// When another process is syncing this mirror, wait for it instead of stopping.
+    #[arg(long)]
+    wait: bool,
     /// Leave these tables out, e.g. `balance_transactions,files`.
     #[arg(
         long,
@@ -274,6 +277,9 @@ pub async fn sync(global: &GlobalArgs, args: SyncArgs) -> Result<(), CliError> {
             }
         }
     };
+    // One runner per SQLite mirror: beside a running sync or serve, wait (--wait) or stop here.
+    let _runner =
+        sm_engine::runner_lock::acquire(&global.database, "stripe-mirror sync", args.wait).await?;
     let mut failures = Vec::new();
     let mut reports = Vec::new();
     let stop = crate::signals::stop_requested();

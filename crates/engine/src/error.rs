@@ -30,6 +30,8 @@ pub enum ErrorCode {
     Database,
     /// A secret could not be sealed or opened.
     Vault,
+    /// Another process is running the mirror (a sync, `serve`).
+    Busy,
     /// A bug.
     Internal,
 }
@@ -47,6 +49,7 @@ impl ErrorCode {
             ErrorCode::Upstream => ("upstream", 7, 502),
             ErrorCode::Database => ("database", 8, 500),
             ErrorCode::Vault => ("vault", 9, 500),
+            ErrorCode::Busy => ("busy", 10, 409),
             ErrorCode::Internal => ("internal", 70, 500),
         }
     }
@@ -155,6 +158,7 @@ mod tests {
             ErrorCode::Upstream,
             ErrorCode::Database,
             ErrorCode::Vault,
+            ErrorCode::Busy,
             ErrorCode::Internal,
         ];
         let names: std::collections::HashSet<_> = all.iter().map(|c| c.name()).collect();

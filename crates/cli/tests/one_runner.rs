@@ -1,0 +1,73 @@
+//! One runner per SQLite mirror: a second sync beside a running one is told who holds the mirror
+//! (exit 10) or, with --wait, starts when it is free; a sync beside `serve` is refused with why.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{EmuProcess, KeyInput, Mirror};
+
+#[test]
+fn a_second_runner_waits_or_is_told_who_holds_the_mirror() {
+    let emu = EmuProcess::start(100, 81);
+    let mirror = Mirror::new("one-runner", &emu.base);
+    mirror.connect(&emu.key("restricted_test"), &[]);
+
+    // A paced backfill (about 14 s) holds the mirror.
+    let mut first = mirror.spawn(&["sync", "--budget-share", "0.5"], "first");
+    std::thread::sleep(Duration::from_millis(1500));
+    let run = mirror.run(&["sync"], &KeyInput::None);
+    assert_eq!(run.code, 10, "{}", run.describe());
+    assert!(
+        run.stderr
+            .contains(&format!("is in use by process {}", first.id()))
+            && run.stderr.contains("stripe-mirror sync")
+            && run.stderr.contains("--wait"),
+        "{}",
+        run.describe()
+    );
+    // With --wait, the second starts once the first is done, and only has the rest to do.
+    let started = Instant::now();
+    let run = mirror.run(
+        &["sync", "--wait", "--budget-share", "1.0"],
+        &KeyInput::None,
+    );
+    assert_eq!(run.code, 0, "{}", run.describe());
+    assert!(first.try_wait().unwrap().is_some_and(|s| s.success()));
+    assert!(
+        run.stdout.contains("succeeded incremental"),
+        "{}",
+        run.describe()
+    );
+    eprintln!(
+        "the waiting sync took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // serve holds the mirror for as long as it runs.
+    let mut serve = mirror.spawn(
+        &["serve", "--listen", "127.0.0.1:0", "--interval", "3600"],
+        "serve",
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let run = mirror.run(&["sync"], &KeyInput::None);
+        if run.code == 10 || Instant::now() > deadline {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(refused.code, 10, "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("stripe-mirror serve")
+            && refused.stderr.contains("serve syncs every account"),
+        "{}",
+        refused.describe()
+    );
+    let _ = serve.kill();
+    let _ = serve.wait();
+    // Once serve is gone, the mirror is free again.
+    mirror
+        .run(&["sync", "--budget-share", "1.0"], &KeyInput::None)
+        .success();
+}
