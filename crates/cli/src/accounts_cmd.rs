@@ -14,7 +14,7 @@ use crate::context::{GlobalArgs, confirm, not_confirmed, print_json};
 use crate::key_input::KeySource;
 
 fn parse_mode(text: &str) -> Result<Mode, String> {
-    match text {
+    match text.to_ascii_lowercase().as_str() {
         "test" => Ok(Mode::Test),
         "live" => Ok(Mode::Live),
         other => Err(format!("mode must be test or live, not {other}")),

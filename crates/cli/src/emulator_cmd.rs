@@ -9,6 +9,7 @@ use sm_emulator::control::{NewAccount, create_account};
 use sm_emulator::{Emulator, EmulatorServer};
 
 use crate::CliError;
+use crate::context::print_json;
 
 #[derive(Debug, clap::Args)]
 pub struct EmulatorArgs {
@@ -143,12 +144,20 @@ pub struct DemoArgs {
 /// The README's first command: no key, no network. Starts the emulator with a seeded account,
 /// connects it with a restricted test key, backfills into a SQLite file with progress bars,
 /// applies a burst of live changes, syncs them, and ends with a summary.
-pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
+pub async fn demo(args: DemoArgs, json: bool) -> Result<(), CliError> {
+    // With --json, one JSON summary at the end instead of the tour's words.
+    macro_rules! tour {
+        ($($arg:tt)*) => {
+            if !json {
+                say!($($arg)*);
+            }
+        };
+    }
     let started = std::time::Instant::now();
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", args.file));
     }
-    say!(
+    tour!(
         "1. Starting the built-in Stripe emulator with a seeded billing account ({} customers)…",
         args.scale
     );
@@ -162,7 +171,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
     .await?;
     let account = &accounts[0];
     let seeded = account["seeded"]["test"]["total"].as_u64().unwrap_or(0);
-    say!(
+    tour!(
         "   {} on {} — {seeded} objects, ready in {:.1} s",
         account["id"].as_str().unwrap_or_default(),
         server.base_url(),
@@ -190,14 +199,14 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
             .unwrap_or_default(),
     )
     .map_err(|e| CliError::usage(e.to_string()))?;
-    say!(
+    tour!(
         "\n2. Connecting with a restricted read-only test key ({})…",
         key.masked()
     );
     let outcome =
         sm_engine::connect::connect(&engine, key, sm_engine::connect::ConnectOptions::default())
             .await?;
-    say!(
+    tour!(
         "   connected \"{}\" ({}): {}",
         outcome.account.name,
         outcome.account.label,
@@ -205,17 +214,18 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
     );
     let label = outcome.account.label.clone();
 
-    say!("\n3. Backfilling every resource into {}…", args.file);
+    tour!("\n3. Backfilling every resource into {}…", args.file);
     let options = sm_engine::sync::SyncOptions::default();
-    let report = crate::sync_cmd::sync_one(&engine, &label, &options, false).await?;
-    say!(
+    let report = crate::sync_cmd::sync_one(&engine, &label, &options, json).await?;
+    let backfill_report = report.clone();
+    tour!(
         "   {} objects in {:.1} s with {} requests",
         report["objects_written"],
         report["seconds"].as_f64().unwrap_or(0.0),
         report["run"]["requests"]
     );
 
-    say!(
+    tour!(
         "\n4. Making {} live changes in Stripe (new customers, upgrades, cancellations, refunds, deletions)…",
         args.changes
     );
@@ -231,7 +241,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
         args.changes,
         args.seed,
     );
-    say!(
+    tour!(
         "   {}",
         activity
             .by_operation
@@ -253,14 +263,14 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
         updated += c["updated"].as_u64().unwrap_or(0);
         deleted += c["deleted"].as_u64().unwrap_or(0);
     }
-    say!(
+    tour!(
         "   incremental sync from the events: {inserted} inserted, {updated} updated, {deleted} deleted, {} events kept, {} requests, {:.1} s",
         counts["new_events"],
         report["run"]["requests"],
         report["seconds"].as_f64().unwrap_or(0.0)
     );
 
-    say!("\n5. What is in the mirror, checked against the emulator's own objects:");
+    tour!("\n5. What is in the mirror, checked against the emulator's own objects:");
     let connection = sm_warehouse::Connection::new(outcome.account.account_id.clone(), false);
     let check = compare_with_emulator(&engine, &connection, &emulated)?;
     let mut rows: Vec<[String; 4]> = check
@@ -285,7 +295,9 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
             .to_string(),
         "0".into(),
     ]);
-    crate::accounts_cmd::print_table(&["TABLE", "IN STRIPE", "MIRRORED", "DELETED"], &rows);
+    if !json {
+        crate::accounts_cmd::print_table(&["TABLE", "IN STRIPE", "MIRRORED", "DELETED"], &rows);
+    }
     if !check.differences.is_empty() {
         return Err(CliError::from(
             sm_engine::EngineError::new(
@@ -306,7 +318,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
         ));
     }
     let total: u64 = check.tables.iter().map(|t| t.mirror).sum();
-    say!(
+    tour!(
         "   The mirror equals the emulator: {total} rows in {} tables, the same ids in each.",
         check.tables.len()
     );
@@ -326,14 +338,14 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
         ),
     ];
     for (title, sql) in queries {
-        say!(
+        tour!(
             "\n   {title}:\n   $ stripe-mirror --database {} sql \"{sql}\"",
             args.file
         );
         if let Ok((names, result)) = engine.store.query(sql) {
-            say!("     {}", names.join(" | "));
+            tour!("     {}", names.join(" | "));
             for row in result.iter().take(6) {
-                say!(
+                tour!(
                     "     {}",
                     row.iter()
                         .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
@@ -346,15 +358,27 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
     let path = std::fs::canonicalize(&args.file)
         .map(|p| p.display().to_string())
         .unwrap_or(args.file.clone());
-    say!(
+    tour!(
         "\nThe mirror is the SQLite file {path}: open it with any SQLite client (`sqlite3 {}`), or run `stripe-mirror --database {} accounts`.",
         args.file,
         args.file
     );
-    say!(
+    tour!(
         "Done in {:.1} s. With a real key: STRIPE_API_KEY=rk_live_… stripe-mirror connect && stripe-mirror sync",
         started.elapsed().as_secs_f64()
     );
+    if json {
+        print_json(&json!({
+            "file": path,
+            "account": label,
+            "seeded_objects": seeded,
+            "backfill": backfill_report,
+            "incremental": report,
+            "tables": check.tables.iter().map(|t| json!({"table": t.table, "in_stripe": t.stripe, "mirrored": t.mirror, "deleted": t.deleted})).collect::<Vec<_>>(),
+            "equal_to_the_emulator": check.differences.is_empty(),
+            "seconds": started.elapsed().as_secs_f64(),
+        }));
+    }
     server.stop().await;
     Ok(())
 }

@@ -188,7 +188,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve_cmd::serve(&global, args).await,
             Command::Events(args) => serve_cmd::events(&global, args).await,
             Command::Emulator(args) => emulator_cmd::run(args).await,
-            Command::Demo(args) => emulator_cmd::demo(args).await,
+            Command::Demo(args) => emulator_cmd::demo(args, json).await,
         }
     });
     match result {

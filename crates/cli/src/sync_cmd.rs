@@ -54,7 +54,8 @@ pub struct SyncArgs {
 struct Bars {
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<String, (ProgressBar, Instant, u64)>>,
-    last_line: Mutex<Instant>,
+    /// Without a terminal: when the last progress line was written, and each table's count then.
+    last_line: Mutex<(Instant, HashMap<String, u64>)>,
     quiet: bool,
 }
 
@@ -64,7 +65,7 @@ impl Bars {
         Bars {
             multi: terminal.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
             bars: Mutex::new(HashMap::new()),
-            last_line: Mutex::new(Instant::now()),
+            last_line: Mutex::new((Instant::now(), HashMap::new())),
             quiet,
         }
     }
@@ -79,7 +80,18 @@ impl Progress for Bars {
         let bar = match &self.multi {
             Some(multi) => {
                 let bar = multi.add(ProgressBar::new_spinner());
-                bar.set_style(ProgressStyle::with_template("{spinner} {prefix:<30} {pos:>9} objects  {per_sec:>12}  {elapsed_precise}  {msg}").expect("a valid template"));
+                // Whole objects per second (indicatif's own {per_sec} prints many decimals).
+                let style = ProgressStyle::with_template(
+                    "{spinner} {prefix:<30} {pos:>9} objects  {rate:>9}  {elapsed_precise}  {msg}",
+                )
+                .expect("a valid template")
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0}/s", state.per_sec());
+                    },
+                );
+                bar.set_style(style);
                 bar.set_prefix(table.to_owned());
                 bar.set_message(phase.to_owned());
                 bar.enable_steady_tick(Duration::from_millis(200));
@@ -97,21 +109,40 @@ impl Progress for Bars {
             *count += objects;
         }
         if self.multi.is_none() && !self.quiet {
+            // A line every 10 s: the total, and only the tables written since the last line.
             let mut last = self.last_line.lock();
-            if last.elapsed() >= Duration::from_secs(5) {
-                *last = Instant::now();
-                let mut line: Vec<String> = bars
+            let elapsed = last.0.elapsed();
+            if elapsed >= Duration::from_secs(10) {
+                let total: u64 = bars.values().map(|(_, _, c)| c).sum();
+                let before: u64 = last.1.values().sum();
+                let mut lately: Vec<(u64, &String)> = bars
                     .iter()
-                    .filter(|(_, (_, _, c))| *c > 0)
-                    .map(|(t, (_, started, c))| {
-                        format!(
-                            "{t} {c} ({:.0}/s)",
-                            *c as f64 / started.elapsed().as_secs_f64().max(0.001)
-                        )
+                    .filter_map(|(t, (_, _, c))| {
+                        let delta = c - last.1.get(t).copied().unwrap_or(0);
+                        (delta > 0).then_some((delta, t))
                     })
                     .collect();
-                line.sort();
-                tell!("progress: {}", line.join(", "));
+                lately.sort_by(|a, b| b.cmp(a));
+                let shown: Vec<String> = lately
+                    .iter()
+                    .take(4)
+                    .map(|(delta, t)| format!("{t} +{delta}"))
+                    .collect();
+                let more = lately.len().saturating_sub(shown.len());
+                tell!(
+                    "progress: {total} objects written ({:.0}/s lately): {}{}",
+                    (total - before) as f64 / elapsed.as_secs_f64(),
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more tables")
+                    } else {
+                        String::new()
+                    }
+                );
+                *last = (
+                    Instant::now(),
+                    bars.iter().map(|(t, (_, _, c))| (t.clone(), *c)).collect(),
+                );
             }
         }
     }
@@ -471,23 +502,19 @@ pub struct SqlArgs {
 pub async fn sql(global: &GlobalArgs, args: SqlArgs) -> Result<(), CliError> {
     let engine = global.engine()?;
     let query = args.query.clone();
-    let (names, rows) = engine.store_call(move |store| store.query(&query)).await?;
     if global.json {
+        // Numbers as numbers, booleans as booleans, NULL as null.
+        let (names, rows) = engine
+            .store_call(move |store| store.query_values(&query))
+            .await?;
         let objects: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|row| {
-                serde_json::Value::Object(
-                    names
-                        .iter()
-                        .cloned()
-                        .zip(row.iter().map(|v| json!(v)))
-                        .collect(),
-                )
-            })
+            .into_iter()
+            .map(|row| serde_json::Value::Object(names.iter().cloned().zip(row).collect()))
             .collect();
         print_json(&json!(objects));
         return Ok(());
     }
+    let (names, rows) = engine.store_call(move |store| store.query(&query)).await?;
     say!("{}", names.join(" | "));
     for row in &rows {
         say!(

@@ -25,6 +25,28 @@ fn a_connection_keeps_its_api_base_and_pacing_is_off_only_for_an_emulator() {
         run.describe()
     );
     assert!(run.stdout.contains("unpaced"), "{}", run.describe());
+    // SQL answers in JSON keep numbers as numbers; a misspelt table gets a suggestion, exit 2.
+    let run = mirror
+        .run(
+            &[
+                "--json",
+                "sql",
+                "SELECT count(*) AS n, 'x' AS s, NULL AS z FROM customers",
+            ],
+            &KeyInput::None,
+        )
+        .success();
+    let answer = run.json();
+    assert!(answer[0]["n"].as_i64().is_some_and(|n| n > 0), "{answer}");
+    assert_eq!(answer[0]["s"], "x");
+    assert!(answer[0]["z"].is_null());
+    let run = mirror.run(&["sql", "SELECT * FROM customer"], &KeyInput::None);
+    assert_eq!(run.code, 2, "{}", run.describe());
+    assert!(
+        run.stderr.contains("did you mean the table `customers`?"),
+        "{}",
+        run.describe()
+    );
     let run = mirror.run_with(&["accounts"], &KeyInput::None, &[STRIPE]);
     assert!(
         run.stdout.contains(&format!("API {}", emu.base)),

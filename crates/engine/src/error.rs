@@ -125,9 +125,107 @@ impl From<StoreError> for EngineError {
             StoreError::Duplicate(what) => {
                 EngineError::new(ErrorCode::Conflict, format!("already exists: {what}"))
             }
+            StoreError::BadQuery(message) => EngineError::new(
+                ErrorCode::InvalidInput,
+                format!("the query failed: {message}"),
+            )
+            .hint(query_hint(&message)),
             other => EngineError::new(ErrorCode::Database, other.to_string()),
         }
     }
+}
+
+/// What to do about a query the database refused: the name it did not know and the nearest
+/// known one, and the tables there are.
+fn query_hint(message: &str) -> String {
+    use sm_warehouse::schema::TABLES;
+    const CORE: &[&str] = &[
+        "account_id",
+        "id",
+        "livemode",
+        "created",
+        "deleted",
+        "data",
+        "version",
+        "synced_at",
+        "parent_id",
+        "type",
+        "object_id",
+        "received_at",
+    ];
+    let quoted = |after: &str| {
+        message
+            .split_once(after)
+            .map(|(_, rest)| rest.trim_start_matches([' ', '"']))
+            .and_then(|rest| rest.split(['"', ' ', ')', ',']).next())
+            .map(str::to_owned)
+    };
+    // SQLite: "no such table: X", "no such column: X"; Postgres: relation "X" / column "X" does not exist.
+    let table = quoted("no such table:").or_else(|| {
+        message
+            .contains("does not exist")
+            .then(|| quoted("relation"))
+            .flatten()
+    });
+    let column = quoted("no such column:").or_else(|| {
+        message
+            .contains("does not exist")
+            .then(|| quoted("column"))
+            .flatten()
+    });
+    let tables: Vec<&str> = TABLES
+        .iter()
+        .map(|t| t.name)
+        .chain(["events", "runs"])
+        .collect();
+    let columns: Vec<&str> = CORE
+        .iter()
+        .copied()
+        .chain(TABLES.iter().flat_map(|t| t.columns.iter().map(|c| c.name)))
+        .collect();
+    let mut hint = String::new();
+    let nearest = |unknown: &str, known: &[&str]| {
+        let unknown = unknown
+            .rsplit('.')
+            .next()
+            .unwrap_or(unknown)
+            .to_ascii_lowercase();
+        known
+            .iter()
+            .map(|k| (edit_distance(&unknown, k), *k))
+            .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+            .min()
+            .map(|(_, k)| k.to_owned())
+    };
+    if let Some(suggestion) = table.as_deref().and_then(|t| nearest(t, &tables)) {
+        hint.push_str(&format!("did you mean the table `{suggestion}`? "));
+    } else if let Some(suggestion) = column.as_deref().and_then(|c| nearest(c, &columns)) {
+        hint.push_str(&format!("did you mean the column `{suggestion}`? "));
+    }
+    hint.push_str(&format!(
+        "The tables: {}. `stripe-mirror tables` lists their columns; other fields are in `data` (JSON).",
+        tables.join(", ")
+    ));
+    hint
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            current.push(
+                (previous[j] + cost)
+                    .min(previous[j + 1] + 1)
+                    .min(current[j] + 1),
+            );
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 impl From<VaultError> for EngineError {
@@ -145,6 +243,30 @@ impl From<KeyError> for EngineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_query_says_what_was_meant() {
+        let sqlite = EngineError::from(StoreError::BadQuery("no such table: customer".into()));
+        assert_eq!(sqlite.code, ErrorCode::InvalidInput);
+        let hint = sqlite.hint.unwrap();
+        assert!(
+            hint.starts_with("did you mean the table `customers`?"),
+            "{hint}"
+        );
+        assert!(hint.contains("subscriptions, subscription_items"), "{hint}");
+        let postgres = EngineError::from(StoreError::BadQuery(
+            "column \"emial\" does not exist".into(),
+        ));
+        assert!(
+            postgres
+                .hint
+                .unwrap()
+                .starts_with("did you mean the column `email`?"),
+            "postgres"
+        );
+        let syntax = EngineError::from(StoreError::BadQuery("near \"SELEC\": syntax error".into()));
+        assert!(syntax.hint.unwrap().starts_with("The tables: "));
+    }
 
     #[test]
     fn every_code_has_a_distinct_name_and_a_nonzero_exit() {

@@ -33,6 +33,10 @@ pub enum StoreError {
     /// Anything else the database said.
     #[error("database error: {0}")]
     Database(String),
+    /// A query the user wrote was refused or failed (a syntax error, an unknown table or column,
+    /// a write): the database's words.
+    #[error("{0}")]
+    BadQuery(String),
     /// A table name that is not one of [`TABLES`].
     #[error("no table named {0}")]
     UnknownTable(String),
@@ -226,6 +230,8 @@ pub struct RunRecord {
 
 /// Column names, then rows of values as text (`None` for SQL NULL).
 pub type QueryResult = (Vec<String>, Vec<Vec<Option<String>>>);
+/// Column names and rows of typed values.
+pub type ValuesResult = (Vec<String>, Vec<Vec<serde_json::Value>>);
 
 /// The stored version and deletion flag of an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,8 +360,27 @@ pub trait Store: Send + Sync {
     /// Newest first.
     fn runs(&self, connection: &Connection, limit: usize) -> Result<Vec<RunRecord>>;
 
-    /// Runs a read-only SQL query and returns column names and rows as text (for `sql` and the demo).
-    fn query(&self, sql: &str) -> Result<QueryResult>;
+    /// Runs a read-only SQL query: column names, and rows of JSON values (numbers as numbers,
+    /// booleans as booleans, JSON columns as JSON, text as strings, NULL as null).
+    fn query_values(&self, sql: &str) -> Result<ValuesResult>;
+
+    /// The same query with every value as text (`None` for NULL): for printing and for tests.
+    fn query(&self, sql: &str) -> Result<QueryResult> {
+        let (names, rows) = self.query_values(sql)?;
+        let rows = rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|value| match value {
+                        serde_json::Value::Null => None,
+                        serde_json::Value::String(text) => Some(text),
+                        other => Some(other.to_string()),
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok((names, rows))
+    }
 }
 
 /// Opens the store a `--database` value names: `postgres://…` (optionally `?schema=name`), or a

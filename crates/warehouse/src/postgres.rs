@@ -1629,21 +1629,67 @@ impl Store for PostgresStore {
         })
     }
 
-    fn query(&self, sql: &str) -> Result<crate::QueryResult> {
+    fn query_values(&self, sql: &str) -> Result<crate::ValuesResult> {
+        use postgres::types::Type;
+        use serde_json::Value;
+        // The server's refusal of the user's query is the user's to fix; a broken connection
+        // is not.
+        let bad = |e: postgres::Error| -> Failure {
+            if e.as_db_error().is_some() {
+                Failure::Store(StoreError::BadQuery(error_text(&e)))
+            } else {
+                Failure::Pg(e)
+            }
+        };
         self.read(|client, _| {
             // Parsed first: the extended protocol takes a single statement, so nothing can follow
             // it to end the read-only transaction; and a statement without rows is no query.
-            let statement = client.prepare(sql)?;
+            let statement = client.prepare(sql).map_err(bad)?;
             if statement.columns().is_empty() {
-                return Err(StoreError::Database(
+                return Err(StoreError::BadQuery(
                     "only read-only queries (SELECT …) may be run here".into(),
                 )
                 .into());
             }
+            let types: Vec<Type> = statement
+                .columns()
+                .iter()
+                .map(|c| c.type_().clone())
+                .collect();
             drop(statement);
-            // The simple protocol answers every type as text.
+            // The simple protocol answers every type as text; the types found above give
+            // numbers, booleans and JSON back their kind.
+            let typed = |i: usize, text: Option<&str>| -> Value {
+                let Some(text) = text else {
+                    return Value::Null;
+                };
+                let kind = types.get(i);
+                if [Type::INT2, Type::INT4, Type::INT8, Type::OID]
+                    .iter()
+                    .any(|t| Some(t) == kind)
+                {
+                    text.parse::<i64>()
+                        .map(Value::from)
+                        .unwrap_or_else(|_| Value::String(text.into()))
+                } else if [Type::FLOAT4, Type::FLOAT8, Type::NUMERIC]
+                    .iter()
+                    .any(|t| Some(t) == kind)
+                {
+                    text.parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                        .map(Value::Number)
+                        .unwrap_or_else(|| Value::String(text.into()))
+                } else if kind == Some(&Type::BOOL) {
+                    Value::Bool(text == "t")
+                } else if [Type::JSON, Type::JSONB].iter().any(|t| Some(t) == kind) {
+                    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.into()))
+                } else {
+                    Value::String(text.into())
+                }
+            };
             let mut tx = client.build_transaction().read_only(true).start()?;
-            let messages = tx.simple_query(sql)?;
+            let messages = tx.simple_query(sql).map_err(bad)?;
             tx.rollback()?;
             let mut names = None;
             let mut rows = Vec::new();
@@ -1662,11 +1708,7 @@ impl Store for PostgresStore {
                             names =
                                 Some(row.columns().iter().map(|c| c.name().to_owned()).collect());
                         }
-                        rows.push(
-                            (0..row.len())
-                                .map(|i| row.get(i).map(str::to_owned))
-                                .collect(),
-                        );
+                        rows.push((0..row.len()).map(|i| typed(i, row.get(i))).collect());
                     }
                     _ => {}
                 }
@@ -1813,18 +1855,22 @@ mod tests {
             assert!(store.query(sql).is_err(), "{sql}");
         }
         let (names, rows) = store
-            .query("SELECT 1 AS one, NULL::text AS nothing, true AS yes, '{\"a\": 1}'::jsonb AS j")
+            .query_values("SELECT 1 AS one, NULL::text AS nothing, true AS yes, '{\"a\": 1}'::jsonb AS j, 2.5::float8 AS half, 'x' AS t")
             .unwrap();
-        assert_eq!(names, ["one", "nothing", "yes", "j"]);
+        assert_eq!(names, ["one", "nothing", "yes", "j", "half", "t"]);
         assert_eq!(
             rows,
             [[
-                Some("1".into()),
-                None,
-                Some("t".into()),
-                Some("{\"a\": 1}".into())
+                serde_json::json!(1),
+                serde_json::Value::Null,
+                serde_json::json!(true),
+                serde_json::json!({"a": 1}),
+                serde_json::json!(2.5),
+                serde_json::json!("x"),
             ]]
         );
+        let (_, rows) = store.query("SELECT 1, NULL::text, true").unwrap();
+        assert_eq!(rows, [[Some("1".into()), None, Some("true".into())]]);
         let (names, rows) = store.query("SELECT id FROM customers").unwrap();
         assert_eq!((names, rows.len()), (vec!["id".to_owned()], 0));
         // The connection is still good for writes afterwards.

@@ -884,28 +884,32 @@ impl Store for SqliteStore {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
     }
 
-    fn query(&self, sql: &str) -> Result<crate::QueryResult> {
+    fn query_values(&self, sql: &str) -> Result<crate::ValuesResult> {
+        use serde_json::Value;
+        let bad = |e: rusqlite::Error| StoreError::BadQuery(e.to_string());
         let db = self.reader();
-        let mut statement = db.prepare(sql).map_err(db_error)?;
+        let mut statement = db.prepare(sql).map_err(bad)?;
         if !statement.readonly() {
-            return Err(StoreError::Database(
+            return Err(StoreError::BadQuery(
                 "only read-only queries (SELECT …) may be run here".into(),
             ));
         }
         let names: Vec<String> = statement.column_names().map(str::to_owned).collect();
         let width = names.len();
-        let mut rows = statement.query([]).map_err(db_error)?;
+        let mut rows = statement.query([]).map_err(bad)?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(db_error)? {
+        while let Some(row) = rows.next().map_err(bad)? {
             let mut values = Vec::with_capacity(width);
             for i in 0..width {
                 let value: rusqlite::types::Value = row.get(i).map_err(db_error)?;
                 values.push(match value {
-                    rusqlite::types::Value::Null => None,
-                    rusqlite::types::Value::Integer(n) => Some(n.to_string()),
-                    rusqlite::types::Value::Real(f) => Some(f.to_string()),
-                    rusqlite::types::Value::Text(s) => Some(s),
-                    rusqlite::types::Value::Blob(b) => Some(format!("<{} bytes>", b.len())),
+                    rusqlite::types::Value::Null => Value::Null,
+                    rusqlite::types::Value::Integer(n) => Value::from(n),
+                    rusqlite::types::Value::Real(f) => Value::from(f),
+                    rusqlite::types::Value::Text(s) => Value::String(s),
+                    rusqlite::types::Value::Blob(b) => {
+                        Value::String(format!("<{} bytes>", b.len()))
+                    }
                 });
             }
             out.push(values);
