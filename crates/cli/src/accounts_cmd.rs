@@ -13,6 +13,11 @@ use crate::CliError;
 use crate::context::{GlobalArgs, confirm, not_confirmed, print_json};
 use crate::key_input::KeySource;
 
+fn parse_feature(text: &str) -> Result<Feature, String> {
+    Feature::parse(text)
+        .ok_or_else(|| format!("unknown feature `{text}`: choose from mirror, webhooks, agent-writes"))
+}
+
 fn parse_mode(text: &str) -> Result<Mode, String> {
     match text.to_ascii_lowercase().as_str() {
         "test" => Ok(Mode::Test),
@@ -69,6 +74,9 @@ pub struct ConnectArgs {
     /// Refuse test keys.
     #[arg(long)]
     live_only: bool,
+    /// What the key is for (mirror, webhooks, agent-writes): connect says what those lack.
+    #[arg(long, value_delimiter = ',', default_value = "mirror", value_parser = parse_feature)]
+    features: Vec<Feature>,
     /// A name for this connection (default: the account's name in Stripe).
     #[arg(long)]
     name: Option<String>,
@@ -84,7 +92,8 @@ fn parse_key(text: &str) -> Result<ApiKey, CliError> {
     ApiKey::parse(text).map_err(|e| CliError::from(EngineError::from(e)))
 }
 
-fn print_outcome(global: &GlobalArgs, verb: &str, outcome: &ConnectOutcome) {
+/// `features`: what the key is for; what the others would need is left to `permissions`.
+fn print_outcome(global: &GlobalArgs, verb: &str, outcome: &ConnectOutcome, features: &[Feature]) {
     if global.json {
         print_json(
             &json!({"account": outcome.account, "permissions": outcome.permissions, "events_fetched": outcome.events_fetched}),
@@ -100,7 +109,7 @@ fn print_outcome(global: &GlobalArgs, verb: &str, outcome: &ConnectOutcome) {
         a.key
     );
     say!("  permissions: {}", outcome.permissions.summary());
-    for feature in Feature::ALL {
+    for &feature in features {
         let missing = outcome.permissions.missing(feature);
         if !missing.is_empty() {
             say!("  {}: missing {}", feature.name(), missing.join(", "));
@@ -114,6 +123,7 @@ fn print_outcome(global: &GlobalArgs, verb: &str, outcome: &ConnectOutcome) {
 
 pub async fn connect(global: &GlobalArgs, args: ConnectArgs) -> Result<(), CliError> {
     // The key's shape is checked before anything is opened or sent.
+    let args_features = args.features.clone();
     let text = args.key.read()?;
     let key = parse_key(&text)?;
     let policy = KeyPolicy {
@@ -149,7 +159,7 @@ pub async fn connect(global: &GlobalArgs, args: ConnectArgs) -> Result<(), CliEr
     .await;
     match result {
         Ok(outcome) => {
-            print_outcome(global, "Connected", &outcome);
+            print_outcome(global, "Connected", &outcome, &args_features);
             Ok(())
         }
         Err(error) => {
@@ -410,7 +420,7 @@ pub async fn update_key(global: &GlobalArgs, args: UpdateKeyArgs) -> Result<(), 
     let engine = global.engine()?;
     let record = engine.resolve(&args.account).await?;
     let outcome = connect::update_key(&engine, &record.connection, key).await?;
-    print_outcome(global, "Updated the key of", &outcome);
+    print_outcome(global, "Updated the key of", &outcome, &[Feature::Mirror]);
     Ok(())
 }
 

@@ -12,7 +12,13 @@ const STRIPE: (&str, &str) = ("STRIPE_MIRROR_API_BASE", "https://api.stripe.com"
 fn a_connection_keeps_its_api_base_and_pacing_is_off_only_for_an_emulator() {
     let emu = EmuProcess::start(20, 51);
     let mirror = Mirror::new("playground", &emu.base);
-    mirror.connect(&emu.key("restricted_test"), &[]);
+    let connected = mirror.connect(&emu.key("restricted_test"), &[]);
+    // Only mirroring was asked for: what agent writes or webhooks would need is not listed.
+    assert!(
+        !connected.stdout.contains("agent-writes") && !connected.stdout.contains("webhooks:"),
+        "{}",
+        connected.describe()
+    );
     let accounts = mirror.accounts();
     assert_eq!(accounts[0]["api_base"], emu.base.as_str(), "{accounts:?}");
 
