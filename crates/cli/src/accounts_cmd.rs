@@ -14,8 +14,9 @@ use crate::context::{GlobalArgs, confirm, not_confirmed, print_json};
 use crate::key_input::KeySource;
 
 fn parse_feature(text: &str) -> Result<Feature, String> {
-    Feature::parse(text)
-        .ok_or_else(|| format!("unknown feature `{text}`: choose from mirror, webhooks, agent-writes"))
+    Feature::parse(text).ok_or_else(|| {
+        format!("unknown feature `{text}`: choose from mirror, webhooks, agent-writes")
+    })
 }
 
 fn parse_mode(text: &str) -> Result<Mode, String> {

@@ -253,16 +253,26 @@ fn print_report(report: &serde_json::Value) {
 }
 
 fn summary_of_counts(counts: &serde_json::Value) -> String {
-    let mut totals = [0u64; 3];
+    let mut totals = [0u64; 4];
     if let Some(tables) = counts["tables"].as_object() {
         for c in tables.values() {
-            totals[0] += c["inserted"].as_u64().unwrap_or(0);
-            totals[1] += c["updated"].as_u64().unwrap_or(0);
-            totals[2] += c["deleted"].as_u64().unwrap_or(0);
+            for (total, name) in
+                totals
+                    .iter_mut()
+                    .zip(["inserted", "updated", "deleted", "unchanged"])
+            {
+                *total += c[name].as_u64().unwrap_or(0);
+            }
         }
     }
+    // Rows listed again as they were are said apart: "updated" means changed.
+    let unchanged = if totals[3] > 0 {
+        format!(" ({} listed again unchanged)", totals[3])
+    } else {
+        String::new()
+    };
     format!(
-        "{} inserted, {} updated, {} deleted, {} new events",
+        "{} inserted, {} updated, {} deleted{unchanged}, {} new events",
         totals[0],
         totals[1],
         totals[2],

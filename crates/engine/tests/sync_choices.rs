@@ -191,6 +191,15 @@ async fn a_quiet_account_stays_incremental() {
     clock.advance_clock(31 * 86_400);
     let report = run(&engine, &connection, SyncOptions::default()).await;
     assert_eq!(report.run.kind, "full");
+    // Nothing changed in Stripe: every row is listed again unchanged, none counted as updated.
+    let (updated, unchanged) = report
+        .run
+        .counts
+        .tables
+        .values()
+        .fold((0, 0), |(u, n), c| (u + c.updated, n + c.unchanged));
+    assert_eq!(updated, 0, "{:?}", report.run.counts);
+    assert!(unchanged > 100, "{:?}", report.run.counts);
     assert!(
         report
             .notes

@@ -197,6 +197,10 @@ pub struct TableCounts {
     pub deleted: u64,
     /// Rows the guard refused (an older version than stored).
     pub skipped: u64,
+    /// Rows written again as they were (the same object, listed or sent again): their version
+    /// and sync time move, nothing else; not counted as updated.
+    #[serde(default)]
+    pub unchanged: u64,
 }
 
 impl Counts {
@@ -207,6 +211,7 @@ impl Counts {
             mine.updated += c.updated;
             mine.deleted += c.deleted;
             mine.skipped += c.skipped;
+            mine.unchanged += c.unchanged;
         }
         self.new_events += other.new_events;
     }

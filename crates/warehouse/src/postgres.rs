@@ -1004,10 +1004,34 @@ impl PostgresStore {
             .iter()
             .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
             .collect::<std::result::Result<_, postgres::Error>>()?;
+        // Of the rows already stored, those sent again as they are: written all the same (the
+        // version and sync time move) but not counted as updated. Only stored rows' data is
+        // sent for this, so a backfill of new rows pays nothing.
+        let stored_rows: Vec<&ObjectRow> = rows
+            .iter()
+            .filter(|r| current.contains_key(&r.id))
+            .collect();
+        let mut same_data: HashSet<String> = HashSet::new();
+        if !stored_rows.is_empty() {
+            let compare = prepared(
+                statements,
+                tx,
+                &format!(
+                    "SELECT u.id FROM UNNEST($2::text[], $3::text[]) AS u (id, data) JOIN {name} t ON t.account_id = $1 AND t.id = u.id WHERE t.data = u.data::jsonb"
+                ),
+            )?;
+            let ids: Vec<&str> = stored_rows.iter().map(|r| r.id.as_str()).collect();
+            let data: Vec<&str> = stored_rows.iter().map(|r| r.data.as_str()).collect();
+            for found in tx.query(&compare, &[&c.account_id, &ids, &data])? {
+                same_data.insert(found.try_get(0)?);
+            }
+        }
         let mut writes: Vec<Write> = Vec::with_capacity(rows.len());
         let mut position: HashMap<&str, usize> = HashMap::new();
         for row in rows {
             let stored = current.get(&row.id).copied();
+            // Compared with what was stored before this batch: only the id's first row.
+            let same = same_data.remove(&row.id);
             let write = match (stored, guard) {
                 (None, _) => true,
                 (Some((version, _)), Guard::AtLeast) => row.version >= version,
@@ -1021,6 +1045,9 @@ impl PostgresStore {
                 None if row.deleted => tally.deleted += 1,
                 None => tally.inserted += 1,
                 Some((_, was_deleted)) if row.deleted && !was_deleted => tally.deleted += 1,
+                Some((_, was_deleted)) if same && row.deleted == was_deleted => {
+                    tally.unchanged += 1
+                }
                 Some(_) => tally.updated += 1,
             }
             current.insert(row.id.clone(), (row.version, row.deleted));

@@ -357,7 +357,15 @@ fn write_batch(tx: &rusqlite::Connection, c: &Connection, batch: &Batch) -> Resu
             .map_err(db_error)?;
         let mut lookup = tx
             .prepare_cached(&format!(
-                "SELECT version, deleted FROM {table_name} WHERE account_id = ?1 AND id = ?2"
+                "SELECT version, deleted, data IS ?3 FROM {table_name} WHERE account_id = ?1 AND id = ?2"
+            ))
+            .map_err(db_error)?;
+        // An object written again as it is moves its version and sync time only (the sweep
+        // after a re-backfill reads the sync time), and is not counted as updated.
+        let mut touch = tx
+            .prepare_cached(&format!(
+                "UPDATE {table_name} SET created = COALESCE(?3, created), version = ?4, synced_at = ?5, parent_id = COALESCE(?6, parent_id)
+                 WHERE account_id = ?1 AND id = ?2"
             ))
             .map_err(db_error)?;
         let mut update = tx
@@ -369,9 +377,11 @@ fn write_batch(tx: &rusqlite::Connection, c: &Connection, batch: &Batch) -> Resu
         // A few rows are a webhook's or an incremental page's, mostly of stored objects:
         // for them the lookup comes first, so an update takes two statements, not three.
         let lookup_first = rows.len() <= LOOKUP_FIRST_ROWS;
-        let mut stored_version = |id: &str| {
+        let mut stored_version = |id: &str, data: &str| {
             lookup
-                .query_row(params![c.account_id, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(params![c.account_id, id, data], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
                 .optional()
                 .map_err(db_error)
         };
@@ -389,8 +399,8 @@ fn write_batch(tx: &rusqlite::Connection, c: &Connection, batch: &Batch) -> Resu
                 synced_at,
                 row.parent_id
             ];
-            let stored: Option<(i64, bool)> = if lookup_first {
-                stored_version(&row.id)?
+            let stored: Option<(i64, bool, bool)> = if lookup_first {
+                stored_version(&row.id, &row.data)?
             } else {
                 None
             };
@@ -405,17 +415,31 @@ fn write_batch(tx: &rusqlite::Connection, c: &Connection, batch: &Batch) -> Resu
                         }
                         continue;
                     }
-                    stored_version(&row.id)?
+                    stored_version(&row.id, &row.data)?
                         .ok_or_else(|| db_error(rusqlite::Error::QueryReturnedNoRows))?
                 }
             };
-            let (version, was_deleted) = stored;
+            let (version, was_deleted, same_data) = stored;
             let write = match guard {
                 Guard::AtLeast => row.version >= version,
                 Guard::Newer => row.version > version,
             };
             if !write {
                 tally.skipped += 1;
+                continue;
+            }
+            if same_data && row.deleted == was_deleted {
+                touch
+                    .execute(params![
+                        c.account_id,
+                        row.id,
+                        row.created,
+                        row.version,
+                        synced_at,
+                        row.parent_id
+                    ])
+                    .map_err(db_error)?;
+                tally.unchanged += 1;
                 continue;
             }
             update.execute(values).map_err(db_error)?;

@@ -348,6 +348,7 @@ pub fn runs_and_windows(store: &dyn Store) {
             updated: 1,
             deleted: 0,
             skipped: 0,
+            unchanged: 2,
         },
     );
     store
@@ -585,6 +586,12 @@ macro_rules! warehouse_test_suite {
                 }
             }
             #[test]
+            fn the_same_object_again_is_unchanged_not_updated() {
+                if let Some(store) = store("unchanged") {
+                    super::the_same_object_again_is_unchanged_not_updated(store.as_ref());
+                }
+            }
+            #[test]
             fn runs_and_windows() {
                 if let Some(store) = store("runs") {
                     super::runs_and_windows(store.as_ref());
@@ -592,6 +599,64 @@ macro_rules! warehouse_test_suite {
             }
         }
     };
+}
+
+/// A row sent again with the same data (a re-listing) moves its version and sync time, and is
+/// counted as unchanged, not updated; a real change is updated; in a batch of several rows as in
+/// one of one row (the stores take different paths for each).
+pub fn the_same_object_again_is_unchanged_not_updated(store: &dyn Store) {
+    let c = Connection::new("acct_1", false);
+    let customer = |n: u32, name: &str| {
+        row(
+            &format!("cus_{n}"),
+            0,
+            json!({"id": format!("cus_{n}"), "object": "customer", "name": name, "created": 1_700_000_000}),
+        )
+    };
+    let batch = |version: i64, names: &[&str]| Batch {
+        rows: vec![(
+            "customers",
+            names
+                .iter()
+                .enumerate()
+                .map(|(n, name)| ObjectRow {
+                    version,
+                    ..customer(n as u32, name)
+                })
+                .collect(),
+            Guard::AtLeast,
+        )],
+        ..Default::default()
+    };
+    for names in [
+        &["Ada"][..],
+        &["Ada", "Grace", "Linus", "Barbara", "Edsger", "Ken"][..],
+    ] {
+        let first = store.apply(&c, &batch(10, names)).unwrap();
+        assert_eq!(first.tables["customers"].inserted as usize, names.len());
+        let again = store.apply(&c, &batch(20, names)).unwrap();
+        let t = again.tables["customers"];
+        assert_eq!(
+            (t.updated, t.unchanged),
+            (0, names.len() as u64),
+            "{names:?}"
+        );
+        let versions = store.versions(&c, "customers", &["cus_0".into()]).unwrap();
+        assert_eq!(
+            versions.get("cus_0").map(|v| v.version),
+            Some(20),
+            "the version moved"
+        );
+        let mut changed: Vec<&str> = names.to_vec();
+        changed[0] = "Ada Lovelace";
+        let t = store.apply(&c, &batch(30, &changed)).unwrap().tables["customers"];
+        assert_eq!(
+            (t.updated, t.unchanged),
+            (1, names.len() as u64 - 1),
+            "{names:?}"
+        );
+        store.remove_account(&c).unwrap();
+    }
 }
 
 fn open_sqlite(test: &str) -> Option<Box<dyn Store>> {
