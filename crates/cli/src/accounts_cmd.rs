@@ -62,6 +62,10 @@ pub fn parse_date(text: &str) -> Result<i64, String> {
 #[derive(Debug, clap::Args)]
 pub struct ConnectArgs {
     #[command(flatten)]
+    pub store: crate::context::StoreOptions,
+    #[command(flatten)]
+    pub stripe: crate::context::StripeOptions,
+    #[command(flatten)]
     key: KeySource,
     /// Require a key of this mode.
     #[arg(long, value_parser = parse_mode)]
@@ -293,6 +297,8 @@ pub fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
 
 #[derive(Debug, clap::Args)]
 pub struct AccountArg {
+    #[command(flatten)]
+    pub store: crate::context::StoreOptions,
     /// The connection: its name, acct_…, or acct_…:test|live.
     account: String,
 }
@@ -409,6 +415,10 @@ pub fn key_link(global: &GlobalArgs, args: KeyLinkArgs) -> Result<(), CliError> 
 
 #[derive(Debug, clap::Args)]
 pub struct UpdateKeyArgs {
+    #[command(flatten)]
+    pub store: crate::context::StoreOptions,
+    #[command(flatten)]
+    pub stripe: crate::context::StripeOptions,
     /// The connection: its name, acct_…, or acct_…:test|live.
     account: String,
     #[command(flatten)]
@@ -427,6 +437,8 @@ pub async fn update_key(global: &GlobalArgs, args: UpdateKeyArgs) -> Result<(), 
 
 #[derive(Debug, clap::Args)]
 pub struct RenameArgs {
+    #[command(flatten)]
+    pub store: crate::context::StoreOptions,
     /// The connection: its name, acct_…, or acct_…:test|live.
     account: String,
     /// The new name.
@@ -458,6 +470,10 @@ pub async fn rename(global: &GlobalArgs, args: RenameArgs) -> Result<(), CliErro
 
 #[derive(Debug, clap::Args)]
 pub struct RemoveArgs {
+    #[command(flatten)]
+    pub store: crate::context::StoreOptions,
+    #[command(flatten)]
+    pub stripe: crate::context::StripeOptions,
     /// The connection: its name, acct_…, or acct_…:test|live.
     account: String,
     /// Do not ask.
@@ -510,6 +526,8 @@ pub async fn remove(global: &GlobalArgs, args: RemoveArgs) -> Result<(), CliErro
 
 #[derive(Debug, clap::Args)]
 pub struct WebhookSecretArgs {
+    #[command(flatten)]
+    pub store: crate::context::StoreOptions,
     /// The connection: its name, acct_…, or acct_…:test|live.
     account: String,
     /// A file holding the endpoint's signing secret (whsec_…).

@@ -1,5 +1,10 @@
 //! Options every command shares, and opening the engine from them. Precedence: flags, then
 //! `STRIPE_MIRROR_…` environment variables, then defaults.
+//!
+//! Where the mirror is (`--database`, `--master-key-file`) and how Stripe is called
+//! (`--api-base`, `--budget-share`, `--no-pacing`, `--max-retries`) are given before the command
+//! or after it; a command's `--help` lists only the groups it uses ([`StoreOptions`],
+//! [`StripeOptions`]). Output options (`--json`, `-v`, `--log-json`) apply to every command.
 
 use std::sync::Arc;
 
@@ -12,7 +17,6 @@ pub struct GlobalArgs {
     /// Where the mirror lives: a SQLite file, or postgres://user@host/db[?schema=stripe].
     #[arg(
         long,
-        global = true,
         env = "STRIPE_MIRROR_DATABASE_URL",
         default_value = "stripe-mirror.db"
     )]
@@ -20,7 +24,6 @@ pub struct GlobalArgs {
     /// The Stripe API's base URL (an emulator's, for tests).
     #[arg(
         long,
-        global = true,
         env = "STRIPE_MIRROR_API_BASE",
         default_value = "https://api.stripe.com"
     )]
@@ -28,28 +31,18 @@ pub struct GlobalArgs {
     /// The file holding the master key that seals API keys (made with mode 0600 on first use;
     /// default: ~/.config/stripe-mirror/master.key, or under $XDG_CONFIG_HOME).
     /// STRIPE_MIRROR_MASTER_KEY (64 hex) wins.
-    #[arg(long, global = true, env = "STRIPE_MIRROR_MASTER_KEY_FILE")]
+    #[arg(long, env = "STRIPE_MIRROR_MASTER_KEY_FILE")]
     pub master_key_file: Option<std::path::PathBuf>,
     /// The share of each account's Stripe rate limit the mirror may use (0–1; the rest is left
     /// for the account's own traffic).
-    #[arg(
-        long,
-        global = true,
-        env = "STRIPE_MIRROR_BUDGET_SHARE",
-        default_value_t = 0.5
-    )]
+    #[arg(long, env = "STRIPE_MIRROR_BUDGET_SHARE", default_value_t = 0.5)]
     pub budget_share: f64,
     /// No pacing at all: for a local emulator, which has no rate limits unless told to (refused
     /// for Stripe's own API).
-    #[arg(long, global = true, env = "STRIPE_MIRROR_NO_PACING")]
+    #[arg(long, env = "STRIPE_MIRROR_NO_PACING")]
     pub no_pacing: bool,
     /// How many times a failed Stripe request is retried (network errors, 409, 429, 5xx).
-    #[arg(
-        long,
-        global = true,
-        env = "STRIPE_MIRROR_MAX_RETRIES",
-        default_value_t = 5
-    )]
+    #[arg(long, env = "STRIPE_MIRROR_MAX_RETRIES", default_value_t = 5)]
     pub max_retries: u32,
     /// Print JSON for scripts instead of text.
     #[arg(long, global = true)]
@@ -60,6 +53,73 @@ pub struct GlobalArgs {
     /// Logs as JSON lines.
     #[arg(long, global = true)]
     pub log_json: bool,
+}
+
+/// Where the mirror lives, for the commands that open it (also accepted before the command).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreOptions {
+    /// Where the mirror lives: a SQLite file, or postgres://user@host/db[?schema=stripe]
+    /// (default: STRIPE_MIRROR_DATABASE_URL, else stripe-mirror.db).
+    #[arg(long, value_name = "DATABASE")]
+    database: Option<String>,
+    /// The file holding the master key that seals API keys (default:
+    /// ~/.config/stripe-mirror/master.key). STRIPE_MIRROR_MASTER_KEY (64 hex) wins.
+    #[arg(long, value_name = "PATH")]
+    master_key_file: Option<std::path::PathBuf>,
+}
+
+/// A command that only opens the mirror.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreOnly {
+    #[command(flatten)]
+    pub store: StoreOptions,
+}
+
+/// How Stripe is called, for the commands that call it (also accepted before the command).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StripeOptions {
+    /// The Stripe API's base URL (an emulator's; default: STRIPE_MIRROR_API_BASE, else the
+    /// connection's own, else https://api.stripe.com).
+    #[arg(long, value_name = "URL")]
+    api_base: Option<String>,
+    /// The share of each account's Stripe rate limit to use, 0–1 (default 0.5: the rest is left
+    /// for the account's own traffic).
+    #[arg(long, value_name = "SHARE")]
+    budget_share: Option<f64>,
+    /// No pacing at all: for a local emulator only (refused for Stripe's own API).
+    #[arg(long)]
+    no_pacing: bool,
+    /// How many times a failed Stripe request is retried (network errors, 409, 429, 5xx).
+    #[arg(long, value_name = "N")]
+    max_retries: Option<u32>,
+}
+
+impl GlobalArgs {
+    /// These options with those given after the command on top.
+    pub fn with(&self, store: Option<&StoreOptions>, stripe: Option<&StripeOptions>) -> GlobalArgs {
+        let mut merged = self.clone();
+        if let Some(store) = store {
+            if let Some(database) = &store.database {
+                merged.database = database.clone();
+            }
+            if let Some(file) = &store.master_key_file {
+                merged.master_key_file = Some(file.clone());
+            }
+        }
+        if let Some(stripe) = stripe {
+            if let Some(base) = &stripe.api_base {
+                merged.api_base = base.clone();
+            }
+            if let Some(share) = stripe.budget_share {
+                merged.budget_share = share;
+            }
+            merged.no_pacing |= stripe.no_pacing;
+            if let Some(retries) = stripe.max_retries {
+                merged.max_retries = retries;
+            }
+        }
+        merged
+    }
 }
 
 impl GlobalArgs {

@@ -53,7 +53,7 @@ enum Command {
     Connect(accounts_cmd::ConnectArgs),
     /// List connected accounts.
     #[command(after_help = "Examples:\n  stripe-mirror accounts\n  stripe-mirror accounts --json")]
-    Accounts,
+    Accounts(context::StoreOnly),
     /// What a connection's key may read and write, and what each feature still needs.
     #[command(
         after_help = "Examples:\n  stripe-mirror permissions Acme\n  stripe-mirror permissions acct_1Nv0FGQ9RKHgCVdK:live --json"
@@ -123,6 +123,35 @@ enum Command {
     Demo(emulator_cmd::DemoArgs),
 }
 
+impl Command {
+    /// The store and Stripe options given after the command, where it takes them.
+    fn options(
+        &self,
+    ) -> (
+        Option<&context::StoreOptions>,
+        Option<&context::StripeOptions>,
+    ) {
+        match self {
+            Command::Connect(a) => (Some(&a.store), Some(&a.stripe)),
+            Command::Accounts(a) => (Some(&a.store), None),
+            Command::Permissions(a) => (Some(&a.store), None),
+            Command::UpdateKey(a) => (Some(&a.store), Some(&a.stripe)),
+            Command::WebhookSecret(a) => (Some(&a.store), None),
+            Command::Rename(a) => (Some(&a.store), None),
+            Command::Remove(a) => (Some(&a.store), Some(&a.stripe)),
+            Command::Sync(a) => (Some(&a.store), Some(&a.stripe)),
+            Command::Syncs(a) => (Some(&a.store), None),
+            Command::SetStartDate(a) => (Some(&a.store), None),
+            Command::Sql(a) => (Some(&a.store), None),
+            Command::Serve(a) => (Some(&a.store), Some(&a.stripe)),
+            Command::Events(a) => (Some(&a.store), None),
+            Command::KeyLink(_) | Command::Tables(_) | Command::Emulator(_) | Command::Demo(_) => {
+                (None, None)
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Short commands end quietly when their reader leaves (`stripe-mirror sql … | head`), as
@@ -169,11 +198,13 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.global.json;
-    let global = cli.global;
+    // Options given after the command win over those given before it.
+    let (store, stripe) = cli.command.options();
+    let global = cli.global.with(store, stripe);
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Connect(args) => accounts_cmd::connect(&global, args).await,
-            Command::Accounts => accounts_cmd::accounts(&global).await,
+            Command::Accounts(_) => accounts_cmd::accounts(&global).await,
             Command::Permissions(args) => accounts_cmd::permissions(&global, args).await,
             Command::KeyLink(args) => accounts_cmd::key_link(&global, args),
             Command::UpdateKey(args) => accounts_cmd::update_key(&global, args).await,

@@ -15,6 +15,10 @@ use crate::sync_cmd::format_time;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: crate::context::StoreOptions,
+    #[command(flatten)]
+    pub stripe: crate::context::StripeOptions,
     /// Where to listen (127.0.0.1 by default: put a reverse proxy with TLS in front for Stripe).
     #[arg(long, default_value = "127.0.0.1:8787", env = "STRIPE_MIRROR_LISTEN")]
     listen: SocketAddr,
@@ -42,9 +46,16 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
         )));
     }
     let engine = Arc::new(global.engine()?);
-    // One runner per SQLite mirror: a second serve, or a sync, is told this one holds it.
-    let _runner =
-        sm_engine::runner_lock::acquire(&global.database, "stripe-mirror serve", false).await?;
+    // One runner per SQLite mirror: a sync started later is told this one holds it; a sync
+    // already running is waited for; a second serve is refused.
+    let what = "stripe-mirror serve";
+    let _runner = match sm_engine::runner_lock::acquire(&global.database, what, false).await {
+        Err(busy) if busy.message.contains("stripe-mirror sync") => {
+            tell!("{}: waiting for it to finish", busy.message);
+            sm_engine::runner_lock::acquire(&global.database, what, true).await?
+        }
+        other => other?,
+    };
     let config = ServeConfig {
         listen: args.listen,
         public_url: args.public_url.clone(),
@@ -80,6 +91,8 @@ async fn shutdown_signal() {
 
 #[derive(Debug, clap::Args)]
 pub struct EventsArgs {
+    #[command(flatten)]
+    pub store: crate::context::StoreOptions,
     /// The connection (name, acct_…, or acct_…:test|live).
     account: String,
     /// Keep printing new events as they arrive.

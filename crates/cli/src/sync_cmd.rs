@@ -18,6 +18,10 @@ use crate::context::{GlobalArgs, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct SyncArgs {
+    #[command(flatten)]
+    pub store: crate::context::StoreOptions,
+    #[command(flatten)]
+    pub stripe: crate::context::StripeOptions,
     /// The connection to sync (name, acct_…, or acct_…:test|live).
     account: Option<String>,
     /// Sync every connected account.
@@ -372,6 +376,8 @@ pub async fn sync(global: &GlobalArgs, args: SyncArgs) -> Result<(), CliError> {
 
 #[derive(Debug, clap::Args)]
 pub struct SyncsArgs {
+    #[command(flatten)]
+    pub store: crate::context::StoreOptions,
     /// The connection (name, acct_…, or acct_…:test|live).
     account: String,
     /// How many runs to show, newest first.
@@ -457,6 +463,8 @@ pub fn format_time(unix: i64) -> String {
 
 #[derive(Debug, clap::Args)]
 pub struct StartDateArgs {
+    #[command(flatten)]
+    pub store: crate::context::StoreOptions,
     /// The connection (name, acct_…, or acct_…:test|live).
     account: String,
     /// YYYY-MM-DD or a unix time; `all` for all history.
@@ -505,6 +513,8 @@ pub async fn set_start_date(global: &GlobalArgs, args: StartDateArgs) -> Result<
 
 #[derive(Debug, clap::Args)]
 pub struct SqlArgs {
+    #[command(flatten)]
+    pub store: crate::context::StoreOptions,
     /// A read-only query, e.g. "SELECT status, count(*) FROM subscriptions GROUP BY status".
     query: String,
 }

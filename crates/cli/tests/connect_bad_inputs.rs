@@ -405,10 +405,18 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
         ),
         case(
             "--budget-share 0",
-            &["accounts", "--budget-share", "0"],
+            &["sync", "--budget-share", "0"],
             KeyInput::None,
             2,
             &["--budget-share must be above 0"],
+        ),
+        // A flag of another command is refused, not ignored.
+        case(
+            "a Stripe flag on a command that does not call Stripe",
+            &["accounts", "--budget-share", "0.5"],
+            KeyInput::None,
+            2,
+            &["unexpected argument '--budget-share'"],
         ),
         // What Stripe (the emulator) says about the key.
         case(

@@ -44,19 +44,24 @@ fn a_second_runner_waits_or_is_told_who_holds_the_mirror() {
         started.elapsed().as_secs_f64()
     );
 
-    // serve holds the mirror for as long as it runs.
+    // serve holds the mirror for as long as it runs (once it has taken it: the lock file
+    // names it).
     let mut serve = mirror.spawn(
         &["serve", "--listen", "127.0.0.1:0", "--interval", "3600"],
         "serve",
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let refused = loop {
-        let run = mirror.run(&["sync"], &KeyInput::None);
-        if run.code == 10 || Instant::now() > deadline {
-            break run;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let lock = format!("{}.lock", mirror.db.display());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&lock).is_ok_and(|t| t.contains("stripe-mirror serve")) {
+        assert!(
+            serve.try_wait().unwrap().is_none(),
+            "{:?}",
+            mirror.output_of("serve")
+        );
+        assert!(Instant::now() < deadline, "serve did not take the mirror");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let refused = mirror.run(&["sync"], &KeyInput::None);
     assert_eq!(refused.code, 10, "{}", refused.describe());
     assert!(
         refused.stderr.contains("stripe-mirror serve")
