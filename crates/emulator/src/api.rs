@@ -155,10 +155,17 @@ pub fn handle(emulator: &Emulator, request: &ApiRequest, request_id: &str) -> Ap
         Ok(reply) => reply,
         Err(failure) => failure.into(),
     };
-    reply.headers.push((
-        "Stripe-Version",
-        request.stripe_version.unwrap_or(API_VERSION).to_owned(),
-    ));
+    // The version answered in (set by `answer` once the account is known).
+    if !reply
+        .headers
+        .iter()
+        .any(|(name, _)| *name == "Stripe-Version")
+    {
+        reply.headers.push((
+            "Stripe-Version",
+            request.stripe_version.unwrap_or(API_VERSION).to_owned(),
+        ));
+    }
     reply
 }
 
@@ -202,6 +209,47 @@ fn answer(
         .world
         .account(&key.account)
         .ok_or_else(|| Failure::invalid_key(&key.secret))?;
+    if let Some(version) = request.stripe_version
+        && !crate::versions::is_valid(version)
+    {
+        return Err(Failure::invalid(
+            format!("Invalid Stripe API version: {version}"),
+            None,
+        ));
+    }
+    // A request is answered in its Stripe-Version, else in the account's default.
+    let version = request
+        .stripe_version
+        .map(str::to_owned)
+        .unwrap_or_else(|| account.api_version.read().clone());
+    let mut reply = answer_in_stored_shape(emulator, request, request_id, &key, &account, &target)?;
+    let events = request.path.starts_with("/v1/events");
+    let versioned_events = events
+        && account
+            .versioned_events
+            .load(std::sync::atomic::Ordering::Relaxed);
+    if reply.status == 200
+        && ((!events && crate::versions::differs(&version)) || versioned_events)
+        && let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&reply.body)
+    {
+        crate::versions::render(&mut value, &version, &account.mode(key.mode).read());
+        reply.body = value.to_string();
+    }
+    reply.headers.push(("Stripe-Version", version));
+    Ok(reply)
+}
+
+/// The answer with objects in the shape they are stored in ([`crate::versions::CANONICAL`]).
+fn answer_in_stored_shape(
+    emulator: &Emulator,
+    request: &ApiRequest,
+    request_id: &str,
+    key: &KeyRecord,
+    account: &std::sync::Arc<crate::world::Account>,
+    target: &Target,
+) -> Result<ApiReply, Failure> {
+    let account = account.clone();
+    let target = target.clone();
     match request.method {
         "GET" => {
             let query = Params(

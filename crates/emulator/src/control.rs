@@ -66,6 +66,8 @@ pub struct NewAccount {
     pub scale: u64,
     /// Customers to generate in live mode.
     pub live_scale: u64,
+    /// The account's default API version (default: the emulator's, 2023-08-16).
+    pub api_version: Option<String>,
 }
 
 /// The standard keys every new account gets, by role.
@@ -82,7 +84,7 @@ pub fn account_json(emulator: &Emulator, account: &std::sync::Arc<Account>) -> V
         })
         .collect();
     let count = |mode: Mode| account.mode(mode).read().len();
-    json!({"id": account.id, "name": account.name, "objects": {"test": count(Mode::Test), "live": count(Mode::Live)}, "keys": keys})
+    json!({"id": account.id, "name": account.name, "api_version": *account.api_version.read(), "objects": {"test": count(Mode::Test), "live": count(Mode::Live)}, "keys": keys})
 }
 
 /// Creates an account with the standard keys: secret test and live, a restricted test key that may
@@ -97,7 +99,15 @@ pub fn create_account(
         .name
         .clone()
         .unwrap_or_else(|| format!("Emulated Account {}", index + 1));
+    if let Some(version) = &request.api_version
+        && !crate::versions::is_valid(version)
+    {
+        return Err(invalid_version(version));
+    }
     let account = emulator.world.create_account(request.id.clone(), &name)?;
+    if let Some(version) = &request.api_version {
+        *account.api_version.write() = version.clone();
+    }
     let key = |mode, kind, permissions: Vec<String>| {
         emulator.world.create_key(
             &account.id,
@@ -138,9 +148,25 @@ pub fn create_account(
     Ok(json!({
         "id": account.id,
         "name": account.name,
+        "api_version": *account.api_version.read(),
         "keys": {"secret_test": secret_test, "secret_live": secret_live, "restricted_test": restricted_test, "publishable_test": publishable_test},
         "seeded": counts,
     }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct VersionChange {
+    api_version: String,
+}
+
+fn invalid_version(version: &str) -> Failure {
+    Failure::invalid(
+        format!(
+            "Invalid Stripe API version: {version}. Versions look like 2023-08-16 or 2025-03-31.basil."
+        ),
+        Some("api_version"),
+    )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,6 +235,20 @@ fn dispatch(
             } else {
                 Err(Failure::no_such("account", id))
             }
+        }
+        ("POST", ["accounts", id, "api_version"]) => {
+            // An upgrade of the account's default, as in the dashboard: events from now on are
+            // made in it; older events keep theirs.
+            let change: VersionChange = parse(body)?;
+            if !crate::versions::is_valid(&change.api_version) {
+                return Err(invalid_version(&change.api_version));
+            }
+            let account = account(emulator, id)?;
+            let previous = std::mem::replace(
+                &mut *account.api_version.write(),
+                change.api_version.clone(),
+            );
+            Ok(json!({"id": id, "api_version": change.api_version, "previous": previous}))
         }
         ("POST", ["accounts", id, "keys"]) => {
             let spec: KeySpec = serde_json::from_slice(body).map_err(|e| Failure::invalid(format!("Key spec: {e}. Example: {{\"mode\":\"test\",\"kind\":\"restricted\",\"permissions\":[\"rak_customer_read\"]}}"), None))?;

@@ -19,6 +19,7 @@ pub mod rng;
 pub mod seed;
 pub mod server;
 pub mod store;
+pub mod versions;
 pub mod webhooks;
 pub mod world;
 
@@ -116,7 +117,13 @@ impl Emulator {
                 record_events,
                 new_events: Vec::new(),
                 listeners: &listeners,
+                api_version: account.api_version.read().clone(),
             };
+            if record_events && versions::differs(&tx.api_version) {
+                account
+                    .versioned_events
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let result = change(&mut tx);
             let new_events = std::mem::take(&mut tx.new_events);
             let jobs: Vec<Job> = if listening.is_empty() {

@@ -9,7 +9,6 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
 
-use crate::API_VERSION;
 use crate::catalog::{Kind, Lifecycle};
 use crate::failure::Failure;
 use crate::rng::Rng;
@@ -270,6 +269,8 @@ pub struct Tx<'a> {
     pub new_events: Vec<Slot>,
     /// How many webhook endpoints listen to each event type (`*` included), for `pending_webhooks`.
     pub listeners: &'a dyn Fn(&str) -> u32,
+    /// The account's default API version now: the version of the events this change records.
+    pub api_version: String,
 }
 
 impl Tx<'_> {
@@ -370,7 +371,7 @@ impl Tx<'_> {
         let event = json!({
             "id": id,
             "object": "event",
-            "api_version": API_VERSION,
+            "api_version": self.api_version,
             "created": self.now,
             "data": data,
             "livemode": self.livemode(),

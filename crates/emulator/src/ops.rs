@@ -1926,6 +1926,14 @@ fn create_webhook_endpoint(tx: &mut Tx, mut params: Params) -> Result<Value, Fai
         ));
     }
     let api_version = params.take_str("api_version");
+    if let Some(version) = &api_version
+        && !crate::versions::is_valid(version)
+    {
+        return Err(Failure::invalid(
+            format!("Invalid Stripe API version: {version}"),
+            Some("api_version"),
+        ));
+    }
     params.take_bool("connect")?;
     let slot = create_generic(tx, Kind::WebhookEndpoint, params, |_, o| {
         o["url"] = json!(url);

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::Emulator;
 use crate::catalog::Kind;
 use crate::failure::Failure;
 use crate::objects::{Origin, Params, Tx};
@@ -21,6 +20,7 @@ use crate::ops;
 use crate::rng::Rng;
 use crate::store::{ListQuery, ModeStore, NO_PARENT, Slot};
 use crate::world::{Account, Mode};
+use crate::{Emulator, versions};
 
 /// How far back seeded history starts.
 const HISTORY_SECS: i64 = 3 * 365 * 86_400;
@@ -117,7 +117,13 @@ pub fn seed_account(
         record_events: false,
         new_events: Vec::new(),
         listeners: &no_listeners,
+        api_version: account.api_version.read().clone(),
     };
+    if versions::differs(&tx.api_version) {
+        account
+            .versioned_events
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let catalog = seed_catalog(&mut tx, start, present, scale);
     for n in 0..scale {
         // Customers arrive uniformly over the history, oldest first, as they would have.

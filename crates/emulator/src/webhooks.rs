@@ -125,12 +125,12 @@ pub fn listens(enabled: &Value, event_type: &str) -> bool {
 pub fn listener_count(store: &ModeStore, event_type: &str) -> u32 {
     endpoints(store)
         .iter()
-        .filter(|(_, _, enabled)| listens(enabled, event_type))
+        .filter(|(_, _, enabled, _)| listens(enabled, event_type))
         .count() as u32
 }
 
-/// `(id, url, enabled_events)` of every enabled endpoint.
-fn endpoints(store: &ModeStore) -> Vec<(String, String, Value)> {
+/// `(id, url, enabled_events, api_version)` of every enabled endpoint.
+fn endpoints(store: &ModeStore) -> Vec<(String, String, Value, Option<String>)> {
     let all = ListQuery {
         limit: 64,
         ..Default::default()
@@ -146,6 +146,7 @@ fn endpoints(store: &ModeStore) -> Vec<(String, String, Value)> {
                 e["id"].as_str().unwrap_or_default().to_owned(),
                 e["url"].as_str().unwrap_or_default().to_owned(),
                 e["enabled_events"].clone(),
+                e["api_version"].as_str().map(str::to_owned),
             )
         })
         .collect()
@@ -230,16 +231,30 @@ fn deliveries_for(world: &World, job: Job) -> Vec<Delivery> {
         return Vec::new();
     };
     let store = account.mode(job.mode).read();
+    let versioned = account
+        .versioned_events
+        .load(std::sync::atomic::Ordering::Relaxed);
     endpoints(&store)
         .into_iter()
-        .filter(|(_, _, enabled)| listens(enabled, &job.event_type))
-        .map(|(endpoint_id, url, _)| Delivery {
-            url,
-            endpoint_id,
-            account: job.account.clone(),
-            mode: job.mode,
-            payload: job.payload.clone(),
-            attempt: 1,
+        .filter(|(_, _, enabled, _)| listens(enabled, &job.event_type))
+        .map(|(endpoint_id, url, _, version)| {
+            // An endpoint with a version of its own gets the event in it; the others in the
+            // event's own version.
+            let payload = if versioned || version.as_deref().is_some_and(crate::versions::differs) {
+                let mut event: Value = serde_json::from_str(&job.payload).unwrap_or_default();
+                crate::versions::render_delivery(&mut event, version.as_deref(), &store);
+                Arc::from(event.to_string())
+            } else {
+                job.payload.clone()
+            };
+            Delivery {
+                url,
+                endpoint_id,
+                account: job.account.clone(),
+                mode: job.mode,
+                payload,
+                attempt: 1,
+            }
         })
         .collect()
 }

@@ -137,6 +137,12 @@ pub struct Account {
     pub name: String,
     pub email: String,
     pub created: i64,
+    /// The account's default API version: events are rendered in the default of when they were
+    /// made, requests without `Stripe-Version` in the current one.
+    pub api_version: RwLock<String>,
+    /// Whether any event of the account was made in a version that renders differently from the
+    /// stored shape (else event pages need no rendering).
+    pub versioned_events: std::sync::atomic::AtomicBool,
     pub test: RwLock<ModeStore>,
     pub live: RwLock<ModeStore>,
 }
@@ -252,6 +258,8 @@ impl World {
             ),
             name: name.to_owned(),
             created: self.now() - 4 * 365 * 86_400,
+            api_version: RwLock::new(crate::API_VERSION.to_owned()),
+            versioned_events: Default::default(),
             test: RwLock::new(ModeStore::new(false)),
             live: RwLock::new(ModeStore::new(true)),
             id: id.clone(),
