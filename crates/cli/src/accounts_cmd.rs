@@ -196,8 +196,13 @@ pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {
         let refused = engine
             .store_call(move |store| store.state(&connection, sm_engine::WEBHOOKS_REFUSED))
             .await?;
+        let connection = record.connection.clone();
+        let account_version = engine
+            .store_call(move |store| store.state(&connection, sm_engine::ACCOUNT_API_VERSION))
+            .await?;
         let mut summary = AccountSummary::of(record, last);
         summary.realtime = realtime;
+        summary.account_api_version = account_version;
         summary.webhooks_refused = refused.and_then(|value| {
             let (count, since) = value.split_once(' ')?;
             Some(sm_server::metrics::refused_words(
@@ -227,6 +232,12 @@ pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {
             }
             if let Some(refused) = &s.webhooks_refused {
                 status.push_str(&format!("; {refused}"));
+            }
+            if let Some(theirs) = s.account_api_version.as_ref().filter(|v| **v != s.api_version) {
+                status.push_str(&format!(
+                    "; API version {} (the account's default is {theirs}: its events are read again in {})",
+                    s.api_version, s.api_version
+                ));
             }
             if let Some(base) = &s.api_base {
                 status.push_str(&format!("; API {base}"));

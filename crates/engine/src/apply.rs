@@ -299,6 +299,81 @@ impl Applier<'_> {
     }
 }
 
+/// The path that retrieves an object, for a refetch.
+pub(crate) fn object_path(resource: &Resource, object: &Value) -> Option<String> {
+    let id = object["id"].as_str()?;
+    match resource.source {
+        Source::List => Some(format!("{}/{id}", resource.path)),
+        Source::PerParent {
+            segment: "payment_methods",
+            ..
+        } => Some(format!("/v1/payment_methods/{id}")),
+        Source::PerParent {
+            parent_path,
+            segment,
+            ..
+        } => Some(format!(
+            "{parent_path}/{}/{segment}/{id}",
+            object["customer"].as_str()?
+        )),
+        Source::Embedded { .. } => None,
+    }
+}
+
+/// Whether an event was rendered in another API version than the mirror keeps (the client's
+/// `Stripe-Version`): its object is then a signal to read the object again, not a copy to write.
+pub(crate) fn foreign_version(event: &Value, pinned: &str) -> bool {
+    event["api_version"].as_str().is_some_and(|v| v != pinned)
+}
+
+/// Reads `object` again from Stripe, in the mirror's version, and adds what Stripe answers to
+/// `rows` (versioned by Stripe's clock); a 404 marks it deleted. Returns Stripe's answer, if
+/// any.
+pub(crate) async fn refetch(
+    applier: &Applier<'_>,
+    resource: &'static Resource,
+    object: &Value,
+    parent: Option<&str>,
+    known: &HashSet<String>,
+    rows: &mut Rows,
+) -> Result<Option<Value>, EngineError> {
+    let Some(path) = object_path(resource, object) else {
+        return Ok(None);
+    };
+    match applier.run.client.get_timed(&path, &[]).await {
+        Ok((current, server_time)) => {
+            let gone = current["deleted"] == Value::Bool(true);
+            applier
+                .collect(
+                    resource,
+                    applier.object(resource, &current).into_iter().collect(),
+                    server_time.unwrap_or_else(now),
+                    gone,
+                    rows,
+                    known,
+                    parent,
+                )
+                .await?;
+            Ok(Some(current))
+        }
+        Err(error) if matches!(error.kind(), Some(ErrorKind::NotFound { .. })) => {
+            applier
+                .collect(
+                    resource,
+                    applier.object(resource, object).into_iter().collect(),
+                    now(),
+                    true,
+                    rows,
+                    known,
+                    parent,
+                )
+                .await?;
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// What an event changes: its object's resource, version, whether it deletes it, and the parent
 /// of a per-customer object. `None` when the mirror does not hold that kind of object.
 pub(crate) fn event_change<'e>(

@@ -169,6 +169,12 @@ pub struct AccountSummary {
     /// A run of webhook deliveries refused for their signature, in words (set by `serve`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhooks_refused: Option<String>,
+    /// The API version the mirror keeps its rows in.
+    pub api_version: String,
+    /// The account's own default API version, as its newest event shows it (set from the
+    /// mirror's state by the caller).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_api_version: Option<String>,
     /// The API the connection talks to when it is not Stripe's own (an emulator).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_base: Option<String>,
@@ -195,6 +201,8 @@ impl AccountSummary {
             last_sync,
             realtime: None,
             webhooks_refused: None,
+            api_version: sm_stripe::API_VERSION.to_owned(),
+            account_api_version: None,
             api_base: record.api_base.clone(),
         }
     }

@@ -9,15 +9,14 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
-use sm_stripe::error::ErrorKind;
 use sm_warehouse::{Connection, Guard};
 
-use crate::apply::{Applier, Rows, event_change, follow_ups};
-use crate::catalog::{RESOURCES, Resource, Source};
+use crate::Engine;
+use crate::apply::{Applier, Rows, event_change, follow_ups, foreign_version, refetch};
+use crate::catalog::RESOURCES;
 use crate::connect::{PermissionReport, event_row};
 use crate::error::EngineError;
 use crate::sync::{Quiet, Run};
-use crate::{Engine, now};
 
 /// Applies deliveries for one connection. Cheap to share; made once per connection.
 pub struct Intake {
@@ -46,27 +45,6 @@ pub enum Outcome {
     Kept,
     /// Seen before: nothing changed.
     Duplicate,
-}
-
-/// The path that retrieves an object, for a refetch.
-fn object_path(resource: &Resource, object: &Value) -> Option<String> {
-    let id = object["id"].as_str()?;
-    match resource.source {
-        Source::List => Some(format!("{}/{id}", resource.path)),
-        Source::PerParent {
-            segment: "payment_methods",
-            ..
-        } => Some(format!("/v1/payment_methods/{id}")),
-        Source::PerParent {
-            parent_path,
-            segment,
-            ..
-        } => Some(format!(
-            "{parent_path}/{}/{segment}/{id}",
-            object["customer"].as_str()?
-        )),
-        Source::Embedded { .. } => None,
-    }
 }
 
 impl Intake {
@@ -180,41 +158,16 @@ impl Intake {
                     // Same second: which came last is unknown. Stripe knows: ask it.
                     outcome = Outcome::Refetched;
                     guard = Guard::AtLeast;
-                    if let Some(path) = object_path(resource, object) {
-                        match run.client.get_timed(&path, &[]).await {
-                            Ok((current, server_time)) => {
-                                let gone = current["deleted"] == Value::Bool(true);
-                                applier
-                                    .collect(
-                                        resource,
-                                        applier.object(resource, &current).into_iter().collect(),
-                                        server_time.unwrap_or_else(now),
-                                        gone,
-                                        &mut rows,
-                                        &known,
-                                        parent,
-                                    )
-                                    .await?;
-                                refetched = Some(current);
-                            }
-                            Err(error)
-                                if matches!(error.kind(), Some(ErrorKind::NotFound { .. })) =>
-                            {
-                                applier
-                                    .collect(
-                                        resource,
-                                        applier.object(resource, object).into_iter().collect(),
-                                        version,
-                                        true,
-                                        &mut rows,
-                                        &known,
-                                        parent,
-                                    )
-                                    .await?;
-                            }
-                            Err(error) => return Err(error.into()),
-                        }
-                    }
+                    refetched =
+                        refetch(&applier, resource, object, parent, &known, &mut rows).await?;
+                }
+                _ if !deleted && foreign_version(event, &run.client.config().api_version) => {
+                    // Rendered in another API version than the mirror keeps: the object is
+                    // read again in the mirror's own (the event is kept as sent).
+                    outcome = Outcome::Refetched;
+                    guard = Guard::AtLeast;
+                    refetched =
+                        refetch(&applier, resource, object, parent, &known, &mut rows).await?;
                 }
                 _ => {
                     outcome = Outcome::Applied;

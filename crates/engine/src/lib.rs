@@ -25,6 +25,9 @@ pub use vault::Vault;
 /// secret.
 pub const WEBHOOKS_REFUSED: &str = "webhooks.refused";
 
+/// Sync-state key: the account's default API version, as its newest event shows it.
+pub const ACCOUNT_API_VERSION: &str = "stripe.account_api_version";
+
 /// Stripe's own API.
 pub const STRIPE_API_BASE: &str = "https://api.stripe.com";
 

@@ -17,7 +17,7 @@ use sm_stripe::Client;
 use sm_stripe::error::ErrorKind;
 use sm_warehouse::{AccountRecord, Batch, Connection, Counts, Guard, RunRecord, Window};
 
-use crate::apply::{Applier, Rows, event_change, follow_ups};
+use crate::apply::{Applier, Rows, event_change, follow_ups, foreign_version, refetch};
 use crate::catalog::{RESOURCES, Resource, Source};
 use crate::connect::{PermissionReport, event_row};
 use crate::error::{EngineError, ErrorCode};
@@ -127,6 +127,9 @@ pub(crate) struct Run {
     /// knows (windows do not overlap), so its parents need no lookup.
     fresh: Mutex<HashSet<&'static str>>,
     pub(crate) objects: AtomicU64,
+    /// Objects read again this run because their events were in another API version
+    /// (`table/id`): each is read once per run.
+    pub(crate) refetched: Mutex<HashSet<String>>,
 }
 
 impl Run {
@@ -148,6 +151,7 @@ impl Run {
             lost: Mutex::new(HashSet::new()),
             fresh: Mutex::new(HashSet::new()),
             objects: AtomicU64::new(0),
+            refetched: Mutex::new(HashSet::new()),
         }
     }
 
@@ -378,6 +382,13 @@ pub async fn sync(
             store.update_account(&record)
         })
         .await?;
+    let reread = run.refetched.lock().len();
+    if reread > 0 {
+        run.note(format!(
+            "read {reread} objects again in API version {}: their events came in another",
+            run.client.config().api_version
+        ));
+    }
     let notes = run.notes.lock().clone();
     match failure {
         Some(error) => Err(error),
@@ -1403,7 +1414,11 @@ async fn apply_events(
         return Ok(());
     };
     let mut rows = Rows::default();
+    let pinned = run.client.config().api_version.clone();
+    // What follow-ups read: each event, or for an event read again, Stripe's answer in its stead.
+    let mut seen: Vec<std::borrow::Cow<'_, Value>> = Vec::with_capacity(events.len());
     for event in events {
+        seen.push(std::borrow::Cow::Borrowed(event));
         let Some((resource, version, deleted, parent)) = event_change(event, applier.readable)
         else {
             continue;
@@ -1413,13 +1428,34 @@ async fn apply_events(
         };
         let objects = vec![object];
         let known = applier.known_parents(resource, &objects).await?;
+        if !deleted && foreign_version(event, &pinned) {
+            // Rendered in another API version than the mirror keeps: the object is read again
+            // in the mirror's own, once per run however many events name it (the events are
+            // kept as Stripe sent them).
+            let object = &event["data"]["object"];
+            let key = format!(
+                "{}/{}",
+                resource.table,
+                object["id"].as_str().unwrap_or_default()
+            );
+            if run.refetched.lock().insert(key) {
+                let current = refetch(applier, resource, object, parent, &known, &mut rows).await?;
+                if let Some(current) = current {
+                    let mut answered = event.clone();
+                    answered["data"]["object"] = current;
+                    *seen.last_mut().expect("pushed above") = std::borrow::Cow::Owned(answered);
+                }
+            }
+            continue;
+        }
         applier
             .collect(
                 resource, objects, version, deleted, &mut rows, &known, parent,
             )
             .await?;
     }
-    follow_ups(run, applier, events, &mut rows).await?;
+    let seen: Vec<Value> = seen.into_iter().map(std::borrow::Cow::into_owned).collect();
+    follow_ups(run, applier, &seen, &mut rows).await?;
     let count = events.len() as u64;
     let mut batch = rows.into_batch(Guard::AtLeast);
     batch.events = events.iter().map(event_row).collect();
@@ -1433,6 +1469,12 @@ async fn apply_events(
             newest["created"].as_i64().unwrap_or(0).to_string(),
         ),
     ];
+    // The account's default API version, as its newest event shows it.
+    if let Some(version) = newest["api_version"].as_str() {
+        batch
+            .state
+            .push((crate::ACCOUNT_API_VERSION.to_owned(), version.to_owned()));
+    }
     run.apply(batch).await?;
     run.progress.advance("events", count, 0.0);
     Ok(())

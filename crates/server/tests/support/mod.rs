@@ -36,6 +36,16 @@ pub struct World {
 
 impl World {
     pub async fn start(scale: u64, seed: u64, name: &str) -> World {
+        World::start_in_version(scale, seed, name, None).await
+    }
+
+    /// [`World::start`] with the account's default API version set.
+    pub async fn start_in_version(
+        scale: u64,
+        seed: u64,
+        name: &str,
+        api_version: Option<&str>,
+    ) -> World {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let emulator = Emulator::new(seed);
         let account = create_account(
@@ -44,6 +54,7 @@ impl World {
                 scale,
                 seed: Some(seed),
                 name: Some("Serve Co".into()),
+                api_version: api_version.map(str::to_owned),
                 ..Default::default()
             },
             seed,
