@@ -69,6 +69,9 @@ enum Bench {
     Backfill(BackfillArgs),
     /// Runs against the emulator enforcing Stripe's limits, with all of the budget: time vs bound.
     Paced(PacedArgs),
+    /// Requests per event of an incremental run when the account's events are in the mirror's
+    /// API version, and when they are in another (each changed object read again).
+    Versions(VersionsArgs),
     /// One backfill run (a child process of `backfill`).
     #[command(hide = true)]
     BackfillOne(OneArgs),
@@ -205,6 +208,7 @@ fn main() {
         Bench::Paced(args) => paced(args),
         Bench::BackfillOne(args) => backfill_one(args),
         Bench::Incremental(args) => incremental(args),
+        Bench::Versions(args) => versions(args),
     };
     if let Err(e) = outcome {
         eprintln!("sync_bench: {e}");
@@ -665,6 +669,111 @@ fn backfill_one(args: OneArgs) -> Result<()> {
             "tables": tables.into_iter().collect::<BTreeMap<_, _>>(),
             "notes": report.notes,
         })
+    );
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+struct VersionsArgs {
+    /// Customers in the emulated account.
+    #[arg(long, default_value_t = 300)]
+    scale: u64,
+    /// Changes made before each incremental run.
+    #[arg(long, default_value_t = 1000)]
+    changes: u64,
+    /// The other version the account's events come in.
+    #[arg(long, default_value = "2022-08-01")]
+    other: String,
+}
+
+/// Runs the same scenario twice (the account's default version equal to the mirror's, then
+/// another): backfill, `changes` changes, one incremental run; prints requests per event.
+fn versions(args: VersionsArgs) -> Result<()> {
+    let runtime = runtime()?;
+    let mut per_event = Vec::new();
+    for version in [sm_stripe::API_VERSION.to_owned(), args.other.clone()] {
+        let dir = bench_dir(&None, "versions")?;
+        let measured = runtime.block_on(async {
+            let emulator = sm_emulator::Emulator::new(7);
+            let account = sm_emulator::control::create_account(
+                &emulator,
+                &sm_emulator::control::NewAccount {
+                    scale: args.scale,
+                    seed: Some(7),
+                    api_version: Some(version.clone()),
+                    ..Default::default()
+                },
+                7,
+            )
+            .map_err(|f| format!("{}", f.body))?;
+            let server =
+                sm_emulator::EmulatorServer::start(emulator, "127.0.0.1:0".parse()?).await?;
+            let database = dir.join(format!("versions-{version}.db"));
+            let _ = std::fs::remove_file(&database);
+            let engine = engine_on(
+                database.to_str().unwrap_or_default(),
+                &dir.join("vault"),
+                &server.base_url(),
+                f64::INFINITY,
+            )?;
+            let key = sm_stripe::ApiKey::parse(
+                account["keys"]["restricted_test"]
+                    .as_str()
+                    .unwrap_or_default(),
+            )?;
+            let outcome = sm_engine::connect::connect(&engine, key, Default::default()).await?;
+            let connection = Connection::new(outcome.account.account_id.clone(), false);
+            let options = SyncOptions::default();
+            sync(
+                &engine,
+                &connection,
+                &options,
+                Arc::new(sm_engine::sync::Quiet),
+            )
+            .await?;
+            let emulated = server
+                .emulator
+                .world
+                .account(account["id"].as_str().unwrap_or_default())
+                .ok_or("no account")?;
+            let made = sm_emulator::seed::simulate_activity(
+                &server.emulator,
+                &emulated,
+                sm_emulator::Mode::Test,
+                args.changes,
+                11,
+            )
+            .changes;
+            let started = Instant::now();
+            let report = sync(
+                &engine,
+                &connection,
+                &options,
+                Arc::new(sm_engine::sync::Quiet),
+            )
+            .await?;
+            let secs = started.elapsed().as_secs_f64();
+            server.stop().await;
+            Ok::<_, Error>((
+                made,
+                report.run.counts.new_events,
+                report.run.requests,
+                secs,
+            ))
+        })?;
+        let (made, events, requests, secs) = measured;
+        let ratio = requests as f64 / events.max(1) as f64;
+        println!(
+            "events in {version:<12}: {made} changes, {events} events, {requests} requests in {secs:.2} s: {ratio:.3} requests per event"
+        );
+        per_event.push(ratio);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!(
+        "reading changed objects again costs {:.2}× the requests per event ({:.3} → {:.3})",
+        per_event[1] / per_event[0].max(f64::MIN_POSITIVE),
+        per_event[0],
+        per_event[1]
     );
     Ok(())
 }

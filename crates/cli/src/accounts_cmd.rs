@@ -79,6 +79,10 @@ pub struct ConnectArgs {
     /// Refuse test keys.
     #[arg(long)]
     live_only: bool,
+    /// The Stripe API version to keep the mirror in (default 2023-08-16; from 2020-08-27 up to,
+    /// not including, 2025-03-31).
+    #[arg(long, value_name = "VERSION")]
+    api_version: Option<String>,
     /// What the key is for (mirror, webhooks, agent-writes): connect says what those lack.
     #[arg(long, value_delimiter = ',', default_value = "mirror", value_parser = parse_feature)]
     features: Vec<Feature>,
@@ -158,6 +162,7 @@ pub async fn connect(global: &GlobalArgs, args: ConnectArgs) -> Result<(), CliEr
             name: args.name,
             start_date: args.start_date,
             webhook_secret,
+            api_version: args.api_version,
         };
         Ok::<_, CliError>(connect::connect(&engine, key, options).await?)
     }
@@ -587,6 +592,43 @@ pub async fn webhook_secret(global: &GlobalArgs, args: WebhookSecretArgs) -> Res
             } else {
                 ""
             }
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApiVersionArgs {
+    #[command(flatten)]
+    pub store: crate::context::StoreOptions,
+    /// The connection: its name, acct_…, or acct_…:test|live.
+    account: String,
+    /// The version to keep the mirror in, e.g. 2024-06-20.
+    version: String,
+}
+
+/// `set-api-version`: keeps a connection's mirror in another API version (its next sync lists
+/// every table again).
+pub async fn set_api_version(global: &GlobalArgs, args: ApiVersionArgs) -> Result<(), CliError> {
+    let engine = global.engine()?;
+    let record = engine.resolve(&args.account).await?;
+    let change = connect::set_api_version(&engine, &record.connection, &args.version).await?;
+    if global.json {
+        print_json(&json!(change));
+    } else if change.changed {
+        say!(
+            "\"{}\" ({}) is now kept in API version {} (was {}): the next sync lists every table again in it; nothing is deleted meanwhile.",
+            record.name,
+            change.account,
+            change.version,
+            change.previous
+        );
+    } else {
+        say!(
+            "\"{}\" ({}) is already kept in API version {}: nothing to do.",
+            record.name,
+            change.account,
+            change.version
         );
     }
     Ok(())

@@ -88,6 +88,11 @@ enum Command {
     /// The history of a connection's syncs.
     #[command(after_help = "Examples:\n  stripe-mirror syncs Acme --limit 5")]
     Syncs(sync_cmd::SyncsArgs),
+    /// Keep a connection's mirror in another Stripe API version (the next sync lists it again).
+    #[command(
+        after_help = "Examples:\n  stripe-mirror set-api-version Acme 2024-06-20\n  stripe-mirror set-api-version acct_1Nv0FGQ9RKHgCVdK:live 2023-08-16"
+    )]
+    SetApiVersion(accounts_cmd::ApiVersionArgs),
     /// Change how far back a connection is mirrored (YYYY-MM-DD, or `all`).
     #[command(
         after_help = "Examples:\n  stripe-mirror set-start-date Acme 2024-01-01\n  stripe-mirror set-start-date Acme all"
@@ -142,6 +147,7 @@ impl Command {
             Command::Sync(a) => (Some(&a.store), Some(&a.stripe)),
             Command::Syncs(a) => (Some(&a.store), None),
             Command::SetStartDate(a) => (Some(&a.store), None),
+            Command::SetApiVersion(a) => (Some(&a.store), None),
             Command::Sql(a) => (Some(&a.store), None),
             Command::Serve(a) => (Some(&a.store), Some(&a.stripe)),
             Command::Events(a) => (Some(&a.store), None),
@@ -214,6 +220,7 @@ fn main() -> ExitCode {
             Command::Sync(args) => sync_cmd::sync(&global, args).await,
             Command::Syncs(args) => sync_cmd::syncs(&global, args).await,
             Command::SetStartDate(args) => sync_cmd::set_start_date(&global, args).await,
+            Command::SetApiVersion(args) => accounts_cmd::set_api_version(&global, args).await,
             Command::Sql(args) => sync_cmd::sql(&global, args).await,
             Command::Tables(args) => tables_cmd::tables(&global, args),
             Command::Serve(args) => serve_cmd::serve(&global, args).await,

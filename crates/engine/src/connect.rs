@@ -139,6 +139,8 @@ pub struct ConnectOptions {
     pub start_date: Option<i64>,
     /// The signing secret (`whsec_…`) of a webhook endpoint made by hand for this account.
     pub webhook_secret: Option<String>,
+    /// The API version to keep the mirror in (default: the pinned one).
+    pub api_version: Option<String>,
 }
 
 /// What connecting did.
@@ -201,7 +203,7 @@ impl AccountSummary {
             last_sync,
             realtime: None,
             webhooks_refused: None,
-            api_version: sm_stripe::API_VERSION.to_owned(),
+            api_version: crate::mirror_api_version(record).to_owned(),
             account_api_version: None,
             api_base: record.api_base.clone(),
         }
@@ -449,6 +451,48 @@ pub fn event_row(event: &Value) -> EventRow {
     }
 }
 
+/// What changing a mirror's API version did.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionChange {
+    pub account: String,
+    pub previous: String,
+    pub version: String,
+    /// Whether anything changed (the same version again changes nothing).
+    pub changed: bool,
+}
+
+/// Keeps a connection's mirror in another API version. Its rows are then in the old one, so
+/// the next sync lists every table again in the new one (and says why); nothing is deleted.
+pub async fn set_api_version(
+    engine: &Engine,
+    connection: &Connection,
+    version: &str,
+) -> Result<VersionChange, EngineError> {
+    crate::check_mirror_api_version(version)?;
+    let mut record = engine.account(connection).await?;
+    let previous = crate::mirror_api_version(&record).to_owned();
+    let outcome = VersionChange {
+        account: connection.label(),
+        previous: previous.clone(),
+        version: version.to_owned(),
+        changed: previous != version,
+    };
+    if !outcome.changed {
+        return Ok(outcome);
+    }
+    record.api_version = (version != sm_stripe::API_VERSION).then(|| version.to_owned());
+    record.updated_at = crate::now();
+    let (connection, version) = (connection.clone(), version.to_owned());
+    engine
+        .store_call(move |store| {
+            // No table is complete in the new version: the next sync lists them all.
+            crate::sync::mark_version_change(store, &connection, &version)?;
+            store.update_account(&record)
+        })
+        .await?;
+    Ok(outcome)
+}
+
 /// A webhook signing secret's shape: `whsec_…`, no whitespace.
 fn check_webhook_secret(secret: &str) -> Result<(), EngineError> {
     if !secret.starts_with("whsec_") || secret.len() < 16 || secret.chars().any(char::is_whitespace)
@@ -501,6 +545,9 @@ pub async fn connect(
     options.policy.check_shape(&key)?;
     if let Some(secret) = &options.webhook_secret {
         check_webhook_secret(secret)?;
+    }
+    if let Some(version) = &options.api_version {
+        crate::check_mirror_api_version(version)?;
     }
     let client = engine.client(&key, None)?;
     let identity = identify(&client).await.map_err(|error| match error.code {
@@ -571,6 +618,10 @@ pub async fn connect(
         webhook_endpoint_id: None,
         api_base: (engine.config.api_base != crate::STRIPE_API_BASE)
             .then(|| engine.config.api_base.clone()),
+        api_version: options
+            .api_version
+            .clone()
+            .filter(|v| v != sm_stripe::API_VERSION),
         webhook_secret_sealed: options
             .webhook_secret
             .as_deref()

@@ -28,6 +28,41 @@ pub const WEBHOOKS_REFUSED: &str = "webhooks.refused";
 /// Sync-state key: the account's default API version, as its newest event shows it.
 pub const ACCOUNT_API_VERSION: &str = "stripe.account_api_version";
 
+/// The API version a connection's rows are kept in: the one chosen, else the pinned one.
+pub fn mirror_api_version(record: &AccountRecord) -> &str {
+    record
+        .api_version
+        .as_deref()
+        .unwrap_or(sm_stripe::API_VERSION)
+}
+
+/// The versions a mirror may be kept in: those whose objects have the fields the typed columns
+/// read where they read them (2025-03-31.basil moved subscription periods and
+/// `invoice.subscription`), back to 2020-08-27.
+pub fn check_mirror_api_version(version: &str) -> Result<(), EngineError> {
+    let day = version.split('.').next().unwrap_or(version);
+    let shaped = day.len() == 10
+        && day.chars().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    if !shaped {
+        return Err(EngineError::invalid(format!(
+            "`{version}` is not a Stripe API version: they look like 2023-08-16"
+        )));
+    }
+    if !("2020-08-27".."2025-03-31").contains(&day) {
+        return Err(EngineError::invalid(format!(
+            "the mirror cannot be kept in API version {version}: its typed columns read fields that 2025-03-31.basil moved"
+        ))
+        .hint("choose a version from 2020-08-27 up to (not including) 2025-03-31; the default is 2023-08-16"));
+    }
+    Ok(())
+}
+
 /// Stripe's own API.
 pub const STRIPE_API_BASE: &str = "https://api.stripe.com";
 
@@ -141,8 +176,9 @@ impl Engine {
 
     /// A client for a connection: its API base, its account's pacer.
     pub fn client_for(&self, record: &AccountRecord, key: &ApiKey) -> Result<Client, EngineError> {
-        self.client_on(
+        self.client_in(
             &self.api_base_for(record),
+            mirror_api_version(record),
             key,
             Some(&record.connection.account_id),
         )
@@ -154,6 +190,16 @@ impl Engine {
         key: &ApiKey,
         account: Option<&str>,
     ) -> Result<Client, EngineError> {
+        self.client_in(api_base, sm_stripe::API_VERSION, key, account)
+    }
+
+    fn client_in(
+        &self,
+        api_base: &str,
+        api_version: &str,
+        key: &ApiKey,
+        account: Option<&str>,
+    ) -> Result<Client, EngineError> {
         if !self.config.budget_share.is_finite() && is_stripe_host(api_base) {
             return Err(EngineError::invalid(
                 "pacing cannot be turned off for Stripe's own API: it would exceed the account's rate limits",
@@ -162,6 +208,7 @@ impl Engine {
         }
         let config = ClientConfig {
             api_base: api_base.to_owned(),
+            api_version: api_version.to_owned(),
             budget_share: self.config.budget_share,
             max_retries: self.config.max_retries,
             ..Default::default()

@@ -54,6 +54,8 @@ const PLAN_TABLES: &str = "backfill.plan_tables";
 /// The server's time when the Events API was last read to its end: no event older than this
 /// was left unread.
 const READ_AT: &str = "events.read_at";
+/// Set when the mirror's API version changed, to the new version, until a backfill is planned.
+const VERSION_CHANGED: &str = "mirror.api_version_changed";
 
 /// What a sync run should do.
 #[derive(Debug, Clone)]
@@ -424,6 +426,17 @@ fn sorted(tables: impl IntoIterator<Item = &'static str>) -> Vec<&'static str> {
     names
 }
 
+/// After the mirror's API version changed: every table is to be listed again, and the next
+/// sync says why.
+pub(crate) fn mark_version_change(
+    store: &dyn sm_warehouse::Store,
+    connection: &Connection,
+    version: &str,
+) -> sm_warehouse::Result<()> {
+    store.set_state(connection, BACKFILL_TABLES, Some(""))?;
+    store.set_state(connection, VERSION_CHANGED, Some(version))
+}
+
 /// Marks a connection's runs still "running" as interrupted, with `why`.
 fn close_running(
     store: &dyn sm_warehouse::Store,
@@ -528,6 +541,12 @@ async fn run_phases(
         })
         .await?;
     }
+    let version_changed = engine.store_call(get_state(VERSION_CHANGED)).await?;
+    if let Some(version) = &version_changed {
+        run.note(format!(
+            "re-backfilling every table: the mirror is now kept in API version {version}"
+        ));
+    }
     let missing: HashSet<&'static str> = chosen.difference(&complete).copied().collect();
     let need_backfill = options.full || expired || !missing.is_empty();
     let resume = !options.full
@@ -593,7 +612,7 @@ async fn run_phases(
             // Otherwise (a `--full` or a partial plan with a valid position) the position
             // stays: every change since the last run is replayed, deletions included.
         }
-        let mut remove_state = vec![BACKFILL_DONE.to_owned()];
+        let mut remove_state = vec![BACKFILL_DONE.to_owned(), VERSION_CHANGED.to_owned()];
         if ever_planned {
             // Rows a re-backfill does not list again are gone from Stripe (deleted longer ago
             // than events reach back): the sweep after the backfill marks them.

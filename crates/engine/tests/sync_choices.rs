@@ -306,3 +306,70 @@ async fn every_table_is_filled_and_equals_stripe() {
         assert!(rows > 0, "{} is empty after a sync", resource.table);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_api_version_is_chosen_and_a_change_lists_everything_again() {
+    use sm_engine::connect::set_api_version;
+    let world = World::start(20, 24, "version-choice").await;
+    let engine = world.engine(None);
+    let key = ApiKey::parse(&world.key("restricted_test")).unwrap();
+    let outcome = connect(
+        &engine,
+        key,
+        ConnectOptions {
+            api_version: Some("2024-06-20".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.account.api_version, "2024-06-20");
+    let connection = Connection::new(outcome.account.account_id.clone(), false);
+    run(&engine, &connection, SyncOptions::default()).await;
+    // The account's events are in 2023-08-16, not the mirror's 2024-06-20: read again.
+    world.activity(20, 8);
+    let report = run(&engine, &connection, SyncOptions::default()).await;
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("again in API version 2024-06-20")),
+        "{:?}",
+        report.notes
+    );
+    assert_exact(&world, &engine, &connection, "in 2024-06-20");
+
+    // A version the typed columns cannot read is refused; another is taken, and the next
+    // sync says why it lists everything again.
+    let refused = set_api_version(&engine, &connection, "2025-03-31.basil")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message.contains("2025-03-31.basil"),
+        "{}",
+        refused.message
+    );
+    let change = set_api_version(&engine, &connection, "2023-08-16")
+        .await
+        .unwrap();
+    assert!(change.changed && change.previous == "2024-06-20");
+    requests_since_last(&world);
+    let report = run(&engine, &connection, SyncOptions::default()).await;
+    assert_eq!(report.run.kind, "backfill");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("re-backfilling every table") && n.contains("2023-08-16")),
+        "{:?}",
+        report.notes
+    );
+    assert!(
+        requests_since_last(&world)
+            .iter()
+            .any(|(r, _)| r == "GET /v1/customers")
+    );
+    assert_exact(&world, &engine, &connection, "back in 2023-08-16");
+    let report = run(&engine, &connection, SyncOptions::default()).await;
+    assert_eq!(report.run.kind, "incremental");
+}

@@ -103,6 +103,9 @@ pub struct AccountRecord {
     /// The API the connection was made against when it is not Stripe's own (an emulator's
     /// URL); later commands use it without being told again.
     pub api_base: Option<String>,
+    /// The API version the mirror keeps this connection's rows in, when the user chose one
+    /// (`None`: the version the engine pins).
+    pub api_version: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -399,4 +402,4 @@ pub fn open(target: &str) -> Result<Box<dyn Store>> {
 }
 
 /// The schema version these backends create.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;

@@ -349,6 +349,7 @@ fn ddl() -> Vec<(String, String)> {
   webhook_endpoint_id text,
   webhook_secret_sealed bytea,
   api_base text,
+  api_version text,
   created_at bigint NOT NULL,
   updated_at bigint NOT NULL,
   PRIMARY KEY (account_id, livemode)
@@ -490,7 +491,7 @@ fn ddl() -> Vec<(String, String)> {
     out
 }
 
-const ACCOUNT_COLUMNS: &str = "account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions::text, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base";
+const ACCOUNT_COLUMNS: &str = "account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions::text, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base, api_version";
 
 fn read_account(row: &postgres::Row) -> std::result::Result<AccountRecord, postgres::Error> {
     let permissions: String = row.try_get(8)?;
@@ -514,6 +515,7 @@ fn read_account(row: &postgres::Row) -> std::result::Result<AccountRecord, postg
         created_at: row.try_get(14)?,
         updated_at: row.try_get(15)?,
         api_base: row.try_get(16)?,
+        api_version: row.try_get(17)?,
     })
 }
 
@@ -806,10 +808,11 @@ impl PostgresStore {
                 tracing::info!(schema = %schema, statements = missing.len(), "creating the mirror's tables");
                 tx.batch_execute(&missing.join(";\n"))?;
             }
-            // Schema 2: the API a connection was made against.
-            if existing.contains("accounts") && found.is_none_or(|v| v < 2) {
+            // Columns added to accounts since schema 1: the API a connection was made against
+            // (2), the API version its rows are kept in (3).
+            if existing.contains("accounts") && found.is_none_or(|v| v < 3) {
                 tx.batch_execute(&format!(
-                    "ALTER TABLE {}.accounts ADD COLUMN IF NOT EXISTS api_base text",
+                    "ALTER TABLE {0}.accounts ADD COLUMN IF NOT EXISTS api_base text; ALTER TABLE {0}.accounts ADD COLUMN IF NOT EXISTS api_version text",
                     ident(&schema)
                 ))?;
             }
@@ -1145,8 +1148,8 @@ impl Store for PostgresStore {
             let insert = prepared(
                 statements,
                 tx,
-                "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12, $13, $14, $15, $16, $17)",
+                "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base, api_version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
             )?;
             tx.execute(
                 &insert,
@@ -1168,6 +1171,7 @@ impl Store for PostgresStore {
                     &a.created_at,
                     &a.updated_at,
                     &a.api_base,
+                    &a.api_version,
                 ],
             )?;
             Ok(())
@@ -1184,7 +1188,7 @@ impl Store for PostgresStore {
             let update = prepared(
                 statements,
                 tx,
-                "UPDATE accounts SET name = $3, stripe_name = $4, icon_url = $5, key_kind = $6, key_masked = $7, key_sealed = $8, permissions = $9::text::jsonb, status = $10, status_message = $11, start_date = $12, webhook_endpoint_id = $13, webhook_secret_sealed = $14, updated_at = $15, api_base = $16
+                "UPDATE accounts SET name = $3, stripe_name = $4, icon_url = $5, key_kind = $6, key_masked = $7, key_sealed = $8, permissions = $9::text::jsonb, status = $10, status_message = $11, start_date = $12, webhook_endpoint_id = $13, webhook_secret_sealed = $14, updated_at = $15, api_base = $16, api_version = $17
                  WHERE account_id = $1 AND livemode = $2",
             )?;
             Ok(tx.execute(
@@ -1206,6 +1210,7 @@ impl Store for PostgresStore {
                     &a.webhook_secret_sealed,
                     &a.updated_at,
                     &a.api_base,
+                    &a.api_version,
                 ],
             )?)
         })?;

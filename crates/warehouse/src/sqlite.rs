@@ -114,6 +114,7 @@ CREATE TABLE IF NOT EXISTS accounts (
   webhook_endpoint_id TEXT,
   webhook_secret_sealed BLOB,
   api_base TEXT,
+  api_version TEXT,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
   PRIMARY KEY (account_id, livemode)
@@ -253,14 +254,17 @@ impl SqliteStore {
                 supported: SCHEMA_VERSION,
             });
         }
-        // Schema 2: the API a connection was made against.
-        let has_api_base = db
-            .prepare("SELECT 1 FROM pragma_table_info('accounts') WHERE name = 'api_base'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(db_error)?;
         let mut ddl = String::from("BEGIN IMMEDIATE;\n");
-        if !has_api_base {
-            ddl.push_str("ALTER TABLE accounts ADD COLUMN api_base TEXT;\n");
+        // Columns added to accounts since schema 1: the API a connection was made against
+        // (2), the API version its rows are kept in (3).
+        for column in ["api_base", "api_version"] {
+            let present = db
+                .prepare("SELECT 1 FROM pragma_table_info('accounts') WHERE name = ?1")
+                .and_then(|mut s| s.exists([column]))
+                .map_err(db_error)?;
+            if !present {
+                ddl.push_str(&format!("ALTER TABLE accounts ADD COLUMN {column} TEXT;\n"));
+            }
         }
         for t in TABLES {
             ddl.push_str(&create_table_sql(t));
@@ -306,6 +310,7 @@ fn read_account(row: &rusqlite::Row) -> rusqlite::Result<AccountRecord> {
         webhook_endpoint_id: row.get("webhook_endpoint_id")?,
         webhook_secret_sealed: row.get("webhook_secret_sealed")?,
         api_base: row.get("api_base")?,
+        api_version: row.get("api_version")?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
     })
@@ -535,9 +540,9 @@ impl Store for SqliteStore {
     fn insert_account(&self, a: &AccountRecord) -> Result<()> {
         let db = self.writer()?;
         db.execute(
-            "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-            params![a.connection.account_id, a.connection.livemode, a.name, a.stripe_name, a.icon_url, a.key_kind, a.key_masked, a.key_sealed, a.permissions.to_string(), a.status, a.status_message, a.start_date, a.webhook_endpoint_id, a.webhook_secret_sealed, a.created_at, a.updated_at, a.api_base],
+            "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base, api_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            params![a.connection.account_id, a.connection.livemode, a.name, a.stripe_name, a.icon_url, a.key_kind, a.key_masked, a.key_sealed, a.permissions.to_string(), a.status, a.status_message, a.start_date, a.webhook_endpoint_id, a.webhook_secret_sealed, a.created_at, a.updated_at, a.api_base, a.api_version],
         )
         .map_err(|e| match db_error(e) {
             StoreError::Duplicate(_) => StoreError::Duplicate(a.connection.label()),
@@ -550,9 +555,9 @@ impl Store for SqliteStore {
         let db = self.writer()?;
         let changed = db
             .execute(
-                "UPDATE accounts SET name = ?3, stripe_name = ?4, icon_url = ?5, key_kind = ?6, key_masked = ?7, key_sealed = ?8, permissions = ?9, status = ?10, status_message = ?11, start_date = ?12, webhook_endpoint_id = ?13, webhook_secret_sealed = ?14, updated_at = ?15, api_base = ?16
+                "UPDATE accounts SET name = ?3, stripe_name = ?4, icon_url = ?5, key_kind = ?6, key_masked = ?7, key_sealed = ?8, permissions = ?9, status = ?10, status_message = ?11, start_date = ?12, webhook_endpoint_id = ?13, webhook_secret_sealed = ?14, updated_at = ?15, api_base = ?16, api_version = ?17
                  WHERE account_id = ?1 AND livemode = ?2",
-                params![a.connection.account_id, a.connection.livemode, a.name, a.stripe_name, a.icon_url, a.key_kind, a.key_masked, a.key_sealed, a.permissions.to_string(), a.status, a.status_message, a.start_date, a.webhook_endpoint_id, a.webhook_secret_sealed, a.updated_at, a.api_base],
+                params![a.connection.account_id, a.connection.livemode, a.name, a.stripe_name, a.icon_url, a.key_kind, a.key_masked, a.key_sealed, a.permissions.to_string(), a.status, a.status_message, a.start_date, a.webhook_endpoint_id, a.webhook_secret_sealed, a.updated_at, a.api_base, a.api_version],
             )
             .map_err(db_error)?;
         if changed == 0 {

@@ -24,6 +24,7 @@ fn account(id: &str, livemode: bool) -> AccountRecord {
         webhook_endpoint_id: None,
         webhook_secret_sealed: None,
         api_base: None,
+        api_version: None,
         created_at: 1_700_000_000,
         updated_at: 1_700_000_000,
     }
@@ -54,6 +55,7 @@ pub fn accounts_insert_update_duplicate(store: &dyn Store) {
     changed.status = "failing".into();
     changed.status_message = Some("API key is invalid".into());
     changed.api_base = Some("http://127.0.0.1:12111".into());
+    changed.api_version = Some("2024-06-20".into());
     store.update_account(&changed).unwrap();
     assert_eq!(store.account(&a.connection).unwrap().unwrap(), changed);
     assert_eq!(
