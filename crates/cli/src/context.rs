@@ -44,6 +44,10 @@ pub struct GlobalArgs {
     /// How many times a failed Stripe request is retried (network errors, 409, 429, 5xx).
     #[arg(long, env = "STRIPE_MIRROR_MAX_RETRIES", default_value_t = 5)]
     pub max_retries: u32,
+    /// The configuration file (default: ./stripe-mirror.toml when it exists). Flags and the
+    /// environment win over it.
+    #[arg(long, global = true, env = "STRIPE_MIRROR_CONFIG", value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
     /// Print JSON for scripts instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -216,4 +220,88 @@ pub fn not_confirmed(what: &str) -> CliError {
         )
         .hint("pass --yes to confirm without a question"),
     )
+}
+
+/// `config`: each setting's effective value and where it came from.
+pub fn show_config(
+    global: &GlobalArgs,
+    loaded: &crate::config_file::Loaded,
+    matches: &clap::ArgMatches,
+) -> Result<(), CliError> {
+    use crate::config_file::{SETTINGS, Source, masked};
+    let file = loaded
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(none)".into());
+    let rows: Vec<[String; 4]> = SETTINGS
+        .iter()
+        .map(|setting| {
+            // The settings that are also options before the command.
+            let top_level = [
+                "database",
+                "api_base",
+                "master_key_file",
+                "budget_share",
+                "no_pacing",
+                "max_retries",
+            ];
+            let flag = top_level.contains(&setting.name)
+                && matches.value_source(setting.name)
+                    == Some(clap::parser::ValueSource::CommandLine);
+            let (value, source) = if flag {
+                let value = match setting.name {
+                    "database" => global.database.clone(),
+                    "api_base" => global.api_base.clone(),
+                    "master_key_file" => global
+                        .master_key_file
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    "budget_share" => global.budget_share.to_string(),
+                    "no_pacing" => global.no_pacing.to_string(),
+                    "max_retries" => global.max_retries.to_string(),
+                    _ => String::new(),
+                };
+                (value, "flag".to_owned())
+            } else {
+                match loaded
+                    .provided
+                    .iter()
+                    .find(|(name, _)| *name == setting.name)
+                {
+                    Some((_, source)) => (
+                        std::env::var(setting.env).unwrap_or_default(),
+                        match source {
+                            Source::Environment => format!("environment ({})", setting.env),
+                            Source::File => format!("file ({file})"),
+                        },
+                    ),
+                    None => (setting.default.to_owned(), "default".to_owned()),
+                }
+            };
+            [
+                setting.name.to_owned(),
+                masked(&value),
+                source,
+                setting.about.to_owned(),
+            ]
+        })
+        .collect();
+    if global.json {
+        let settings: serde_json::Map<String, serde_json::Value> = rows
+            .iter()
+            .map(|[name, value, source, _]| {
+                (
+                    name.clone(),
+                    serde_json::json!({"value": value, "from": source}),
+                )
+            })
+            .collect();
+        print_json(&serde_json::json!({"file": loaded.path, "settings": settings}));
+        return Ok(());
+    }
+    say!("configuration file: {file}");
+    crate::accounts_cmd::print_table(&["SETTING", "VALUE", "FROM", "WHAT"], &rows);
+    Ok(())
 }

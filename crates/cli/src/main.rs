@@ -21,6 +21,7 @@ macro_rules! tell {
 }
 
 mod accounts_cmd;
+mod config_file;
 mod context;
 mod emulator_cmd;
 mod key_input;
@@ -101,6 +102,11 @@ enum Command {
     /// The mirror's tables and their typed columns (what to filter on in SQL).
     #[command(after_help = "Examples:\n  stripe-mirror tables\n  stripe-mirror tables --markdown")]
     Tables(tables_cmd::TablesArgs),
+    /// The effective settings and where each came from (flag, environment, file, default).
+    #[command(
+        after_help = "Examples:\n  stripe-mirror config\n  stripe-mirror --config /etc/stripe-mirror.toml config --json"
+    )]
+    Config,
     /// Run a read-only SQL query on the mirror.
     #[command(
         after_help = "Examples:\n  stripe-mirror sql \"SELECT status, count(*) FROM subscriptions GROUP BY status\"\n  stripe-mirror sql --json \"SELECT id, email FROM customers LIMIT 5\""
@@ -151,15 +157,30 @@ impl Command {
             Command::Sql(a) => (Some(&a.store), None),
             Command::Serve(a) => (Some(&a.store), Some(&a.stripe)),
             Command::Events(a) => (Some(&a.store), None),
-            Command::KeyLink(_) | Command::Tables(_) | Command::Emulator(_) | Command::Demo(_) => {
-                (None, None)
-            }
+            Command::KeyLink(_)
+            | Command::Config
+            | Command::Tables(_)
+            | Command::Emulator(_)
+            | Command::Demo(_) => (None, None),
         }
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The configuration file first: its settings sit below flags and the environment.
+    let args: Vec<String> = std::env::args().collect();
+    let loaded = match config_file::load(&args) {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     // Short commands end quietly when their reader leaves (`stripe-mirror sql … | head`), as
     // Unix tools do; runs that must not stop half-way keep going and drop their output.
     let long_running = matches!(
@@ -223,6 +244,7 @@ fn main() -> ExitCode {
             Command::SetApiVersion(args) => accounts_cmd::set_api_version(&global, args).await,
             Command::Sql(args) => sync_cmd::sql(&global, args).await,
             Command::Tables(args) => tables_cmd::tables(&global, args),
+            Command::Config => context::show_config(&global, &loaded, &matches),
             Command::Serve(args) => serve_cmd::serve(&global, args).await,
             Command::Events(args) => serve_cmd::events(&global, args).await,
             Command::Emulator(args) => emulator_cmd::run(args).await,
