@@ -104,7 +104,7 @@ enum Command {
     Tables(tables_cmd::TablesArgs),
     /// The effective settings and where each came from (flag, environment, file, default).
     #[command(
-        after_help = "Examples:\n  stripe-mirror config\n  stripe-mirror --config /etc/stripe-mirror.toml config --json"
+        after_help = "Examples:\n  stripe-mirror config\n  stripe-mirror config --config /etc/stripe-mirror.toml --json"
     )]
     Config,
     /// Run a read-only SQL query on the mirror.
