@@ -1,10 +1,11 @@
-//! `connect`, `accounts`, `permissions`, `key-link`, `update-key`, `rename`, `remove`: the commands
-//! around connected accounts. Each reads its input, calls the engine, prints text or `--json`.
+//! `connect`, `accounts`, `permissions`, `key-link`, `update-key`, `rename`, `remove`,
+//! `webhook-secret`, `set-api-version`: the commands around connected accounts. Each reads its
+//! input, calls one operation (`sm_engine::ops::connections`), prints text or `--json`.
 
 use serde_json::json;
 use sm_engine::catalog::Feature;
-use sm_engine::connect::{
-    self, AccountSummary, ConnectOptions, ConnectOutcome, KeyPolicy, PermissionReport,
+use sm_engine::ops::connections::{
+    self as connect, ConnectOptions, ConnectOutcome, KeyPolicy, PermissionReport,
 };
 use sm_engine::{EngineError, now};
 use sm_stripe::{ApiKey, Mode};
@@ -183,40 +184,7 @@ pub async fn connect(global: &GlobalArgs, args: ConnectArgs) -> Result<(), CliEr
 
 pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {
     let engine = global.engine()?;
-    let records = engine.store_call(|store| store.accounts()).await?;
-    let mut summaries = Vec::new();
-    for record in &records {
-        let connection = record.connection.clone();
-        let last = engine
-            .store_call(move |store| store.runs(&connection, 20))
-            .await?
-            .into_iter()
-            .find(|r| r.status == "succeeded" || r.status == "partial")
-            .and_then(|r| r.ended_at);
-        let connection = record.connection.clone();
-        let realtime = engine
-            .store_call(move |store| store.state(&connection, "realtime"))
-            .await?;
-        let connection = record.connection.clone();
-        let refused = engine
-            .store_call(move |store| store.state(&connection, sm_engine::WEBHOOKS_REFUSED))
-            .await?;
-        let connection = record.connection.clone();
-        let account_version = engine
-            .store_call(move |store| store.state(&connection, sm_engine::ACCOUNT_API_VERSION))
-            .await?;
-        let mut summary = AccountSummary::of(record, last);
-        summary.realtime = realtime;
-        summary.account_api_version = account_version;
-        summary.webhooks_refused = refused.and_then(|value| {
-            let (count, since) = value.split_once(' ')?;
-            Some(sm_server::metrics::refused_words(
-                count.parse().ok()?,
-                since.parse().ok()?,
-            ))
-        });
-        summaries.push(summary);
-    }
+    let summaries = sm_engine::ops::connections::list(&engine).await?;
     if global.json {
         print_json(&json!(summaries));
         return Ok(());
@@ -228,25 +196,6 @@ pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {
     let rows: Vec<[String; 7]> = summaries
         .iter()
         .map(|s| {
-            let mut status = match &s.status_message {
-                Some(message) => format!("{} ({message})", s.status),
-                None => s.status.clone(),
-            };
-            if let Some(realtime) = &s.realtime {
-                status.push_str(&format!("; {realtime}"));
-            }
-            if let Some(refused) = &s.webhooks_refused {
-                status.push_str(&format!("; {refused}"));
-            }
-            if let Some(theirs) = s.account_api_version.as_ref().filter(|v| **v != s.api_version) {
-                status.push_str(&format!(
-                    "; API version {} (the account's default is {theirs}: its events are read again in {})",
-                    s.api_version, s.api_version
-                ));
-            }
-            if let Some(base) = &s.api_base {
-                status.push_str(&format!("; API {base}"));
-            }
             let last = s
                 .last_sync
                 .map(|t| format!("{} ago", ago(now() - t)))
@@ -257,7 +206,7 @@ pub async fn accounts(global: &GlobalArgs) -> Result<(), CliError> {
                 format!("{} {}", s.key_kind, s.key),
                 s.permissions.clone(),
                 last,
-                status,
+                s.status_words.clone(),
                 s.mode.to_owned(),
             ]
         })
@@ -462,23 +411,18 @@ pub struct RenameArgs {
 }
 
 pub async fn rename(global: &GlobalArgs, args: RenameArgs) -> Result<(), CliError> {
-    let name = args.name.trim().to_owned();
     let engine = global.engine()?;
-    let mut record = engine.resolve(&args.account).await?;
-    let others = engine.store_call(|store| store.accounts()).await?;
-    sm_engine::check_name(&name, &others, Some(&record.connection))?;
-    let old = std::mem::replace(&mut record.name, name.clone());
-    record.updated_at = now();
-    let saved = record.clone();
-    engine
-        .store_call(move |store| store.update_account(&saved))
-        .await?;
+    let record = engine.resolve(&args.account).await?;
+    let renamed =
+        sm_engine::ops::connections::rename(&engine, &record.connection, &args.name).await?;
     if global.json {
-        print_json(&json!({"account": record.connection.label(), "old_name": old, "name": name}));
+        print_json(&json!(renamed));
     } else {
         say!(
-            "Renamed {} from \"{old}\" to \"{name}\"",
-            record.connection.label()
+            "Renamed {} from \"{}\" to \"{}\"",
+            renamed.account,
+            renamed.old_name,
+            renamed.name
         );
     }
     Ok(())

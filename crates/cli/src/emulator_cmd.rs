@@ -203,9 +203,7 @@ pub async fn demo(args: DemoArgs, json: bool) -> Result<(), CliError> {
         "\n2. Connecting with a restricted read-only test key ({})…",
         key.masked()
     );
-    let outcome =
-        sm_engine::connect::connect(&engine, key, sm_engine::connect::ConnectOptions::default())
-            .await?;
+    let outcome = sm_engine::ops::connections::connect(&engine, key, Default::default()).await?;
     tour!(
         "   connected \"{}\" ({}): {}",
         outcome.account.name,

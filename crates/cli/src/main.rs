@@ -173,7 +173,7 @@ fn main() -> ExitCode {
         Ok(loaded) => loaded,
         Err(message) => {
             eprintln!("error: {message}");
-            return ExitCode::from(2);
+            return ExitCode::from(sm_engine::ErrorCode::InvalidInput.exit_code());
         }
     };
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
@@ -221,7 +221,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             tell!("error: could not start the async runtime: {error}");
-            return ExitCode::from(70);
+            return ExitCode::from(sm_engine::ErrorCode::Internal.exit_code());
         }
     };
     let json = cli.global.json;
@@ -435,23 +435,17 @@ pub struct CliError {
 }
 
 impl CliError {
+    /// An error of `code`: its name and exit code come from the one error table.
+    pub fn of(code: sm_engine::ErrorCode, message: impl Into<String>) -> Self {
+        CliError::from(sm_engine::EngineError::new(code, message))
+    }
     /// Bad input from the user (exit 2, as for usage errors).
     pub fn usage(message: impl Into<String>) -> Self {
-        CliError {
-            code: "invalid_input",
-            message: message.into(),
-            hint: None,
-            exit_code: 2,
-        }
+        CliError::of(sm_engine::ErrorCode::InvalidInput, message)
     }
     /// Something in the environment failed: a port taken, a file unreadable (exit 74, EX_IOERR).
     pub fn io(message: impl Into<String>) -> Self {
-        CliError {
-            code: "io",
-            message: message.into(),
-            hint: None,
-            exit_code: 74,
-        }
+        CliError::of(sm_engine::ErrorCode::LocalIo, message)
     }
 }
 

@@ -123,11 +123,7 @@ fn print_event(event: &sm_warehouse::EventRow, json: bool) {
 pub async fn events(global: &GlobalArgs, args: EventsArgs) -> Result<(), CliError> {
     let engine = global.engine()?;
     let record = engine.resolve(&args.account).await?;
-    let connection = record.connection.clone();
-    let limit = args.limit;
-    let latest = engine
-        .store_call(move |store| store.events(&connection, limit))
-        .await?;
+    let latest = sm_engine::ops::events::latest(&engine, &record.connection, args.limit).await?;
     let shown: HashSet<String> = latest.iter().map(|e| e.id.clone()).collect();
     for event in latest.iter().rev() {
         print_event(event, global.json);
@@ -139,10 +135,9 @@ pub async fn events(global: &GlobalArgs, args: EventsArgs) -> Result<(), CliErro
     // shows up here, in the order it was stored, so a late delivery of an old event shows too.
     let mut position = 0;
     loop {
-        let connection = record.connection.clone();
-        let batch = engine
-            .store_call(move |store| store.events_since(&connection, position, 5_000))
-            .await?;
+        let batch =
+            sm_engine::ops::events::stored_after(&engine, &record.connection, position, 5_000)
+                .await?;
         match batch.last() {
             Some((last, _)) => position = *last,
             None => break,
@@ -150,10 +145,9 @@ pub async fn events(global: &GlobalArgs, args: EventsArgs) -> Result<(), CliErro
     }
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let connection = record.connection.clone();
-        let newer = engine
-            .store_call(move |store| store.events_since(&connection, position, 1_000))
-            .await?;
+        let newer =
+            sm_engine::ops::events::stored_after(&engine, &record.connection, position, 1_000)
+                .await?;
         for (at, event) in &newer {
             position = *at;
             if !shown.contains(&event.id) {

@@ -9,11 +9,12 @@ pub enum Stop {
 }
 
 impl Stop {
-    /// The exit status a shell expects from a process stopped by this signal (128 + number).
-    pub fn exit_code(self) -> u8 {
+    /// The error code of a run stopped by this signal (its exit status is the one a shell
+    /// expects: 128 + the signal's number).
+    pub fn code(self) -> sm_engine::ErrorCode {
         match self {
-            Stop::Interrupt => 130,
-            Stop::Terminate => 143,
+            Stop::Interrupt => sm_engine::ErrorCode::Interrupted,
+            Stop::Terminate => sm_engine::ErrorCode::Terminated,
         }
     }
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use parking_lot::Mutex;
 use serde_json::json;
+use sm_engine::Engine;
 use sm_engine::sync::{self, Progress, SyncOptions};
-use sm_engine::{Engine, now};
 
 use crate::CliError;
 use crate::accounts_cmd::{parse_date, print_table};
@@ -298,17 +298,16 @@ pub async fn sync(global: &GlobalArgs, args: SyncArgs) -> Result<(), CliError> {
         tables,
     };
     let references: Vec<String> = match (args.all, args.account) {
-        (true, _) => engine
-            .store_call(|store| store.accounts())
+        (true, _) => sm_engine::ops::connections::list(&engine)
             .await?
             .into_iter()
-            .map(|a| a.connection.label())
+            .map(|a| a.label)
             .collect(),
         (false, Some(account)) => vec![account],
         (false, None) => {
-            let accounts = engine.store_call(|store| store.accounts()).await?;
+            let accounts = sm_engine::ops::connections::list(&engine).await?;
             match accounts.as_slice() {
-                [one] => vec![one.connection.label()],
+                [one] => vec![one.label.clone()],
                 [] => {
                     return Err(CliError::usage(
                         "no connected accounts: connect one first (stripe-mirror connect)",
@@ -341,12 +340,10 @@ pub async fn sync(global: &GlobalArgs, args: SyncArgs) -> Result<(), CliError> {
                     crate::signals::Stop::Terminate => "stopped by SIGTERM; the next sync continues from its checkpoints",
                 };
                 sync::mark_interrupted(&engine, &connection, why).await?;
-                return Err(CliError {
-                    code: "interrupted",
-                    message: format!("interrupted — run sync again to continue ({})", connection.label()),
-                    hint: None,
-                    exit_code: signal.exit_code(),
-                });
+                return Err(CliError::of(
+                    signal.code(),
+                    format!("interrupted — run sync again to continue ({})", connection.label()),
+                ));
             }
         };
         match outcome {
@@ -388,11 +385,7 @@ pub struct SyncsArgs {
 pub async fn syncs(global: &GlobalArgs, args: SyncsArgs) -> Result<(), CliError> {
     let engine = global.engine()?;
     let record = engine.resolve(&args.account).await?;
-    let connection = record.connection.clone();
-    let limit = args.limit;
-    let runs = engine
-        .store_call(move |store| store.runs(&connection, limit))
-        .await?;
+    let runs = sm_engine::ops::syncs::runs(&engine, &record.connection, args.limit).await?;
     if global.json {
         print_json(&json!(runs));
         return Ok(());
@@ -477,35 +470,20 @@ pub async fn set_start_date(global: &GlobalArgs, args: StartDateArgs) -> Result<
     } else {
         Some(parse_date(&args.date).map_err(CliError::usage)?)
     };
-    if start.is_some_and(|s| s > now()) {
-        return Err(CliError::usage(format!("{} is in the future", args.date)));
-    }
     let engine = global.engine()?;
-    let mut record = engine.resolve(&args.account).await?;
-    let earlier = start.unwrap_or(0) < record.start_date.unwrap_or(0)
-        || (start.is_none() && record.start_date.is_some());
-    record.start_date = start;
-    record.updated_at = now();
-    let saved = record.clone();
-    engine
-        .store_call(move |store| store.update_account(&saved))
-        .await?;
-    let advice = if earlier {
-        "the next `sync --full` fetches the older history"
-    } else {
-        "older rows already mirrored stay; `sync --full` re-backfills from the new date"
-    };
+    let record = engine.resolve(&args.account).await?;
+    let change =
+        sm_engine::ops::connections::set_start_date(&engine, &record.connection, start).await?;
     if global.json {
-        print_json(
-            &json!({"account": record.connection.label(), "start_date": start, "advice": advice}),
-        );
+        print_json(&json!(change));
     } else {
         say!(
-            "\"{}\" now mirrors from {}; {advice}",
-            record.name,
+            "\"{}\" now mirrors from {}; {}",
+            change.name,
             start
                 .map(format_time)
-                .unwrap_or_else(|| "the beginning".into())
+                .unwrap_or_else(|| "the beginning".into()),
+            change.advice
         );
     }
     Ok(())
@@ -524,9 +502,7 @@ pub async fn sql(global: &GlobalArgs, args: SqlArgs) -> Result<(), CliError> {
     let query = args.query.clone();
     if global.json {
         // Numbers as numbers, booleans as booleans, NULL as null.
-        let (names, rows) = engine
-            .store_call(move |store| store.query_values(&query))
-            .await?;
+        let (names, rows) = sm_engine::ops::query::values(&engine, &query).await?;
         let objects: Vec<serde_json::Value> = rows
             .into_iter()
             .map(|row| serde_json::Value::Object(names.iter().cloned().zip(row).collect()))
@@ -534,7 +510,7 @@ pub async fn sql(global: &GlobalArgs, args: SqlArgs) -> Result<(), CliError> {
         print_json(&json!(objects));
         return Ok(());
     }
-    let (names, rows) = engine.store_call(move |store| store.query(&query)).await?;
+    let (names, rows) = sm_engine::ops::query::text(&engine, &query).await?;
     say!("{}", names.join(" | "));
     for row in &rows {
         say!(

@@ -168,6 +168,9 @@ pub struct AccountSummary {
     pub last_sync: Option<i64>,
     /// Whether changes arrive by webhooks or by polling, in words (set by `serve`).
     pub realtime: Option<String>,
+    /// The status in one sentence, with why, how changes arrive and what to do (set by
+    /// [`crate::ops::connections::list`]).
+    pub status_words: String,
     /// A run of webhook deliveries refused for their signature, in words (set by `serve`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhooks_refused: Option<String>,
@@ -202,6 +205,7 @@ impl AccountSummary {
             stripe_name: record.stripe_name.clone(),
             last_sync,
             realtime: None,
+            status_words: record.status.clone(),
             webhooks_refused: None,
             api_version: crate::mirror_api_version(record).to_owned(),
             account_api_version: None,

@@ -32,6 +32,20 @@ pub enum ErrorCode {
     Vault,
     /// Another process is running the mirror (a sync, `serve`).
     Busy,
+    /// Something of this machine failed: a port taken, a file unreadable.
+    LocalIo,
+    /// Stopped by Ctrl-C (SIGINT) before it ended.
+    Interrupted,
+    /// Stopped by SIGTERM before it ended.
+    Terminated,
+    /// A webhook delivery's signature is missing, malformed, expired or matches no secret.
+    InvalidSignature,
+    /// A webhook delivery seen before, signed payload for signed payload.
+    Replayed,
+    /// A webhook delivery whose body is not a Stripe event, or whose mode is not the endpoint's.
+    NotAnEvent,
+    /// A webhook delivery for a connection that has no signing secret.
+    NoSecret,
     /// A bug.
     Internal,
 }
@@ -50,6 +64,13 @@ impl ErrorCode {
             ErrorCode::Database => ("database", 8, 500),
             ErrorCode::Vault => ("vault", 9, 500),
             ErrorCode::Busy => ("busy", 10, 409),
+            ErrorCode::LocalIo => ("io", 74, 500),
+            ErrorCode::Interrupted => ("interrupted", 130, 503),
+            ErrorCode::Terminated => ("terminated", 143, 503),
+            ErrorCode::InvalidSignature => ("invalid_signature", 2, 400),
+            ErrorCode::Replayed => ("replayed", 6, 409),
+            ErrorCode::NotAnEvent => ("not_an_event", 2, 400),
+            ErrorCode::NoSecret => ("no_secret", 2, 400),
             ErrorCode::Internal => ("internal", 70, 500),
         }
     }
@@ -281,6 +302,13 @@ mod tests {
             ErrorCode::Database,
             ErrorCode::Vault,
             ErrorCode::Busy,
+            ErrorCode::LocalIo,
+            ErrorCode::Interrupted,
+            ErrorCode::Terminated,
+            ErrorCode::InvalidSignature,
+            ErrorCode::Replayed,
+            ErrorCode::NotAnEvent,
+            ErrorCode::NoSecret,
             ErrorCode::Internal,
         ];
         let names: std::collections::HashSet<_> = all.iter().map(|c| c.name()).collect();

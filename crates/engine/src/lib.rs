@@ -7,6 +7,7 @@ pub mod connect;
 pub mod error;
 pub mod intake;
 mod object;
+pub mod ops;
 pub mod runner_lock;
 pub mod sync;
 pub mod vault;

@@ -4,6 +4,20 @@
 //! webhook endpoints it may manage, and answers `/healthz` and Prometheus `/metrics`.
 
 pub mod metrics;
+
+/// The one mapping of an engine error at the HTTP edge: the status from the error table, and
+/// `{"error": {"code", "message", "hint"}}`.
+pub fn error_response(
+    error: &sm_engine::EngineError,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let status = axum::http::StatusCode::from_u16(error.code.http_status())
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = serde_json::json!({"code": error.code.name(), "message": error.message});
+    if let Some(hint) = &error.hint {
+        body["hint"] = serde_json::json!(hint);
+    }
+    (status, axum::Json(serde_json::json!({"error": body})))
+}
 pub mod webhook;
 
 use std::collections::HashMap;

@@ -33,13 +33,7 @@ struct AccountMetrics {
 /// request is noise, a run of them is a wrong secret.
 pub const REFUSED_RUN: u64 = 5;
 
-/// The words for a run of refused signatures.
-pub fn refused_words(count: u64, since: i64) -> String {
-    format!(
-        "webhooks refused: the signing secret does not match — update it ({count} deliveries refused since {})",
-        sm_stripe::http_date::format(since)
-    )
-}
+use sm_engine::ops::connections::refused_words;
 
 /// Counters kept in memory since the process started.
 #[derive(Debug, Default)]

@@ -86,11 +86,9 @@ fn replay_guard() -> &'static ReplayGuard {
     GUARD.get_or_init(ReplayGuard::default)
 }
 
-fn refuse(status: StatusCode, code: &str, message: String) -> (StatusCode, Json<Value>) {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message}})),
-    )
+/// A refusal, through the one error table (status and JSON body from its code).
+fn refuse(code: ErrorCode, message: String) -> (StatusCode, Json<Value>) {
+    crate::error_response(&EngineError::new(code, message))
 }
 
 pub async fn receive(
@@ -104,8 +102,7 @@ pub async fn receive(
         "test" => false,
         _ => {
             return refuse(
-                StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 format!("no such mode {mode}: use /webhooks/acct_…/test or /live"),
             );
         }
@@ -127,8 +124,7 @@ pub async fn receive(
                     .metrics
                     .record_webhook(&connection, "rejected_no_secret");
                 return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "no_secret",
+                    ErrorCode::NoSecret,
                     format!(
                         "{} has no webhook signing secret: serve with --public-url, or connect with --webhook-secret-file",
                         connection.label()
@@ -137,20 +133,15 @@ pub async fn receive(
             }
             Err(error) if error.code == ErrorCode::NotFound => {
                 return refuse(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
+                    ErrorCode::NotFound,
                     format!("no connected account {}", connection.label()),
                 );
             }
             Err(error) if error.code == ErrorCode::Vault => {
-                return refuse(StatusCode::INTERNAL_SERVER_ERROR, "vault", error.message);
+                return crate::error_response(&error);
             }
             Err(error) => {
-                return refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    error.code.name(),
-                    error.message,
-                );
+                return crate::error_response(&error);
             }
         };
         let outcome = verify_any(header, &body, &secret, now, state.config.tolerance_secs);
@@ -180,11 +171,7 @@ pub async fn receive(
             {
                 record_refusals(&state, &connection, count, since);
             }
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "invalid_signature",
-                error.to_string(),
-            );
+            return refuse(ErrorCode::InvalidSignature, error.to_string());
         }
     };
     // A replay is the same signed payload (`t` and body) again, however its header is dressed
@@ -198,8 +185,7 @@ pub async fn receive(
     ) {
         state.metrics.record_webhook(&connection, "rejected_replay");
         return refuse(
-            StatusCode::CONFLICT,
-            "replayed",
+            ErrorCode::Replayed,
             "this exact signed delivery was received before".into(),
         );
     }
@@ -210,8 +196,7 @@ pub async fn receive(
                 .metrics
                 .record_webhook(&connection, "rejected_not_an_event");
             return refuse(
-                StatusCode::BAD_REQUEST,
-                "not_an_event",
+                ErrorCode::NotAnEvent,
                 "the body is not a Stripe event".into(),
             );
         }
@@ -221,8 +206,7 @@ pub async fn receive(
             .metrics
             .record_webhook(&connection, "rejected_wrong_mode");
         return refuse(
-            StatusCode::BAD_REQUEST,
-            "wrong_mode",
+            ErrorCode::NotAnEvent,
             format!(
                 "a {} event sent to the {} endpoint",
                 if livemode { "test" } else { "live" },
@@ -233,11 +217,7 @@ pub async fn receive(
     let intake = match state.intake(&connection).await {
         Ok(intake) => intake,
         Err(error) => {
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                error.code.name(),
-                error.message,
-            );
+            return crate::error_response(&error);
         }
     };
     match intake.accept(&event).await {
@@ -258,11 +238,7 @@ pub async fn receive(
         Err(error) => {
             state.metrics.record_webhook(&connection, "failed");
             tracing::warn!(account = %connection.label(), error = %error.message, "a delivery could not be stored");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                error.code.name(),
-                error.message,
-            )
+            crate::error_response(&error)
         }
     }
 }

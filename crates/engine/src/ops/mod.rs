@@ -1,0 +1,15 @@
+//! The operations every surface calls: the CLI today, and the REST API, the dashboard and agent
+//! tools as they come. A surface parses its input, calls one function here, and presents the
+//! answer; it never writes an account record or derives a status itself. Errors are
+//! [`crate::EngineError`], whose code maps to an exit code or an HTTP status in one table.
+//!
+//! - [`connections`]: connect, list with summaries and status in words, permissions, key-link,
+//!   update key, rename, start date, API version, webhook secret, remove
+//! - [`syncs`]: sync now, runs, interruption
+//! - [`events`]: the events kept in the mirror
+//! - [`query`]: read-only SQL
+
+pub mod connections;
+pub mod events;
+pub mod query;
+pub mod syncs;
