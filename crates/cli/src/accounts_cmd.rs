@@ -555,6 +555,10 @@ pub struct ApiVersionArgs {
 /// every table again).
 pub async fn set_api_version(global: &GlobalArgs, args: ApiVersionArgs) -> Result<(), CliError> {
     let engine = global.engine()?;
+    // Not beside a running sync or serve: it would go on writing in the old version.
+    let _runner =
+        sm_engine::runner_lock::acquire(&global.database, "stripe-mirror set-api-version", false)
+            .await?;
     let record = engine.resolve(&args.account).await?;
     let change = connect::set_api_version(&engine, &record.connection, &args.version).await?;
     if global.json {

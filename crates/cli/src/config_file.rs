@@ -199,6 +199,14 @@ pub fn load(args: &[String]) -> Result<Loaded, String> {
                 ));
             }
         };
+        // A file found by being in the working directory (a cloned repository, say) must not
+        // send the stored keys elsewhere: the API base comes from a file only when it is named.
+        if setting.name == "api_base" && !named {
+            return Err(format!(
+                "{}: `api_base` is only read from a configuration file named with --config or STRIPE_MIRROR_CONFIG (a file found in the working directory could send your keys elsewhere)",
+                path.display()
+            ));
+        }
         if std::env::var_os(setting.env).is_none() {
             assignments.push((setting, text));
         }
@@ -212,8 +220,24 @@ pub fn load(args: &[String]) -> Result<Loaded, String> {
     Ok(loaded)
 }
 
-/// A value safe to print: a URL's password masked.
+/// A value safe to print: a URL's password masked, in its user part or as `password=`.
 pub fn masked(value: &str) -> String {
+    let value = match value.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=****")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => value.to_owned(),
+    };
+    let value = value.as_str();
     match (value.find("://"), value.find('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = &value[scheme + 3..at];
@@ -237,5 +261,9 @@ mod tests {
             "postgres://me:****@db/mirror"
         );
         assert_eq!(masked("stripe-mirror.db"), "stripe-mirror.db");
+        assert_eq!(
+            masked("postgres://me@db/x?password=s3cret&schema=s"),
+            "postgres://me@db/x?password=****&schema=s"
+        );
     }
 }

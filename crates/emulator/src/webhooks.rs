@@ -240,7 +240,8 @@ fn deliveries_for(world: &World, job: Job) -> Vec<Delivery> {
         .map(|(endpoint_id, url, _, version)| {
             // An endpoint with a version of its own gets the event in it; the others in the
             // event's own version.
-            let payload = if versioned || version.as_deref().is_some_and(crate::versions::differs) {
+            // An endpoint with a version of its own always says so in `api_version`.
+            let payload = if versioned || version.is_some() {
                 let mut event: Value = serde_json::from_str(&job.payload).unwrap_or_default();
                 crate::versions::render_delivery(&mut event, version.as_deref(), &store);
                 Arc::from(event.to_string())

@@ -327,41 +327,44 @@ pub(crate) fn foreign_version(event: &Value, pinned: &str) -> bool {
 }
 
 /// Reads `object` again from Stripe, in the mirror's version, and adds what Stripe answers to
-/// `rows` (versioned by Stripe's clock); a 404 marks it deleted. Returns Stripe's answer, if
-/// any.
+/// `rows` (versioned by Stripe's clock, never below `at_least`, the event's own time); a 404
+/// marks it deleted. Returns Stripe's answer and the version written, if any. A permission the
+/// key has lost ends only that table's part of the run (as for lists), not the run.
 pub(crate) async fn refetch(
     applier: &Applier<'_>,
     resource: &'static Resource,
     object: &Value,
     parent: Option<&str>,
     known: &HashSet<String>,
+    at_least: i64,
     rows: &mut Rows,
-) -> Result<Option<Value>, EngineError> {
+) -> Result<Option<(Value, i64)>, EngineError> {
     let Some(path) = object_path(resource, object) else {
         return Ok(None);
     };
     match applier.run.client.get_timed(&path, &[]).await {
         Ok((current, server_time)) => {
             let gone = current["deleted"] == Value::Bool(true);
+            let version = server_time.unwrap_or_else(now).max(at_least);
             applier
                 .collect(
                     resource,
                     applier.object(resource, &current).into_iter().collect(),
-                    server_time.unwrap_or_else(now),
+                    version,
                     gone,
                     rows,
                     known,
                     parent,
                 )
                 .await?;
-            Ok(Some(current))
+            Ok(Some((current, version)))
         }
         Err(error) if matches!(error.kind(), Some(ErrorKind::NotFound { .. })) => {
             applier
                 .collect(
                     resource,
                     applier.object(resource, object).into_iter().collect(),
-                    now(),
+                    now().max(at_least),
                     true,
                     rows,
                     known,
@@ -370,7 +373,14 @@ pub(crate) async fn refetch(
                 .await?;
             Ok(None)
         }
-        Err(error) => Err(error.into()),
+        Err(error) => {
+            let error = EngineError::from(error);
+            if error.code == ErrorCode::PermissionMissing {
+                applier.run.fail(resource.table, error);
+                return Ok(None);
+            }
+            Err(error)
+        }
     }
 }
 

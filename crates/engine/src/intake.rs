@@ -158,16 +158,22 @@ impl Intake {
                     // Same second: which came last is unknown. Stripe knows: ask it.
                     outcome = Outcome::Refetched;
                     guard = Guard::AtLeast;
-                    refetched =
-                        refetch(&applier, resource, object, parent, &known, &mut rows).await?;
+                    refetched = refetch(
+                        &applier, resource, object, parent, &known, version, &mut rows,
+                    )
+                    .await?
+                    .map(|(current, _)| current);
                 }
                 _ if !deleted && foreign_version(event, &run.client.config().api_version) => {
                     // Rendered in another API version than the mirror keeps: the object is
                     // read again in the mirror's own (the event is kept as sent).
                     outcome = Outcome::Refetched;
                     guard = Guard::AtLeast;
-                    refetched =
-                        refetch(&applier, resource, object, parent, &known, &mut rows).await?;
+                    refetched = refetch(
+                        &applier, resource, object, parent, &known, version, &mut rows,
+                    )
+                    .await?
+                    .map(|(current, _)| current);
                 }
                 _ => {
                     outcome = Outcome::Applied;

@@ -130,8 +130,8 @@ pub(crate) struct Run {
     fresh: Mutex<HashSet<&'static str>>,
     pub(crate) objects: AtomicU64,
     /// Objects read again this run because their events were in another API version
-    /// (`table/id`): each is read once per run.
-    pub(crate) refetched: Mutex<HashSet<String>>,
+    /// (`table/id` → the version written): read again only for an event made at or after it.
+    pub(crate) refetched: Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl Run {
@@ -153,7 +153,7 @@ impl Run {
             lost: Mutex::new(HashSet::new()),
             fresh: Mutex::new(HashSet::new()),
             objects: AtomicU64::new(0),
-            refetched: Mutex::new(HashSet::new()),
+            refetched: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -404,6 +404,31 @@ pub async fn sync(
     }
 }
 
+/// The tables whose every backfill window is done (a table listed per parent has windows of
+/// its own name; an embedded one is complete with its parent).
+fn completed_by_windows(windows: &[Window]) -> HashSet<&'static str> {
+    let mut complete: HashSet<&'static str> = RESOURCES
+        .iter()
+        .filter(|r| !matches!(r.source, Source::Embedded { .. }))
+        .filter(|r| {
+            let mine: Vec<&Window> = windows
+                .iter()
+                .filter(|w| parse_scope(&w.scope).is_some_and(|(s, _)| s.table == r.table))
+                .collect();
+            !mine.is_empty() && mine.iter().all(|w| w.state == "done")
+        })
+        .map(|r| r.table)
+        .collect();
+    for r in RESOURCES {
+        if let Source::Embedded { parent_table, .. } = r.source
+            && complete.contains(parent_table)
+        {
+            complete.insert(r.table);
+        }
+    }
+    complete
+}
+
 /// A set of tables kept in the sync state as `customers,charges`.
 fn table_set(value: Option<String>) -> Option<HashSet<&'static str>> {
     value.map(|v| {
@@ -484,15 +509,43 @@ async fn run_phases(
     };
     let done = engine.store_call(get_state(BACKFILL_DONE)).await?.is_some();
     let ever_planned = engine.store_call(get_state(BACKFILL_AT)).await?.is_some();
+    let recorded = table_set(engine.store_call(get_state(BACKFILL_TABLES)).await?);
     // Tables whose backfill finished and whose events were applied ever since. A mirror from
-    // before this was recorded counts every table it could read as complete.
-    let complete: HashSet<&'static str> =
-        table_set(engine.store_call(get_state(BACKFILL_TABLES)).await?)
-            .unwrap_or_else(|| if done { chosen.clone() } else { HashSet::new() });
+    // before this was recorded: the tables whose every window is done (a table the key could
+    // not read then has none, and is backfilled now).
+    let complete: HashSet<&'static str> = match recorded {
+        Some(complete) => complete,
+        None if done => {
+            let connection = connection.clone();
+            let windows = run.store(move |store| store.windows(&connection)).await?;
+            let complete = completed_by_windows(&windows);
+            run.apply(Batch {
+                state: vec![(BACKFILL_TABLES.to_owned(), table_list(&complete))],
+                ..Default::default()
+            })
+            .await?;
+            complete
+        }
+        None => HashSet::new(),
+    };
     // Tables the unfinished backfill plan covers (an older mirror's plan covered every table).
-    let plan_tables: Option<HashSet<&'static str>> =
+    let mut plan_tables: Option<HashSet<&'static str>> =
         table_set(engine.store_call(get_state(PLAN_TABLES)).await?)
             .or_else(|| (ever_planned && !done).then(|| chosen.clone()));
+    // Planned tables left out of this run: their events are not applied from here on, so what
+    // their windows listed so far would go stale. They leave the plan, and are planned afresh
+    // (listed from the start) when chosen again.
+    if let Some(planned) = &plan_tables
+        && !planned.is_subset(chosen)
+    {
+        let kept: HashSet<&'static str> = planned.intersection(chosen).copied().collect();
+        run.apply(Batch {
+            state: vec![(PLAN_TABLES.to_owned(), table_list(&kept))],
+            ..Default::default()
+        })
+        .await?;
+        plan_tables = Some(kept);
+    }
     let position_created: Option<i64> = engine
         .store_call(get_state(POSITION_CREATED))
         .await?
@@ -517,7 +570,7 @@ async fn run_phases(
     // Events may have been missed only when the Events API was last read to the end longer ago
     // than Stripe keeps them (a quiet account's last event may be old; its reads are not).
     let last_read = read_at.max(position_created);
-    let expired = !complete.is_empty()
+    let expired = (!complete.is_empty() || plan_tables.is_some())
         && events_readable
         && last_read.is_some_and(|at| at < oldest_replayable);
     if expired {
@@ -551,6 +604,7 @@ async fn run_phases(
     let need_backfill = options.full || expired || !missing.is_empty();
     let resume = !options.full
         && !expired
+        && version_changed.is_none()
         && plan_tables
             .as_ref()
             .is_some_and(|planned| missing.is_subset(planned));
@@ -1449,17 +1503,28 @@ async fn apply_events(
         let known = applier.known_parents(resource, &objects).await?;
         if !deleted && foreign_version(event, &pinned) {
             // Rendered in another API version than the mirror keeps: the object is read again
-            // in the mirror's own, once per run however many events name it (the events are
-            // kept as Stripe sent them).
+            // in the mirror's own, once per run however many events name it — again only for
+            // an event made at or after that read (its change may be newer). The events are
+            // kept as Stripe sent them.
             let object = &event["data"]["object"];
             let key = format!(
                 "{}/{}",
                 resource.table,
                 object["id"].as_str().unwrap_or_default()
             );
-            if run.refetched.lock().insert(key) {
-                let current = refetch(applier, resource, object, parent, &known, &mut rows).await?;
-                if let Some(current) = current {
+            let due = run
+                .refetched
+                .lock()
+                .get(&key)
+                .is_none_or(|read_at| version >= *read_at);
+            if due {
+                let answer = refetch(
+                    applier, resource, object, parent, &known, version, &mut rows,
+                )
+                .await?;
+                let read_at = answer.as_ref().map_or(version, |(_, v)| *v);
+                run.refetched.lock().insert(key, read_at);
+                if let Some((current, _)) = answer {
                     let mut answered = event.clone();
                     answered["data"]["object"] = current;
                     *seen.last_mut().expect("pushed above") = std::borrow::Cow::Owned(answered);

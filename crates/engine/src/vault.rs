@@ -168,8 +168,10 @@ pub fn default_key_location(database: &str) -> KeyLocation {
                 .map(|h| PathBuf::from(h).join(".config"))
         })
         .map(|config| config.join("stripe-mirror").join("master.key"));
+    // A key beside this database sealed its secrets: it is used, even when the home has a key
+    // of its own (made by the demo or another mirror).
     match home {
-        Some(home) if legacy.exists() && !home.exists() => KeyLocation {
+        Some(home) if legacy.exists() => KeyLocation {
             warning: Some(format!(
                 "the master key is {} beside the database, where a copy of the folder carries it with the data; move it to its home: mkdir -p -m 700 {} && mv {} {}",
                 legacy.display(),

@@ -68,6 +68,8 @@ struct CachedSecret {
     secret: Option<Arc<Zeroizing<String>>>,
     key_sealed: Vec<u8>,
     permissions: serde_json::Value,
+    /// The API and version the connection's intake client talks to.
+    api: (Option<String>, Option<String>),
 }
 
 impl AppState {
@@ -126,6 +128,7 @@ impl AppState {
                 secret: secret.clone(),
                 key_sealed: record.key_sealed.clone(),
                 permissions: record.permissions.clone(),
+                api: (record.api_base.clone(), record.api_version.clone()),
             },
         );
         Ok(secret)
@@ -139,8 +142,11 @@ impl AppState {
         let mut secrets = self.secrets.write();
         secrets.retain(|connection, cached| {
             let record = accounts.iter().find(|a| &a.connection == connection);
+            // The intake's client is the key's, in the connection's API and version.
             let same_key = record.is_some_and(|a| {
-                a.key_sealed == cached.key_sealed && a.permissions == cached.permissions
+                a.key_sealed == cached.key_sealed
+                    && a.permissions == cached.permissions
+                    && (a.api_base.clone(), a.api_version.clone()) == cached.api
             });
             if !same_key {
                 self.intakes.write().remove(connection);

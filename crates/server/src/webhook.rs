@@ -359,7 +359,11 @@ async fn create_endpoint(
     );
     let mut params = vec![
         ("url".to_owned(), url),
-        ("api_version".to_owned(), sm_stripe::API_VERSION.to_owned()),
+        // Deliveries in the version the mirror keeps: no object needs reading again.
+        (
+            "api_version".to_owned(),
+            sm_engine::mirror_api_version(record).to_owned(),
+        ),
         ("description".to_owned(), "stripe-mirror".to_owned()),
         ("metadata[stripe_mirror]".to_owned(), "1".to_owned()),
     ];

@@ -1703,6 +1703,9 @@ impl Store for PostgresStore {
                     text.parse::<i64>()
                         .map(Value::from)
                         .unwrap_or_else(|_| Value::String(text.into()))
+                } else if let (Some(&Type::NUMERIC), Ok(whole)) = (kind, text.parse::<i64>()) {
+                    // `sum(amount)` is NUMERIC: a whole number stays one.
+                    Value::from(whole)
                 } else if [Type::FLOAT4, Type::FLOAT8, Type::NUMERIC]
                     .iter()
                     .any(|t| Some(t) == kind)
