@@ -373,3 +373,32 @@ async fn the_mirror_api_version_is_chosen_and_a_change_lists_everything_again() 
     let report = run(&engine, &connection, SyncOptions::default()).await;
     assert_eq!(report.run.kind, "incremental");
 }
+
+/// A mirror made before the complete tables were recorded: they are found from its done
+/// windows, so a table left out later is listed again when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_mirror_learns_its_complete_tables_from_its_windows() {
+    let world = World::start(20, 25, "older-mirror").await;
+    let (engine, connection) = connected(&world).await;
+    run(&engine, &connection, SyncOptions::default()).await;
+    engine
+        .store
+        .set_state(&connection, "backfill.tables", None)
+        .unwrap();
+    // Only customers for a while: the others' events go by unapplied.
+    world.activity(40, 12);
+    run(&engine, &connection, only(&["customers"])).await;
+    requests_since_last(&world);
+    let report = run(&engine, &connection, SyncOptions::default()).await;
+    assert_eq!(report.run.kind, "backfill", "{:?}", report.notes);
+    let asked = requests_since_last(&world);
+    assert!(
+        asked.iter().any(|(r, _)| r == "GET /v1/invoices"),
+        "{asked:?}"
+    );
+    assert!(
+        !asked.iter().any(|(r, _)| r == "GET /v1/customers"),
+        "{asked:?}"
+    );
+    assert_exact(&world, &engine, &connection, "after the tables came back");
+}
