@@ -154,19 +154,13 @@ impl Intake {
                         )
                         .await?;
                 }
-                Some(stored) if version == stored.version && !deleted => {
-                    // Same second: which came last is unknown. Stripe knows: ask it.
-                    outcome = Outcome::Refetched;
-                    guard = Guard::AtLeast;
-                    refetched = refetch(
-                        &applier, resource, object, parent, &known, version, &mut rows,
-                    )
-                    .await?
-                    .map(|(current, _)| current);
-                }
-                _ if !deleted && foreign_version(event, &run.client.config().api_version) => {
-                    // Rendered in another API version than the mirror keeps: the object is
-                    // read again in the mirror's own (the event is kept as sent).
+                _ if !deleted
+                    && (stored.is_some_and(|stored| version == stored.version)
+                        || foreign_version(event, &run.client.config().api_version)) =>
+                {
+                    // Same second (which came last is unknown), or rendered in another API
+                    // version than the mirror keeps (the event is kept as sent): Stripe knows
+                    // the object as it is now, in the mirror's version. Ask it.
                     outcome = Outcome::Refetched;
                     guard = Guard::AtLeast;
                     refetched = refetch(
