@@ -29,6 +29,7 @@ mod serve_cmd;
 mod signals;
 mod sync_cmd;
 mod tables_cmd;
+mod token_cmd;
 
 use std::process::ExitCode;
 
@@ -102,6 +103,11 @@ enum Command {
     /// The mirror's tables and their typed columns (what to filter on in SQL).
     #[command(after_help = "Examples:\n  stripe-mirror tables\n  stripe-mirror tables --markdown")]
     Tables(tables_cmd::TablesArgs),
+    /// API tokens for the REST API: create (printed once), list, revoke.
+    #[command(
+        after_help = "Examples:\n  stripe-mirror token create --name ci --read-only\n  stripe-mirror token revoke ci"
+    )]
+    Token(token_cmd::TokenArgs),
     /// The effective settings and where each came from (flag, environment, file, default).
     #[command(
         after_help = "Examples:\n  stripe-mirror config\n  stripe-mirror config --config /etc/stripe-mirror.toml --json"
@@ -157,6 +163,7 @@ impl Command {
             Command::Sql(a) => (Some(&a.store), None),
             Command::Serve(a) => (Some(&a.store), Some(&a.stripe)),
             Command::Events(a) => (Some(&a.store), None),
+            Command::Token(a) => (Some(&a.store), None),
             Command::KeyLink(_)
             | Command::Config
             | Command::Tables(_)
@@ -245,6 +252,7 @@ fn main() -> ExitCode {
             Command::Sql(args) => sync_cmd::sql(&global, args).await,
             Command::Tables(args) => tables_cmd::tables(&global, args),
             Command::Config => context::show_config(&global, &loaded, &matches),
+            Command::Token(args) => token_cmd::token(&global, args).await,
             Command::Serve(args) => serve_cmd::serve(&global, args).await,
             Command::Events(args) => serve_cmd::events(&global, args).await,
             Command::Emulator(args) => emulator_cmd::run(args).await,

@@ -144,6 +144,22 @@ impl Vault {
     }
 }
 
+/// `N` bytes from the operating system's random source.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], crate::EngineError> {
+    let mut out = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        // A fresh 32-byte key each round, from the OS (the same source as the master key's).
+        let key = Key::try_generate().map_err(|e| {
+            crate::EngineError::new(crate::ErrorCode::Internal, format!("no random source: {e}"))
+        })?;
+        let take = (N - filled).min(key.len());
+        out[filled..filled + take].copy_from_slice(&key[..take]);
+        filled += take;
+    }
+    Ok(out)
+}
+
 /// Where the master key is read from when no file is named.
 #[derive(Debug, Clone)]
 pub struct KeyLocation {

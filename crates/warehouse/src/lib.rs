@@ -110,6 +110,17 @@ pub struct AccountRecord {
     pub updated_at: i64,
 }
 
+/// An API token of the REST API: its name, the SHA-256 of the token (never the token), and
+/// whether it may only read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    pub name: String,
+    #[serde(skip)]
+    pub hash: Vec<u8>,
+    pub read_only: bool,
+    pub created_at: i64,
+}
+
 /// How a write decides between the stored version of an object and an incoming one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Guard {
@@ -361,6 +372,14 @@ pub trait Store: Send + Sync {
     fn reset_windows(&self, connection: &Connection, windows: &[Window]) -> Result<()>;
     fn state(&self, connection: &Connection, key: &str) -> Result<Option<String>>;
     fn set_state(&self, connection: &Connection, key: &str, value: Option<&str>) -> Result<()>;
+
+    // API tokens.
+    /// Stores a token; [`StoreError::Duplicate`] when its name is taken.
+    fn insert_token(&self, token: &TokenRecord) -> Result<()>;
+    /// Every token, by name.
+    fn tokens(&self) -> Result<Vec<TokenRecord>>;
+    /// Deletes a token; whether it existed.
+    fn delete_token(&self, name: &str) -> Result<bool>;
 
     // Runs.
     fn start_run(&self, connection: &Connection, kind: &str, started_at: i64) -> Result<i64>;

@@ -417,6 +417,16 @@ fn ddl() -> Vec<(String, String)> {
         .into(),
     );
     add(
+        "api_tokens",
+        "CREATE TABLE IF NOT EXISTS api_tokens (
+  name text PRIMARY KEY,
+  hash bytea NOT NULL,
+  read_only boolean NOT NULL,
+  created_at bigint NOT NULL
+)"
+        .into(),
+    );
+    add(
         "sync_state",
         "CREATE TABLE IF NOT EXISTS sync_state (
   account_id text COLLATE \"C\" NOT NULL,
@@ -1620,6 +1630,45 @@ impl Store for PostgresStore {
             }
             Ok(())
         })
+    }
+
+    fn insert_token(&self, t: &crate::TokenRecord) -> Result<()> {
+        let result = self.write(|tx, _| {
+            tx.execute(
+                "INSERT INTO api_tokens (name, hash, read_only, created_at) VALUES ($1, $2, $3, $4)",
+                &[&t.name, &t.hash, &t.read_only, &t.created_at],
+            )?;
+            Ok(())
+        });
+        result.map_err(|e| match e {
+            StoreError::Duplicate(_) => StoreError::Duplicate(format!("a token named {}", t.name)),
+            other => other,
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<crate::TokenRecord>> {
+        self.read(|client, _| {
+            client
+                .query(
+                    "SELECT name, hash, read_only, created_at FROM api_tokens ORDER BY name",
+                    &[],
+                )?
+                .iter()
+                .map(|r| {
+                    Ok(crate::TokenRecord {
+                        name: r.try_get(0)?,
+                        hash: r.try_get(1)?,
+                        read_only: r.try_get(2)?,
+                        created_at: r.try_get(3)?,
+                    })
+                })
+                .collect::<std::result::Result<Vec<_>, postgres::Error>>()
+                .map_err(Failure::from)
+        })
+    }
+
+    fn delete_token(&self, name: &str) -> Result<bool> {
+        self.write(|tx, _| Ok(tx.execute("DELETE FROM api_tokens WHERE name = $1", &[&name])? > 0))
     }
 
     fn start_run(&self, c: &Connection, kind: &str, started_at: i64) -> Result<i64> {

@@ -97,6 +97,12 @@ fn create_table_sql(t: &crate::Table) -> String {
 }
 
 const SYSTEM_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS api_tokens (
+  name TEXT PRIMARY KEY,
+  hash BLOB NOT NULL,
+  read_only INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS stripe_mirror_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (
   account_id TEXT NOT NULL,
@@ -889,6 +895,44 @@ impl Store for SqliteStore {
         }
         .map(|_| ())
         .map_err(db_error)
+    }
+
+    fn insert_token(&self, t: &crate::TokenRecord) -> Result<()> {
+        let db = self.writer()?;
+        db.execute(
+            "INSERT INTO api_tokens (name, hash, read_only, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![t.name, t.hash, t.read_only, t.created_at],
+        )
+        .map_err(|e| match db_error(e) {
+            StoreError::Duplicate(_) => StoreError::Duplicate(format!("a token named {}", t.name)),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    fn tokens(&self) -> Result<Vec<crate::TokenRecord>> {
+        let db = self.reader();
+        let mut statement = db
+            .prepare("SELECT name, hash, read_only, created_at FROM api_tokens ORDER BY name")
+            .map_err(db_error)?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok(crate::TokenRecord {
+                    name: r.get(0)?,
+                    hash: r.get(1)?,
+                    read_only: r.get(2)?,
+                    created_at: r.get(3)?,
+                })
+            })
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn delete_token(&self, name: &str) -> Result<bool> {
+        let db = self.writer()?;
+        db.execute("DELETE FROM api_tokens WHERE name = ?1", params![name])
+            .map(|n| n > 0)
+            .map_err(db_error)
     }
 
     fn start_run(&self, c: &Connection, kind: &str, started_at: i64) -> Result<i64> {

@@ -594,6 +594,12 @@ macro_rules! warehouse_test_suite {
                 }
             }
             #[test]
+            fn tokens_are_kept_by_name_and_hash() {
+                if let Some(store) = store("tokens") {
+                    super::tokens_are_kept_by_name_and_hash(store.as_ref());
+                }
+            }
+            #[test]
             fn runs_and_windows() {
                 if let Some(store) = store("runs") {
                     super::runs_and_windows(store.as_ref());
@@ -659,6 +665,29 @@ pub fn the_same_object_again_is_unchanged_not_updated(store: &dyn Store) {
         );
         store.remove_account(&c).unwrap();
     }
+}
+
+/// API tokens: stored by name with their hash, a taken name refused, deleted once.
+pub fn tokens_are_kept_by_name_and_hash(store: &dyn Store) {
+    let token = |name: &str, read_only| sm_warehouse::TokenRecord {
+        name: name.into(),
+        hash: vec![7; 32],
+        read_only,
+        created_at: 1_700_000_000,
+    };
+    store.insert_token(&token("ci", true)).unwrap();
+    store.insert_token(&token("admin", false)).unwrap();
+    assert!(matches!(
+        store.insert_token(&token("ci", false)),
+        Err(StoreError::Duplicate(_))
+    ));
+    assert_eq!(
+        store.tokens().unwrap(),
+        [token("admin", false), token("ci", true)]
+    );
+    assert!(store.delete_token("ci").unwrap());
+    assert!(!store.delete_token("ci").unwrap());
+    assert_eq!(store.tokens().unwrap().len(), 1);
 }
 
 fn open_sqlite(test: &str) -> Option<Box<dyn Store>> {

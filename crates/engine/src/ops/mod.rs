@@ -8,8 +8,10 @@
 //! - [`syncs`]: sync now, runs, interruption
 //! - [`events`]: the events kept in the mirror
 //! - [`query`]: read-only SQL
+//! - [`tokens`]: API tokens (made, listed, revoked, verified)
 
 pub mod connections;
 pub mod events;
 pub mod query;
 pub mod syncs;
+pub mod tokens;
