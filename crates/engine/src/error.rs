@@ -32,6 +32,10 @@ pub enum ErrorCode {
     Vault,
     /// Another process is running the mirror (a sync, `serve`).
     Busy,
+    /// An API request without a valid token.
+    Unauthorized,
+    /// An API token that may not do this (a read-only token writing).
+    Forbidden,
     /// Something of this machine failed: a port taken, a file unreadable.
     LocalIo,
     /// Stopped by Ctrl-C (SIGINT) before it ended.
@@ -64,6 +68,8 @@ impl ErrorCode {
             ErrorCode::Database => ("database", 8, 500),
             ErrorCode::Vault => ("vault", 9, 500),
             ErrorCode::Busy => ("busy", 10, 409),
+            ErrorCode::Unauthorized => ("unauthorized", 4, 401),
+            ErrorCode::Forbidden => ("forbidden", 5, 403),
             ErrorCode::LocalIo => ("io", 74, 500),
             ErrorCode::Interrupted => ("interrupted", 130, 503),
             ErrorCode::Terminated => ("terminated", 143, 503),
@@ -302,6 +308,8 @@ mod tests {
             ErrorCode::Database,
             ErrorCode::Vault,
             ErrorCode::Busy,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
             ErrorCode::LocalIo,
             ErrorCode::Interrupted,
             ErrorCode::Terminated,

@@ -3,6 +3,7 @@
 //! syncs for every account on a schedule (with jitter, and right after a connect), manages the
 //! webhook endpoints it may manage, and answers `/healthz` and Prometheus `/metrics`.
 
+pub mod api;
 pub mod metrics;
 
 /// The one mapping of an engine error at the HTTP edge: the status from the error table, and
@@ -162,6 +163,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(metrics::healthz))
         .route("/metrics", get(metrics::prometheus))
         .route("/webhooks/{account}/{mode}", post(webhook::receive))
+        .merge(api::router(state.clone()))
+        .fallback(|| async {
+            api::ApiError(
+                EngineError::new(sm_engine::ErrorCode::NotFound, "no such route")
+                    .hint("GET /api/v1/openapi.json lists the API's routes"),
+            )
+        })
         .with_state(state)
 }
 

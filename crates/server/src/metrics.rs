@@ -39,6 +39,8 @@ use sm_engine::ops::connections::refused_words;
 #[derive(Debug, Default)]
 pub struct Metrics {
     accounts: Mutex<BTreeMap<Connection, AccountMetrics>>,
+    /// API requests refused before reaching a route, by reason.
+    api_refusals: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -108,6 +110,12 @@ impl Metrics {
         entry.refused_in_a_row = 0;
         entry.refused_written_at = 0;
         written
+    }
+
+    /// Notes an API request refused for its token (`no_token`, `unknown_token`,
+    /// `read_only_token`).
+    pub fn record_api_refusal(&self, reason: &'static str) {
+        *self.api_refusals.lock().entry(reason).or_default() += 1;
     }
 
     /// Forgets connections that are no longer connected (removed accounts leave `/healthz` and
@@ -181,6 +189,16 @@ impl Metrics {
                         (format!("{},outcome=\"{outcome}\"", labels(c)), *n as f64)
                     })
                 })
+                .collect(),
+        );
+        metric(
+            "stripe_mirror_api_refused_total",
+            "counter",
+            "API requests refused for their token (no_token, unknown_token, read_only_token).",
+            self.api_refusals
+                .lock()
+                .iter()
+                .map(|(reason, n)| (format!("reason=\"{reason}\""), *n as f64))
                 .collect(),
         );
         out

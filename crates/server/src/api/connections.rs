@@ -1,0 +1,189 @@
+//! `/api/v1/connections`: connect an account by API key, list and read connections, rename or
+//! move their start date, remove them with their data; their permissions, syncs and events.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sm_engine::ops::{connections, events, syncs};
+use sm_engine::{EngineError, ErrorCode};
+use sm_stripe::{ApiKey, Mode};
+use zeroize::Zeroizing;
+
+use super::{ApiResult, created, parse_body};
+use crate::AppState;
+
+/// The summary of the connection a path names (its `acct_…:test|live`, `acct_…` or name).
+async fn summary_of(state: &AppState, reference: &str) -> ApiResult<connections::AccountSummary> {
+    let record = state.engine.resolve(reference).await?;
+    let label = record.connection.label();
+    connections::list(&state.engine)
+        .await?
+        .into_iter()
+        .find(|s| s.label == label)
+        .ok_or_else(|| {
+            EngineError::new(ErrorCode::NotFound, format!("no connection {label}")).into()
+        })
+}
+
+pub async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let all = connections::list(&state.engine).await?;
+    Ok(Json(json!({"object": "list", "data": all})))
+}
+
+pub async fn one(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(summary_of(&state, &reference).await?)))
+}
+
+/// What `POST /api/v1/connections` takes. The key is taken here once and never answered.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewConnection {
+    api_key: String,
+    /// `test` or `live`: the key must be of it.
+    environment: String,
+    account_id: Option<String>,
+    #[serde(default)]
+    restricted_only: bool,
+    #[serde(default)]
+    live_only: bool,
+    name: Option<String>,
+    /// Unix time the mirror goes back to.
+    start_date: Option<i64>,
+    api_version: Option<String>,
+}
+
+pub async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
+    let mut request: NewConnection = parse_body(&body)?;
+    // The key is wiped from memory once parsed.
+    let key_text = Zeroizing::new(std::mem::take(&mut request.api_key));
+    let mode = match request.environment.as_str() {
+        "test" => Mode::Test,
+        "live" => Mode::Live,
+        other => {
+            return Err(EngineError::invalid(format!(
+                "environment must be test or live, not {other}"
+            ))
+            .into());
+        }
+    };
+    let key = ApiKey::parse(&key_text).map_err(EngineError::from)?;
+    let options = connections::ConnectOptions {
+        policy: connections::KeyPolicy {
+            expect_mode: Some(mode),
+            expect_account: request.account_id,
+            restricted_only: request.restricted_only,
+            live_only: request.live_only,
+        },
+        name: request.name,
+        start_date: request.start_date,
+        webhook_secret: None,
+        api_version: request.api_version,
+    };
+    let outcome = connections::connect(&state.engine, key, options).await?;
+    Ok(created(json!({
+        "connection": outcome.account,
+        "permissions": outcome.permissions,
+        "events_fetched": outcome.events_fetched,
+    })))
+}
+
+/// What `PATCH /api/v1/connections/{connection}` takes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Change {
+    name: Option<String>,
+    /// Unix time, or null for all history.
+    #[serde(default, deserialize_with = "present")]
+    start_date: Option<Option<i64>>,
+}
+
+/// Tells `"start_date": null` (all history) from an absent field (no change).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+pub async fn change(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let request: Change = parse_body(&body)?;
+    if request.name.is_none() && request.start_date.is_none() {
+        return Err(EngineError::invalid("nothing to change: give name and/or start_date").into());
+    }
+    let record = state.engine.resolve(&reference).await?;
+    if let Some(name) = &request.name {
+        connections::rename(&state.engine, &record.connection, name).await?;
+    }
+    if let Some(start) = request.start_date {
+        connections::set_start_date(&state.engine, &record.connection, start).await?;
+    }
+    Ok(Json(json!(
+        summary_of(&state, &record.connection.label()).await?
+    )))
+}
+
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let record = state.engine.resolve(&reference).await?;
+    let outcome = connections::remove(&state.engine, &record.connection).await?;
+    Ok(Json(json!(outcome)))
+}
+
+pub async fn permissions(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let record = state.engine.resolve(&reference).await?;
+    Ok(Json(connections::permissions_json(&record)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paging {
+    limit: Option<usize>,
+}
+
+impl Paging {
+    fn limit(&self) -> ApiResult<usize> {
+        match self.limit {
+            None => Ok(20),
+            Some(n @ 1..=100) => Ok(n),
+            Some(n) => Err(EngineError::invalid(format!("limit must be 1 to 100, not {n}")).into()),
+        }
+    }
+}
+
+pub async fn syncs(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    Query(paging): Query<Paging>,
+) -> ApiResult<Json<Value>> {
+    let record = state.engine.resolve(&reference).await?;
+    let runs = syncs::runs(&state.engine, &record.connection, paging.limit()?).await?;
+    Ok(Json(json!({"object": "list", "data": runs})))
+}
+
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    Query(paging): Query<Paging>,
+) -> ApiResult<Json<Value>> {
+    let record = state.engine.resolve(&reference).await?;
+    let latest = events::latest(&state.engine, &record.connection, paging.limit()?).await?;
+    let data: Vec<Value> = latest
+        .iter()
+        .map(|e| serde_json::from_str(&e.data).unwrap_or(Value::Null))
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}

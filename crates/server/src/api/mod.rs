@@ -1,0 +1,253 @@
+//! The REST API under `/api/v1`: JSON in and out, a bearer token (`stripe-mirror token
+//! create`) on every request, errors as `{"error": {"code", "message", "hint"}}` from the one
+//! error table. Each route is one row of [`ROUTES`]: the router is built from that table and
+//! the OpenAPI document describes it, so neither can have a route the other lacks. Handlers
+//! are thin: they parse, call `sm_engine::ops`, and answer.
+
+mod connections;
+mod openapi;
+mod sql;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, patch, post};
+use serde::de::DeserializeOwned;
+use sm_engine::{EngineError, ErrorCode};
+
+use crate::AppState;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest a request may take before it is answered with an error.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One route: its method, path, what it does, and whether a read-only token may call it.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub read_only_allowed: bool,
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    read_only_allowed: bool,
+) -> Route {
+    Route {
+        method,
+        path,
+        summary,
+        read_only_allowed,
+    }
+}
+
+/// Every route of the API.
+pub const ROUTES: &[Route] = &[
+    route(
+        "GET",
+        "/api/v1/openapi.json",
+        "This API as an OpenAPI 3.1 document",
+        true,
+    ),
+    route(
+        "GET",
+        "/api/v1/connections",
+        "Every connection with its status in words",
+        true,
+    ),
+    route(
+        "POST",
+        "/api/v1/connections",
+        "Connect a Stripe account with an API key",
+        false,
+    ),
+    route(
+        "GET",
+        "/api/v1/connections/{connection}",
+        "One connection",
+        true,
+    ),
+    route(
+        "PATCH",
+        "/api/v1/connections/{connection}",
+        "Rename a connection or change its start date",
+        false,
+    ),
+    route(
+        "DELETE",
+        "/api/v1/connections/{connection}",
+        "Remove a connection and every row of its data",
+        false,
+    ),
+    route(
+        "GET",
+        "/api/v1/connections/{connection}/permissions",
+        "What the connection's key may read and write",
+        true,
+    ),
+    route(
+        "GET",
+        "/api/v1/connections/{connection}/syncs",
+        "The connection's syncs, newest first",
+        true,
+    ),
+    route(
+        "GET",
+        "/api/v1/connections/{connection}/events",
+        "The events kept in the mirror, newest first",
+        true,
+    ),
+    route(
+        "POST",
+        "/api/v1/sql",
+        "A read-only SQL query on the mirror",
+        true,
+    ),
+];
+
+/// The handler of a route of [`ROUTES`].
+fn handler(route: &Route) -> MethodRouter<Arc<AppState>> {
+    match (route.method, route.path) {
+        ("GET", "/api/v1/openapi.json") => get(openapi::document),
+        ("GET", "/api/v1/connections") => get(connections::list),
+        ("POST", "/api/v1/connections") => post(connections::create),
+        ("GET", "/api/v1/connections/{connection}") => get(connections::one),
+        ("PATCH", "/api/v1/connections/{connection}") => patch(connections::change),
+        ("DELETE", "/api/v1/connections/{connection}") => delete(connections::remove),
+        ("GET", "/api/v1/connections/{connection}/permissions") => get(connections::permissions),
+        ("GET", "/api/v1/connections/{connection}/syncs") => get(connections::syncs),
+        ("GET", "/api/v1/connections/{connection}/events") => get(connections::events),
+        ("POST", "/api/v1/sql") => post(sql::query),
+        (method, path) => unreachable!("{method} {path} has no handler"),
+    }
+}
+
+/// The API's routes, behind the token check, the body limit and the time limit.
+pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    let mut router = Router::new();
+    for route in ROUTES {
+        router = router.route(route.path, handler(route));
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(state, authorize))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// An engine error as an API answer.
+pub struct ApiError(pub EngineError);
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        ApiError(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        crate::error_response(&self.0).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON body of `T`: malformed JSON, a wrong type or an unknown field is bad input that says
+/// where.
+pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    if body.is_empty() {
+        return Err(EngineError::invalid("the request needs a JSON body").into());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError(
+            EngineError::invalid(format!("the JSON body is not what this route takes: {e}"))
+                .hint("GET /api/v1/openapi.json describes every route's body"),
+        )
+    })
+}
+
+/// Checks the bearer token of every request (and that a read-only token only reads), and
+/// bounds how long a request may take.
+async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let refuse = |state: &AppState, reason: &'static str, error: EngineError| {
+        state.metrics.record_api_refusal(reason);
+        ApiError(error).into_response()
+    };
+    let presented = bearer(request.headers());
+    let Some(presented) = presented else {
+        return refuse(
+            &state,
+            "no_token",
+            EngineError::new(
+                ErrorCode::Unauthorized,
+                "this API needs `Authorization: Bearer <token>`",
+            )
+            .hint("make a token with `stripe-mirror token create --name NAME`"),
+        );
+    };
+    let tokens = match state.engine.store_call(|store| store.tokens()).await {
+        Ok(tokens) => tokens,
+        Err(error) => return ApiError(error).into_response(),
+    };
+    let Some(token) = sm_engine::ops::tokens::verify(&tokens, &presented) else {
+        return refuse(
+            &state,
+            "unknown_token",
+            EngineError::new(
+                ErrorCode::Unauthorized,
+                "the token is not valid (unknown or revoked)",
+            ),
+        );
+    };
+    if token.read_only && !read_only_allowed(request.method(), request.uri().path()) {
+        return refuse(
+            &state,
+            "read_only_token",
+            EngineError::new(
+                ErrorCode::Forbidden,
+                format!("the token \"{}\" may only read", token.name),
+            ),
+        );
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError(EngineError::new(
+            ErrorCode::Upstream,
+            format!(
+                "the request took longer than {} s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        ))
+        .into_response(),
+    }
+}
+
+/// Whether a read-only token may call `method path`: reads, and routes marked so.
+fn read_only_allowed(method: &Method, path: &str) -> bool {
+    if method == Method::GET || method == Method::HEAD {
+        return true;
+    }
+    ROUTES
+        .iter()
+        .any(|r| r.read_only_allowed && r.method == method.as_str() && r.path == path)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?.trim();
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim().to_owned())
+}
+
+/// `201 Created` with a JSON body.
+pub fn created(body: serde_json::Value) -> Response {
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}

@@ -1,0 +1,302 @@
+//! The REST API over real HTTP: a token on every request (none, unknown, read-only writing are
+//! refused and counted), connections made, read, renamed and removed through it, read-only
+//! SQL, bad input answered from the error table with nothing written, and the OpenAPI document
+//! naming exactly the routes served.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sm_engine::ops::tokens;
+use support::{Server, World};
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut request = match method {
+            "GET" => self.http.get(url),
+            "POST" => self.http.post(url),
+            "PATCH" => self.http.patch(url),
+            "DELETE" => self.http.delete(url),
+            _ => unreachable!(),
+        };
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.expect("serve answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_api_with_tokens() {
+    let world = World::start(5, 95, "rest-api").await;
+    let engine = world.engine();
+    let server = Server::start(engine.clone(), None, Duration::from_secs(3600), 300).await;
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+    };
+    let admin = tokens::create(&engine, "admin", false)
+        .await
+        .unwrap()
+        .secret;
+    let reader = tokens::create(&engine, "reader", true)
+        .await
+        .unwrap()
+        .secret;
+
+    // No token, an unknown one: refused, counted.
+    let (status, answer) = api.call("GET", "/api/v1/connections", None, None).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{answer}"
+    );
+    let (status, _) = api
+        .call("GET", "/api/v1/connections", Some("smt_0000"), None)
+        .await;
+    assert_eq!(status, 401);
+    let metrics = world
+        .http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("stripe_mirror_api_refused_total{reason=\"no_token\"} 1"),
+        "{metrics}"
+    );
+
+    // Connect through the API; the key never comes back.
+    let key = world.key("restricted_test");
+    let body = json!({"api_key": key, "environment": "test", "name": "Via API"}).to_string();
+    let (status, made) = api
+        .call("POST", "/api/v1/connections", Some(&admin), Some(&body))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    assert!(
+        !made.to_string().contains(&key),
+        "the key came back: {made}"
+    );
+    let label = made["connection"]["label"].as_str().unwrap().to_owned();
+    let (status, all) = api
+        .call("GET", "/api/v1/connections", Some(&reader), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(all["data"][0]["name"], "Via API");
+    assert!(all["data"][0]["status_words"].is_string());
+    let (status, one) = api
+        .call(
+            "GET",
+            &format!("/api/v1/connections/{label}"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!((status, one["label"].as_str()), (200, Some(label.as_str())));
+
+    // A read-only token reads, and may query, but changes nothing.
+    let rename = json!({"name": "Renamed"}).to_string();
+    let (status, answer) = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/connections/{label}"),
+            Some(&reader),
+            Some(&rename),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{answer}"
+    );
+    let query = json!({"query": "SELECT count(*) AS n, 'x' AS s FROM events"}).to_string();
+    let (status, rows) = api
+        .call("POST", "/api/v1/sql", Some(&reader), Some(&query))
+        .await;
+    assert_eq!(status, 200, "{rows}");
+    assert!(
+        rows["rows"][0]["n"].as_i64().is_some_and(|n| n > 0),
+        "{rows}"
+    );
+    let (status, renamed) = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/connections/{label}"),
+            Some(&admin),
+            Some(&rename),
+        )
+        .await;
+    assert_eq!(
+        (status, renamed["name"].as_str()),
+        (200, Some("Renamed")),
+        "{renamed}"
+    );
+
+    // Bad input: the table's status and code, and nothing written.
+    let before = engine.store.accounts().unwrap();
+    let wrong_mode =
+        json!({"api_key": world.key("secret_live"), "environment": "test"}).to_string();
+    let this = format!("/api/v1/connections/{label}");
+    let its_syncs = format!("/api/v1/connections/{label}/syncs?limit=0");
+    let cases: Vec<(&str, &str, Option<String>, u16, &str)> = vec![
+        (
+            "POST",
+            "/api/v1/connections",
+            Some("{not json".into()),
+            400,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/v1/connections",
+            Some(json!({"api_key": key, "environment": "test", "colour": "blue"}).to_string()),
+            400,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/v1/connections",
+            Some(json!({"api_key": 42, "environment": "test"}).to_string()),
+            400,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/v1/connections",
+            Some(json!({"api_key": key, "environment": "staging"}).to_string()),
+            400,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/v1/connections",
+            Some(wrong_mode),
+            400,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/v1/connections",
+            Some(json!({"api_key": key, "environment": "test"}).to_string()),
+            409,
+            "conflict",
+        ),
+        ("POST", "/api/v1/connections", None, 400, "invalid_input"),
+        (
+            "GET",
+            "/api/v1/connections/acct_nobody",
+            None,
+            404,
+            "not_found",
+        ),
+        ("PATCH", &this, Some("{}".into()), 400, "invalid_input"),
+        (
+            "POST",
+            "/api/v1/sql",
+            Some(json!({"query": "DELETE FROM customers"}).to_string()),
+            400,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/v1/sql",
+            Some(json!({"query": "SELECT * FROM custmers"}).to_string()),
+            400,
+            "invalid_input",
+        ),
+        ("GET", &its_syncs, None, 400, "invalid_input"),
+        ("GET", "/api/v1/nothing-here", None, 404, "not_found"),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (got, answer) = api.call(method, path, Some(&admin), body.as_deref()).await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{method} {path}: {answer}"
+        );
+        assert!(answer["error"]["message"].is_string());
+    }
+    let oversized = format!("{{\"query\": \"{}\"}}", "x".repeat(100_000));
+    let (status, _) = api
+        .call("POST", "/api/v1/sql", Some(&admin), Some(&oversized))
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(
+        engine.store.accounts().unwrap(),
+        before,
+        "a refused request wrote"
+    );
+
+    // The document names every route served, and each documented read answers.
+    let (status, document) = api
+        .call("GET", "/api/v1/openapi.json", Some(&reader), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.1.0");
+    for route in sm_server::api::ROUTES {
+        let operation = &document["paths"][route.path][route.method.to_ascii_lowercase()];
+        assert!(
+            operation["summary"].is_string(),
+            "{} {} is not documented",
+            route.method,
+            route.path
+        );
+        if route.method == "GET" {
+            let path = route.path.replace("{connection}", &label);
+            let (status, answer) = api.call("GET", &path, Some(&reader), None).await;
+            assert_eq!(status, 200, "GET {path}: {answer}");
+        }
+    }
+    let documented: usize = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(documented, sm_server::api::ROUTES.len());
+
+    // Removed with its data; then it is gone.
+    let (status, removed) = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/connections/{label}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{removed}");
+    let (status, _) = api
+        .call(
+            "GET",
+            &format!("/api/v1/connections/{label}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
