@@ -249,6 +249,9 @@ pub struct RunRecord {
 
 /// Column names, then rows of values as text (`None` for SQL NULL).
 pub type QueryResult = (Vec<String>, Vec<Vec<Option<String>>>);
+/// How long a user's query may run before it is stopped (`Store::query_values`).
+pub const QUERY_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Column names and rows of typed values.
 pub type ValuesResult = (Vec<String>, Vec<Vec<serde_json::Value>>);
 

@@ -1773,6 +1773,11 @@ impl Store for PostgresStore {
                 }
             };
             let mut tx = client.build_transaction().read_only(true).start()?;
+            // A query that runs past the time limit is stopped by the server.
+            tx.batch_execute(&format!(
+                "SET LOCAL statement_timeout = {}",
+                crate::QUERY_TIME_LIMIT.as_millis()
+            ))?;
             let messages = tx.simple_query(sql).map_err(bad)?;
             tx.rollback()?;
             let mut names = None;

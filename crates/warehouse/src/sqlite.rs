@@ -969,24 +969,54 @@ impl Store for SqliteStore {
         }
         let names: Vec<String> = statement.column_names().map(str::to_owned).collect();
         let width = names.len();
-        let mut rows = statement.query([]).map_err(bad)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(bad)? {
-            let mut values = Vec::with_capacity(width);
-            for i in 0..width {
-                let value: rusqlite::types::Value = row.get(i).map_err(db_error)?;
-                values.push(match value {
-                    rusqlite::types::Value::Null => Value::Null,
-                    rusqlite::types::Value::Integer(n) => Value::from(n),
-                    rusqlite::types::Value::Real(f) => Value::from(f),
-                    rusqlite::types::Value::Text(s) => Value::String(s),
-                    rusqlite::types::Value::Blob(b) => {
-                        Value::String(format!("<{} bytes>", b.len()))
-                    }
-                });
+        // A query that runs past the time limit is interrupted (a recursive CTE that never
+        // ends would hold this reader forever).
+        let (finished, waiting) = std::sync::mpsc::channel::<()>();
+        let interrupt = db.get_interrupt_handle();
+        let watchdog = std::thread::spawn(move || {
+            if waiting.recv_timeout(crate::QUERY_TIME_LIMIT)
+                == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            {
+                interrupt.interrupt();
             }
-            out.push(values);
-        }
-        Ok((names, out))
+        });
+        let stop_watchdog = || {
+            let _ = finished.send(());
+        };
+        let bad = |e: rusqlite::Error| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::OperationInterrupted =>
+            {
+                StoreError::BadQuery(format!(
+                    "the query ran longer than {} s and was stopped",
+                    crate::QUERY_TIME_LIMIT.as_secs()
+                ))
+            }
+            other => StoreError::BadQuery(other.to_string()),
+        };
+        let result = (|| {
+            let mut rows = statement.query([]).map_err(bad)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(bad)? {
+                let mut values = Vec::with_capacity(width);
+                for i in 0..width {
+                    let value: rusqlite::types::Value = row.get(i).map_err(db_error)?;
+                    values.push(match value {
+                        rusqlite::types::Value::Null => Value::Null,
+                        rusqlite::types::Value::Integer(n) => Value::from(n),
+                        rusqlite::types::Value::Real(f) => Value::from(f),
+                        rusqlite::types::Value::Text(s) => Value::String(s),
+                        rusqlite::types::Value::Blob(b) => {
+                            Value::String(format!("<{} bytes>", b.len()))
+                        }
+                    });
+                }
+                out.push(values);
+            }
+            Ok(out)
+        })();
+        stop_watchdog();
+        let _ = watchdog.join();
+        Ok((names, result?))
     }
 }

@@ -600,6 +600,12 @@ macro_rules! warehouse_test_suite {
                 }
             }
             #[test]
+            fn a_query_that_never_ends_is_stopped() {
+                if let Some(store) = store("endless") {
+                    super::a_query_that_never_ends_is_stopped(store.as_ref());
+                }
+            }
+            #[test]
             fn runs_and_windows() {
                 if let Some(store) = store("runs") {
                     super::runs_and_windows(store.as_ref());
@@ -688,6 +694,23 @@ pub fn tokens_are_kept_by_name_and_hash(store: &dyn Store) {
     assert!(store.delete_token("ci").unwrap());
     assert!(!store.delete_token("ci").unwrap());
     assert_eq!(store.tokens().unwrap().len(), 1);
+}
+
+/// A user's query that would never end is stopped at the time limit, with words saying so,
+/// and the store answers the next query.
+pub fn a_query_that_never_ends_is_stopped(store: &dyn Store) {
+    let started = std::time::Instant::now();
+    let error = store
+        .query_values("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n")
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(error, StoreError::BadQuery(_)), "{error:?}");
+    assert!(
+        took < sm_warehouse::QUERY_TIME_LIMIT + std::time::Duration::from_secs(5),
+        "stopped after {took:?}"
+    );
+    let (_, rows) = store.query_values("SELECT 1").unwrap();
+    assert_eq!(rows.len(), 1);
 }
 
 fn open_sqlite(test: &str) -> Option<Box<dyn Store>> {
