@@ -60,6 +60,10 @@ pub struct AppState {
     /// Each connection's webhook signing secret, opened on first delivery and kept until its
     /// record changes (reading and decrypting it per delivery was an eighth of intake's time).
     secrets: RwLock<HashMap<Connection, CachedSecret>>,
+    /// Connections asked to sync now (the API's sync-now); the scheduler runs them next, one
+    /// at a time as it runs every sync, so a connection never syncs twice at once.
+    sync_now: parking_lot::Mutex<std::collections::HashSet<Connection>>,
+    wake_scheduler: tokio::sync::Notify,
 }
 
 /// A webhook secret as opened from the record last updated at `updated_at`, with what the
@@ -74,6 +78,12 @@ struct CachedSecret {
 }
 
 impl AppState {
+    /// Asks the scheduler to sync `connection` next (at once when it is idle).
+    pub fn request_sync(&self, connection: &Connection) {
+        self.sync_now.lock().insert(connection.clone());
+        self.wake_scheduler.notify_one();
+    }
+
     pub fn new(engine: Arc<Engine>, config: ServeConfig) -> Arc<AppState> {
         Arc::new(AppState {
             engine,
@@ -81,6 +91,8 @@ impl AppState {
             metrics: Metrics::default(),
             intakes: RwLock::new(HashMap::new()),
             secrets: RwLock::new(HashMap::new()),
+            sync_now: Default::default(),
+            wake_scheduler: tokio::sync::Notify::new(),
         })
     }
 
@@ -235,7 +247,8 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
             let due = *next_run
                 .entry(connection.clone())
                 .or_insert_with(|| now_instant + jitter(&connection, Duration::from_secs(2)));
-            if due > now_instant {
+            let asked = state.sync_now.lock().remove(&connection);
+            if due > now_instant && !asked {
                 continue;
             }
             next_run.insert(
@@ -279,6 +292,7 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
             .clamp(Duration::from_millis(200), Duration::from_secs(5));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = state.wake_scheduler.notified() => {}
             _ = stopped.changed() => return,
         }
     }

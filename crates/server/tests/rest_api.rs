@@ -17,6 +17,18 @@ struct Api {
 }
 
 impl Api {
+    async fn runs(&self, token: &str, label: &str) -> Vec<Value> {
+        let (_, list) = self
+            .call(
+                "GET",
+                &format!("/api/v1/connections/{label}/syncs"),
+                Some(token),
+                None,
+            )
+            .await;
+        list["data"].as_array().cloned().unwrap_or_default()
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -278,6 +290,45 @@ async fn the_rest_api_with_tokens() {
         .map(|p| p.as_object().unwrap().len())
         .sum();
     assert_eq!(documented, sm_server::api::ROUTES.len());
+
+    // Sync now: queued for the scheduler (whose interval here is an hour), and it runs.
+    // The new connection's first sync, which the scheduler runs by itself.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !api
+        .runs(&admin, &label)
+        .await
+        .iter()
+        .any(|r| r["status"] == "succeeded")
+    {
+        assert!(std::time::Instant::now() < deadline, "no first sync");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = api.runs(&admin, &label).await.len();
+    let (status, queued) = api
+        .call(
+            "POST",
+            &format!("/api/v1/connections/{label}/syncs"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, queued["queued"].as_bool()),
+        (202, Some(true)),
+        "{queued}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = api.runs(&admin, &label).await;
+        if now.len() > before && now[0]["status"] == "succeeded" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync asked for did not run: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Removed with its data; then it is gone.
     let (status, removed) = api

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sm_engine::ops::{connections, events, syncs};
@@ -172,6 +172,21 @@ pub async fn syncs(
     let record = state.engine.resolve(&reference).await?;
     let runs = syncs::runs(&state.engine, &record.connection, paging.limit()?).await?;
     Ok(Json(json!({"object": "list", "data": runs})))
+}
+
+pub async fn sync_now(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+) -> ApiResult<Response> {
+    let record = state.engine.resolve(&reference).await?;
+    state.request_sync(&record.connection);
+    let label = record.connection.label();
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        [("Location", format!("/api/v1/connections/{label}/syncs"))],
+        Json(json!({"queued": true, "connection": label, "runs": format!("/api/v1/connections/{label}/syncs")})),
+    )
+        .into_response())
 }
 
 pub async fn events(

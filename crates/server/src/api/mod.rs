@@ -101,6 +101,12 @@ pub const ROUTES: &[Route] = &[
         true,
     ),
     route(
+        "POST",
+        "/api/v1/connections/{connection}/syncs",
+        "Sync the connection now (202: queued; its run appears in the list)",
+        false,
+    ),
+    route(
         "GET",
         "/api/v1/connections/{connection}/events",
         "The events kept in the mirror, newest first",
@@ -125,6 +131,7 @@ fn handler(route: &Route) -> MethodRouter<Arc<AppState>> {
         ("DELETE", "/api/v1/connections/{connection}") => delete(connections::remove),
         ("GET", "/api/v1/connections/{connection}/permissions") => get(connections::permissions),
         ("GET", "/api/v1/connections/{connection}/syncs") => get(connections::syncs),
+        ("POST", "/api/v1/connections/{connection}/syncs") => post(connections::sync_now),
         ("GET", "/api/v1/connections/{connection}/events") => get(connections::events),
         ("POST", "/api/v1/sql") => post(sql::query),
         (method, path) => unreachable!("{method} {path} has no handler"),
