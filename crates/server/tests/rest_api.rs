@@ -263,34 +263,6 @@ async fn the_rest_api_with_tokens() {
         "a refused request wrote"
     );
 
-    // The document names every route served, and each documented read answers.
-    let (status, document) = api
-        .call("GET", "/api/v1/openapi.json", Some(&reader), None)
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(document["openapi"], "3.1.0");
-    for route in sm_server::api::ROUTES {
-        let operation = &document["paths"][route.path][route.method.to_ascii_lowercase()];
-        assert!(
-            operation["summary"].is_string(),
-            "{} {} is not documented",
-            route.method,
-            route.path
-        );
-        if route.method == "GET" {
-            let path = route.path.replace("{connection}", &label);
-            let (status, answer) = api.call("GET", &path, Some(&reader), None).await;
-            assert_eq!(status, 200, "GET {path}: {answer}");
-        }
-    }
-    let documented: usize = document["paths"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|p| p.as_object().unwrap().len())
-        .sum();
-    assert_eq!(documented, sm_server::api::ROUTES.len());
-
     // Sync now: queued for the scheduler (whose interval here is an hour), and it runs.
     // The new connection's first sync, which the scheduler runs by itself.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -329,6 +301,123 @@ async fn the_rest_api_with_tokens() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Mirrored objects, as Stripe lists them: pages with a cursor, filters, one by id.
+    let (status, page) = api
+        .call(
+            "GET",
+            &format!("/api/v1/connections/{label}/objects/customers?limit=2"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        (page["object"].as_str(), page["has_more"].as_bool()),
+        (Some("list"), Some(true)),
+        "{page}"
+    );
+    let customer = page["data"][0]["id"].as_str().unwrap().to_owned();
+    let after = page["data"][1]["id"].as_str().unwrap();
+    let (_, next) = api
+        .call(
+            "GET",
+            &format!(
+                "/api/v1/connections/{label}/objects/customers?limit=2&starting_after={after}"
+            ),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert!(
+        next["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["id"] != customer.as_str())
+    );
+    let (_, one) = api
+        .call(
+            "GET",
+            &format!("/api/v1/connections/{label}/objects/customers/{customer}"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(one["id"], customer.as_str());
+    let (status, filtered) = api
+        .call(
+            "GET",
+            &format!("/api/v1/connections/{label}/objects/subscriptions?status=active&limit=100"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        filtered["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "active")
+    );
+    for (path, code) in [
+        (
+            format!("/api/v1/connections/{label}/objects/customers?colour=blue"),
+            "invalid_input",
+        ),
+        (
+            format!("/api/v1/connections/{label}/objects/customers?starting_after=cus_nope"),
+            "invalid_input",
+        ),
+        (
+            format!("/api/v1/connections/{label}/objects/customers?limit=500"),
+            "invalid_input",
+        ),
+        (
+            format!("/api/v1/connections/{label}/objects/custmers"),
+            "not_found",
+        ),
+        (
+            format!("/api/v1/connections/{label}/objects/customers/cus_nope"),
+            "not_found",
+        ),
+    ] {
+        let (_, answer) = api.call("GET", &path, Some(&reader), None).await;
+        assert_eq!(answer["error"]["code"], code, "{path}: {answer}");
+    }
+
+    // The document names every route served, and each documented read answers.
+    let (status, document) = api
+        .call("GET", "/api/v1/openapi.json", Some(&reader), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.1.0");
+    for route in sm_server::api::ROUTES {
+        let operation = &document["paths"][route.path][route.method.to_ascii_lowercase()];
+        assert!(
+            operation["summary"].is_string(),
+            "{} {} is not documented",
+            route.method,
+            route.path
+        );
+        if route.method == "GET" {
+            let path = route
+                .path
+                .replace("{connection}", &label)
+                .replace("{table}", "customers")
+                .replace("{id}", &customer);
+            let (status, answer) = api.call("GET", &path, Some(&reader), None).await;
+            assert_eq!(status, 200, "GET {path}: {answer}");
+        }
+    }
+    let documented: usize = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(documented, sm_server::api::ROUTES.len());
 
     // Removed with its data; then it is gone.
     let (status, removed) = api

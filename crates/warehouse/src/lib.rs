@@ -6,6 +6,7 @@
 //! through [`Store::apply`], which writes rows, events, the cursor that produced them and sync
 //! state in one transaction, with the ordering guard of [`Guard`].
 
+pub mod page;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use page::PageQuery;
 pub use schema::{TABLES, Table};
 
 /// What went wrong in the store, in backend-neutral kinds (the engine never reads driver text).
@@ -328,6 +330,14 @@ pub trait Store: Send + Sync {
         synced_before: i64,
         created_from: i64,
     ) -> Result<u64>;
+    /// A page of a table's objects, newest first, as Stripe lists them (see [`PageQuery`]);
+    /// and whether more follow. An unknown cursor or filter is [`StoreError::BadQuery`].
+    fn page(
+        &self,
+        connection: &Connection,
+        table: &str,
+        query: &PageQuery,
+    ) -> Result<(Vec<StoredRow>, bool)>;
     /// Stored versions of the given ids of a table.
     fn versions(
         &self,

@@ -1411,6 +1411,65 @@ impl Store for PostgresStore {
         })
     }
 
+    fn page(
+        &self,
+        c: &Connection,
+        table_name: &str,
+        query: &crate::PageQuery,
+    ) -> Result<(Vec<StoredRow>, bool)> {
+        use crate::page::{Param, page_sql};
+        checked_table(table_name)?;
+        let name = ident(table_name);
+        self.read(|client, _| {
+            let cursor: Option<(i64, String)> = match &query.starting_after {
+                Some(id) => Some(
+                    client
+                        .query_opt(
+                            &format!("SELECT COALESCE(created, 0), id FROM {name} WHERE account_id = $1 AND livemode = $2 AND id = $3"),
+                            &[&c.account_id, &c.livemode, id],
+                        )?
+                        .map(|r| (r.get(0), r.get(1)))
+                        .ok_or_else(|| {
+                            StoreError::BadQuery(format!(
+                                "starting_after: no object {id} in {table_name}"
+                            ))
+                        })?,
+                ),
+                None => None,
+            };
+            let (sql, extra) = page_sql(
+                table_name,
+                &name,
+                query,
+                cursor.as_ref().map(|(created, id)| (*created, id.as_str())),
+                |n| format!("${n}"),
+                "data::text",
+            )?;
+            let boxed: Vec<Box<dyn postgres::types::ToSql + Sync>> = extra
+                .into_iter()
+                .map(|p| -> Box<dyn postgres::types::ToSql + Sync> {
+                    match p {
+                        Param::Text(s) => Box::new(s),
+                        Param::Integer(n) => Box::new(n),
+                        Param::Boolean(b) => Box::new(b),
+                        Param::Real(f) => Box::new(f),
+                    }
+                })
+                .collect();
+            let mut all: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                vec![&c.account_id, &c.livemode];
+            all.extend(boxed.iter().map(|b| b.as_ref()));
+            let mut rows: Vec<StoredRow> = client
+                .query(&sql, &all)?
+                .iter()
+                .map(read_stored_row)
+                .collect::<std::result::Result<_, _>>()?;
+            let more = rows.len() > query.limit.clamp(1, 100);
+            rows.truncate(query.limit.clamp(1, 100));
+            Ok((rows, more))
+        })
+    }
+
     fn rows_by_id(
         &self,
         c: &Connection,

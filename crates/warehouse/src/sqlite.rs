@@ -727,6 +727,57 @@ impl Store for SqliteStore {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
     }
 
+    fn page(
+        &self,
+        c: &Connection,
+        table_name: &str,
+        query: &crate::PageQuery,
+    ) -> Result<(Vec<StoredRow>, bool)> {
+        use crate::page::{Param, page_sql};
+        checked_table(table_name)?;
+        let db = self.reader();
+        let cursor: Option<(i64, String)> = match &query.starting_after {
+            Some(id) => Some(
+                db.query_row(
+                    &format!("SELECT COALESCE(created, 0), id FROM {table_name} WHERE account_id = ?1 AND livemode = ?2 AND id = ?3"),
+                    params![c.account_id, c.livemode, id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_error)?
+                .ok_or_else(|| {
+                    StoreError::BadQuery(format!("starting_after: no object {id} in {table_name}"))
+                })?,
+            ),
+            None => None,
+        };
+        let (sql, extra) = page_sql(
+            table_name,
+            table_name,
+            query,
+            cursor.as_ref().map(|(created, id)| (*created, id.as_str())),
+            |n| format!("?{n}"),
+            "data",
+        )?;
+        let mut values: Vec<rusqlite::types::Value> =
+            vec![c.account_id.clone().into(), i64::from(c.livemode).into()];
+        values.extend(extra.into_iter().map(|p| match p {
+            Param::Text(s) => rusqlite::types::Value::Text(s),
+            Param::Integer(n) => rusqlite::types::Value::Integer(n),
+            Param::Boolean(b) => rusqlite::types::Value::Integer(i64::from(b)),
+            Param::Real(f) => rusqlite::types::Value::Real(f),
+        }));
+        let mut statement = db.prepare_cached(&sql).map_err(db_error)?;
+        let mut rows: Vec<StoredRow> = statement
+            .query_map(rusqlite::params_from_iter(values), read_stored_row)
+            .map_err(db_error)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(db_error)?;
+        let more = rows.len() > query.limit.clamp(1, 100);
+        rows.truncate(query.limit.clamp(1, 100));
+        Ok((rows, more))
+    }
+
     fn rows_by_id(
         &self,
         c: &Connection,

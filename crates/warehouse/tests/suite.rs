@@ -606,6 +606,12 @@ macro_rules! warehouse_test_suite {
                 }
             }
             #[test]
+            fn pages_newest_first_with_filters_and_cursors() {
+                if let Some(store) = store("pages") {
+                    super::pages_newest_first_with_filters_and_cursors(store.as_ref());
+                }
+            }
+            #[test]
             fn runs_and_windows() {
                 if let Some(store) = store("runs") {
                     super::runs_and_windows(store.as_ref());
@@ -711,6 +717,102 @@ pub fn a_query_that_never_ends_is_stopped(store: &dyn Store) {
     );
     let (_, rows) = store.query_values("SELECT 1").unwrap();
     assert_eq!(rows.len(), 1);
+}
+
+/// Pages as Stripe lists: newest first (id breaks ties), a cursor, typed filters read as their
+/// column's type, a created range, deleted rows left out; an unknown filter or cursor refused.
+pub fn pages_newest_first_with_filters_and_cursors(store: &dyn Store) {
+    use sm_warehouse::PageQuery;
+    let c = Connection::new("acct_1", false);
+    let rows: Vec<ObjectRow> = (0..7)
+        .map(|n| {
+            row(
+                &format!("sub_{n}"),
+                1,
+                json!({"id": format!("sub_{n}"), "object": "subscription", "created": 1_000 + n / 2,
+                       "customer": if n % 2 == 0 { "cus_even" } else { "cus_odd" }, "status": "active",
+                       "cancel_at_period_end": n == 3}),
+            )
+        })
+        .collect();
+    store
+        .apply(
+            &c,
+            &Batch {
+                rows: vec![("subscriptions", rows, Guard::AtLeast)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let ids = |q: &PageQuery| -> (Vec<String>, bool) {
+        let (rows, more) = store.page(&c, "subscriptions", q).unwrap();
+        (rows.into_iter().map(|r| r.id).collect(), more)
+    };
+    let first = PageQuery {
+        limit: 3,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&first),
+        (vec!["sub_6".into(), "sub_5".into(), "sub_4".into()], true)
+    );
+    let next = PageQuery {
+        starting_after: Some("sub_4".into()),
+        ..first.clone()
+    };
+    assert_eq!(
+        ids(&next),
+        (vec!["sub_3".into(), "sub_2".into(), "sub_1".into()], true)
+    );
+    let last = PageQuery {
+        starting_after: Some("sub_1".into()),
+        ..first.clone()
+    };
+    assert_eq!(ids(&last), (vec!["sub_0".into()], false));
+    let even = PageQuery {
+        filters: vec![("customer".into(), "cus_even".into())],
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(ids(&even).0, ["sub_6", "sub_4", "sub_2", "sub_0"]);
+    let flagged = PageQuery {
+        filters: vec![("cancel_at_period_end".into(), "true".into())],
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(ids(&flagged).0, ["sub_3"]);
+    let range = PageQuery {
+        created_gte: Some(1_001),
+        created_lt: Some(1_003),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(ids(&range).0, ["sub_5", "sub_4", "sub_3", "sub_2"]);
+    for bad in [
+        PageQuery {
+            filters: vec![("colour".into(), "x".into())],
+            limit: 10,
+            ..Default::default()
+        },
+        PageQuery {
+            filters: vec![("canceled_at".into(), "soon".into())],
+            limit: 10,
+            ..Default::default()
+        },
+        PageQuery {
+            starting_after: Some("sub_nope".into()),
+            limit: 10,
+            ..Default::default()
+        },
+    ] {
+        assert!(
+            matches!(
+                store.page(&c, "subscriptions", &bad),
+                Err(StoreError::BadQuery(_))
+            ),
+            "{bad:?}"
+        );
+    }
 }
 
 fn open_sqlite(test: &str) -> Option<Box<dyn Store>> {

@@ -7,11 +7,13 @@
 //!   update key, rename, start date, API version, webhook secret, remove
 //! - [`syncs`]: sync now, runs, interruption
 //! - [`events`]: the events kept in the mirror
+//! - [`objects`]: mirrored objects, paged as Stripe lists them, or one by id
 //! - [`query`]: read-only SQL
 //! - [`tokens`]: API tokens (made, listed, revoked, verified)
 
 pub mod connections;
 pub mod events;
+pub mod objects;
 pub mod query;
 pub mod syncs;
 pub mod tokens;

@@ -5,6 +5,7 @@
 //! are thin: they parse, call `sm_engine::ops`, and answer.
 
 mod connections;
+mod objects;
 mod openapi;
 mod sql;
 
@@ -113,6 +114,18 @@ pub const ROUTES: &[Route] = &[
         true,
     ),
     route(
+        "GET",
+        "/api/v1/connections/{connection}/objects/{table}",
+        "A page of a table's objects, newest first: limit, starting_after, created[gte], created[lt], and typed columns as filters",
+        true,
+    ),
+    route(
+        "GET",
+        "/api/v1/connections/{connection}/objects/{table}/{id}",
+        "One mirrored object",
+        true,
+    ),
+    route(
         "POST",
         "/api/v1/sql",
         "A read-only SQL query on the mirror",
@@ -133,6 +146,8 @@ fn handler(route: &Route) -> MethodRouter<Arc<AppState>> {
         ("GET", "/api/v1/connections/{connection}/syncs") => get(connections::syncs),
         ("POST", "/api/v1/connections/{connection}/syncs") => post(connections::sync_now),
         ("GET", "/api/v1/connections/{connection}/events") => get(connections::events),
+        ("GET", "/api/v1/connections/{connection}/objects/{table}") => get(objects::page),
+        ("GET", "/api/v1/connections/{connection}/objects/{table}/{id}") => get(objects::one),
         ("POST", "/api/v1/sql") => post(sql::query),
         (method, path) => unreachable!("{method} {path} has no handler"),
     }

@@ -17,7 +17,14 @@ pub fn openapi() -> Value {
             .path
             .split('/')
             .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}, "description": "a connection: acct_…:test|live, acct_…, or its name"}))
+            .map(|name| {
+                let about = match name {
+                    "connection" => "a connection: acct_…:test|live, acct_…, or its name",
+                    "table" => "a mirrored table, as `stripe-mirror tables` lists them",
+                    _ => "an object's id",
+                };
+                json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}, "description": about})
+            })
             .collect();
         entry[route.method.to_ascii_lowercase()] = json!({
             "summary": route.summary,

@@ -1,0 +1,106 @@
+//! A page of one table's objects, as Stripe lists them: newest first (`created`, then `id`),
+//! `limit` at a time after a `starting_after` cursor, filtered by typed columns and a `created`
+//! range. Both backends run the SQL built here; only their placeholders differ.
+
+use crate::schema::{ColumnType, table};
+use crate::{Result, StoreError};
+
+/// What a page asks for.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    /// Equality filters on the table's typed columns (`customer`, `status`…), as text; each is
+    /// read as its column's type.
+    pub filters: Vec<(String, String)>,
+    /// `created >= `.
+    pub created_gte: Option<i64>,
+    /// `created < `.
+    pub created_lt: Option<i64>,
+    /// The id of the last object of the previous page.
+    pub starting_after: Option<String>,
+    /// Objects per page (1–100).
+    pub limit: usize,
+    /// Deleted objects too (Stripe's lists leave them out).
+    pub include_deleted: bool,
+}
+
+/// A typed parameter of the page's SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+    Real(f64),
+}
+
+/// The SQL of a page (placeholders written by `placeholder(n)`, 1-based) and its parameters
+/// after the connection's two (`account_id`, `livemode`). `from` is the table as the backend
+/// names it in SQL; the cursor is given as its `(created, id)`, looked up by the caller first.
+pub fn page_sql(
+    table_name: &str,
+    from: &str,
+    query: &PageQuery,
+    cursor: Option<(i64, &str)>,
+    placeholder: impl Fn(usize) -> String,
+    data_column: &str,
+) -> Result<(String, Vec<Param>)> {
+    let t = table(table_name).ok_or_else(|| StoreError::UnknownTable(table_name.into()))?;
+    let mut params: Vec<Param> = Vec::new();
+    let next = |param: Param, params: &mut Vec<Param>| {
+        params.push(param);
+        placeholder(params.len() + 2)
+    };
+    let mut sql = format!(
+        "SELECT id, deleted, {data_column}, version FROM {from} WHERE account_id = {} AND livemode = {}",
+        placeholder(1),
+        placeholder(2)
+    );
+    if !query.include_deleted {
+        sql.push_str(" AND NOT deleted");
+    }
+    for (name, value) in &query.filters {
+        let column = t.columns.iter().find(|c| c.name == name).ok_or_else(|| {
+            StoreError::BadQuery(format!(
+                "{table_name} cannot be filtered by `{name}`; its typed columns are: {}",
+                t.columns
+                    .iter()
+                    .map(|c| c.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let wrong =
+            |kind: &str| StoreError::BadQuery(format!("`{name}` takes {kind}, not `{value}`"));
+        let param = match column.sql_type {
+            ColumnType::Text => Param::Text(value.clone()),
+            ColumnType::Integer => {
+                Param::Integer(value.parse().map_err(|_| wrong("a whole number"))?)
+            }
+            ColumnType::Boolean => {
+                Param::Boolean(value.parse().map_err(|_| wrong("true or false"))?)
+            }
+            ColumnType::Real => Param::Real(value.parse().map_err(|_| wrong("a number"))?),
+        };
+        let p = next(param, &mut params);
+        sql.push_str(&format!(" AND {} = {p}", column.name));
+    }
+    if let Some(gte) = query.created_gte {
+        let p = next(Param::Integer(gte), &mut params);
+        sql.push_str(&format!(" AND COALESCE(created, 0) >= {p}"));
+    }
+    if let Some(lt) = query.created_lt {
+        let p = next(Param::Integer(lt), &mut params);
+        sql.push_str(&format!(" AND COALESCE(created, 0) < {p}"));
+    }
+    if let Some((created, id)) = cursor {
+        let c = next(Param::Integer(created), &mut params);
+        let i = next(Param::Text(id.to_owned()), &mut params);
+        sql.push_str(&format!(
+            " AND (COALESCE(created, 0) < {c} OR (COALESCE(created, 0) = {c} AND id < {i}))"
+        ));
+    }
+    let limit = query.limit.clamp(1, 100) + 1;
+    sql.push_str(&format!(
+        " ORDER BY COALESCE(created, 0) DESC, id DESC LIMIT {limit}"
+    ));
+    Ok((sql, params))
+}
