@@ -176,6 +176,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics::prometheus))
         .route("/webhooks/{account}/{mode}", post(webhook::receive))
         .merge(api::router(state.clone()))
+        .merge(api::stripe_compat::router())
         .fallback(|| async {
             api::ApiError(
                 EngineError::new(sm_engine::ErrorCode::NotFound, "no such route")

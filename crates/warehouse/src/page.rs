@@ -17,6 +17,12 @@ pub struct PageQuery {
     pub created_lt: Option<i64>,
     /// The id of the last object of the previous page.
     pub starting_after: Option<String>,
+    /// The id of the first object of the next page (the page just newer than it, still
+    /// answered newest first). Wins over `starting_after`.
+    pub ending_before: Option<String>,
+    /// Leave out rows whose typed column equals this (`status` ≠ `canceled`: Stripe's
+    /// default for subscriptions).
+    pub exclude: Option<(String, String)>,
     /// Objects per page (1–100).
     pub limit: usize,
     /// Deleted objects too (Stripe's lists leave them out).
@@ -30,6 +36,15 @@ pub enum Param {
     Integer(i64),
     Boolean(bool),
     Real(f64),
+}
+
+/// The cursor id of a query and whether it pages toward newer objects.
+pub fn cursor_id(query: &PageQuery) -> Option<(&str, bool)> {
+    match (&query.ending_before, &query.starting_after) {
+        (Some(id), _) => Some((id, true)),
+        (None, Some(id)) => Some((id, false)),
+        (None, None) => None,
+    }
 }
 
 /// The SQL of a page (placeholders written by `placeholder(n)`, 1-based) and its parameters
@@ -57,7 +72,7 @@ pub fn page_sql(
     if !query.include_deleted {
         sql.push_str(" AND NOT deleted");
     }
-    for (name, value) in &query.filters {
+    let typed = |name: &str, value: &str| -> Result<(&'static str, Param)> {
         let column = t.columns.iter().find(|c| c.name == name).ok_or_else(|| {
             StoreError::BadQuery(format!(
                 "{table_name} cannot be filtered by `{name}`; its typed columns are: {}",
@@ -71,7 +86,7 @@ pub fn page_sql(
         let wrong =
             |kind: &str| StoreError::BadQuery(format!("`{name}` takes {kind}, not `{value}`"));
         let param = match column.sql_type {
-            ColumnType::Text => Param::Text(value.clone()),
+            ColumnType::Text => Param::Text(value.to_owned()),
             ColumnType::Integer => {
                 Param::Integer(value.parse().map_err(|_| wrong("a whole number"))?)
             }
@@ -80,8 +95,17 @@ pub fn page_sql(
             }
             ColumnType::Real => Param::Real(value.parse().map_err(|_| wrong("a number"))?),
         };
+        Ok((column.name, param))
+    };
+    if let Some((name, value)) = &query.exclude {
+        let (column, param) = typed(name, value)?;
         let p = next(param, &mut params);
-        sql.push_str(&format!(" AND {} = {p}", column.name));
+        sql.push_str(&format!(" AND ({column} IS NULL OR {column} <> {p})"));
+    }
+    for (name, value) in &query.filters {
+        let (column, param) = typed(name, value)?;
+        let p = next(param, &mut params);
+        sql.push_str(&format!(" AND {column} = {p}"));
     }
     if let Some(gte) = query.created_gte {
         let p = next(Param::Integer(gte), &mut params);
@@ -91,16 +115,20 @@ pub fn page_sql(
         let p = next(Param::Integer(lt), &mut params);
         sql.push_str(&format!(" AND COALESCE(created, 0) < {p}"));
     }
+    let newer = cursor_id(query).is_some_and(|(_, newer)| newer);
     if let Some((created, id)) = cursor {
         let c = next(Param::Integer(created), &mut params);
         let i = next(Param::Text(id.to_owned()), &mut params);
+        let (than, ties) = if newer { (">", ">") } else { ("<", "<") };
         sql.push_str(&format!(
-            " AND (COALESCE(created, 0) < {c} OR (COALESCE(created, 0) = {c} AND id < {i}))"
+            " AND (COALESCE(created, 0) {than} {c} OR (COALESCE(created, 0) = {c} AND id {ties} {i}))"
         ));
     }
     let limit = query.limit.clamp(1, 100) + 1;
+    // Toward newer objects the page is read oldest first (the caller turns it round).
+    let order = if newer { "ASC" } else { "DESC" };
     sql.push_str(&format!(
-        " ORDER BY COALESCE(created, 0) DESC, id DESC LIMIT {limit}"
+        " ORDER BY COALESCE(created, 0) {order}, id {order} LIMIT {limit}"
     ));
     Ok((sql, params))
 }

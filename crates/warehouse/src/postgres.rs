@@ -1421,17 +1421,17 @@ impl Store for PostgresStore {
         checked_table(table_name)?;
         let name = ident(table_name);
         self.read(|client, _| {
-            let cursor: Option<(i64, String)> = match &query.starting_after {
-                Some(id) => Some(
+            let cursor: Option<(i64, String)> = match crate::page::cursor_id(query) {
+                Some((id, _)) => Some(
                     client
                         .query_opt(
                             &format!("SELECT COALESCE(created, 0), id FROM {name} WHERE account_id = $1 AND livemode = $2 AND id = $3"),
-                            &[&c.account_id, &c.livemode, id],
+                            &[&c.account_id, &c.livemode, &id],
                         )?
                         .map(|r| (r.get(0), r.get(1)))
                         .ok_or_else(|| {
                             StoreError::BadQuery(format!(
-                                "starting_after: no object {id} in {table_name}"
+                                "no object {id} in {table_name} to page from"
                             ))
                         })?,
                 ),
@@ -1466,6 +1466,9 @@ impl Store for PostgresStore {
                 .collect::<std::result::Result<_, _>>()?;
             let more = rows.len() > query.limit.clamp(1, 100);
             rows.truncate(query.limit.clamp(1, 100));
+            if crate::page::cursor_id(query).is_some_and(|(_, newer)| newer) {
+                rows.reverse();
+            }
             Ok((rows, more))
         })
     }

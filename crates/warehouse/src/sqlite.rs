@@ -736,8 +736,8 @@ impl Store for SqliteStore {
         use crate::page::{Param, page_sql};
         checked_table(table_name)?;
         let db = self.reader();
-        let cursor: Option<(i64, String)> = match &query.starting_after {
-            Some(id) => Some(
+        let cursor: Option<(i64, String)> = match crate::page::cursor_id(query) {
+            Some((id, _)) => Some(
                 db.query_row(
                     &format!("SELECT COALESCE(created, 0), id FROM {table_name} WHERE account_id = ?1 AND livemode = ?2 AND id = ?3"),
                     params![c.account_id, c.livemode, id],
@@ -746,7 +746,7 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(db_error)?
                 .ok_or_else(|| {
-                    StoreError::BadQuery(format!("starting_after: no object {id} in {table_name}"))
+                    StoreError::BadQuery(format!("no object {id} in {table_name} to page from"))
                 })?,
             ),
             None => None,
@@ -775,6 +775,9 @@ impl Store for SqliteStore {
             .map_err(db_error)?;
         let more = rows.len() > query.limit.clamp(1, 100);
         rows.truncate(query.limit.clamp(1, 100));
+        if crate::page::cursor_id(query).is_some_and(|(_, newer)| newer) {
+            rows.reverse();
+        }
         Ok((rows, more))
     }
 

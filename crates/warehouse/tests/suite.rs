@@ -769,6 +769,21 @@ pub fn pages_newest_first_with_filters_and_cursors(store: &dyn Store) {
         ..first.clone()
     };
     assert_eq!(ids(&last), (vec!["sub_0".into()], false));
+    // Toward newer objects: the page just newer than the cursor, still newest first.
+    let back = PageQuery {
+        ending_before: Some("sub_1".into()),
+        ..first.clone()
+    };
+    assert_eq!(
+        ids(&back),
+        (vec!["sub_4".into(), "sub_3".into(), "sub_2".into()], true)
+    );
+    let not_odd = PageQuery {
+        exclude: Some(("customer".into(), "cus_odd".into())),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(ids(&not_odd).0, ["sub_6", "sub_4", "sub_2", "sub_0"]);
     let even = PageQuery {
         filters: vec![("customer".into(), "cus_even".into())],
         limit: 10,

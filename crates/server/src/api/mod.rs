@@ -8,6 +8,7 @@ mod connections;
 mod objects;
 mod openapi;
 mod sql;
+pub mod stripe_compat;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -261,7 +262,7 @@ fn read_only_allowed(method: &Method, path: &str) -> bool {
         .any(|r| r.read_only_allowed && r.method == method.as_str() && r.path == path)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get("authorization")?.to_str().ok()?.trim();
     let token = value
         .strip_prefix("Bearer ")
