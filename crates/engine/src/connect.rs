@@ -553,6 +553,11 @@ pub async fn connect(
     if let Some(version) = &options.api_version {
         crate::check_mirror_api_version(version)?;
     }
+    // A name is checked before anything is asked of Stripe.
+    if let Some(name) = &options.name {
+        let accounts = engine.store_call(|store| store.accounts()).await?;
+        crate::check_name(name, &accounts, None)?;
+    }
     let client = engine.client(&key, None)?;
     let identity = identify(&client).await.map_err(|error| match error.code {
         ErrorCode::InvalidKey | ErrorCode::KeyExpired => error.hint("check the key in the Stripe dashboard (it may have been revoked, rolled or mistyped) and connect with a valid one"),

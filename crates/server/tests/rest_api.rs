@@ -242,7 +242,34 @@ async fn the_rest_api_with_tokens() {
         ),
         ("GET", &its_syncs, None, 400, "invalid_input"),
         ("GET", "/api/v1/nothing-here", None, 404, "not_found"),
+        // Keys connect refuses, through the API.
+        ("POST", "/api/v1/connections", Some(json!({"api_key": "", "environment": "test"}).to_string()), 400, "invalid_input"),
+        ("POST", "/api/v1/connections", Some(json!({"api_key": "pk_test_abcdefghijklmnop", "environment": "test"}).to_string()), 400, "invalid_input"),
+        ("POST", "/api/v1/connections", Some(json!({"api_key": "sk_test_not a key", "environment": "test"}).to_string()), 400, "invalid_input"),
+        ("POST", "/api/v1/connections", Some(json!({"api_key": world.key("secret_test"), "environment": "test", "restricted_only": true}).to_string()), 400, "invalid_input"),
+        ("POST", "/api/v1/connections", Some(json!({"api_key": world.key("secret_test"), "environment": "test", "live_only": true}).to_string()), 400, "invalid_input"),
+        ("POST", "/api/v1/connections", Some(json!({"api_key": world.key("secret_test"), "environment": "test", "account_id": "acct_someoneelse"}).to_string()), 400, "invalid_input"),
+        ("POST", "/api/v1/connections", Some(json!({"api_key": "sk_test_51Nv0FGQ9RKHgCVdKunknownunknownunknown", "environment": "test"}).to_string()), 401, "invalid_key"),
+        ("POST", "/api/v1/connections", Some(json!({"environment": "test"}).to_string()), 400, "invalid_input"),
+        ("POST", "/api/v1/connections", Some(json!({"api_key": key}).to_string()), 400, "invalid_input"),
+        ("POST", "/api/v1/connections", Some(json!({"api_key": key, "environment": "test", "name": "acct_lookslikeanid"}).to_string()), 400, "invalid_input"),
+        ("POST", "/api/v1/connections", Some(json!({"api_key": key, "environment": "test", "start_date": "yesterday"}).to_string()), 400, "invalid_input"),
+        ("POST", "/api/v1/connections", Some("[1, 2, 3]".into()), 400, "invalid_input"),
+        // Changes that cannot be made.
+        ("PATCH", &this, Some(json!({"name": 5}).to_string()), 400, "invalid_input"),
+        ("PATCH", &this, Some(json!({"name": "acct_123"}).to_string()), 400, "invalid_input"),
+        ("PATCH", &this, Some(json!({"start_date": 99_999_999_999i64}).to_string()), 400, "invalid_input"),
+        ("PATCH", &this, Some(json!({"logo": "x.png"}).to_string()), 400, "invalid_input"),
+        ("PATCH", "/api/v1/connections/acct_nobody", Some(json!({"name": "X"}).to_string()), 404, "not_found"),
+        ("DELETE", "/api/v1/connections/acct_nobody", None, 404, "not_found"),
+        ("GET", "/api/v1/connections/acct_nobody/permissions", None, 404, "not_found"),
+        ("GET", "/api/v1/connections/acct_nobody/events", None, 404, "not_found"),
+        ("POST", "/api/v1/connections/acct_nobody/syncs", None, 404, "not_found"),
+        ("POST", "/api/v1/sql", Some(json!({"query": "SELECT 1; DELETE FROM customers"}).to_string()), 400, "invalid_input"),
+        ("POST", "/api/v1/sql", Some(json!({"sql": "SELECT 1"}).to_string()), 400, "invalid_input"),
+        ("POST", "/api/v1/sql", Some(json!({"query": "SELEC 1"}).to_string()), 400, "invalid_input"),
     ];
+    let count = cases.len();
     for (method, path, body, status, code) in cases {
         let (got, answer) = api.call(method, path, Some(&admin), body.as_deref()).await;
         assert_eq!(
@@ -252,6 +279,51 @@ async fn the_rest_api_with_tokens() {
         );
         assert!(answer["error"]["message"].is_string());
     }
+    // The token problems: none, unknown, revoked, read-only writing.
+    let revoked = tokens::create(&engine, "revoked", false)
+        .await
+        .unwrap()
+        .secret;
+    tokens::revoke(&engine, "revoked").await.unwrap();
+    for (token, method, path, status, code) in [
+        (None, "POST", "/api/v1/sql", 401, "unauthorized"),
+        (
+            Some("smt_0123"),
+            "DELETE",
+            this.as_str(),
+            401,
+            "unauthorized",
+        ),
+        (
+            Some(revoked.as_str()),
+            "GET",
+            "/api/v1/connections",
+            401,
+            "unauthorized",
+        ),
+        (
+            Some(reader.as_str()),
+            "DELETE",
+            this.as_str(),
+            403,
+            "forbidden",
+        ),
+        (
+            Some(reader.as_str()),
+            "POST",
+            "/api/v1/connections",
+            403,
+            "forbidden",
+        ),
+    ] {
+        let (got, answer) = api.call(method, path, token, Some("{}")).await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{method} {path}: {answer}"
+        );
+    }
+    eprintln!("{} bad requests answered from the error table", count + 6);
     let oversized = format!("{{\"query\": \"{}\"}}", "x".repeat(100_000));
     let (status, _) = api
         .call("POST", "/api/v1/sql", Some(&admin), Some(&oversized))
