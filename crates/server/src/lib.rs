@@ -63,6 +63,8 @@ pub struct AppState {
     /// Connections asked to sync now (the API's sync-now); the scheduler runs them next, one
     /// at a time as it runs every sync, so a connection never syncs twice at once.
     sync_now: parking_lot::Mutex<std::collections::HashSet<Connection>>,
+    /// Answers to API requests sent with an `Idempotency-Key`.
+    pub idempotency: api::IdempotencyKeys,
     wake_scheduler: tokio::sync::Notify,
 }
 
@@ -92,6 +94,7 @@ impl AppState {
             intakes: RwLock::new(HashMap::new()),
             secrets: RwLock::new(HashMap::new()),
             sync_now: Default::default(),
+            idempotency: Default::default(),
             wake_scheduler: tokio::sync::Notify::new(),
         })
     }

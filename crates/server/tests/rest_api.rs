@@ -114,6 +114,51 @@ async fn the_rest_api_with_tokens() {
         "the key came back: {made}"
     );
     let label = made["connection"]["label"].as_str().unwrap().to_owned();
+    // The same request again with its Idempotency-Key: the first answer, not a conflict; the
+    // key with another body is refused.
+    let send = |key: &'static str, body: String| {
+        api.http
+            .post(format!("{}/api/v1/connections", api.base))
+            .bearer_auth(admin.as_str())
+            .header("Idempotency-Key", key)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let first = send("link-0", body.clone()).await.unwrap();
+    assert_eq!(
+        first.status().as_u16(),
+        409,
+        "the request before had no key"
+    );
+    let keyed =
+        json!({"api_key": world.key("secret_live"), "environment": "live", "name": "Live twin"})
+            .to_string();
+    let first = send("link-1", keyed.clone()).await.unwrap();
+    assert_eq!(first.status().as_u16(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = send("link-1", keyed.clone()).await.unwrap();
+    assert_eq!(again.status().as_u16(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, first);
+    let other = send(
+        "link-1",
+        json!({"api_key": world.key("secret_live"), "environment": "live"}).to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.status().as_u16(), 400);
+    let live_label = first["connection"]["label"].as_str().unwrap().to_owned();
+    let (status, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/connections/{live_label}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
     let (status, all) = api
         .call("GET", "/api/v1/connections", Some(&reader), None)
         .await;

@@ -60,8 +60,40 @@ struct NewConnection {
     api_version: Option<String>,
 }
 
-pub async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
-    let mut request: NewConnection = parse_body(&body)?;
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(token): axum::Extension<sm_warehouse::TokenRecord>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(key) = &idempotency_key
+        && let Some(replayed) = state.idempotency.replay(&token.name, key, &body)?
+    {
+        return Ok(replayed);
+    }
+    let answer = connect(&state, &body).await;
+    if let Some(key) = &idempotency_key {
+        let (status, json) = match &answer {
+            Ok(made) => (201, made.clone()),
+            Err(error) => (
+                error.0.code.http_status(),
+                crate::error_response(&error.0).1.0,
+            ),
+        };
+        state
+            .idempotency
+            .keep(&token.name, key, &body, status, &json);
+    }
+    answer.map(created)
+}
+
+/// Connects the account a `POST /api/v1/connections` body describes.
+async fn connect(state: &AppState, body: &Bytes) -> ApiResult<Value> {
+    let mut request: NewConnection = parse_body(body)?;
     // The key is wiped from memory once parsed.
     let key_text = Zeroizing::new(std::mem::take(&mut request.api_key));
     let mode = match request.environment.as_str() {
@@ -88,11 +120,11 @@ pub async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResul
         api_version: request.api_version,
     };
     let outcome = connections::connect(&state.engine, key, options).await?;
-    Ok(created(json!({
+    Ok(json!({
         "connection": outcome.account,
         "permissions": outcome.permissions,
         "events_fetched": outcome.events_fetched,
-    })))
+    }))
 }
 
 /// What `PATCH /api/v1/connections/{connection}` takes.

@@ -21,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use sm_engine::{EngineError, ErrorCode};
 
 use crate::AppState;
@@ -198,7 +199,11 @@ pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
 
 /// Checks the bearer token of every request (and that a read-only token only reads), and
 /// bounds how long a request may take.
-async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn authorize(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let refuse = |state: &AppState, reason: &'static str, error: EngineError| {
         state.metrics.record_api_refusal(reason);
         ApiError(error).into_response()
@@ -239,6 +244,8 @@ async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: N
             ),
         );
     }
+    // Handlers learn who asked (idempotency keys are kept per token).
+    request.extensions_mut().insert(token);
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError(EngineError::new(
@@ -268,6 +275,68 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))?;
     Some(token.trim().to_owned())
+}
+
+/// Answers to requests sent with an `Idempotency-Key`, per token and key: a retry with the
+/// same body gets the first answer again; the same key with another body is refused. Holds the
+/// newest [`IDEMPOTENCY_KEYS`] (the body itself is kept only as its SHA-256: it may hold a key).
+#[derive(Default)]
+pub struct IdempotencyKeys {
+    answers: parking_lot::Mutex<(
+        std::collections::HashMap<(String, String), ([u8; 32], u16, Value)>,
+        std::collections::VecDeque<(String, String)>,
+    )>,
+}
+
+/// Idempotency keys remembered at most.
+pub const IDEMPOTENCY_KEYS: usize = 10_000;
+
+impl IdempotencyKeys {
+    fn digest(body: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(body).into()
+    }
+
+    /// The answer kept for `(token, key)` if the body is the same; an error if it is not.
+    pub fn replay(&self, token: &str, key: &str, body: &[u8]) -> ApiResult<Option<Response>> {
+        let answers = self.answers.lock();
+        match answers.0.get(&(token.to_owned(), key.to_owned())) {
+            None => Ok(None),
+            Some((digest, status, answer)) if *digest == Self::digest(body) => {
+                let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
+                Ok(Some(
+                    (
+                        status,
+                        [("Idempotent-Replayed", "true")],
+                        axum::Json(answer.clone()),
+                    )
+                        .into_response(),
+                ))
+            }
+            Some(_) => Err(EngineError::invalid(format!(
+                "the Idempotency-Key {key} was used with another body"
+            ))
+            .hint("use a new key for a new request")
+            .into()),
+        }
+    }
+
+    /// Keeps an answer (not a server error: those may be retried).
+    pub fn keep(&self, token: &str, key: &str, body: &[u8], status: u16, answer: &Value) {
+        if status >= 500 {
+            return;
+        }
+        let mut answers = self.answers.lock();
+        let (map, order) = &mut *answers;
+        if map.len() >= IDEMPOTENCY_KEYS
+            && let Some(oldest) = order.pop_front()
+        {
+            map.remove(&oldest);
+        }
+        let id = (token.to_owned(), key.to_owned());
+        order.push_back(id.clone());
+        map.insert(id, (Self::digest(body), status, answer.clone()));
+    }
 }
 
 /// `201 Created` with a JSON body.
