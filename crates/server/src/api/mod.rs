@@ -282,11 +282,14 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
 /// newest [`IDEMPOTENCY_KEYS`] (the body itself is kept only as its SHA-256: it may hold a key).
 #[derive(Default)]
 pub struct IdempotencyKeys {
-    answers: parking_lot::Mutex<(
-        std::collections::HashMap<(String, String), ([u8; 32], u16, Value)>,
-        std::collections::VecDeque<(String, String)>,
-    )>,
+    answers: parking_lot::Mutex<KeptAnswers>,
 }
+
+/// `(token, key)` → (the body's SHA-256, status, answer); and the keys oldest first.
+type KeptAnswers = (
+    std::collections::HashMap<(String, String), ([u8; 32], u16, Value)>,
+    std::collections::VecDeque<(String, String)>,
+);
 
 /// Idempotency keys remembered at most.
 pub const IDEMPOTENCY_KEYS: usize = 10_000;
