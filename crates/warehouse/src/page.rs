@@ -54,7 +54,7 @@ pub fn page_sql(
     table_name: &str,
     from: &str,
     query: &PageQuery,
-    cursor: Option<(i64, &str)>,
+    cursor: Option<(Option<i64>, &str)>,
     placeholder: impl Fn(usize) -> String,
     data_column: &str,
 ) -> Result<(String, Vec<Param>)> {
@@ -109,26 +109,39 @@ pub fn page_sql(
     }
     if let Some(gte) = query.created_gte {
         let p = next(Param::Integer(gte), &mut params);
-        sql.push_str(&format!(" AND COALESCE(created, 0) >= {p}"));
+        sql.push_str(&format!(" AND created >= {p}"));
     }
     if let Some(lt) = query.created_lt {
         let p = next(Param::Integer(lt), &mut params);
-        sql.push_str(&format!(" AND COALESCE(created, 0) < {p}"));
+        sql.push_str(&format!(" AND created < {p}"));
     }
     let newer = cursor_id(query).is_some_and(|(_, newer)| newer);
+    // Newest first is `created DESC NULLS LAST, id DESC` (an object without `created`, a
+    // payment link, comes last); `created` is compared as it is, so the (account_id, created)
+    // index serves the order.
     if let Some((created, id)) = cursor {
-        let c = next(Param::Integer(created), &mut params);
         let i = next(Param::Text(id.to_owned()), &mut params);
-        let (than, ties) = if newer { (">", ">") } else { ("<", "<") };
-        sql.push_str(&format!(
-            " AND (COALESCE(created, 0) {than} {c} OR (COALESCE(created, 0) = {c} AND id {ties} {i}))"
-        ));
+        let condition = match (created, newer) {
+            (Some(created), false) => {
+                let c = next(Param::Integer(created), &mut params);
+                format!("(created < {c} OR (created = {c} AND id < {i}) OR created IS NULL)")
+            }
+            (None, false) => format!("(created IS NULL AND id < {i})"),
+            (Some(created), true) => {
+                let c = next(Param::Integer(created), &mut params);
+                format!("(created > {c} OR (created = {c} AND id > {i}))")
+            }
+            (None, true) => format!("(created IS NOT NULL OR id > {i})"),
+        };
+        sql.push_str(&format!(" AND {condition}"));
     }
     let limit = query.limit.clamp(1, 100) + 1;
     // Toward newer objects the page is read oldest first (the caller turns it round).
-    let order = if newer { "ASC" } else { "DESC" };
-    sql.push_str(&format!(
-        " ORDER BY COALESCE(created, 0) {order}, id {order} LIMIT {limit}"
-    ));
+    let order = if newer {
+        "created ASC NULLS FIRST, id ASC"
+    } else {
+        "created DESC NULLS LAST, id DESC"
+    };
+    sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
     Ok((sql, params))
 }

@@ -1421,11 +1421,11 @@ impl Store for PostgresStore {
         checked_table(table_name)?;
         let name = ident(table_name);
         self.read(|client, _| {
-            let cursor: Option<(i64, String)> = match crate::page::cursor_id(query) {
+            let cursor: Option<(Option<i64>, String)> = match crate::page::cursor_id(query) {
                 Some((id, _)) => Some(
                     client
                         .query_opt(
-                            &format!("SELECT COALESCE(created, 0), id FROM {name} WHERE account_id = $1 AND livemode = $2 AND id = $3"),
+                            &format!("SELECT created, id FROM {name} WHERE account_id = $1 AND livemode = $2 AND id = $3"),
                             &[&c.account_id, &c.livemode, &id],
                         )?
                         .map(|r| (r.get(0), r.get(1)))

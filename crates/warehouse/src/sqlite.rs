@@ -736,10 +736,10 @@ impl Store for SqliteStore {
         use crate::page::{Param, page_sql};
         checked_table(table_name)?;
         let db = self.reader();
-        let cursor: Option<(i64, String)> = match crate::page::cursor_id(query) {
+        let cursor: Option<(Option<i64>, String)> = match crate::page::cursor_id(query) {
             Some((id, _)) => Some(
                 db.query_row(
-                    &format!("SELECT COALESCE(created, 0), id FROM {table_name} WHERE account_id = ?1 AND livemode = ?2 AND id = ?3"),
+                    &format!("SELECT created, id FROM {table_name} WHERE account_id = ?1 AND livemode = ?2 AND id = ?3"),
                     params![c.account_id, c.livemode, id],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )

@@ -803,6 +803,59 @@ pub fn pages_newest_first_with_filters_and_cursors(store: &dyn Store) {
         ..Default::default()
     };
     assert_eq!(ids(&range).0, ["sub_5", "sub_4", "sub_3", "sub_2"]);
+    // Objects without `created` (payment links) come last, and paging passes through them
+    // both ways, each once.
+    let links: Vec<ObjectRow> = (0..5)
+        .map(|n| {
+            let mut data =
+                json!({"id": format!("plink_{n}"), "object": "payment_link", "active": true});
+            if n < 2 {
+                data["created"] = json!(2_000 + n);
+            }
+            row(&format!("plink_{n}"), 1, data)
+        })
+        .collect();
+    store
+        .apply(
+            &c,
+            &Batch {
+                rows: vec![("payment_links", links, Guard::AtLeast)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut forward = Vec::new();
+    let mut query = PageQuery {
+        limit: 2,
+        ..Default::default()
+    };
+    loop {
+        let (rows, more) = store.page(&c, "payment_links", &query).unwrap();
+        forward.extend(rows.iter().map(|r| r.id.clone()));
+        if !more {
+            break;
+        }
+        query.starting_after = rows.last().map(|r| r.id.clone());
+    }
+    assert_eq!(
+        forward,
+        ["plink_1", "plink_0", "plink_4", "plink_3", "plink_2"]
+    );
+    let mut backward = Vec::new();
+    let mut query = PageQuery {
+        limit: 2,
+        ending_before: Some("plink_2".into()),
+        ..Default::default()
+    };
+    loop {
+        let (rows, more) = store.page(&c, "payment_links", &query).unwrap();
+        backward.splice(0..0, rows.iter().map(|r| r.id.clone()));
+        if !more {
+            break;
+        }
+        query.ending_before = rows.first().map(|r| r.id.clone());
+    }
+    assert_eq!(backward, ["plink_1", "plink_0", "plink_4", "plink_3"]);
     for bad in [
         PageQuery {
             filters: vec![("colour".into(), "x".into())],
