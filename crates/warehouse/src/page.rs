@@ -116,31 +116,25 @@ pub fn page_sql(
         sql.push_str(&format!(" AND created < {p}"));
     }
     let newer = cursor_id(query).is_some_and(|(_, newer)| newer);
-    // Newest first is `created DESC NULLS LAST, id DESC` (an object without `created`, a
-    // payment link, comes last); `created` is compared as it is, so the (account_id, created)
-    // index serves the order.
+    // Newest first is by `(COALESCE(created, -1), id)` descending (an object without
+    // `created`, a payment link, comes last), the key of the `{table}_page` index, so a page
+    // with a cursor is one range of that index whatever the table's size.
     if let Some((created, id)) = cursor {
+        let c = next(Param::Integer(created.unwrap_or(-1)), &mut params);
         let i = next(Param::Text(id.to_owned()), &mut params);
-        let condition = match (created, newer) {
-            (Some(created), false) => {
-                let c = next(Param::Integer(created), &mut params);
-                format!("(created < {c} OR (created = {c} AND id < {i}) OR created IS NULL)")
-            }
-            (None, false) => format!("(created IS NULL AND id < {i})"),
-            (Some(created), true) => {
-                let c = next(Param::Integer(created), &mut params);
-                format!("(created > {c} OR (created = {c} AND id > {i}))")
-            }
-            (None, true) => format!("(created IS NOT NULL OR id > {i})"),
-        };
-        sql.push_str(&format!(" AND {condition}"));
+        // Written so that the first term is a range of the index (a row-value comparison is
+        // not used as one, and a deep page then scanned every row before it).
+        let (than, or_equal) = if newer { (">", ">=") } else { ("<", "<=") };
+        sql.push_str(&format!(
+            " AND COALESCE(created, -1) {or_equal} {c} AND (COALESCE(created, -1) {than} {c} OR id {than} {i})"
+        ));
     }
     let limit = query.limit.clamp(1, 100) + 1;
     // Toward newer objects the page is read oldest first (the caller turns it round).
     let order = if newer {
-        "created ASC NULLS FIRST, id ASC"
+        "COALESCE(created, -1) ASC, id ASC"
     } else {
-        "created DESC NULLS LAST, id DESC"
+        "COALESCE(created, -1) DESC, id DESC"
     };
     sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
     Ok((sql, params))

@@ -475,6 +475,16 @@ fn ddl() -> Vec<(String, String)> {
                 ident(t.name)
             ),
         );
+        // Pages as Stripe lists them (`page`): newest first, without `created` last.
+        let index = format!("{}_page", t.name);
+        add(
+            &index,
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} (account_id, livemode, (COALESCE(created, -1)), id)",
+                ident(&index),
+                ident(t.name)
+            ),
+        );
         // Children by parent (`ids_where(…, "parent_id", …)`); most rows have none.
         let index = format!("{}_parent", t.name);
         add(

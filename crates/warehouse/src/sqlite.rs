@@ -87,6 +87,11 @@ fn create_table_sql(t: &crate::Table) -> String {
         t.name
     ));
     sql.push_str(&format!("CREATE INDEX IF NOT EXISTS {0}_parent ON {0} (account_id, parent_id) WHERE parent_id IS NOT NULL;\n", t.name));
+    // Pages as Stripe lists them (`page`): newest first, without `created` last.
+    sql.push_str(&format!(
+        "CREATE INDEX IF NOT EXISTS {0}_page ON {0} (account_id, livemode, COALESCE(created, -1), id);\n",
+        t.name
+    ));
     for column in t.indexed.iter().filter(|c| **c != "parent_id") {
         sql.push_str(&format!(
             "CREATE INDEX IF NOT EXISTS {0}_{1} ON {0} (account_id, {1});\n",
