@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use serde_json::Value;
 use sm_engine::{Engine, EngineConfig, Vault};
 use sm_server::{AppState, ServeConfig};
 
@@ -44,6 +43,24 @@ struct Args {
     /// Requests per second of the latency measurement.
     #[arg(long, default_value_t = 500)]
     rate: u64,
+}
+
+/// One page, as a client reads it.
+async fn fetch_page(
+    http: &reqwest::Client,
+    url: String,
+    token: &str,
+    label: &str,
+) -> Result<Page, Error> {
+    let body = http
+        .get(url)
+        .bearer_auth(token)
+        .header("Stripe-Account", label)
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    Ok(serde_json::from_slice(&body)?)
 }
 
 fn main() -> Result<(), Error> {
@@ -157,15 +174,7 @@ async fn run(args: Args) -> Result<(), Error> {
                     if let Some(after) = &after {
                         url.push_str(&format!("&starting_after={after}"));
                     }
-                    let body = http
-                        .get(url)
-                        .bearer_auth(&token)
-                        .header("Stripe-Account", &label)
-                        .send()
-                        .await?
-                        .bytes()
-                        .await?;
-                    let page: Page = serde_json::from_slice(&body)?;
+                    let page = fetch_page(&http, url, &token, &label).await?;
                     pages.fetch_add(1, Ordering::Relaxed);
                     let last = page.data.last().map(|o| o.id.clone());
                     after = if page.has_more && skip == 0 {
@@ -193,21 +202,14 @@ async fn run(args: Args) -> Result<(), Error> {
     }
 
     // Latency: pages asked for at a fixed rate, whatever the answers take (open loop).
-    let body = http
-        .get(format!("{base}/stripe/v1/customers?limit=100"))
-        .bearer_auth(&token)
-        .header("Stripe-Account", &label)
-        .send()
-        .await?
-        .bytes()
-        .await?;
-    let first: Value = serde_json::from_slice(&body)?;
-    let cursors: Vec<String> = first["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|o| o["id"].as_str().map(str::to_owned))
-        .collect();
+    let first = fetch_page(
+        &http,
+        format!("{base}/stripe/v1/customers?limit=100"),
+        &token,
+        &label,
+    )
+    .await?;
+    let cursors: Vec<String> = first.data.into_iter().map(|o| o.id).collect();
     let total = args.rate * args.duration;
     let every = Duration::from_secs_f64(1.0 / args.rate as f64);
     let mut sent = Vec::new();

@@ -163,7 +163,7 @@ impl Engine {
     /// A client for `key`; with an account, it shares that account's pacer with every other
     /// client of the account, so parallel work never exceeds the budget.
     pub fn client(&self, key: &ApiKey, account: Option<&str>) -> Result<Client, EngineError> {
-        self.client_on(&self.config.api_base, key, account)
+        self.client_in(&self.config.api_base, sm_stripe::API_VERSION, key, account)
     }
 
     /// The API a connection talks to: the configured one when it was set (not Stripe's own),
@@ -183,15 +183,6 @@ impl Engine {
             key,
             Some(&record.connection.account_id),
         )
-    }
-
-    fn client_on(
-        &self,
-        api_base: &str,
-        key: &ApiKey,
-        account: Option<&str>,
-    ) -> Result<Client, EngineError> {
-        self.client_in(api_base, sm_stripe::API_VERSION, key, account)
     }
 
     fn client_in(

@@ -208,31 +208,9 @@ async fn authorize(
         state.metrics.record_api_refusal(reason);
         ApiError(error).into_response()
     };
-    let presented = bearer(request.headers());
-    let Some(presented) = presented else {
-        return refuse(
-            &state,
-            "no_token",
-            EngineError::new(
-                ErrorCode::Unauthorized,
-                "this API needs `Authorization: Bearer <token>`",
-            )
-            .hint("make a token with `stripe-mirror token create --name NAME`"),
-        );
-    };
-    let tokens = match state.engine.store_call(|store| store.tokens()).await {
-        Ok(tokens) => tokens,
+    let token = match token_of(&state, request.headers()).await {
+        Ok(token) => token,
         Err(error) => return ApiError(error).into_response(),
-    };
-    let Some(token) = sm_engine::ops::tokens::verify(&tokens, &presented) else {
-        return refuse(
-            &state,
-            "unknown_token",
-            EngineError::new(
-                ErrorCode::Unauthorized,
-                "the token is not valid (unknown or revoked)",
-            ),
-        );
     };
     if token.read_only && !read_only_allowed(request.method(), request.uri().path()) {
         return refuse(
@@ -259,6 +237,30 @@ async fn authorize(
     }
 }
 
+/// The token a request carries, checked against the stored ones; a missing or unknown one is
+/// `unauthorized`, counted in `/metrics`. Both HTTP surfaces (`/api`, `/stripe`) check here.
+pub(crate) async fn token_of(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<sm_warehouse::TokenRecord, EngineError> {
+    let Some(presented) = bearer(headers) else {
+        state.metrics.record_api_refusal("no_token");
+        return Err(EngineError::new(
+            ErrorCode::Unauthorized,
+            "this API needs `Authorization: Bearer <token>`",
+        )
+        .hint("make a token with `stripe-mirror token create --name NAME`"));
+    };
+    let tokens = state.engine.store_call(|store| store.tokens()).await?;
+    sm_engine::ops::tokens::verify(&tokens, &presented).ok_or_else(|| {
+        state.metrics.record_api_refusal("unknown_token");
+        EngineError::new(
+            ErrorCode::Unauthorized,
+            "the token is not valid (unknown or revoked)",
+        )
+    })
+}
+
 /// Whether a read-only token may call `method path`: reads, and routes marked so.
 fn read_only_allowed(method: &Method, path: &str) -> bool {
     if method == Method::GET || method == Method::HEAD {
@@ -269,7 +271,7 @@ fn read_only_allowed(method: &Method, path: &str) -> bool {
         .any(|r| r.read_only_allowed && r.method == method.as_str() && r.path == path)
 }
 
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
+fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get("authorization")?.to_str().ok()?.trim();
     let token = value
         .strip_prefix("Bearer ")

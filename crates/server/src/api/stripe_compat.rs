@@ -94,19 +94,15 @@ async fn read(
     RawQuery(query): RawQuery,
 ) -> Response {
     // The SDK's API key is a mirror token.
-    let presented = super::bearer(&headers).unwrap_or_default();
-    let tokens = match state.engine.store_call(|store| store.tokens()).await {
-        Ok(tokens) => tokens,
-        Err(error) => return from_engine(error),
-    };
-    if sm_engine::ops::tokens::verify(&tokens, &presented).is_none() {
-        state.metrics.record_api_refusal("unknown_token");
-        return stripe_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "Invalid API Key provided: use a token from `stripe-mirror token create` as the API key".into(),
-            None,
-        );
+    if let Err(error) = super::token_of(&state, &headers).await {
+        return from_engine(if error.code == ErrorCode::Unauthorized {
+            EngineError::new(
+                ErrorCode::Unauthorized,
+                "Invalid API Key provided: use a token from `stripe-mirror token create` as the API key",
+            )
+        } else {
+            error
+        });
     }
     match answer(
         &state,
