@@ -350,28 +350,18 @@ pub struct KeyLinkArgs {
 }
 
 pub fn key_link(global: &GlobalArgs, args: KeyLinkArgs) -> Result<(), CliError> {
-    let mut features = Vec::new();
-    for name in &args.features {
-        features.push(Feature::parse(name).ok_or_else(|| {
-            CliError::usage(format!(
-                "unknown feature `{name}`: choose from mirror, webhooks, agent-writes"
-            ))
-        })?);
-    }
-    let (url, permissions) = connect::key_link(args.mode, &features);
+    let link = sm_engine::ops::connections::key_link_for(args.mode, &args.features)?;
     if global.json {
-        print_json(
-            &json!({"url": url, "permissions": permissions, "mode": args.mode.as_str(), "features": args.features}),
-        );
+        print_json(&json!(link));
         return Ok(());
     }
     say!(
         "Create a restricted key with exactly these permissions ({}):",
         args.features.join(", ")
     );
-    say!("\n  {url}\n");
+    say!("\n  {}\n", link.url);
     say!("The dashboard may ignore the pre-filled list; if so, tick these by hand:");
-    for permission in permissions {
+    for permission in link.permissions {
         say!("  {permission}");
     }
     say!("\nThen: stripe-mirror connect   (paste the key when asked, or set STRIPE_API_KEY)");

@@ -123,6 +123,9 @@ fn print_event(event: &sm_warehouse::EventRow, json: bool) {
 pub async fn events(global: &GlobalArgs, args: EventsArgs) -> Result<(), CliError> {
     let engine = global.engine()?;
     let record = engine.resolve(&args.account).await?;
+    // Where the tail starts is read first: an event stored while the latest are read is shown
+    // once, by one or the other.
+    let mut position = sm_engine::ops::events::position_now(&engine, &record.connection).await?;
     let latest = sm_engine::ops::events::latest(&engine, &record.connection, args.limit).await?;
     let shown: HashSet<String> = latest.iter().map(|e| e.id.clone()).collect();
     for event in latest.iter().rev() {
@@ -133,16 +136,6 @@ pub async fn events(global: &GlobalArgs, args: EventsArgs) -> Result<(), CliErro
     }
     // The mirror's events table is the stream: whatever writes to it (serve's webhooks, syncs)
     // shows up here, in the order it was stored, so a late delivery of an old event shows too.
-    let mut position = 0;
-    loop {
-        let batch =
-            sm_engine::ops::events::stored_after(&engine, &record.connection, position, 5_000)
-                .await?;
-        match batch.last() {
-            Some((last, _)) => position = *last,
-            None => break,
-        }
-    }
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let newer =

@@ -165,6 +165,9 @@ pub struct AccountSummary {
     pub permissions: String,
     pub start_date: Option<i64>,
     pub stripe_name: Option<String>,
+    /// The logo to show: the one the user chose, else Stripe's icon (none: show initials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logo_url: Option<String>,
     pub last_sync: Option<i64>,
     /// Whether changes arrive by webhooks or by polling, in words (set by `serve`).
     pub realtime: Option<String>,
@@ -203,6 +206,7 @@ impl AccountSummary {
             permissions: PermissionReport::from_json(&record.permissions).summary(),
             start_date: record.start_date,
             stripe_name: record.stripe_name.clone(),
+            logo_url: record.logo_url.clone().or_else(|| record.icon_url.clone()),
             last_sync,
             realtime: None,
             status_words: record.status.clone(),
@@ -613,6 +617,7 @@ pub async fn connect(
         name,
         stripe_name: identity.name,
         icon_url: identity.icon,
+        logo_url: None,
         key_kind: match key.kind() {
             KeyKind::Secret => "secret".into(),
             _ => "restricted".into(),

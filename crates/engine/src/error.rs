@@ -52,6 +52,11 @@ pub enum ErrorCode {
     NoSecret,
     /// A bug.
     Internal,
+    /// A user's SQL reaches past the boundary: a bookkeeping table, a function or statement
+    /// that is not a read of the mirror.
+    QueryRefused,
+    /// A user's SQL reached a limit: time, memory, rows or bytes.
+    QueryLimit,
 }
 
 impl ErrorCode {
@@ -78,6 +83,8 @@ impl ErrorCode {
             ErrorCode::NotAnEvent => ("not_an_event", 2, 400),
             ErrorCode::NoSecret => ("no_secret", 2, 400),
             ErrorCode::Internal => ("internal", 70, 500),
+            ErrorCode::QueryRefused => ("query_refused", 5, 403),
+            ErrorCode::QueryLimit => ("query_limit", 2, 422),
         }
     }
     pub fn name(self) -> &'static str {
@@ -157,6 +164,12 @@ impl From<StoreError> for EngineError {
                 format!("the query failed: {message}"),
             )
             .hint(query_hint(&message)),
+            StoreError::QueryRefused(message) => EngineError::new(
+                ErrorCode::QueryRefused,
+                format!("the query was refused: {message}"),
+            )
+            .hint("the SQL here reads the mirror's tables (`stripe-mirror tables`), events, runs and accounts, with SELECT only"),
+            StoreError::QueryLimit(message) => EngineError::new(ErrorCode::QueryLimit, message),
             other => EngineError::new(ErrorCode::Database, other.to_string()),
         }
     }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod intake;
 mod object;
 pub mod ops;
+pub mod run_progress;
 pub mod runner_lock;
 pub mod sync;
 pub mod vault;

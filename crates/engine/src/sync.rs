@@ -313,11 +313,17 @@ pub async fn sync(
             }
         })
         .await?;
+    // The run's progress is recorded (and shown by the caller as before), and written to its
+    // row every few seconds, so that every surface sees it while it runs.
+    let recorder = Arc::new(crate::run_progress::RecordingProgress::new(
+        progress.clone(),
+        readable.iter().map(|t| (*t).to_owned()),
+    ));
     let run = Arc::new(Run::new(
         engine,
         connection,
         client.clone(),
-        progress.clone(),
+        recorder.clone(),
     ));
     for (table, permission) in &skipped {
         run.note(format!("skipping {table}: missing {permission}"));
@@ -335,7 +341,43 @@ pub async fn sync(
         );
     }
     let requests_before = client.requests_made();
+    let (stop_ticker, ticker) = {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let (run, recorder, client) = (run.clone(), recorder.clone(), client.clone());
+        let live = RunRecord {
+            id: run_id,
+            connection: connection.clone(),
+            kind: kind.to_owned(),
+            started_at,
+            ended_at: None,
+            status: "running".into(),
+            counts: Default::default(),
+            requests: 0,
+            error: None,
+            progress: None,
+        };
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(crate::run_progress::PROGRESS_EVERY) => {}
+                    _ = stopped.changed() => return,
+                }
+                let mut now_record = live.clone();
+                now_record.counts = run.counts.lock().clone();
+                now_record.requests = client.requests_made() - requests_before;
+                now_record.progress = serde_json::to_value(recorder.snapshot(false)).ok();
+                // A failed progress write is not the run's failure: the next tick tries again.
+                if let Err(error) = run.store(move |store| store.finish_run(&now_record)).await {
+                    tracing::debug!(error = %error, "could not save a run's progress");
+                }
+            }
+        });
+        (stop, ticker)
+    };
     let outcome = run_phases(engine, &run, &record, &readable, options, report.events).await;
+    // The last progress write lands before the run's end is written.
+    let _ = stop_ticker.send(true);
+    let _ = ticker.await;
     let (kind, failure) = match outcome {
         Ok(effective) => (effective, run.failed.lock().take()),
         Err(error) => (kind, Some(error)),
@@ -356,6 +398,7 @@ pub async fn sync(
         counts,
         requests: client.requests_made() - requests_before,
         error: failure.as_ref().map(|e| e.message.clone()),
+        progress: serde_json::to_value(recorder.snapshot(failure.is_none())).ok(),
     };
     // The account's status says why the last run failed, in words, until one succeeds.
     record.status = if failure.is_some() {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, Generate, KeyInit};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use sha2::Digest;
 use zeroize::Zeroizing;
 
 /// Why the vault could not do its work.
@@ -36,6 +37,9 @@ pub enum VaultError {
 /// Seals and opens secrets with the master key.
 pub struct Vault {
     cipher: XChaCha20Poly1305,
+    /// A key of its own for derived secrets (`derive`), made from the master key, so that no
+    /// derived value can be used to open a sealed one.
+    derivation: Zeroizing<[u8; 32]>,
     /// Where the master key came from, for messages.
     pub source: String,
     /// When the key file was made (`, made …`), for messages; empty for a key from the
@@ -101,8 +105,16 @@ impl Vault {
 
     fn from_bytes(bytes: &[u8], source: String) -> Vault {
         let key = Key::try_from(bytes).expect("master keys are 32 bytes");
+        let derivation = Zeroizing::new(
+            sha2::Sha256::new()
+                .chain_update(b"stripe-mirror derived secrets\0")
+                .chain_update(bytes)
+                .finalize()
+                .into(),
+        );
         Vault {
             cipher: XChaCha20Poly1305::new(&key),
+            derivation,
             source,
             made: String::new(),
         }
@@ -125,6 +137,16 @@ impl Vault {
                 .expect("encryption of a short secret cannot fail"),
         );
         sealed
+    }
+
+    /// A secret derived from the master key for `purpose` (hex): the same in every process that
+    /// holds the key, so it needs storing nowhere (the Postgres SQL reader's password).
+    pub fn derive(&self, purpose: &str) -> Zeroizing<String> {
+        let digest = sha2::Sha256::new()
+            .chain_update(&self.derivation[..])
+            .chain_update(purpose.as_bytes())
+            .finalize();
+        Zeroizing::new(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// The secret sealed in `sealed`.

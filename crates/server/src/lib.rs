@@ -66,6 +66,8 @@ pub struct AppState {
     /// Answers to API requests sent with an `Idempotency-Key`.
     pub idempotency: api::IdempotencyKeys,
     wake_scheduler: tokio::sync::Notify,
+    /// Live event streams open now (`api/stream.rs`).
+    pub(crate) open_streams: std::sync::atomic::AtomicUsize,
 }
 
 /// A webhook secret as opened from the record last updated at `updated_at`, with what the
@@ -96,6 +98,7 @@ impl AppState {
             sync_now: Default::default(),
             idempotency: Default::default(),
             wake_scheduler: tokio::sync::Notify::new(),
+            open_streams: Default::default(),
         })
     }
 

@@ -52,12 +52,23 @@ async fn the_mirror_keeps_one_version_whatever_the_events_are_in() {
         |world: &World| -> u64 { world.emulator().requests.lock().values().sum() };
     let before = emulator_requests(&world);
     let events_before = engine.store.event_count(&connection).unwrap();
+    let (events_made_before, delivered_before) = (
+        world.emulator_events().len(),
+        world.delivery_counts().succeeded,
+    );
     let made = world.activity(80, 5).await;
+    // Every new event delivered (deliveries go out in turns: none on the wire is not yet all).
+    let expected = (world.emulator_events().len() - events_made_before) as u64;
     let delivered = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-        world.delivery_counts().quiet() && world.delivery_counts().attempted > 0
+        let counts = world.delivery_counts();
+        counts.quiet() && counts.succeeded - delivered_before >= expected
     })
     .await;
-    assert!(delivered, "the deliveries went out");
+    assert!(
+        delivered,
+        "the deliveries went out: {expected} events, {:?}",
+        world.delivery_counts().succeeded - delivered_before
+    );
     // The deliveries alone (in basil) brought every object with events up to date, in the
     // mirror's version; what has no events waits for the sync.
     let (differences, compared) = compare(
@@ -134,9 +145,15 @@ async fn the_mirror_keeps_one_version_whatever_the_events_are_in() {
         .api_version
         .write()
         .clone_from(&BASIL.to_owned());
+    let (events_made_before, delivered_before) = (
+        world.emulator_events().len(),
+        world.delivery_counts().succeeded,
+    );
     world.activity(60, 6).await;
+    let expected = (world.emulator_events().len() - events_made_before) as u64;
     wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-        world.delivery_counts().quiet()
+        let counts = world.delivery_counts();
+        counts.quiet() && counts.succeeded - delivered_before >= expected
     })
     .await;
     world.sync(&engine).await;

@@ -41,6 +41,7 @@ impl Api {
             "GET" => self.http.get(url),
             "POST" => self.http.post(url),
             "PATCH" => self.http.patch(url),
+            "PUT" => self.http.put(url),
             "DELETE" => self.http.delete(url),
             _ => unreachable!(),
         };
@@ -59,10 +60,126 @@ impl Api {
     }
 }
 
+/// A sync seen through the API while it runs: each table's phase and objects, and a percent
+/// below 100; at its end, 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_shows_its_progress_while_it_runs() {
+    let world = World::start(5, 96, "rest-api-progress").await;
+    let engine = world.engine();
+    let connection = world.connect(&engine, None).await;
+    let label = connection.label();
+    // Every Stripe request slowed down, so that the first sync runs for seconds.
+    let faults = format!("{}/_emulator/faults", world.server.base_url());
+    let slow = world
+        .http
+        .put(&faults)
+        .json(&json!({"slow": 1.0, "slow_ms": 400}))
+        .send()
+        .await
+        .unwrap();
+    assert!(slow.status().is_success());
+    let server = Server::start(engine.clone(), None, Duration::from_secs(3600), 300).await;
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+    };
+    let token = tokens::create(&engine, "reader", true)
+        .await
+        .unwrap()
+        .secret;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let live = loop {
+        let runs = api.runs(&token, &label).await;
+        if let Some(run) = runs
+            .iter()
+            .find(|r| r["status"] == "running" && r["progress"].is_object())
+        {
+            break run.clone();
+        }
+        assert!(
+            runs.iter().all(|r| r["status"] == "running"),
+            "the first sync ended before its progress was seen: {runs:?}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let one = format!("/api/v1/connections/{label}/syncs/{}", live["id"]);
+    let (status, running) = api.call("GET", &one, Some(&token), None).await;
+    assert_eq!(status, 200, "{running}");
+    let percent = running["progress"]["percent"].as_u64().unwrap();
+    assert!(percent < 100, "{running}");
+    assert!(
+        running["progress"]["tables"]["customers"].is_object(),
+        "{running}"
+    );
+    eprintln!("the first sync, seen running at {percent}%");
+    world
+        .http
+        .put(&faults)
+        .json(&json!({"slow": 0.0}))
+        .send()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, run) = api.call("GET", &one, Some(&token), None).await;
+        if run["status"] != "running" {
+            assert_eq!(run["progress"]["percent"], 100, "{run}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the sync never ended");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rest_api_with_tokens() {
     let world = World::start(5, 95, "rest-api").await;
     let engine = world.engine();
+    the_rest_api(&world, engine).await;
+}
+
+/// The same on Postgres, in a schema of its own (dropped after, with its SQL reader role).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_api_on_postgres() {
+    let Ok(url) = std::env::var("STRIPE_MIRROR_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "skipped: the REST API on Postgres — set STRIPE_MIRROR_TEST_POSTGRES_URL=postgres://… to run it"
+        );
+        return;
+    };
+    let world = World::start(5, 95, "rest-api-pg").await;
+    let schema = format!("sm_api_{}", std::process::id());
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let engine = world.engine_on(&format!("{url}{separator}schema={schema}"));
+    the_rest_api(&world, engine).await;
+    // The driver is synchronous: off the runtime's threads.
+    std::thread::spawn(move || {
+        let mut admin = url
+            .parse::<postgres::Config>()
+            .unwrap()
+            .connect(postgres::NoTls)
+            .unwrap();
+        let database: String = admin
+            .query_one("SELECT current_database()", &[])
+            .unwrap()
+            .get(0);
+        let role = format!("stripe_mirror_reader_{database}_{schema}");
+        admin
+            .batch_execute(&format!(
+                "DROP SCHEMA \"{schema}\" CASCADE; DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\";"
+            ))
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+async fn the_rest_api(world: &World, engine: std::sync::Arc<sm_engine::Engine>) {
     let server = Server::start(engine.clone(), None, Duration::from_secs(3600), 300).await;
     let api = Api {
         http: reqwest::Client::new(),
@@ -214,11 +331,18 @@ async fn the_rest_api_with_tokens() {
     );
 
     // Bad input: the table's status and code, and nothing written.
+    let sqlite = engine.store.backend() == sm_warehouse::Backend::Sqlite;
     let before = engine.store.accounts().unwrap();
     let wrong_mode =
         json!({"api_key": world.key("secret_live"), "environment": "test"}).to_string();
     let this = format!("/api/v1/connections/{label}");
     let its_syncs = format!("/api/v1/connections/{label}/syncs?limit=0");
+    let path_0 = format!("{this}/syncs/999999");
+    let path_1 = format!("{this}/syncs/latest");
+    let path_2 = format!("{this}/events?type=Invoice%20Paid");
+    let path_3 = format!("{this}/events?starting_after=evt_nope");
+    let path_4 = format!("{this}/events?colour=blue");
+    let path_5 = format!("{this}/key");
     let cases: Vec<(&str, &str, Option<String>, u16, &str)> = vec![
         (
             "POST",
@@ -275,8 +399,8 @@ async fn the_rest_api_with_tokens() {
             "POST",
             "/api/v1/sql",
             Some(json!({"query": "DELETE FROM customers"}).to_string()),
-            400,
-            "invalid_input",
+            403,
+            "query_refused",
         ),
         (
             "POST",
@@ -286,6 +410,19 @@ async fn the_rest_api_with_tokens() {
             "invalid_input",
         ),
         ("GET", &its_syncs, None, 400, "invalid_input"),
+        ("GET", &path_0, None, 404, "not_found"),
+        ("GET", &path_1, None, 404, "not_found"),
+        ("GET", &path_2, None, 400, "invalid_input"),
+        ("GET", &path_3, None, 400, "invalid_input"),
+        ("GET", &path_4, None, 400, "invalid_input"),
+        ("GET", "/api/v1/key-link?features=mirror,telepathy", None, 400, "invalid_input"),
+        ("GET", "/api/v1/key-link?mode=staging", None, 400, "invalid_input"),
+        ("PUT", &path_5, Some(json!({"api_key": world.key("secret_live")}).to_string()), 400, "invalid_input"),
+        ("PUT", &path_5, Some(json!({"api_key": key, "name": "x"}).to_string()), 400, "invalid_input"),
+        ("PUT", &path_5, Some(json!({"api_key": "rk_test_short"}).to_string()), 400, "invalid_input"),
+        ("PATCH", &this, Some(json!({"logo": "javascript:alert(1)"}).to_string()), 400, "invalid_input"),
+        ("PATCH", &this, Some(json!({"logo": "data:text/html;base64,PHNjcmlwdD4="}).to_string()), 400, "invalid_input"),
+        ("PATCH", &this, Some(json!({"name": "Fine", "logo": "http://insecure.example/x.png"}).to_string()), 400, "invalid_input"),
         ("GET", "/api/v1/nothing-here", None, 404, "not_found"),
         // Keys connect refuses, through the API.
         ("POST", "/api/v1/connections", Some(json!({"api_key": "", "environment": "test"}).to_string()), 400, "invalid_input"),
@@ -310,7 +447,18 @@ async fn the_rest_api_with_tokens() {
         ("GET", "/api/v1/connections/acct_nobody/permissions", None, 404, "not_found"),
         ("GET", "/api/v1/connections/acct_nobody/events", None, 404, "not_found"),
         ("POST", "/api/v1/connections/acct_nobody/syncs", None, 404, "not_found"),
-        ("POST", "/api/v1/sql", Some(json!({"query": "SELECT 1; DELETE FROM customers"}).to_string()), 400, "invalid_input"),
+        ("POST", "/api/v1/sql", Some(json!({"query": "SELECT 1; DELETE FROM customers"}).to_string()), 403, "query_refused"),
+        ("POST", "/api/v1/sql", Some(json!({"query": "SELECT name, hash FROM api_tokens"}).to_string()), 403, "query_refused"),
+        ("POST", "/api/v1/sql", Some(json!({"query": "SELECT key_sealed FROM accounts"}).to_string()), 403, "query_refused"),
+        // SQLite refuses ATTACH; Postgres does not know it.
+        (
+            "POST",
+            "/api/v1/sql",
+            Some(json!({"query": "ATTACH DATABASE '/tmp/sm-api-escape.db' AS x"}).to_string()),
+            if sqlite { 403 } else { 400 },
+            if sqlite { "query_refused" } else { "invalid_input" },
+        ),
+        ("POST", "/api/v1/sql", Some(json!({"query": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n"}).to_string()), 422, "query_limit"),
         ("POST", "/api/v1/sql", Some(json!({"sql": "SELECT 1"}).to_string()), 400, "invalid_input"),
         ("POST", "/api/v1/sql", Some(json!({"query": "SELEC 1"}).to_string()), 400, "invalid_input"),
     ];
@@ -419,6 +567,153 @@ async fn the_rest_api_with_tokens() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // A finished run: its counts, and its progress at 100 %.
+    let latest = api.runs(&admin, &label).await[0].clone();
+    let (status, finished) = api
+        .call(
+            "GET",
+            &format!("/api/v1/connections/{label}/syncs/{}", latest["id"]),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{finished}");
+    assert_eq!(finished["progress"]["percent"], 100, "{finished}");
+    assert!(finished["counts"]["tables"].is_object(), "{finished}");
+
+    // A logo of its own, then back to none; the name stays.
+    let logo = "https://cdn.example.com/acme.png";
+    let (status, changed) = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/connections/{label}"),
+            Some(&admin),
+            Some(&json!({"logo": logo}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        (status, changed["logo_url"].as_str()),
+        (200, Some(logo)),
+        "{changed}"
+    );
+    let (_, changed) = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/connections/{label}"),
+            Some(&admin),
+            Some(&json!({"logo": null}).to_string()),
+        )
+        .await;
+    assert!(changed["logo_url"].is_null(), "{changed}");
+    assert_eq!(changed["name"], "Renamed");
+
+    // The key rotated to another of the same account and mode; it never comes back.
+    let new_key = world.key("secret_test");
+    let (status, rotated) = api
+        .call(
+            "PUT",
+            &format!("/api/v1/connections/{label}/key"),
+            Some(&admin),
+            Some(&json!({"api_key": new_key}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["connection"]["key_kind"], "secret", "{rotated}");
+    assert!(!rotated.to_string().contains(&new_key), "the key came back");
+    assert!(rotated["permissions"].is_object(), "{rotated}");
+
+    // The key link, as `key-link` prints it.
+    let (status, link) = api
+        .call(
+            "GET",
+            "/api/v1/key-link?mode=live&features=mirror,webhooks",
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{link}");
+    assert!(
+        link["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://dashboard.stripe.com/apikeys/create?")
+    );
+    assert!(
+        link["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "rak_webhook_write")
+    );
+
+    // Events: pages with a cursor, and filtered by type, exactly or by prefix.
+    let events_of = |query: String| {
+        let (api, reader, label) = (&api, &reader, &label);
+        async move {
+            let (status, page) = api
+                .call(
+                    "GET",
+                    &format!("/api/v1/connections/{label}/events?{query}"),
+                    Some(reader),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{page}");
+            page
+        }
+    };
+    let all = events_of("limit=100".into()).await;
+    let all_ids: Vec<&str> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert!(all_ids.len() >= 4, "{all}");
+    let first = events_of("limit=2".into()).await;
+    assert_eq!(first["has_more"], true);
+    let second = events_of(format!(
+        "limit=2&starting_after={}",
+        first["data"][1]["id"].as_str().unwrap()
+    ))
+    .await;
+    let paged: Vec<&str> = first["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["data"].as_array().unwrap())
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(paged, all_ids[..4], "pages follow one another");
+    let some_type = all["data"][0]["type"].as_str().unwrap().to_owned();
+    let exact = events_of(format!("type={some_type}&limit=100")).await;
+    assert!(!exact["data"].as_array().unwrap().is_empty());
+    assert!(
+        exact["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["type"] == some_type.as_str())
+    );
+    let prefix = some_type.split('.').next().unwrap();
+    let by_prefix = events_of(format!("type={prefix}.*&type=nothing.happened&limit=100")).await;
+    let expected = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["type"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{prefix}."))
+        })
+        .count();
+    assert_eq!(
+        by_prefix["data"].as_array().unwrap().len(),
+        expected.min(100),
+        "{by_prefix}"
+    );
+
     // Mirrored objects, as Stripe lists them: pages with a cursor, filters, one by id.
     let (status, page) = api
         .call(
@@ -518,12 +813,30 @@ async fn the_rest_api_with_tokens() {
             route.method,
             route.path
         );
+        if route.path.ends_with("/events/stream") {
+            // A stream: its head only (the events test reads one).
+            let response = api
+                .http
+                .get(format!(
+                    "{}{}",
+                    api.base,
+                    route.path.replace("{connection}", &label)
+                ))
+                .bearer_auth(reader.as_str())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            assert_eq!(response.headers()["content-type"], "text/event-stream");
+            continue;
+        }
         if route.method == "GET" {
             let path = route
                 .path
                 .replace("{connection}", &label)
                 .replace("{table}", "customers")
-                .replace("{id}", &customer);
+                .replace("{id}", &customer)
+                .replace("{run}", &latest["id"].to_string());
             let (status, answer) = api.call("GET", &path, Some(&reader), None).await;
             assert_eq!(status, 200, "GET {path}: {answer}");
         }
@@ -555,5 +868,108 @@ async fn the_rest_api_with_tokens() {
         )
         .await;
     assert_eq!(status, 404);
+    server.stop().await;
+}
+
+/// Reads Server-Sent Events from `response` until `count` messages came: their `id`s and
+/// data (a Stripe event each).
+async fn read_messages(response: &mut reqwest::Response, count: usize) -> Vec<(i64, Value)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut text = String::new();
+    loop {
+        let messages: Vec<(i64, Value)> = text
+            .split("\n\n")
+            .filter(|block| block.contains("data:"))
+            .filter_map(|block| {
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(str::trim)
+                        .map(str::to_owned)
+                };
+                Some((
+                    field("id:")?.parse().ok()?,
+                    serde_json::from_str(&field("data:")?).ok()?,
+                ))
+            })
+            .collect();
+        if messages.len() >= count {
+            return messages;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let chunk = tokio::time::timeout(left, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{count} messages did not come in 30 s: {text}"))
+            .expect("the stream reads")
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// New events arrive on the stream as they are stored, in storage order, each with its
+/// position; a client that comes back with `Last-Event-ID` continues after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_as_they_are_stored() {
+    let world = World::start(3, 97, "rest-api-stream").await;
+    let engine = world.engine();
+    let connection = world.connect(&engine, None).await;
+    world.sync(&engine).await;
+    let start = engine.store.last_event_position(&connection).unwrap();
+    let server = Server::start(engine.clone(), None, Duration::from_secs(3600), 300).await;
+    let token = tokens::create(&engine, "reader", true)
+        .await
+        .unwrap()
+        .secret;
+    let url = format!(
+        "{}/api/v1/connections/{}/events/stream",
+        server.base,
+        connection.label()
+    );
+    let http = reqwest::Client::new();
+    let mut live = http
+        .get(&url)
+        .bearer_auth(token.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+    // Changes in Stripe, and a sync that stores their events.
+    world.activity(4, 3).await;
+    world.sync(&engine).await;
+    let stored = engine
+        .store
+        .events_since(&connection, start, 1_000)
+        .unwrap();
+    assert!(stored.len() >= 3, "{} events stored", stored.len());
+    let messages = read_messages(&mut live, stored.len()).await;
+    let expected: Vec<(i64, String)> = stored.iter().map(|(at, e)| (*at, e.id.clone())).collect();
+    let got: Vec<(i64, String)> = messages
+        .iter()
+        .map(|(at, event)| (*at, event["id"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(got, expected, "the stream is the events as stored");
+    assert!(messages.iter().all(|(_, e)| e["object"] == "event"));
+    drop(live);
+    // Back after the first: the second comes first.
+    let mut resumed = http
+        .get(&url)
+        .bearer_auth(token.as_str())
+        .header("Last-Event-ID", expected[0].0.to_string())
+        .send()
+        .await
+        .unwrap();
+    let again = read_messages(&mut resumed, 1).await;
+    assert_eq!(again[0].0, expected[1].0);
+    // A bad Last-Event-ID is bad input.
+    let bad = http
+        .get(&url)
+        .bearer_auth(token.as_str())
+        .header("Last-Event-ID", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    drop(resumed);
     server.stop().await;
 }

@@ -8,6 +8,7 @@
 
 pub mod page;
 pub mod postgres;
+pub mod sandbox;
 pub mod schema;
 pub mod sqlite;
 
@@ -39,6 +40,13 @@ pub enum StoreError {
     /// a write): the database's words.
     #[error("{0}")]
     BadQuery(String),
+    /// A user's query reaches past the SQL boundary (`sandbox.rs`): a bookkeeping table, a
+    /// function or statement that is not a read.
+    #[error("{0}")]
+    QueryRefused(String),
+    /// A user's query reached a limit of the SQL boundary (time, memory, rows, bytes).
+    #[error("{0}")]
+    QueryLimit(String),
     /// A table name that is not one of [`TABLES`].
     #[error("no table named {0}")]
     UnknownTable(String),
@@ -87,6 +95,8 @@ pub struct AccountRecord {
     /// Stripe's display name and icon, when the key may read them.
     pub stripe_name: Option<String>,
     pub icon_url: Option<String>,
+    /// A logo the user chose (an https URL or a small data URL), shown instead of Stripe's icon.
+    pub logo_url: Option<String>,
     /// `secret` or `restricted`.
     pub key_kind: String,
     /// `rk_live_…a1b2`.
@@ -156,6 +166,53 @@ pub struct EventRow {
     pub created: i64,
     pub object_id: Option<String>,
     pub data: String,
+}
+
+/// What [`Store::events_page`] asks for.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Event types, exact or ending in `.*` (a prefix); empty: every type.
+    pub types: Vec<String>,
+    /// The id of the last event of the previous page.
+    pub starting_after: Option<String>,
+    pub limit: usize,
+}
+
+impl EventQuery {
+    /// The `AND (type = … OR type LIKE …)` clause for these types, with its parameters, the
+    /// first numbered `first` (`placeholder(n)` writes one).
+    pub fn type_clause(
+        &self,
+        first: usize,
+        placeholder: impl Fn(usize) -> String,
+    ) -> (String, Vec<String>) {
+        if self.types.is_empty() {
+            return (String::new(), Vec::new());
+        }
+        let mut terms = Vec::new();
+        let mut params = Vec::new();
+        for t in &self.types {
+            let n = first + params.len();
+            match t.strip_suffix('*') {
+                Some(prefix) => {
+                    // LIKE's own wildcards in a type are taken literally.
+                    terms.push(format!("type LIKE {} ESCAPE '\\'", placeholder(n)));
+                    params.push(format!(
+                        "{}%",
+                        prefix
+                            .replace('\\', "\\\\")
+                            .replace('%', "\\%")
+                            .replace('_', "\\_")
+                    ));
+                }
+                None => {
+                    terms.push(format!("type = {}", placeholder(n)));
+                    params.push(t.clone());
+                }
+            }
+        }
+        (format!(" AND ({})", terms.join(" OR ")), params)
+    }
 }
 
 /// A backfill window of one table: `[start, end)` on `created`, with its progress.
@@ -247,6 +304,10 @@ pub struct RunRecord {
     pub counts: Counts,
     pub requests: u64,
     pub error: Option<String>,
+    /// Each table's phase, objects and share covered, and the run's percent: written every
+    /// few seconds while it runs, and its last state after.
+    #[serde(default)]
+    pub progress: Option<serde_json::Value>,
 }
 
 /// Column names, then rows of values as text (`None` for SQL NULL).
@@ -366,8 +427,24 @@ pub trait Store: Send + Sync {
     /// (live rows, deleted rows) of a table.
     fn count(&self, connection: &Connection, table: &str) -> Result<(u64, u64)>;
     /// Events kept for a connection, newest first.
-    fn events(&self, connection: &Connection, limit: usize) -> Result<Vec<EventRow>>;
+    /// The newest `limit` events, newest first.
+    fn events(&self, connection: &Connection, limit: usize) -> Result<Vec<EventRow>> {
+        self.events_page(
+            connection,
+            &EventQuery {
+                limit,
+                ..Default::default()
+            },
+        )
+    }
+    /// A page of events, newest first (ties in storage order, newest stored first): of the
+    /// given types (`customer.created`, or `customer.*` for a prefix; none: every type), after
+    /// the event `starting_after`.
+    fn events_page(&self, connection: &Connection, query: &EventQuery) -> Result<Vec<EventRow>>;
     fn event_count(&self, connection: &Connection) -> Result<u64>;
+    /// The storage position of the connection's last stored event (0: none): where a tail
+    /// of new events starts.
+    fn last_event_position(&self, connection: &Connection) -> Result<i64>;
     /// Events stored after position `after` (0: from the start), in the order they were stored,
     /// with each one's position: a tail that sees late deliveries too.
     fn events_since(
@@ -396,15 +473,25 @@ pub trait Store: Send + Sync {
 
     // Runs.
     fn start_run(&self, connection: &Connection, kind: &str, started_at: i64) -> Result<i64>;
+    /// Saves a run's state: its progress while it runs (status `running`), its end after.
     fn finish_run(&self, run: &RunRecord) -> Result<()>;
+    /// One run of a connection.
+    fn run(&self, connection: &Connection, id: i64) -> Result<Option<RunRecord>>;
     /// Newest first.
     fn runs(&self, connection: &Connection, limit: usize) -> Result<Vec<RunRecord>>;
 
-    /// Runs a read-only SQL query: column names, and rows of JSON values (numbers as numbers,
-    /// booleans as booleans, JSON columns as JSON, text as strings, NULL as null).
+    /// Runs a user's read-only SQL inside the boundary of `sandbox.rs` (the mirror's tables
+    /// only, harmless functions, time, memory, row and byte limits): column names, and rows of
+    /// JSON values (numbers as numbers, booleans as booleans, JSON columns as JSON, text as
+    /// strings, NULL as null). `reader_secret` is the password of the Postgres reader role
+    /// (derived from the master key by the engine); SQLite needs none.
+    fn sandboxed_query(&self, sql: &str, reader_secret: &str) -> Result<ValuesResult>;
+
+    /// Runs the program's own read-only SQL (its checks and tests), outside the boundary:
+    /// never a user's SQL, which goes through [`Store::sandboxed_query`].
     fn query_values(&self, sql: &str) -> Result<ValuesResult>;
 
-    /// The same query with every value as text (`None` for NULL): for printing and for tests.
+    /// [`Store::query_values`] with every value as text (`None` for NULL): for tests.
     fn query(&self, sql: &str) -> Result<QueryResult> {
         let (names, rows) = self.query_values(sql)?;
         let rows = rows
@@ -434,4 +521,4 @@ pub fn open(target: &str) -> Result<Box<dyn Store>> {
 }
 
 /// The schema version these backends create.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;

@@ -18,6 +18,8 @@ use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, GenericClient, NoTls, SimpleQueryMessage, Statement};
 
+mod sandbox;
+
 use crate::schema::{ColumnType, TABLES, table};
 use crate::{
     AccountRecord, Backend, Batch, Connection, Counts, EventRow, Guard, ObjectRow, Result,
@@ -51,6 +53,8 @@ pub struct PostgresStore {
     conns: Vec<Mutex<Conn>>,
     /// Where to wait when every connection is busy.
     next: std::sync::atomic::AtomicUsize,
+    /// The connection users' SQL runs on, as the reader role (`postgres/sandbox.rs`).
+    sql_reader: Mutex<Option<Client>>,
 }
 
 /// Connections per store.
@@ -350,6 +354,7 @@ fn ddl() -> Vec<(String, String)> {
   webhook_secret_sealed bytea,
   api_base text,
   api_version text,
+  logo_url text,
   created_at bigint NOT NULL,
   updated_at bigint NOT NULL,
   PRIMARY KEY (account_id, livemode)
@@ -379,6 +384,10 @@ fn ddl() -> Vec<(String, String)> {
             .into(),
     );
     add(
+        "events_position",
+        "CREATE INDEX IF NOT EXISTS events_position ON events (account_id, livemode, seq)".into(),
+    );
+    add(
         "events_object",
         "CREATE INDEX IF NOT EXISTS events_object ON events (account_id, object_id)".into(),
     );
@@ -394,7 +403,8 @@ fn ddl() -> Vec<(String, String)> {
   status text NOT NULL,
   counts jsonb NOT NULL,
   requests bigint NOT NULL,
-  error text
+  error text,
+  progress jsonb
 )"
         .into(),
     );
@@ -511,7 +521,7 @@ fn ddl() -> Vec<(String, String)> {
     out
 }
 
-const ACCOUNT_COLUMNS: &str = "account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions::text, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base, api_version";
+const ACCOUNT_COLUMNS: &str = "account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions::text, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base, api_version, logo_url";
 
 fn read_account(row: &postgres::Row) -> std::result::Result<AccountRecord, postgres::Error> {
     let permissions: String = row.try_get(8)?;
@@ -536,6 +546,7 @@ fn read_account(row: &postgres::Row) -> std::result::Result<AccountRecord, postg
         updated_at: row.try_get(15)?,
         api_base: row.try_get(16)?,
         api_version: row.try_get(17)?,
+        logo_url: row.try_get(18)?,
     })
 }
 
@@ -549,6 +560,9 @@ fn read_stored_row(row: &postgres::Row) -> std::result::Result<StoredRow, postgr
         version: row.try_get(3)?,
     })
 }
+
+/// The columns `read_run` reads, in its order.
+const RUN_SELECT: &str = "SELECT id, account_id, livemode, kind, started_at, ended_at, status, counts::text, requests, error, progress::text FROM runs";
 
 fn read_run(row: &postgres::Row) -> std::result::Result<RunRecord, postgres::Error> {
     let counts: String = row.try_get(7)?;
@@ -565,6 +579,9 @@ fn read_run(row: &postgres::Row) -> std::result::Result<RunRecord, postgres::Err
         counts: serde_json::from_str(&counts).unwrap_or_default(),
         requests: row.try_get::<_, i64>(8)? as u64,
         error: row.try_get(9)?,
+        progress: row
+            .try_get::<_, Option<String>>(10)?
+            .and_then(|p| serde_json::from_str(&p).ok()),
     })
 }
 
@@ -599,6 +616,7 @@ impl PostgresStore {
                 })
                 .collect(),
             next: std::sync::atomic::AtomicUsize::new(0),
+            sql_reader: Mutex::new(None),
         };
         store.migrate()?;
         Ok(store)
@@ -829,10 +847,10 @@ impl PostgresStore {
                 tx.batch_execute(&missing.join(";\n"))?;
             }
             // Columns added to accounts since schema 1: the API a connection was made against
-            // (2), the API version its rows are kept in (3).
-            if existing.contains("accounts") && found.is_none_or(|v| v < 3) {
+            // (2), the API version its rows are kept in (3), the logo the user chose (4).
+            if existing.contains("accounts") && found.is_none_or(|v| v < 4) {
                 tx.batch_execute(&format!(
-                    "ALTER TABLE {0}.accounts ADD COLUMN IF NOT EXISTS api_base text; ALTER TABLE {0}.accounts ADD COLUMN IF NOT EXISTS api_version text",
+                    "ALTER TABLE {0}.accounts ADD COLUMN IF NOT EXISTS api_base text; ALTER TABLE {0}.accounts ADD COLUMN IF NOT EXISTS api_version text; ALTER TABLE {0}.accounts ADD COLUMN IF NOT EXISTS logo_url text; ALTER TABLE {0}.runs ADD COLUMN IF NOT EXISTS progress jsonb",
                     ident(&schema)
                 ))?;
             }
@@ -1150,6 +1168,9 @@ impl Drop for PostgresStore {
                 off_runtime(move || drop(client));
             }
         }
+        if let Some(client) = self.sql_reader.get_mut().take() {
+            off_runtime(move || drop(client));
+        }
     }
 }
 
@@ -1168,8 +1189,8 @@ impl Store for PostgresStore {
             let insert = prepared(
                 statements,
                 tx,
-                "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base, api_version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base, api_version, logo_url)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
             )?;
             tx.execute(
                 &insert,
@@ -1192,6 +1213,7 @@ impl Store for PostgresStore {
                     &a.updated_at,
                     &a.api_base,
                     &a.api_version,
+                    &a.logo_url,
                 ],
             )?;
             Ok(())
@@ -1208,7 +1230,7 @@ impl Store for PostgresStore {
             let update = prepared(
                 statements,
                 tx,
-                "UPDATE accounts SET name = $3, stripe_name = $4, icon_url = $5, key_kind = $6, key_masked = $7, key_sealed = $8, permissions = $9::text::jsonb, status = $10, status_message = $11, start_date = $12, webhook_endpoint_id = $13, webhook_secret_sealed = $14, updated_at = $15, api_base = $16, api_version = $17
+                "UPDATE accounts SET name = $3, stripe_name = $4, icon_url = $5, key_kind = $6, key_masked = $7, key_sealed = $8, permissions = $9::text::jsonb, status = $10, status_message = $11, start_date = $12, webhook_endpoint_id = $13, webhook_secret_sealed = $14, updated_at = $15, api_base = $16, api_version = $17, logo_url = $18
                  WHERE account_id = $1 AND livemode = $2",
             )?;
             Ok(tx.execute(
@@ -1231,6 +1253,7 @@ impl Store for PostgresStore {
                     &a.updated_at,
                     &a.api_base,
                     &a.api_version,
+                    &a.logo_url,
                 ],
             )?)
         })?;
@@ -1523,15 +1546,45 @@ impl Store for PostgresStore {
         })
     }
 
-    fn events(&self, c: &Connection, limit: usize) -> Result<Vec<EventRow>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    fn events_page(&self, c: &Connection, query: &crate::EventQuery) -> Result<Vec<EventRow>> {
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         self.read(|client, statements| {
-            let select = prepared(
-                statements,
-                client,
-                "SELECT id, type, created, object_id, data::text FROM events WHERE account_id = $1 AND livemode = $2 ORDER BY created DESC, seq DESC LIMIT $3",
-            )?;
-            let rows = client.query(&select, &[&c.account_id, &c.livemode, &limit])?;
+            let mut sql = String::from("SELECT id, type, created, object_id, data::text FROM events WHERE account_id = $1 AND livemode = $2");
+            let (types, type_params) = query.type_clause(3, |n| format!("${n}"));
+            sql.push_str(&types);
+            let mut params: Vec<Box<dyn postgres::types::ToSql + Sync>> = vec![
+                Box::new(c.account_id.clone()),
+                Box::new(c.livemode),
+            ];
+            params.extend(
+                type_params
+                    .into_iter()
+                    .map(|p| Box::new(p) as Box<dyn postgres::types::ToSql + Sync>),
+            );
+            if let Some(after) = &query.starting_after {
+                let found = client.query_opt(
+                    "SELECT created, seq FROM events WHERE account_id = $1 AND livemode = $2 AND id = $3",
+                    &[&c.account_id, &c.livemode, after],
+                )?;
+                let row = found.ok_or_else(|| {
+                    StoreError::BadQuery(format!("no event {after} to page from"))
+                })?;
+                let (created, seq): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+                let n = params.len();
+                sql.push_str(&format!(
+                    " AND created <= ${} AND (created < ${} OR seq < ${})",
+                    n + 1,
+                    n + 1,
+                    n + 2
+                ));
+                params.push(Box::new(created));
+                params.push(Box::new(seq));
+            }
+            sql.push_str(&format!(" ORDER BY created DESC, seq DESC LIMIT {limit}"));
+            let select = prepared(statements, client, &sql)?;
+            let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref()).collect();
+            let rows = client.query(&select, &refs)?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 out.push(EventRow {
@@ -1578,6 +1631,18 @@ impl Store for PostgresStore {
             Ok(!client
                 .query(&select, &[&c.account_id, &id, &c.livemode])?
                 .is_empty())
+        })
+    }
+
+    fn last_event_position(&self, c: &Connection) -> Result<i64> {
+        self.read(|client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                "SELECT seq FROM events WHERE account_id = $1 AND livemode = $2 ORDER BY seq DESC LIMIT 1",
+            )?;
+            let row = client.query_opt(&select, &[&c.account_id, &c.livemode])?;
+            Ok(row.map(|r| r.get::<_, i64>(0)).unwrap_or(0))
         })
     }
 
@@ -1761,10 +1826,23 @@ impl Store for PostgresStore {
             let update = prepared(
                 statements,
                 tx,
-                "UPDATE runs SET ended_at = $2, status = $3, counts = $4::text::jsonb, requests = $5, error = $6, kind = $7 WHERE id = $1",
+                "UPDATE runs SET ended_at = $2, status = $3, counts = $4::text::jsonb, requests = $5, error = $6, kind = $7, progress = $8::text::jsonb WHERE id = $1",
             )?;
-            tx.execute(&update, &[&run.id, &run.ended_at, &run.status, &counts, &requests, &run.error, &run.kind])?;
+            let progress = run.progress.as_ref().map(|p| p.to_string());
+            tx.execute(&update, &[&run.id, &run.ended_at, &run.status, &counts, &requests, &run.error, &run.kind, &progress])?;
             Ok(())
+        })
+    }
+
+    fn run(&self, c: &Connection, id: i64) -> Result<Option<RunRecord>> {
+        self.read(|client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                &format!("{RUN_SELECT} WHERE account_id = $1 AND livemode = $2 AND id = $3"),
+            )?;
+            let row = client.query_opt(&select, &[&c.account_id, &c.livemode, &id])?;
+            Ok(row.as_ref().map(read_run).transpose()?)
         })
     }
 
@@ -1774,17 +1852,24 @@ impl Store for PostgresStore {
             let select = prepared(
                 statements,
                 client,
-                "SELECT id, account_id, livemode, kind, started_at, ended_at, status, counts::text, requests, error FROM runs
-                 WHERE account_id = $1 AND livemode = $2 ORDER BY id DESC LIMIT $3",
+                &format!(
+                    "{RUN_SELECT} WHERE account_id = $1 AND livemode = $2 ORDER BY id DESC LIMIT $3"
+                ),
             )?;
             let rows = client.query(&select, &[&c.account_id, &c.livemode, &limit])?;
-            Ok(rows.iter().map(read_run).collect::<std::result::Result<_, _>>()?)
+            Ok(rows
+                .iter()
+                .map(read_run)
+                .collect::<std::result::Result<_, _>>()?)
         })
+    }
+
+    fn sandboxed_query(&self, sql: &str, reader_secret: &str) -> Result<crate::ValuesResult> {
+        self.run_sandboxed(sql, reader_secret)
     }
 
     fn query_values(&self, sql: &str) -> Result<crate::ValuesResult> {
         use postgres::types::Type;
-        use serde_json::Value;
         // The server's refusal of the user's query is the user's to fix; a broken connection
         // is not.
         let bad = |e: postgres::Error| -> Failure {
@@ -1810,40 +1895,7 @@ impl Store for PostgresStore {
                 .map(|c| c.type_().clone())
                 .collect();
             drop(statement);
-            // The simple protocol answers every type as text; the types found above give
-            // numbers, booleans and JSON back their kind.
-            let typed = |i: usize, text: Option<&str>| -> Value {
-                let Some(text) = text else {
-                    return Value::Null;
-                };
-                let kind = types.get(i);
-                if [Type::INT2, Type::INT4, Type::INT8, Type::OID]
-                    .iter()
-                    .any(|t| Some(t) == kind)
-                {
-                    text.parse::<i64>()
-                        .map(Value::from)
-                        .unwrap_or_else(|_| Value::String(text.into()))
-                } else if let (Some(&Type::NUMERIC), Ok(whole)) = (kind, text.parse::<i64>()) {
-                    // `sum(amount)` is NUMERIC: a whole number stays one.
-                    Value::from(whole)
-                } else if [Type::FLOAT4, Type::FLOAT8, Type::NUMERIC]
-                    .iter()
-                    .any(|t| Some(t) == kind)
-                {
-                    text.parse::<f64>()
-                        .ok()
-                        .and_then(serde_json::Number::from_f64)
-                        .map(Value::Number)
-                        .unwrap_or_else(|| Value::String(text.into()))
-                } else if kind == Some(&Type::BOOL) {
-                    Value::Bool(text == "t")
-                } else if [Type::JSON, Type::JSONB].iter().any(|t| Some(t) == kind) {
-                    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.into()))
-                } else {
-                    Value::String(text.into())
-                }
-            };
+            let typed = |i: usize, text: Option<&str>| typed_value(types.get(i), text);
             let mut tx = client.build_transaction().read_only(true).start()?;
             // A query that runs past the time limit is stopped by the server.
             tx.batch_execute(&format!(
@@ -1876,6 +1928,42 @@ impl Store for PostgresStore {
             }
             Ok((names.unwrap_or_default(), rows))
         })
+    }
+}
+
+/// A value the simple protocol answered as text, given back its kind by the column's type:
+/// numbers, booleans and JSON as themselves, the rest as strings.
+fn typed_value(kind: Option<&postgres::types::Type>, text: Option<&str>) -> serde_json::Value {
+    use postgres::types::Type;
+    use serde_json::Value;
+    let Some(text) = text else {
+        return Value::Null;
+    };
+    if [Type::INT2, Type::INT4, Type::INT8, Type::OID]
+        .iter()
+        .any(|t| Some(t) == kind)
+    {
+        text.parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(text.into()))
+    } else if let (Some(&Type::NUMERIC), Ok(whole)) = (kind, text.parse::<i64>()) {
+        // `sum(amount)` is NUMERIC: a whole number stays one.
+        Value::from(whole)
+    } else if [Type::FLOAT4, Type::FLOAT8, Type::NUMERIC]
+        .iter()
+        .any(|t| Some(t) == kind)
+    {
+        text.parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(text.into()))
+    } else if kind == Some(&Type::BOOL) {
+        Value::Bool(text == "t")
+    } else if [Type::JSON, Type::JSONB].iter().any(|t| Some(t) == kind) {
+        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.into()))
+    } else {
+        Value::String(text.into())
     }
 }
 

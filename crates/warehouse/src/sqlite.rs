@@ -14,6 +14,7 @@ use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{OptionalExtension, params};
 
 mod checkpointer;
+mod sandbox;
 mod writer;
 
 use crate::schema::{ColumnType, TABLES, table};
@@ -32,6 +33,8 @@ pub struct SqliteStore {
     readers: Vec<Mutex<rusqlite::Connection>>,
     /// Where a read waits when every reader is busy.
     next_reader: AtomicUsize,
+    /// Read-only connections for users' SQL, behind the boundary of `sandbox.rs`.
+    sandboxes: Vec<Mutex<sandbox::Sandbox>>,
     /// Writes queued batches; stops before the checkpointer, having written what was queued.
     writer: writer::Writer,
     /// Copies the log into the file off the write path (the connection's own checkpoints are
@@ -44,6 +47,8 @@ const LOOKUP_FIRST_ROWS: usize = 4;
 
 /// Read connections per store.
 const READERS: usize = 2;
+/// Connections for users' SQL per store.
+const SANDBOXES: usize = 2;
 /// Prepared statements kept per connection: three per table written, and the reads (the
 /// default of 16 made every delivery prepare its statements again).
 const STATEMENT_CACHE: usize = 256;
@@ -126,6 +131,7 @@ CREATE TABLE IF NOT EXISTS accounts (
   webhook_secret_sealed BLOB,
   api_base TEXT,
   api_version TEXT,
+  logo_url TEXT,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
   PRIMARY KEY (account_id, livemode)
@@ -143,6 +149,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_created ON events (account_id, livemode, created);
 CREATE INDEX IF NOT EXISTS events_object ON events (account_id, object_id);
+-- Ordered by rowid within a connection (SQLite ends every index with it): a tail of new
+-- events, and the last one's position, are ranges of it.
+CREATE INDEX IF NOT EXISTS events_position ON events (account_id, livemode);
 CREATE TABLE IF NOT EXISTS runs (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   account_id TEXT NOT NULL,
@@ -153,7 +162,8 @@ CREATE TABLE IF NOT EXISTS runs (
   status TEXT NOT NULL,
   counts TEXT NOT NULL,
   requests INTEGER NOT NULL,
-  error TEXT
+  error TEXT,
+  progress TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_account ON runs (account_id, livemode, id);
 CREATE TABLE IF NOT EXISTS cursors (
@@ -187,6 +197,10 @@ impl SqliteStore {
                 detail: format!("the folder {} does not exist", parent.display()),
             });
         }
+        private_files(Path::new(path)).map_err(|e| StoreError::Unavailable {
+            target: path.into(),
+            detail: format!("could not create the file: {e}"),
+        })?;
         let mut db = rusqlite::Connection::open(path).map_err(|e| StoreError::Unavailable {
             target: path.into(),
             detail: e.to_string(),
@@ -206,6 +220,7 @@ impl SqliteStore {
             db: db.clone(),
             readers: Vec::new(),
             next_reader: AtomicUsize::new(0),
+            sandboxes: Vec::new(),
             writer: writer::Writer::start(db),
             _checkpointer: checkpointer,
         };
@@ -220,6 +235,11 @@ impl SqliteStore {
             wait_when_busy(&mut reader).map_err(unavailable)?;
             reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             store.readers.push(Mutex::new(reader));
+        }
+        for _ in 0..SANDBOXES {
+            store.sandboxes.push(Mutex::new(
+                sandbox::Sandbox::open(path).map_err(unavailable)?,
+            ));
         }
         Ok(store)
     }
@@ -267,8 +287,8 @@ impl SqliteStore {
         }
         let mut ddl = String::from("BEGIN IMMEDIATE;\n");
         // Columns added to accounts since schema 1: the API a connection was made against
-        // (2), the API version its rows are kept in (3).
-        for column in ["api_base", "api_version"] {
+        // (2), the API version its rows are kept in (3), the logo the user chose (4).
+        for column in ["api_base", "api_version", "logo_url"] {
             let present = db
                 .prepare("SELECT 1 FROM pragma_table_info('accounts') WHERE name = ?1")
                 .and_then(|mut s| s.exists([column]))
@@ -276,6 +296,14 @@ impl SqliteStore {
             if !present {
                 ddl.push_str(&format!("ALTER TABLE accounts ADD COLUMN {column} TEXT;\n"));
             }
+        }
+        // A run's live progress (4).
+        let progress_present = db
+            .prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'progress'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db_error)?;
+        if !progress_present {
+            ddl.push_str("ALTER TABLE runs ADD COLUMN progress TEXT;\n");
         }
         for t in TABLES {
             ddl.push_str(&create_table_sql(t));
@@ -288,6 +316,45 @@ impl SqliteStore {
 /// Waits for a lock held by another connection in short, even steps, for up to ten seconds.
 /// SQLite's own busy timeout sleeps 1, 2, 5, 10, 15, 20, 25… ms: a writer that met the
 /// checkpointer's brief lock once lost tens of milliseconds, the tail of webhook latency.
+/// Creates the database file readable by its owner only (SQLite gives its `-wal` and `-shm`
+/// files the database's mode), or warns when an existing one, or its log, is looser: it holds
+/// every connected account's data and their sealed keys.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if !path.exists() {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                // Another process made it first: its mode is checked below.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            if let Ok(meta) = std::fs::metadata(&file) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        file = %file.display(),
+                        mode = %format!("{mode:o}"),
+                        "other users can read the mirror's database (every account's data and sealed keys): run chmod 600 on it and its -wal and -shm files"
+                    );
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 pub(crate) fn wait_when_busy(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
     const STEP: std::time::Duration = std::time::Duration::from_micros(200);
     const ATTEMPTS: i32 = 50_000;
@@ -322,6 +389,7 @@ fn read_account(row: &rusqlite::Row) -> rusqlite::Result<AccountRecord> {
         webhook_secret_sealed: row.get("webhook_secret_sealed")?,
         api_base: row.get("api_base")?,
         api_version: row.get("api_version")?,
+        logo_url: row.get("logo_url")?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
     })
@@ -353,6 +421,9 @@ fn read_run(row: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
         counts: serde_json::from_str(&counts).unwrap_or_default(),
         requests: row.get::<_, i64>("requests")? as u64,
         error: row.get("error")?,
+        progress: row
+            .get::<_, Option<String>>("progress")?
+            .and_then(|p| serde_json::from_str(&p).ok()),
     })
 }
 
@@ -551,9 +622,9 @@ impl Store for SqliteStore {
     fn insert_account(&self, a: &AccountRecord) -> Result<()> {
         let db = self.writer()?;
         db.execute(
-            "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base, api_version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-            params![a.connection.account_id, a.connection.livemode, a.name, a.stripe_name, a.icon_url, a.key_kind, a.key_masked, a.key_sealed, a.permissions.to_string(), a.status, a.status_message, a.start_date, a.webhook_endpoint_id, a.webhook_secret_sealed, a.created_at, a.updated_at, a.api_base, a.api_version],
+            "INSERT INTO accounts (account_id, livemode, name, stripe_name, icon_url, key_kind, key_masked, key_sealed, permissions, status, status_message, start_date, webhook_endpoint_id, webhook_secret_sealed, created_at, updated_at, api_base, api_version, logo_url)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            params![a.connection.account_id, a.connection.livemode, a.name, a.stripe_name, a.icon_url, a.key_kind, a.key_masked, a.key_sealed, a.permissions.to_string(), a.status, a.status_message, a.start_date, a.webhook_endpoint_id, a.webhook_secret_sealed, a.created_at, a.updated_at, a.api_base, a.api_version, a.logo_url],
         )
         .map_err(|e| match db_error(e) {
             StoreError::Duplicate(_) => StoreError::Duplicate(a.connection.label()),
@@ -566,9 +637,9 @@ impl Store for SqliteStore {
         let db = self.writer()?;
         let changed = db
             .execute(
-                "UPDATE accounts SET name = ?3, stripe_name = ?4, icon_url = ?5, key_kind = ?6, key_masked = ?7, key_sealed = ?8, permissions = ?9, status = ?10, status_message = ?11, start_date = ?12, webhook_endpoint_id = ?13, webhook_secret_sealed = ?14, updated_at = ?15, api_base = ?16, api_version = ?17
+                "UPDATE accounts SET name = ?3, stripe_name = ?4, icon_url = ?5, key_kind = ?6, key_masked = ?7, key_sealed = ?8, permissions = ?9, status = ?10, status_message = ?11, start_date = ?12, webhook_endpoint_id = ?13, webhook_secret_sealed = ?14, updated_at = ?15, api_base = ?16, api_version = ?17, logo_url = ?18
                  WHERE account_id = ?1 AND livemode = ?2",
-                params![a.connection.account_id, a.connection.livemode, a.name, a.stripe_name, a.icon_url, a.key_kind, a.key_masked, a.key_sealed, a.permissions.to_string(), a.status, a.status_message, a.start_date, a.webhook_endpoint_id, a.webhook_secret_sealed, a.updated_at, a.api_base, a.api_version],
+                params![a.connection.account_id, a.connection.livemode, a.name, a.stripe_name, a.icon_url, a.key_kind, a.key_masked, a.key_sealed, a.permissions.to_string(), a.status, a.status_message, a.start_date, a.webhook_endpoint_id, a.webhook_secret_sealed, a.updated_at, a.api_base, a.api_version, a.logo_url],
             )
             .map_err(db_error)?;
         if changed == 0 {
@@ -819,11 +890,43 @@ impl Store for SqliteStore {
         .map_err(db_error)
     }
 
-    fn events(&self, c: &Connection, limit: usize) -> Result<Vec<EventRow>> {
+    fn events_page(&self, c: &Connection, query: &crate::EventQuery) -> Result<Vec<EventRow>> {
         let db = self.reader();
-        let mut statement = db.prepare("SELECT id, type, created, object_id, data FROM events WHERE account_id = ?1 AND livemode = ?2 ORDER BY created DESC, rowid DESC LIMIT ?3").map_err(db_error)?;
+        let mut values: Vec<rusqlite::types::Value> =
+            vec![c.account_id.clone().into(), i64::from(c.livemode).into()];
+        let mut sql = String::from(
+            "SELECT id, type, created, object_id, data FROM events WHERE account_id = ?1 AND livemode = ?2",
+        );
+        let (types, type_params) = query.type_clause(3, |n| format!("?{n}"));
+        sql.push_str(&types);
+        values.extend(type_params.into_iter().map(Into::into));
+        if let Some(after) = &query.starting_after {
+            let (created, position): (i64, i64) = db
+                .query_row(
+                    "SELECT created, rowid FROM events WHERE account_id = ?1 AND livemode = ?2 AND id = ?3",
+                    params![c.account_id, c.livemode, after],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_error)?
+                .ok_or_else(|| StoreError::BadQuery(format!("no event {after} to page from")))?;
+            let n = values.len();
+            sql.push_str(&format!(
+                " AND created <= ?{} AND (created < ?{} OR rowid < ?{})",
+                n + 1,
+                n + 1,
+                n + 2
+            ));
+            values.push(created.into());
+            values.push(position.into());
+        }
+        sql.push_str(&format!(
+            " ORDER BY created DESC, rowid DESC LIMIT {}",
+            query.limit
+        ));
+        let mut statement = db.prepare_cached(&sql).map_err(db_error)?;
         let rows = statement
-            .query_map(params![c.account_id, c.livemode, limit as i64], |r| {
+            .query_map(rusqlite::params_from_iter(values), |r| {
                 Ok(EventRow {
                     id: r.get(0)?,
                     event_type: r.get(1)?,
@@ -834,6 +937,18 @@ impl Store for SqliteStore {
             })
             .map_err(db_error)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn last_event_position(&self, c: &Connection) -> Result<i64> {
+        let db = self.reader();
+        db.query_row(
+            "SELECT rowid FROM events WHERE account_id = ?1 AND livemode = ?2 ORDER BY rowid DESC LIMIT 1",
+            params![c.account_id, c.livemode],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .map(|p| p.unwrap_or(0))
+        .map_err(db_error)
     }
 
     fn event_count(&self, c: &Connection) -> Result<u64> {
@@ -1003,8 +1118,20 @@ impl Store for SqliteStore {
     fn finish_run(&self, run: &RunRecord) -> Result<()> {
         let db = self.writer()?;
         let counts = serde_json::to_string(&run.counts).unwrap_or_else(|_| "{}".into());
-        db.execute("UPDATE runs SET ended_at = ?2, status = ?3, counts = ?4, requests = ?5, error = ?6, kind = ?7 WHERE id = ?1", params![run.id, run.ended_at, run.status, counts, run.requests as i64, run.error, run.kind]).map_err(db_error)?;
+        let progress = run.progress.as_ref().map(|p| p.to_string());
+        db.execute("UPDATE runs SET ended_at = ?2, status = ?3, counts = ?4, requests = ?5, error = ?6, kind = ?7, progress = ?8 WHERE id = ?1", params![run.id, run.ended_at, run.status, counts, run.requests as i64, run.error, run.kind, progress]).map_err(db_error)?;
         Ok(())
+    }
+
+    fn run(&self, c: &Connection, id: i64) -> Result<Option<RunRecord>> {
+        let db = self.reader();
+        db.query_row(
+            "SELECT * FROM runs WHERE account_id = ?1 AND livemode = ?2 AND id = ?3",
+            params![c.account_id, c.livemode, id],
+            read_run,
+        )
+        .optional()
+        .map_err(db_error)
     }
 
     fn runs(&self, c: &Connection, limit: usize) -> Result<Vec<RunRecord>> {
@@ -1014,6 +1141,17 @@ impl Store for SqliteStore {
             .query_map(params![c.account_id, c.livemode, limit as i64], read_run)
             .map_err(db_error)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn sandboxed_query(&self, sql: &str, _reader_secret: &str) -> Result<crate::ValuesResult> {
+        let mut sandbox = match self.sandboxes.iter().find_map(|s| s.try_lock()) {
+            Some(free) => free,
+            None => {
+                let turn = self.next_reader.fetch_add(1, Ordering::Relaxed);
+                self.sandboxes[turn % self.sandboxes.len()].lock()
+            }
+        };
+        sandbox.run(sql)
     }
 
     fn query_values(&self, sql: &str) -> Result<crate::ValuesResult> {

@@ -14,6 +14,7 @@ fn account(id: &str, livemode: bool) -> AccountRecord {
         name: "Acme".into(),
         stripe_name: Some("Acme Inc".into()),
         icon_url: None,
+        logo_url: None,
         key_kind: "restricted".into(),
         key_masked: "rk_test_…a1b2".into(),
         key_sealed: vec![1, 2, 3, 4],
@@ -303,6 +304,7 @@ pub fn remove_account_takes_every_row_of_that_connection_only(store: &dyn Store)
                 counts: Default::default(),
                 requests: 3,
                 error: None,
+                progress: None,
             })
             .unwrap();
     }
@@ -364,6 +366,7 @@ pub fn runs_and_windows(store: &dyn Store) {
             counts: counts.clone(),
             requests: 9,
             error: Some("API key is invalid".into()),
+            progress: None,
         })
         .unwrap();
     let runs = store.runs(&c, 10).unwrap();
@@ -606,6 +609,12 @@ macro_rules! warehouse_test_suite {
                 }
             }
             #[test]
+            fn users_sql_cannot_escape() {
+                if let Some(store) = store("sandbox") {
+                    super::users_sql_cannot_escape(store.as_ref(), stringify!($backend));
+                }
+            }
+            #[test]
             fn pages_newest_first_with_filters_and_cursors() {
                 if let Some(store) = store("pages") {
                     super::pages_newest_first_with_filters_and_cursors(store.as_ref());
@@ -704,19 +713,270 @@ pub fn tokens_are_kept_by_name_and_hash(store: &dyn Store) {
 
 /// A user's query that would never end is stopped at the time limit, with words saying so,
 /// and the store answers the next query.
+/// The password the tests give the Postgres reader role (the engine derives it from the master
+/// key; SQLite ignores it).
+const READER_SECRET: &str = "test-reader-secret";
+
 pub fn a_query_that_never_ends_is_stopped(store: &dyn Store) {
     let started = std::time::Instant::now();
     let error = store
-        .query_values("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n")
+        .sandboxed_query("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n", READER_SECRET)
         .unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(error, StoreError::BadQuery(_)), "{error:?}");
+    assert!(
+        matches!(&error, StoreError::QueryLimit(m) if m.contains("longer than")),
+        "{error:?}"
+    );
     assert!(
         took < sm_warehouse::QUERY_TIME_LIMIT + std::time::Duration::from_secs(5),
         "stopped after {took:?}"
     );
-    let (_, rows) = store.query_values("SELECT 1").unwrap();
+    let (_, rows) = store.sandboxed_query("SELECT 1", READER_SECRET).unwrap();
     assert_eq!(rows.len(), 1);
+    if store.backend() == sm_warehouse::Backend::Postgres {
+        drop_reader_role(store);
+    }
+}
+
+/// Everything a user's SQL can see of the mirror, read by the program itself: compared before
+/// and after the escape attempts.
+fn everything(store: &dyn Store) -> Vec<Vec<Option<String>>> {
+    let mut all = Vec::new();
+    for sql in [
+        "SELECT account_id, name, key_masked, status, updated_at FROM accounts ORDER BY account_id, livemode",
+        "SELECT id, deleted, version FROM customers ORDER BY id",
+        "SELECT id, type FROM events ORDER BY id",
+        "SELECT name, read_only FROM api_tokens ORDER BY name",
+        "SELECT count(*) FROM sync_state",
+    ] {
+        all.extend(store.query(sql).unwrap().1);
+    }
+    all
+}
+
+/// A user's SQL is a boundary: reads of the mirror work; bookkeeping tables, sealed columns,
+/// writes, files, settings, locks, sleeps, other databases and runaway queries are refused
+/// with a code of the error table, and nothing changed or appeared.
+pub fn users_sql_cannot_escape(store: &dyn Store, backend: &str) {
+    let c = Connection::new("acct_1", false);
+    store.insert_account(&account("acct_1", false)).unwrap();
+    store
+        .apply(
+            &c,
+            &Batch {
+                rows: vec![(
+                    "customers",
+                    vec![row("cus_1", 1, json!({"id": "cus_1", "object": "customer", "created": 1, "email": "a@example.com"}))],
+                    Guard::AtLeast,
+                )],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    store
+        .insert_token(&sm_warehouse::TokenRecord {
+            name: "admin".into(),
+            hash: vec![9; 32],
+            read_only: false,
+            created_at: 1,
+        })
+        .unwrap();
+    let before = everything(store);
+    let dir = std::env::temp_dir().join(format!("sm-escape-{}-{backend}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+
+    // What a user may do.
+    let (names, rows) = store
+        .sandboxed_query("SELECT id, email FROM customers", READER_SECRET)
+        .unwrap();
+    assert_eq!(names, ["id", "email"]);
+    assert_eq!(rows, [[json!("cus_1"), json!("a@example.com")]]);
+    let (_, rows) = store
+        .sandboxed_query(
+            "SELECT account_id, name, key_masked FROM accounts",
+            READER_SECRET,
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+
+    let refused = |e: &StoreError| matches!(e, StoreError::QueryRefused(_));
+    let limited = |e: &StoreError| matches!(e, StoreError::QueryLimit(_));
+    // A statement the database does not understand is the user's mistake, and refused too.
+    let not_run = |e: &StoreError| {
+        matches!(
+            e,
+            StoreError::QueryRefused(_) | StoreError::BadQuery(_) | StoreError::QueryLimit(_)
+        )
+    };
+    type Check = fn(&StoreError) -> bool;
+    let mut attempts: Vec<(String, Check)> = vec![
+        ("SELECT * FROM api_tokens".into(), refused),
+        ("SELECT hash FROM api_tokens".into(), refused),
+        ("SELECT key_sealed FROM accounts".into(), refused),
+        ("SELECT webhook_secret_sealed FROM accounts".into(), refused),
+        ("SELECT * FROM accounts".into(), refused),
+        ("SELECT * FROM sync_state".into(), refused),
+        ("SELECT * FROM cursors".into(), refused),
+        ("SELECT * FROM stripe_mirror_meta".into(), refused),
+        ("DELETE FROM customers".into(), not_run),
+        ("UPDATE accounts SET name = 'x'".into(), not_run),
+        ("INSERT INTO customers (account_id, id, livemode, data, version, synced_at) VALUES ('a', 'b', false, '{}', 1, 1)".into(), not_run),
+        ("DROP TABLE customers".into(), not_run),
+        ("CREATE TABLE escape (a int)".into(), not_run),
+        ("SELECT 1; DELETE FROM customers".into(), not_run),
+        ("WITH d AS (DELETE FROM customers RETURNING id) SELECT * FROM d".into(), not_run),
+        ("BEGIN".into(), not_run),
+        // A recursive query that answers without end stops at the row limit.
+        ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n".into(), limited),
+    ];
+    if backend == "sqlite" {
+        attempts.extend::<Vec<(String, Check)>>(vec![
+            (format!("ATTACH DATABASE '{}' AS other", file("attached.db")), not_run),
+            (format!("VACUUM INTO '{}'", file("copy.db")), not_run),
+            ("PRAGMA query_only = OFF".into(), refused),
+            ("PRAGMA writable_schema = ON".into(), refused),
+            ("PRAGMA journal_mode = DELETE".into(), refused),
+            ("SELECT * FROM pragma_table_info('api_tokens')".into(), refused),
+            ("SELECT load_extension('/tmp/evil.so')".into(), refused),
+            ("SELECT fts3_tokenizer('simple')".into(), refused),
+            ("SELECT sqlite_compileoption_get(0)".into(), refused),
+            ("SELECT * FROM dbstat".into(), not_run),
+            (format!("SELECT writefile('{}', 'x')", file("written")), not_run),
+            ("CREATE TEMP TABLE t (a)".into(), not_run),
+            ("SAVEPOINT a".into(), not_run),
+            ("ANALYZE".into(), not_run),
+            // Values that grow past the limit.
+            ("WITH RECURSIVE s(x) AS (SELECT 'x' UNION ALL SELECT x || x FROM s) SELECT length(x) FROM s".into(), limited),
+            ("SELECT length(zeroblob(2000000000))".into(), limited),
+        ]);
+    } else {
+        attempts.extend::<Vec<(String, Check)>>(vec![
+            ("SELECT pg_read_file('/etc/passwd')".into(), refused),
+            ("SELECT pg_read_binary_file('/etc/passwd')".into(), refused),
+            ("SELECT pg_ls_dir('/')".into(), refused),
+            ("SELECT lo_import('/etc/passwd')".into(), refused),
+            ("SELECT pg_reload_conf()".into(), refused),
+            ("SELECT pg_sleep(60)".into(), refused),
+            ("SELECT pg_advisory_lock(1)".into(), refused),
+            ("SELECT \"pg_advisory_lock\"(2)".into(), refused),
+            (
+                "SELECT set_config('role', 'postgres', false)".into(),
+                refused,
+            ),
+            (
+                "SELECT set_config('session_authorization', 'postgres', false)".into(),
+                refused,
+            ),
+            (
+                "SELECT query_to_xml('SELECT * FROM api_tokens', true, true, '')".into(),
+                refused,
+            ),
+            (
+                "SELECT dblink('dbname=postgres', 'SELECT 1')".into(),
+                refused,
+            ),
+            (
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity".into(),
+                refused,
+            ),
+            ("SELECT txid_current()".into(), refused),
+            ("SELECT * FROM pg_authid".into(), refused),
+            ("SELECT current_setting('data_directory')".into(), refused),
+            ("SELECT * FROM customers FOR UPDATE".into(), refused),
+            ("SELECT nextval('runs_id_seq')".into(), refused),
+            (format!("COPY customers TO '{}'", file("copied")), not_run),
+            (
+                format!("COPY (SELECT 1) TO PROGRAM 'touch {}'", file("program")),
+                not_run,
+            ),
+            ("SET ROLE postgres".into(), not_run),
+            ("LOCK TABLE customers".into(), not_run),
+        ]);
+    }
+    assert!(attempts.len() >= 25, "{} attempts", attempts.len());
+    for (sql, expected) in &attempts {
+        match store.sandboxed_query(sql, READER_SECRET) {
+            Ok(answer) => panic!("{backend}: `{sql}` ran: {answer:?}"),
+            Err(error) => assert!(expected(&error), "{backend}: `{sql}` answered {error:?}"),
+        }
+    }
+    // Nothing changed, nothing appeared, and reads still work.
+    assert_eq!(everything(store), before, "{backend}: the mirror changed");
+    let appeared: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(
+        appeared.is_empty(),
+        "{backend}: files appeared: {appeared:?}"
+    );
+    let (_, rows) = store
+        .sandboxed_query("SELECT count(*) FROM customers", READER_SECRET)
+        .unwrap();
+    assert_eq!(rows, [[json!(1)]]);
+    if backend == "postgres" {
+        let (_, locks) = store
+            .query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+            .unwrap();
+        assert_eq!(
+            locks,
+            [[Some("0".to_owned())]],
+            "an advisory lock outlived a query"
+        );
+        the_reader_role_is_the_boundary(store);
+    }
+}
+
+/// The functions the sandbox refuses by name are refused by the reader role itself too: logged
+/// in as it, a superuser's rights cannot be taken back. Then the test's schema and role go.
+fn the_reader_role_is_the_boundary(store: &dyn Store) {
+    let (_, rows) = store
+        .query("SELECT current_database(), current_schema()")
+        .unwrap();
+    let (database, schema) = (rows[0][0].clone().unwrap(), rows[0][1].clone().unwrap());
+    let role = format!("stripe_mirror_reader_{database}_{schema}");
+    let url = std::env::var("STRIPE_MIRROR_TEST_POSTGRES_URL").unwrap();
+    let mut config: ::postgres::Config = url.parse().unwrap();
+    config.user(&role).password(READER_SECRET).dbname(&database);
+    let mut reader = config.connect(::postgres::NoTls).unwrap();
+    for sql in [
+        "SELECT pg_read_file('/etc/hostname')",
+        "SELECT pg_ls_dir('/')",
+        "SELECT lo_import('/etc/hostname')",
+        "SELECT pg_reload_conf()",
+        "SELECT set_config('role', 'postgres', false)",
+        "SELECT set_config('session_authorization', 'postgres', false)",
+        "SELECT * FROM api_tokens",
+        "SELECT key_sealed FROM accounts",
+    ] {
+        let error = reader
+            .simple_query(&format!("SET search_path TO {schema}; {sql}"))
+            .unwrap_err();
+        assert_eq!(
+            error.code(),
+            Some(&::postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {error}"
+        );
+    }
+    drop(reader);
+    drop_reader_role(store);
+}
+
+/// Takes a Postgres test's schema and its reader role away (roles are the cluster's, and would
+/// pile up run after run).
+fn drop_reader_role(store: &dyn Store) {
+    let (_, rows) = store
+        .query("SELECT current_database(), current_schema()")
+        .unwrap();
+    let (database, schema) = (rows[0][0].clone().unwrap(), rows[0][1].clone().unwrap());
+    let role = format!("stripe_mirror_reader_{database}_{schema}");
+    let url = std::env::var("STRIPE_MIRROR_TEST_POSTGRES_URL").unwrap();
+    let config: ::postgres::Config = url.parse().unwrap();
+    let mut admin = config.connect(::postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "DROP SCHEMA \"{schema}\" CASCADE; DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\";"
+        ))
+        .unwrap();
 }
 
 /// Pages as Stripe lists: newest first (id breaks ties), a cursor, typed filters read as their

@@ -112,6 +112,125 @@ pub async fn rename(
     })
 }
 
+/// The dashboard link that pre-fills a restricted key for some features, and the permissions
+/// it asks for spelled out.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyLink {
+    pub url: String,
+    pub permissions: Vec<&'static str>,
+    pub mode: &'static str,
+    pub features: Vec<String>,
+}
+
+/// The key link for `features` by name (`mirror`, `webhooks`, `agent-writes`) in `mode`.
+pub fn key_link_for(mode: sm_stripe::Mode, features: &[String]) -> Result<KeyLink, EngineError> {
+    let mut chosen = Vec::new();
+    for name in features {
+        chosen.push(crate::catalog::Feature::parse(name.trim()).ok_or_else(|| {
+            EngineError::invalid(format!(
+                "unknown feature `{name}`: choose from mirror, webhooks, agent-writes"
+            ))
+        })?);
+    }
+    if chosen.is_empty() {
+        return Err(EngineError::invalid(
+            "name at least one feature: mirror, webhooks, agent-writes",
+        ));
+    }
+    let (url, permissions) = key_link(mode, &chosen);
+    Ok(KeyLink {
+        url,
+        permissions,
+        mode: mode.as_str(),
+        features: features.iter().map(|f| f.trim().to_owned()).collect(),
+    })
+}
+
+/// The longest logo URL accepted; a data URL's image is at most about 36 KiB.
+pub const LOGO_MAX_CHARS: usize = 48 * 1024;
+
+/// Checks a logo: an `https://` URL, or a `data:image/…;base64,` URL of a small PNG, JPEG,
+/// GIF, WebP or SVG image (shown in an `<img>`, where an SVG's scripts do not run).
+pub fn check_logo(logo: &str) -> Result<(), EngineError> {
+    let bad = |why: &str| {
+        EngineError::invalid(format!("the logo {why}")).hint(
+            "give an https:// URL of an image, or a data:image/png;base64,… URL under 48 KiB; null removes it",
+        )
+    };
+    if logo.len() > LOGO_MAX_CHARS {
+        return Err(bad(&format!(
+            "is {} characters long, more than {LOGO_MAX_CHARS}",
+            logo.len()
+        )));
+    }
+    if logo
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '<' || c == '>')
+    {
+        return Err(bad("contains spaces, quotes or angle brackets"));
+    }
+    if let Some(rest) = logo.strip_prefix("https://") {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if host.is_empty() || host.contains('@') {
+            return Err(bad("has no host (or carries a user name)"));
+        }
+        return Ok(());
+    }
+    if let Some(rest) = logo.strip_prefix("data:image/") {
+        let (kind, data) = rest
+            .split_once(";base64,")
+            .ok_or_else(|| bad("is a data URL that is not base64"))?;
+        if !["png", "jpeg", "gif", "webp", "svg+xml"].contains(&kind) {
+            return Err(bad(&format!(
+                "is an image/{kind}, not PNG, JPEG, GIF, WebP or SVG"
+            )));
+        }
+        if data.is_empty()
+            || !data
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+        {
+            return Err(bad("is a data URL whose base64 is not valid"));
+        }
+        return Ok(());
+    }
+    Err(bad("must be an https:// URL or a data:image/… URL"))
+}
+
+/// What a logo change did.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogoChange {
+    pub account: String,
+    pub name: String,
+    /// What is shown now: the chosen logo, else Stripe's icon, else none (initials).
+    pub logo_url: Option<String>,
+}
+
+/// Sets the logo shown for a connection (`None`: back to Stripe's icon, or initials).
+pub async fn set_logo(
+    engine: &Engine,
+    connection: &Connection,
+    logo: Option<String>,
+) -> Result<LogoChange, EngineError> {
+    let logo = logo.map(|l| l.trim().to_owned());
+    if let Some(logo) = &logo {
+        check_logo(logo)?;
+    }
+    let mut record = engine.account(connection).await?;
+    record.logo_url = logo;
+    record.updated_at = now();
+    let shown = record.logo_url.clone().or_else(|| record.icon_url.clone());
+    let name = record.name.clone();
+    engine
+        .store_call(move |store| store.update_account(&record))
+        .await?;
+    Ok(LogoChange {
+        account: connection.label(),
+        name,
+        logo_url: shown,
+    })
+}
+
 /// What a start-date change did, and what the user should do next.
 #[derive(Debug, Clone, Serialize)]
 pub struct StartDateChange {

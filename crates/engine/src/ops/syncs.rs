@@ -16,3 +16,21 @@ pub async fn runs(
         .store_call(move |store| store.runs(&connection, limit))
         .await
 }
+
+/// One run of a connection, with its per-table counts and, while it runs, its progress.
+pub async fn run(
+    engine: &Engine,
+    connection: &Connection,
+    id: i64,
+) -> Result<RunRecord, EngineError> {
+    let owned = connection.clone();
+    engine
+        .store_call(move |store| store.run(&owned, id))
+        .await?
+        .ok_or_else(|| {
+            EngineError::new(
+                crate::ErrorCode::NotFound,
+                format!("no run {id} of {}", connection.label()),
+            )
+        })
+}

@@ -1,11 +1,12 @@
-//! `/api/v1/connections`: connect an account by API key, list and read connections, rename or
-//! move their start date, remove them with their data; their permissions, syncs and events.
+//! `/api/v1/connections`: connect an account by API key, list and read connections, rename,
+//! move their start date or set their logo, rotate their key, remove them with their data;
+//! their permissions, syncs and events; and the key link that pre-fills a restricted key.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -135,10 +136,15 @@ struct Change {
     /// Unix time, or null for all history.
     #[serde(default, deserialize_with = "present")]
     start_date: Option<Option<i64>>,
+    /// An https:// or data:image/… URL, or null for Stripe's icon (or initials).
+    #[serde(default, deserialize_with = "present")]
+    logo: Option<Option<String>>,
 }
 
-/// Tells `"start_date": null` (all history) from an absent field (no change).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+/// Tells `"field": null` (clear it) from an absent field (no change).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Ok(Some(Option::deserialize(d)?))
 }
 
@@ -148,19 +154,89 @@ pub async fn change(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let request: Change = parse_body(&body)?;
-    if request.name.is_none() && request.start_date.is_none() {
-        return Err(EngineError::invalid("nothing to change: give name and/or start_date").into());
+    if request.name.is_none() && request.start_date.is_none() && request.logo.is_none() {
+        return Err(
+            EngineError::invalid("nothing to change: give name, start_date and/or logo").into(),
+        );
     }
     let record = state.engine.resolve(&reference).await?;
+    // Everything is checked before anything is written, so a refused change changes nothing.
+    if let Some(name) = &request.name {
+        let others = state.engine.store_call(|store| store.accounts()).await?;
+        sm_engine::check_name(name, &others, Some(&record.connection))?;
+    }
+    if let Some(Some(logo)) = &request.logo {
+        connections::check_logo(logo.trim())?;
+    }
+    if let Some(Some(start)) = request.start_date
+        && start > sm_engine::now()
+    {
+        return Err(EngineError::invalid("the start date is in the future").into());
+    }
     if let Some(name) = &request.name {
         connections::rename(&state.engine, &record.connection, name).await?;
     }
     if let Some(start) = request.start_date {
         connections::set_start_date(&state.engine, &record.connection, start).await?;
     }
+    if let Some(logo) = request.logo {
+        connections::set_logo(&state.engine, &record.connection, logo).await?;
+    }
     Ok(Json(json!(
         summary_of(&state, &record.connection.label()).await?
     )))
+}
+
+/// What `PUT /api/v1/connections/{connection}/key` takes: the new key of the same account and
+/// mode (a rolled or re-made restricted key). Taken once, never answered.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    api_key: String,
+}
+
+pub async fn rotate_key(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let mut request: NewKey = parse_body(&body)?;
+    let key_text = Zeroizing::new(std::mem::take(&mut request.api_key));
+    let key = ApiKey::parse(&key_text).map_err(EngineError::from)?;
+    let record = state.engine.resolve(&reference).await?;
+    let outcome = connections::update_key(&state.engine, &record.connection, key).await?;
+    Ok(Json(json!({
+        "connection": summary_of(&state, &record.connection.label()).await?,
+        "permissions": outcome.permissions,
+    })))
+}
+
+/// `?mode=test|live&features=mirror,webhooks,agent-writes`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyLinkQuery {
+    mode: Option<String>,
+    features: Option<String>,
+}
+
+pub async fn key_link(Query(query): Query<KeyLinkQuery>) -> ApiResult<Json<Value>> {
+    let mode = match query.mode.as_deref().unwrap_or("test") {
+        "test" => Mode::Test,
+        "live" => Mode::Live,
+        other => {
+            return Err(
+                EngineError::invalid(format!("mode must be test or live, not {other}")).into(),
+            );
+        }
+    };
+    let features: Vec<String> = query
+        .features
+        .as_deref()
+        .unwrap_or("mirror")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    Ok(Json(json!(connections::key_link_for(mode, &features)?)))
 }
 
 pub async fn remove(
@@ -206,6 +282,22 @@ pub async fn syncs(
     Ok(Json(json!({"object": "list", "data": runs})))
 }
 
+pub async fn one_sync(
+    State(state): State<Arc<AppState>>,
+    Path((reference, run)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let id: i64 = run.parse().map_err(|_| {
+        EngineError::new(
+            ErrorCode::NotFound,
+            format!("no run {run}: runs are numbered"),
+        )
+    })?;
+    let record = state.engine.resolve(&reference).await?;
+    Ok(Json(json!(
+        syncs::run(&state.engine, &record.connection, id).await?
+    )))
+}
+
 pub async fn sync_now(
     State(state): State<Arc<AppState>>,
     Path(reference): Path<String>,
@@ -221,16 +313,45 @@ pub async fn sync_now(
         .into_response())
 }
 
+/// Events newest first, Stripe's way: `limit`, `starting_after`, `type` (repeatable, or
+/// `types[]`; `invoice.*` for a prefix).
 pub async fn events(
     State(state): State<Arc<AppState>>,
     Path(reference): Path<String>,
-    Query(paging): Query<Paging>,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
+    let mut query = sm_warehouse::EventQuery {
+        limit: 20,
+        ..Default::default()
+    };
+    for (name, value) in super::form_pairs(raw.as_deref().unwrap_or_default()) {
+        match name.as_str() {
+            "limit" => {
+                query.limit = value.parse().map_err(|_| {
+                    EngineError::invalid(format!("limit must be 1 to 100, not `{value}`"))
+                })?
+            }
+            "starting_after" => query.starting_after = Some(value),
+            "type" | "types[]" => query.types.push(value),
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "events take limit, starting_after and type, not `{other}`"
+                ))
+                .into());
+            }
+        }
+    }
     let record = state.engine.resolve(&reference).await?;
-    let latest = events::latest(&state.engine, &record.connection, paging.limit()?).await?;
-    let data: Vec<Value> = latest
+    let label = record.connection.label();
+    let (page, has_more) = events::page(&state.engine, &record.connection, query).await?;
+    let data: Vec<Value> = page
         .iter()
         .map(|e| serde_json::from_str(&e.data).unwrap_or(Value::Null))
         .collect();
-    Ok(Json(json!({"object": "list", "data": data})))
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "has_more": has_more,
+        "url": format!("/api/v1/connections/{label}/events"),
+    })))
 }

@@ -8,7 +8,10 @@ mod connections;
 mod objects;
 mod openapi;
 mod sql;
+mod stream;
 pub mod stripe_compat;
+
+use stripe_compat::form_pairs;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +22,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sm_engine::{EngineError, ErrorCode};
@@ -82,7 +85,7 @@ pub const ROUTES: &[Route] = &[
     route(
         "PATCH",
         "/api/v1/connections/{connection}",
-        "Rename a connection or change its start date",
+        "Rename a connection, change its start date or set its logo",
         false,
     ),
     route(
@@ -90,6 +93,18 @@ pub const ROUTES: &[Route] = &[
         "/api/v1/connections/{connection}",
         "Remove a connection and every row of its data",
         false,
+    ),
+    route(
+        "PUT",
+        "/api/v1/connections/{connection}/key",
+        "Rotate the connection's API key: a new key of the same account and mode",
+        false,
+    ),
+    route(
+        "GET",
+        "/api/v1/key-link",
+        "The Stripe dashboard link that pre-fills a restricted key: mode=test|live, features=mirror,webhooks,agent-writes",
+        true,
     ),
     route(
         "GET",
@@ -104,6 +119,12 @@ pub const ROUTES: &[Route] = &[
         true,
     ),
     route(
+        "GET",
+        "/api/v1/connections/{connection}/syncs/{run}",
+        "One sync: per-table counts, requests, and while it runs its progress (each table's phase, objects and share covered; percent)",
+        true,
+    ),
+    route(
         "POST",
         "/api/v1/connections/{connection}/syncs",
         "Sync the connection now (202: queued; its run appears in the list)",
@@ -112,7 +133,13 @@ pub const ROUTES: &[Route] = &[
     route(
         "GET",
         "/api/v1/connections/{connection}/events",
-        "The events kept in the mirror, newest first",
+        "The events kept in the mirror, newest first: limit, starting_after, type (repeatable; invoice.* for a prefix)",
+        true,
+    ),
+    route(
+        "GET",
+        "/api/v1/connections/{connection}/events/stream",
+        "The connection's events as they are stored, as Server-Sent Events (each message's data a Stripe event, its id a position to resume from with Last-Event-ID)",
         true,
     ),
     route(
@@ -144,10 +171,14 @@ fn handler(route: &Route) -> MethodRouter<Arc<AppState>> {
         ("GET", "/api/v1/connections/{connection}") => get(connections::one),
         ("PATCH", "/api/v1/connections/{connection}") => patch(connections::change),
         ("DELETE", "/api/v1/connections/{connection}") => delete(connections::remove),
+        ("PUT", "/api/v1/connections/{connection}/key") => put(connections::rotate_key),
+        ("GET", "/api/v1/key-link") => get(connections::key_link),
         ("GET", "/api/v1/connections/{connection}/permissions") => get(connections::permissions),
         ("GET", "/api/v1/connections/{connection}/syncs") => get(connections::syncs),
         ("POST", "/api/v1/connections/{connection}/syncs") => post(connections::sync_now),
+        ("GET", "/api/v1/connections/{connection}/syncs/{run}") => get(connections::one_sync),
         ("GET", "/api/v1/connections/{connection}/events") => get(connections::events),
+        ("GET", "/api/v1/connections/{connection}/events/stream") => get(stream::events_stream),
         ("GET", "/api/v1/connections/{connection}/objects/{table}") => get(objects::page),
         ("GET", "/api/v1/connections/{connection}/objects/{table}/{id}") => get(objects::one),
         ("POST", "/api/v1/sql") => post(sql::query),

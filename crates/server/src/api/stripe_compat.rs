@@ -218,7 +218,7 @@ async fn answer(
 }
 
 /// `a=1&b=x%20y` as pairs, percent-decoded.
-fn form_pairs(query: &str) -> Vec<(String, String)> {
+pub(super) fn form_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())

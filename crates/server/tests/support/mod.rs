@@ -99,7 +99,12 @@ impl World {
     /// An engine on a SQLite file in the test's folder, with no pacing.
     pub fn engine(&self) -> Arc<Engine> {
         let path = self.dir.join("mirror.db");
-        let store = sm_warehouse::open(path.to_str().expect("a UTF-8 path")).expect("a store");
+        self.engine_on(path.to_str().expect("a UTF-8 path"))
+    }
+
+    /// [`World::engine`] on the database `target` names (a Postgres URL, say).
+    pub fn engine_on(&self, target: &str) -> Arc<Engine> {
+        let store = sm_warehouse::open(target).expect("a store");
         let vault = Vault::open(Some(&"22".repeat(32)), &self.dir.join("key")).expect("a vault");
         Arc::new(Engine::new(
             Arc::from(store),
