@@ -137,6 +137,7 @@ async fn run(args: Args) -> Result<(), Error> {
             public_url: None,
             interval: Duration::from_secs(86_400),
             tolerance_secs: 300,
+            limits: Default::default(),
         },
     );
     let server = tokio::spawn(sm_server::serve_on(listener, state, std::future::pending()));

@@ -317,6 +317,7 @@ fn setup(common: &Common) -> Result<Setup> {
                 public_url: None,
                 interval: Duration::from_secs(3600),
                 tolerance_secs: sm_stripe::webhook::DEFAULT_TOLERANCE_SECS,
+                limits: Default::default(),
             },
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -61,6 +61,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
         public_url: args.public_url.clone(),
         interval: Duration::from_secs(args.interval),
         tolerance_secs: args.tolerance,
+        limits: Default::default(),
     };
     let state = AppState::new(engine, config);
     let listener = tokio::net::TcpListener::bind(args.listen)

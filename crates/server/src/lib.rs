@@ -4,6 +4,7 @@
 //! webhook endpoints it may manage, and answers `/healthz` and Prometheus `/metrics`.
 
 pub mod api;
+pub mod listener;
 pub mod metrics;
 
 /// The one mapping of an engine error at the HTTP edge: the status from the error table, and
@@ -48,6 +49,8 @@ pub struct ServeConfig {
     pub interval: Duration,
     /// How far a signature's timestamp may be from now.
     pub tolerance_secs: i64,
+    /// What each connection and request is held to (`listener.rs`).
+    pub limits: listener::Limits,
 }
 
 /// What every handler shares.
@@ -66,6 +69,8 @@ pub struct AppState {
     /// Answers to API requests sent with an `Idempotency-Key`.
     pub idempotency: api::IdempotencyKeys,
     wake_scheduler: tokio::sync::Notify,
+    /// API tokens found valid in the last second (`ops::tokens::check`).
+    pub(crate) recent_tokens: sm_engine::ops::tokens::RecentTokens,
     /// Live event streams open now (`api/stream.rs`).
     pub(crate) open_streams: std::sync::atomic::AtomicUsize,
 }
@@ -99,6 +104,7 @@ impl AppState {
             idempotency: Default::default(),
             wake_scheduler: tokio::sync::Notify::new(),
             open_streams: Default::default(),
+            recent_tokens: Default::default(),
         })
     }
 
@@ -210,10 +216,9 @@ pub async fn serve_on(
 ) -> std::io::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let scheduler = tokio::spawn(scheduler(state.clone(), stopped));
+    let limits = state.config.limits;
     let app = router(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = listener::serve(listener, app, limits, shutdown).await;
     // In-flight syncs are resumable: stopping the scheduler mid-run loses nothing.
     let _ = stop.send(true);
     let _ = scheduler.await;

@@ -516,6 +516,18 @@ async fn the_rest_api(world: &World, engine: std::sync::Arc<sm_engine::Engine>) 
             "{method} {path}: {answer}"
         );
     }
+    // A token in use, then revoked: refused once the last check of it is a second old.
+    let brief = tokens::create(&engine, "brief", true).await.unwrap().secret;
+    let (status, _) = api
+        .call("GET", "/api/v1/connections", Some(&brief), None)
+        .await;
+    assert_eq!(status, 200);
+    tokens::revoke(&engine, "brief").await.unwrap();
+    tokio::time::sleep(tokens::TRUSTED_FOR + Duration::from_millis(100)).await;
+    let (status, _) = api
+        .call("GET", "/api/v1/connections", Some(&brief), None)
+        .await;
+    assert_eq!(status, 401, "a revoked token still worked");
     eprintln!("{} bad requests answered from the error table", count + 6);
     let oversized = format!("{{\"query\": \"{}\"}}", "x".repeat(100_000));
     let (status, _) = api

@@ -335,6 +335,16 @@ pub struct StoredRow {
     pub version: i64,
 }
 
+/// A row of a page as stored: its JSON text untouched, so that an answer can carry it without
+/// parsing it and writing it again.
+#[derive(Debug, Clone)]
+pub struct RawRow {
+    pub id: String,
+    pub deleted: bool,
+    pub data: Box<serde_json::value::RawValue>,
+    pub version: i64,
+}
+
 /// The mirror's storage. Both backends pass the same test suite (`tests/suite.rs`).
 pub trait Store: Send + Sync {
     fn backend(&self) -> Backend;
@@ -398,7 +408,26 @@ pub trait Store: Send + Sync {
         connection: &Connection,
         table: &str,
         query: &PageQuery,
-    ) -> Result<(Vec<StoredRow>, bool)>;
+    ) -> Result<(Vec<StoredRow>, bool)> {
+        let (rows, more) = self.page_raw(connection, table, query)?;
+        let rows = rows
+            .into_iter()
+            .map(|r| StoredRow {
+                id: r.id,
+                deleted: r.deleted,
+                data: serde_json::from_str(r.data.get()).unwrap_or(serde_json::Value::Null),
+                version: r.version,
+            })
+            .collect();
+        Ok((rows, more))
+    }
+    /// [`Store::page`] with each object's JSON as stored (what an answer sends on).
+    fn page_raw(
+        &self,
+        connection: &Connection,
+        table: &str,
+        query: &PageQuery,
+    ) -> Result<(Vec<RawRow>, bool)>;
     /// Stored versions of the given ids of a table.
     fn versions(
         &self,

@@ -1444,12 +1444,12 @@ impl Store for PostgresStore {
         })
     }
 
-    fn page(
+    fn page_raw(
         &self,
         c: &Connection,
         table_name: &str,
         query: &crate::PageQuery,
-    ) -> Result<(Vec<StoredRow>, bool)> {
+    ) -> Result<(Vec<crate::RawRow>, bool)> {
         use crate::page::{Param, page_sql};
         checked_table(table_name)?;
         let name = ident(table_name);
@@ -1492,11 +1492,18 @@ impl Store for PostgresStore {
             let mut all: Vec<&(dyn postgres::types::ToSql + Sync)> =
                 vec![&c.account_id, &c.livemode];
             all.extend(boxed.iter().map(|b| b.as_ref()));
-            let mut rows: Vec<StoredRow> = client
-                .query(&sql, &all)?
-                .iter()
-                .map(read_stored_row)
-                .collect::<std::result::Result<_, _>>()?;
+            let mut rows = Vec::new();
+            for row in client.query(&sql, &all)? {
+                let data: String = row.try_get(2)?;
+                rows.push(crate::RawRow {
+                    id: row.try_get(0)?,
+                    deleted: row.try_get(1)?,
+                    data: serde_json::value::RawValue::from_string(data).map_err(|e| {
+                        StoreError::Database(format!("a stored object is not JSON: {e}"))
+                    })?,
+                    version: row.try_get(3)?,
+                });
+            }
             let more = rows.len() > query.limit.clamp(1, 100);
             rows.truncate(query.limit.clamp(1, 100));
             if crate::page::cursor_id(query).is_some_and(|(_, newer)| newer) {

@@ -395,6 +395,19 @@ fn read_account(row: &rusqlite::Row) -> rusqlite::Result<AccountRecord> {
     })
 }
 
+/// `id, deleted, data, version` of a mirrored row, its JSON as stored.
+fn read_raw_row(r: &rusqlite::Row) -> rusqlite::Result<crate::RawRow> {
+    let data: String = r.get(2)?;
+    Ok(crate::RawRow {
+        id: r.get(0)?,
+        deleted: r.get(1)?,
+        data: serde_json::value::RawValue::from_string(data).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        version: r.get(3)?,
+    })
+}
+
 /// `id, deleted, data, version` of a mirrored row.
 fn read_stored_row(r: &rusqlite::Row) -> rusqlite::Result<StoredRow> {
     let data: String = r.get(2)?;
@@ -803,12 +816,12 @@ impl Store for SqliteStore {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
     }
 
-    fn page(
+    fn page_raw(
         &self,
         c: &Connection,
         table_name: &str,
         query: &crate::PageQuery,
-    ) -> Result<(Vec<StoredRow>, bool)> {
+    ) -> Result<(Vec<crate::RawRow>, bool)> {
         use crate::page::{Param, page_sql};
         checked_table(table_name)?;
         let db = self.reader();
@@ -844,8 +857,8 @@ impl Store for SqliteStore {
             Param::Real(f) => rusqlite::types::Value::Real(f),
         }));
         let mut statement = db.prepare_cached(&sql).map_err(db_error)?;
-        let mut rows: Vec<StoredRow> = statement
-            .query_map(rusqlite::params_from_iter(values), read_stored_row)
+        let mut rows: Vec<crate::RawRow> = statement
+            .query_map(rusqlite::params_from_iter(values), read_raw_row)
             .map_err(db_error)?
             .collect::<rusqlite::Result<_>>()
             .map_err(db_error)?;

@@ -838,162 +838,25 @@ impl Proxy {
     }
 }
 
-/// How the mirror compares with the emulator's own state.
-#[derive(Debug, Default)]
-pub struct Comparison {
-    /// Objects Stripe has (live) that the mirror lacks.
-    pub missing: Vec<String>,
-    /// Everything else: wrong fields, live rows for deleted objects, rows unknown to Stripe.
-    pub wrong: Vec<String>,
-    /// Objects of Stripe compared.
-    pub compared: usize,
-    /// Rows of the mirror compared.
-    pub rows: usize,
-}
+pub use sm_test_support::Comparison;
 
-impl Comparison {
-    pub fn exact(&self) -> bool {
-        self.missing.is_empty() && self.wrong.is_empty()
-    }
-
-    pub fn describe(&self) -> String {
-        let mut lines = vec![format!(
-            "{} missing, {} wrong, of {} objects ({} mirrored rows)",
-            self.missing.len(),
-            self.wrong.len(),
-            self.compared,
-            self.rows
-        )];
-        lines.extend(self.wrong.iter().take(20).cloned());
-        lines.extend(self.missing.iter().take(20).cloned());
-        lines.join("\n")
-    }
-}
-
-/// Compares every mirrored table with an emulator export, by the rules of the engine's own
-/// exactness test (crates/engine/tests/support/mod.rs `compare`): payment methods attached to no
-/// customer are in no list; children of a deleted customer may or may not be mirrored; deleted
-/// objects are either absent or marked deleted. Tables in `unreadable` must be empty.
+/// Compares every mirrored table with an emulator export, by the rules of `sm_test_support`
+/// (shared with the engine's and the server's tests). Tables in `unreadable` must be empty.
 pub fn compare_export(
     export: &Value,
     store: &dyn sm_warehouse::Store,
     connection: &sm_warehouse::Connection,
     unreadable: &[&str],
 ) -> Comparison {
-    use sm_engine::catalog::{RESOURCES, Source, by_object};
-    use std::collections::{HashMap, HashSet};
-    let objects = export["objects"].as_array().expect("exported objects");
-    let deleted_customers: HashSet<&str> = objects
-        .iter()
-        .filter(|o| o["kind"] == "customer" && o["deleted"] == true)
-        .filter_map(|o| o["object"]["id"].as_str())
-        .collect();
-    let mut expected: HashMap<&str, HashMap<&str, (bool, &Value)>> = HashMap::new();
-    for entry in objects {
-        let Some(resource) = entry["kind"].as_str().and_then(by_object) else {
-            continue;
-        };
-        let value = &entry["object"];
-        if resource.table == "payment_methods" && value["customer"].is_null() {
-            continue;
-        }
-        let per_customer = matches!(resource.source, Source::PerParent { .. });
-        if per_customer
-            && value["customer"]
-                .as_str()
-                .is_some_and(|c| deleted_customers.contains(c))
-        {
-            continue;
-        }
-        expected.entry(resource.table).or_default().insert(
-            value["id"].as_str().expect("an id"),
-            (entry["deleted"] == true, value),
-        );
-    }
-    let mut comparison = Comparison::default();
-    for resource in RESOURCES {
-        let rows = store.rows(connection, resource.table).expect("the rows");
-        comparison.rows += rows.len();
-        if unreadable.contains(&resource.table) {
-            if !rows.is_empty() {
-                comparison.wrong.push(format!(
-                    "{}: {} rows, though the key may not read it",
-                    resource.table,
-                    rows.len()
-                ));
-            }
-            continue;
-        }
-        let mirrored: HashMap<String, (bool, Value)> = rows
-            .into_iter()
-            .map(|r| (r.id, (r.deleted, r.data)))
-            .collect();
-        let wanted = expected.remove(resource.table).unwrap_or_default();
-        for (id, (deleted, value)) in &wanted {
-            comparison.compared += 1;
-            let table = resource.table;
-            match (mirrored.get(*id), deleted) {
-                (None, true) | (Some((true, _)), true) => {}
-                (Some((false, _)), true) => comparison.wrong.push(format!(
-                    "{table}/{id}: deleted in Stripe, live in the mirror"
-                )),
-                (None, false) => comparison
-                    .missing
-                    .push(format!("{table}/{id}: missing from the mirror")),
-                (Some((true, _)), false) => comparison
-                    .wrong
-                    .push(format!("{table}/{id}: marked deleted but exists")),
-                (Some((false, data)), false) => {
-                    if data != *value {
-                        comparison.wrong.push(format!(
-                            "{table}/{id}: fields differ: {}",
-                            first_difference(value, data)
-                        ));
-                    }
-                }
-            }
-        }
-        for (id, (_, data)) in &mirrored {
-            let orphan = matches!(resource.source, Source::PerParent { .. })
-                && data["customer"]
-                    .as_str()
-                    .is_some_and(|c| deleted_customers.contains(c));
-            if !wanted.contains_key(id.as_str()) && !orphan {
-                comparison.wrong.push(format!(
-                    "{}/{id}: in the mirror, unknown to Stripe",
-                    resource.table
-                ));
-            }
-        }
-    }
-    comparison
-}
-
-fn first_difference(expected: &Value, actual: &Value) -> String {
-    let short = |value: &Value| {
-        let text = value.to_string();
-        match text.char_indices().nth(80) {
-            Some((at, _)) => format!("{}…", &text[..at]),
-            None => text,
-        }
-    };
-    if let (Some(e), Some(a)) = (expected.as_object(), actual.as_object()) {
-        for (key, value) in e {
-            if a.get(key) != Some(value) {
-                return format!(
-                    "{key}: Stripe {} / mirror {}",
-                    short(value),
-                    a.get(key).map(short).unwrap_or_else(|| "(absent)".into())
-                );
-            }
-        }
-        for key in a.keys() {
-            if !e.contains_key(key) {
-                return format!("{key}: only in the mirror");
-            }
-        }
-    }
-    "values differ".into()
+    sm_test_support::compare(
+        &sm_test_support::exported_objects(export),
+        store,
+        connection,
+        sm_test_support::Scope {
+            unreadable,
+            ..Default::default()
+        },
+    )
 }
 
 /// Per table of the catalog (and `events`): rows whose id appears more than once for the

@@ -2,6 +2,7 @@
 //! filters, a `created` range and a cursor; one object by id.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sm_warehouse::{Connection, PageQuery};
 
 use crate::{Engine, EngineError, ErrorCode};
@@ -22,13 +23,14 @@ fn checked(table: &str) -> Result<&'static str, EngineError> {
         })
 }
 
-/// A page of objects (as Stripe sent them) and whether more follow.
+/// A page of objects (as Stripe sent them, their JSON as stored: an answer sends it on without
+/// parsing it) and whether more follow.
 pub async fn page(
     engine: &Engine,
     connection: &Connection,
     table: &str,
     query: PageQuery,
-) -> Result<(Vec<Value>, bool), EngineError> {
+) -> Result<(Vec<Box<RawValue>>, bool), EngineError> {
     let table = checked(table)?;
     if !(1..=100).contains(&query.limit) {
         return Err(EngineError::invalid(format!(
@@ -38,7 +40,7 @@ pub async fn page(
     }
     let connection = connection.clone();
     let (rows, more) = engine
-        .store_call(move |store| store.page(&connection, table, &query))
+        .store_read(move |store| store.page_raw(&connection, table, &query))
         .await?;
     Ok((rows.into_iter().map(|r| r.data).collect(), more))
 }
@@ -53,7 +55,7 @@ pub async fn get(
     let table = checked(table)?;
     let (owned, ids) = (connection.clone(), vec![id.to_owned()]);
     let row = engine
-        .store_call(move |store| store.rows_by_id(&owned, table, &ids))
+        .store_read(move |store| store.rows_by_id(&owned, table, &ids))
         .await?
         .into_iter()
         .next()

@@ -77,6 +77,46 @@ pub async fn revoke(engine: &Engine, name: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// How long a token found valid is trusted without reading the tokens again: a revocation
+/// (which may come from another process, through the database) takes effect within this.
+pub const TRUSTED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Tokens found valid lately, by the hash of their secret: a busy client's requests need not
+/// each read the tokens from the database.
+#[derive(Default)]
+pub struct RecentTokens {
+    found:
+        parking_lot::Mutex<std::collections::HashMap<Vec<u8>, (TokenRecord, std::time::Instant)>>,
+}
+
+/// The token a presented secret is, if any (`None`: unknown or revoked): from the recently
+/// checked ones, else from the database (unknown secrets are never kept, so each costs a read).
+pub async fn check(
+    engine: &Engine,
+    recent: &RecentTokens,
+    presented: &str,
+) -> Result<Option<TokenRecord>, EngineError> {
+    let hash = digest(presented);
+    if let Some((token, at)) = recent.found.lock().get(&hash)
+        && at.elapsed() < TRUSTED_FOR
+    {
+        return Ok(Some(token.clone()));
+    }
+    let tokens = engine.store_read(|store| store.tokens()).await?;
+    let found = verify(&tokens, presented);
+    let mut kept = recent.found.lock();
+    kept.retain(|_, (_, at)| at.elapsed() < TRUSTED_FOR);
+    match &found {
+        Some(token) => {
+            kept.insert(hash, (token.clone(), std::time::Instant::now()));
+        }
+        None => {
+            kept.remove(&hash);
+        }
+    }
+    Ok(found)
+}
+
 /// The token a presented secret is, if any: compared with every stored hash in constant time.
 pub fn verify(tokens: &[TokenRecord], presented: &str) -> Option<TokenRecord> {
     let hash = digest(presented);

@@ -197,6 +197,16 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
+/// A list in Stripe's shape, its objects' JSON sent on as stored (not parsed and written
+/// again: most of a page's cost).
+#[derive(serde::Serialize)]
+pub struct ListPage<'a> {
+    pub object: &'static str,
+    pub data: &'a [Box<serde_json::value::RawValue>],
+    pub has_more: bool,
+    pub url: String,
+}
+
 /// An engine error as an API answer.
 pub struct ApiError(pub EngineError);
 
@@ -282,14 +292,15 @@ pub(crate) async fn token_of(
         )
         .hint("make a token with `stripe-mirror token create --name NAME`"));
     };
-    let tokens = state.engine.store_call(|store| store.tokens()).await?;
-    sm_engine::ops::tokens::verify(&tokens, &presented).ok_or_else(|| {
-        state.metrics.record_api_refusal("unknown_token");
-        EngineError::new(
-            ErrorCode::Unauthorized,
-            "the token is not valid (unknown or revoked)",
-        )
-    })
+    sm_engine::ops::tokens::check(&state.engine, &state.recent_tokens, &presented)
+        .await?
+        .ok_or_else(|| {
+            state.metrics.record_api_refusal("unknown_token");
+            EngineError::new(
+                ErrorCode::Unauthorized,
+                "the token is not valid (unknown or revoked)",
+            )
+        })
 }
 
 /// Whether a read-only token may call `method path`: reads, and routes marked so.

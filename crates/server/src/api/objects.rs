@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use serde_json::{Value, json};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 use sm_engine::EngineError;
 use sm_engine::ops::objects;
 use sm_warehouse::PageQuery;
@@ -23,7 +24,7 @@ pub async fn page(
     State(state): State<Arc<AppState>>,
     Path((reference, table)): Path<(String, String)>,
     Query(params): Query<BTreeMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let record = state.engine.resolve(&reference).await?;
     let mut query = PageQuery {
         limit: 10,
@@ -45,12 +46,16 @@ pub async fn page(
         }
     }
     let (data, has_more) = objects::page(&state.engine, &record.connection, &table, query).await?;
-    Ok(Json(json!({
-        "object": "list",
-        "data": data,
-        "has_more": has_more,
-        "url": format!("/api/v1/connections/{}/objects/{table}", record.connection.label()),
-    })))
+    Ok(Json(super::ListPage {
+        object: "list",
+        data: &data,
+        has_more,
+        url: format!(
+            "/api/v1/connections/{}/objects/{table}",
+            record.connection.label()
+        ),
+    })
+    .into_response())
 }
 
 pub async fn one(

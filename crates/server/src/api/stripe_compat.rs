@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::json;
 use sm_engine::catalog::{RESOURCES, Resource, Source};
 use sm_engine::{EngineError, ErrorCode};
 use sm_warehouse::PageQuery;
@@ -112,7 +112,7 @@ async fn read(
     )
     .await
     {
-        Ok(body) => Json(body).into_response(),
+        Ok(answer) => answer,
         Err(error) => from_engine(error),
     }
 }
@@ -122,7 +122,7 @@ async fn answer(
     path: &str,
     headers: &HeaderMap,
     query: &str,
-) -> Result<Value, EngineError> {
+) -> Result<Response, EngineError> {
     let account = headers
         .get("stripe-account")
         .and_then(|v| v.to_str().ok())
@@ -167,7 +167,7 @@ async fn answer(
                 format!("No such {}: '{id}'", resource.object),
             ));
         }
-        return Ok(object);
+        return Ok(Json(object).into_response());
     }
     let mut page = PageQuery {
         limit: 10,
@@ -209,12 +209,13 @@ async fn answer(
     }
     let (data, has_more) =
         sm_engine::ops::objects::page(&state.engine, &connection, resource.table, page).await?;
-    Ok(json!({
-        "object": "list",
-        "data": data,
-        "has_more": has_more,
-        "url": format!("/v1/{}", path.trim_matches('/')),
-    }))
+    Ok(Json(super::ListPage {
+        object: "list",
+        data: &data,
+        has_more,
+        url: format!("/v1/{}", path.trim_matches('/')),
+    })
+    .into_response())
 }
 
 /// `a=1&b=x%20y` as pairs, percent-decoded.

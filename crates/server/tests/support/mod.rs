@@ -18,7 +18,7 @@ use sm_emulator::catalog::Kind;
 use sm_emulator::control::{NewAccount, create_account};
 use sm_emulator::webhooks::DeliverySettings;
 use sm_emulator::{Emulator, EmulatorServer, Mode};
-use sm_engine::catalog::{RESOURCES, Source, by_object};
+
 use sm_engine::connect::{ConnectOptions, connect};
 use sm_engine::sync::{Quiet, SyncOptions, SyncReport, sync};
 use sm_engine::{Engine, EngineConfig, Vault};
@@ -311,6 +311,24 @@ impl Server {
         interval: Duration,
         tolerance_secs: i64,
     ) -> Server {
+        Server::start_limited(
+            engine,
+            public_url,
+            interval,
+            tolerance_secs,
+            Default::default(),
+        )
+        .await
+    }
+
+    /// [`Server::start`] with the listener's limits chosen.
+    pub async fn start_limited(
+        engine: Arc<Engine>,
+        public_url: Option<&str>,
+        interval: Duration,
+        tolerance_secs: i64,
+        limits: sm_server::listener::Limits,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a port");
@@ -327,6 +345,7 @@ impl Server {
             }),
             interval,
             tolerance_secs,
+            limits,
         };
         let state = AppState::new(engine, config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -490,8 +509,9 @@ pub fn mirror_event_ids(engine: &Engine, connection: &Connection) -> HashSet<Str
     rows.into_iter().filter_map(|r| r[0].clone()).collect()
 }
 
-/// Compares every mirrored table but `excluded` with the emulator's own objects. Returns the
-/// differences found (empty: exact) and how many objects were compared.
+/// Compares every mirrored table but `excluded` with the emulator's own objects, by the rules
+/// of `sm_test_support`. Returns the differences found (empty: exact) and how many objects were
+/// compared.
 pub fn compare(
     world: &World,
     engine: &Engine,
@@ -503,138 +523,20 @@ pub fn compare(
         .world
         .account(&world.account_id())
         .expect("the account");
-    let store = account.mode(Mode::Test).read();
-    let mut expected: HashMap<&'static str, HashMap<String, (bool, Value)>> = HashMap::new();
-    let deleted_customers: HashSet<String> = store
-        .slots()
-        .filter(|&slot| store.get(slot).deleted && store.get(slot).kind.info().object == "customer")
-        .map(|slot| store.value(slot)["id"].as_str().unwrap().to_owned())
-        .collect();
-    for slot in store.slots() {
-        let stored = store.get(slot);
-        let Some(resource) = by_object(stored.kind.info().object) else {
-            continue;
-        };
-        let value = store.value(slot);
-        // Payment methods attached to no customer are not in any list Stripe offers.
-        if resource.table == "payment_methods" && value["customer"].is_null() {
-            continue;
-        }
-        // Lists under a deleted customer are gone from Stripe's API: either is right.
-        let per_customer = matches!(resource.source, Source::PerParent { .. });
-        if per_customer
-            && value["customer"]
-                .as_str()
-                .is_some_and(|c| deleted_customers.contains(c))
-        {
-            continue;
-        }
-        expected.entry(resource.table).or_default().insert(
-            value["id"].as_str().unwrap().to_owned(),
-            (stored.deleted, value),
-        );
-    }
-    drop(store);
-    let mut differences = Vec::new();
-    let mut compared = 0;
-    for resource in RESOURCES {
-        if excluded.contains(&resource.table) {
-            continue;
-        }
-        let rows = engine
-            .store
-            .rows(connection, resource.table)
-            .expect("the rows");
-        let mirrored: HashMap<String, (bool, Value)> = rows
-            .into_iter()
-            .map(|r| (r.id, (r.deleted, r.data)))
-            .collect();
-        let wanted = expected.remove(resource.table).unwrap_or_default();
-        for (id, (deleted, value)) in &wanted {
-            compared += 1;
-            let table = resource.table;
-            match (mirrored.get(id), deleted) {
-                (None, true) | (Some((true, _)), true) => {}
-                (Some((false, _)), true) => differences.push(format!(
-                    "{table}/{id}: deleted in Stripe, live in the mirror"
-                )),
-                (None, false) => differences.push(format!("{table}/{id}: missing from the mirror")),
-                (Some((true, _)), false) => {
-                    differences.push(format!("{table}/{id}: marked deleted but exists"))
-                }
-                (Some((false, data)), false) => {
-                    if data != value {
-                        differences.push(format!(
-                            "{table}/{id}: fields differ: {}",
-                            first_difference(value, data)
-                        ));
-                    }
-                }
-            }
-        }
-        for (id, (_, data)) in &mirrored {
-            let orphan = data["customer"]
-                .as_str()
-                .is_some_and(|c| deleted_customers.contains(c))
-                && matches!(resource.source, Source::PerParent { .. });
-            if !wanted.contains_key(id) && !orphan {
-                differences.push(format!(
-                    "{}/{id}: in the mirror, unknown to Stripe",
-                    resource.table
-                ));
-            }
-        }
-    }
-    (differences, compared)
+    let comparison = sm_test_support::compare(
+        &sm_test_support::emulator_objects(&account),
+        engine.store.as_ref(),
+        connection,
+        sm_test_support::Scope {
+            excluded,
+            ..Default::default()
+        },
+    );
+    (comparison.differences(), comparison.compared)
 }
 
-/// The first differences, for an assertion message.
-pub fn describe(differences: &[String]) -> String {
-    let mut by_table: BTreeMap<&str, usize> = BTreeMap::new();
-    for d in differences {
-        *by_table
-            .entry(d.split('/').next().unwrap_or(""))
-            .or_default() += 1;
-    }
-    format!(
-        "{} differences ({by_table:?}):\n{}",
-        differences.len(),
-        differences
-            .iter()
-            .take(30)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    )
-}
-
-fn first_difference(expected: &Value, actual: &Value) -> String {
-    if let (Some(e), Some(a)) = (expected.as_object(), actual.as_object()) {
-        for (key, value) in e {
-            if a.get(key) != Some(value) {
-                return format!(
-                    "{key}: Stripe {} / mirror {}",
-                    short(value),
-                    a.get(key).map(short).unwrap_or_else(|| "(absent)".into())
-                );
-            }
-        }
-        for key in a.keys() {
-            if !e.contains_key(key) {
-                return format!("{key}: only in the mirror");
-            }
-        }
-    }
-    "values differ".into()
-}
-
-fn short(value: &Value) -> String {
-    let text = value.to_string();
-    match text.char_indices().nth(80) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text,
-    }
-}
+#[allow(unused_imports)]
+pub use sm_test_support::describe;
 
 /// What the recording proxy saw.
 #[derive(Debug, Default)]
