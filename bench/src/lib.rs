@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 /// A `Vm…` line (`VmHWM`, `VmRSS`, …) of /proc/{pid}/status, in kB; 0 when unreadable.
 pub fn vm_kb_of(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -95,4 +97,177 @@ pub fn secs(value: f64) -> Duration {
 pub fn round(value: f64, places: i32) -> f64 {
     let factor = 10f64.powi(places);
     (value * factor).round() / factor
+}
+
+/// Objects in a full list page, as the benchmarks ask for them.
+pub const PAGE_LIMIT: usize = 100;
+
+/// What a client needs from a list page.
+#[derive(Debug, PartialEq)]
+pub struct Page {
+    pub last_id: Option<String>,
+    pub has_more: bool,
+    pub count: u64,
+}
+
+/// The whole page through serde_json, as a real client reads it.
+pub fn parse_page(body: &[u8]) -> Option<Page> {
+    let page: Value = serde_json::from_slice(body).ok()?;
+    let data = page["data"].as_array()?;
+    Some(Page {
+        last_id: data
+            .last()
+            .and_then(|o| o["id"].as_str())
+            .map(str::to_owned),
+        has_more: page["has_more"].as_bool()?,
+        count: data.len() as u64,
+    })
+}
+
+/// The last object's id and `has_more`, reading only the end of the body: the emulator and the
+/// mirror render
+/// `{"object":"list","data":[…],"has_more":…,"url":"…"}`, so the last object is found by walking
+/// back from the `]` before `"has_more"` to its opening brace, then its top-level `"id"` read.
+/// A full page (`has_more`) holds `limit` objects; the short last page is counted by parsing it.
+pub fn scan_page(body: &[u8]) -> Option<Page> {
+    const TAIL: &[u8] = b"],\"has_more\":";
+    let tail = body.windows(TAIL.len()).rposition(|w| w == TAIL)?;
+    let has_more = body[tail + TAIL.len()..].starts_with(b"true");
+    if !has_more {
+        // The last page: only its size matters (the walk starts again at the top).
+        return Some(Page {
+            last_id: None,
+            has_more,
+            count: count_objects(body)?,
+        });
+    }
+    let end = tail.checked_sub(1)?;
+    if body[end] != b'}' {
+        return None;
+    }
+    // Back to the brace that opens the last object, skipping strings.
+    let (mut depth, mut in_string, mut start) = (0usize, false, None);
+    let mut i = end + 1;
+    while i > 0 {
+        i -= 1;
+        let c = body[i];
+        if in_string {
+            if c == b'"' && body[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0 {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'}' | b']' => depth += 1,
+            b'{' | b'[' => {
+                depth -= 1;
+                if depth == 0 {
+                    start = Some(i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let object = &body[start?..=end];
+    // Forward through the object for its own `"id":"…"` (depth 1, at a string's start).
+    const ID: &[u8] = b"\"id\":\"";
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &c) in object.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => {
+                if depth == 1 && object[i..].starts_with(ID) {
+                    let value = &object[i + ID.len()..];
+                    let len = value.iter().position(|&b| b == b'"')?;
+                    let id = std::str::from_utf8(&value[..len]).ok()?;
+                    return Some(Page {
+                        last_id: Some(id.to_owned()),
+                        has_more,
+                        count: PAGE_LIMIT as u64,
+                    });
+                }
+                in_string = true;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// How many objects a list page's `data` holds, by counting the braces that open its elements.
+fn count_objects(body: &[u8]) -> Option<u64> {
+    const DATA: &[u8] = b"\"data\":[";
+    let start = body.windows(DATA.len()).position(|w| w == DATA)? + DATA.len();
+    let (mut depth, mut in_string, mut escaped, mut count) = (0usize, false, false, 0u64);
+    for &c in &body[start..] {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                if depth == 0 {
+                    count += 1;
+                }
+                depth += 1;
+            }
+            b'}' | b']' => {
+                if depth == 0 {
+                    return Some(count);
+                }
+                depth -= 1;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cheap_scan_finds_the_last_top_level_id() {
+        let body = br#"{"object":"list","data":[{"a":{"id":"x_1"},"id":"ch_1"},{"b":"\"}{","c":[{"id":"re_9"}],"id":"ch_2","z":{"id":"q"}}],"has_more":true,"url":"/v1/charges"}"#;
+        assert_eq!(
+            scan_page(body),
+            Some(Page {
+                last_id: Some("ch_2".into()),
+                has_more: true,
+                count: PAGE_LIMIT as u64
+            })
+        );
+        let last = br#"{"object":"list","data":[{"id":"ch_1","x":["}"]},{"id":"ch_2"}],"has_more":false,"url":"/v1/charges"}"#;
+        assert_eq!(
+            scan_page(last),
+            Some(Page {
+                last_id: None,
+                has_more: false,
+                count: 2
+            })
+        );
+        let empty = br#"{"object":"list","data":[],"has_more":false,"url":"/v1/charges"}"#;
+        assert_eq!(scan_page(empty).map(|p| p.count), Some(0));
+    }
 }

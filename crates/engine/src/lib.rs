@@ -264,8 +264,21 @@ impl Engine {
     /// mode is connected), or its name. An id always wins over a name (names cannot look like
     /// ids, see [`check_name`]).
     pub async fn resolve(&self, reference: &str) -> Result<AccountRecord, EngineError> {
-        let accounts = self.store_read(|store| store.accounts()).await?;
         let reference = reference.trim();
+        // `acct_…:test|live` names one row: read it alone (every API request resolves one).
+        if let Some((id, mode)) = reference.split_once(':')
+            && id.starts_with("acct_")
+            && (mode == "test" || mode == "live")
+        {
+            let connection = Connection::new(id, mode == "live");
+            if let Some(record) = self
+                .store_read(move |store| store.account(&connection))
+                .await?
+            {
+                return Ok(record);
+            }
+        }
+        let accounts = self.store_read(|store| store.accounts()).await?;
         let by_id: Vec<&AccountRecord> = accounts
             .iter()
             .filter(|a| a.connection.label() == reference || a.connection.account_id == reference)

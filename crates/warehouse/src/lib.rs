@@ -335,13 +335,13 @@ pub struct StoredRow {
     pub version: i64,
 }
 
-/// A row of a page as stored: its JSON text untouched, so that an answer can carry it without
-/// parsing it and writing it again.
+/// A row of a page as stored: its JSON text untouched (written by the mirror from Stripe's
+/// answer, so valid), so that an answer can carry it without parsing it and writing it again.
 #[derive(Debug, Clone)]
 pub struct RawRow {
     pub id: String,
     pub deleted: bool,
-    pub data: Box<serde_json::value::RawValue>,
+    pub data: String,
     pub version: i64,
 }
 
@@ -415,7 +415,7 @@ pub trait Store: Send + Sync {
             .map(|r| StoredRow {
                 id: r.id,
                 deleted: r.deleted,
-                data: serde_json::from_str(r.data.get()).unwrap_or(serde_json::Value::Null),
+                data: serde_json::from_str(&r.data).unwrap_or(serde_json::Value::Null),
                 version: r.version,
             })
             .collect();

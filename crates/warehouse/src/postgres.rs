@@ -1498,9 +1498,7 @@ impl Store for PostgresStore {
                 rows.push(crate::RawRow {
                     id: row.try_get(0)?,
                     deleted: row.try_get(1)?,
-                    data: serde_json::value::RawValue::from_string(data).map_err(|e| {
-                        StoreError::Database(format!("a stored object is not JSON: {e}"))
-                    })?,
+                    data,
                     version: row.try_get(3)?,
                 });
             }

@@ -397,13 +397,10 @@ fn read_account(row: &rusqlite::Row) -> rusqlite::Result<AccountRecord> {
 
 /// `id, deleted, data, version` of a mirrored row, its JSON as stored.
 fn read_raw_row(r: &rusqlite::Row) -> rusqlite::Result<crate::RawRow> {
-    let data: String = r.get(2)?;
     Ok(crate::RawRow {
         id: r.get(0)?,
         deleted: r.get(1)?,
-        data: serde_json::value::RawValue::from_string(data).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
-        })?,
+        data: r.get(2)?,
         version: r.get(3)?,
     })
 }
@@ -666,19 +663,16 @@ impl Store for SqliteStore {
 
     fn account(&self, c: &Connection) -> Result<Option<AccountRecord>> {
         let db = self.reader();
-        db.query_row(
-            "SELECT * FROM accounts WHERE account_id = ?1 AND livemode = ?2",
-            params![c.account_id, c.livemode],
-            read_account,
-        )
-        .optional()
-        .map_err(db_error)
+        db.prepare_cached("SELECT * FROM accounts WHERE account_id = ?1 AND livemode = ?2")
+            .and_then(|mut s| s.query_row(params![c.account_id, c.livemode], read_account))
+            .optional()
+            .map_err(db_error)
     }
 
     fn accounts(&self) -> Result<Vec<AccountRecord>> {
         let db = self.reader();
         let mut statement = db
-            .prepare("SELECT * FROM accounts ORDER BY created_at, account_id, livemode")
+            .prepare_cached("SELECT * FROM accounts ORDER BY created_at, account_id, livemode")
             .map_err(db_error)?;
         let rows = statement.query_map([], read_account).map_err(db_error)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
@@ -827,11 +821,11 @@ impl Store for SqliteStore {
         let db = self.reader();
         let cursor: Option<(Option<i64>, String)> = match crate::page::cursor_id(query) {
             Some((id, _)) => Some(
-                db.query_row(
-                    &format!("SELECT created, id FROM {table_name} WHERE account_id = ?1 AND livemode = ?2 AND id = ?3"),
+                db.prepare_cached(&format!("SELECT created, id FROM {table_name} WHERE account_id = ?1 AND livemode = ?2 AND id = ?3"))
+                    .and_then(|mut s| s.query_row(
                     params![c.account_id, c.livemode, id],
                     |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+                ))
                 .optional()
                 .map_err(db_error)?
                 .ok_or_else(|| {
@@ -1100,7 +1094,9 @@ impl Store for SqliteStore {
     fn tokens(&self) -> Result<Vec<crate::TokenRecord>> {
         let db = self.reader();
         let mut statement = db
-            .prepare("SELECT name, hash, read_only, created_at FROM api_tokens ORDER BY name")
+            .prepare_cached(
+                "SELECT name, hash, read_only, created_at FROM api_tokens ORDER BY name",
+            )
             .map_err(db_error)?;
         let rows = statement
             .query_map([], |r| {

@@ -2,7 +2,6 @@
 //! filters, a `created` range and a cursor; one object by id.
 
 use serde_json::Value;
-use serde_json::value::RawValue;
 use sm_warehouse::{Connection, PageQuery};
 
 use crate::{Engine, EngineError, ErrorCode};
@@ -23,14 +22,14 @@ fn checked(table: &str) -> Result<&'static str, EngineError> {
         })
 }
 
-/// A page of objects (as Stripe sent them, their JSON as stored: an answer sends it on without
-/// parsing it) and whether more follow.
+/// A page of objects (as Stripe sent them, each one's JSON text as stored: an answer sends it on
+/// without parsing it) and whether more follow.
 pub async fn page(
     engine: &Engine,
     connection: &Connection,
     table: &str,
     query: PageQuery,
-) -> Result<(Vec<Box<RawValue>>, bool), EngineError> {
+) -> Result<(Vec<String>, bool), EngineError> {
     let table = checked(table)?;
     if !(1..=100).contains(&query.limit) {
         return Err(EngineError::invalid(format!(

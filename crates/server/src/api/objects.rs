@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::Value;
 use sm_engine::EngineError;
 use sm_engine::ops::objects;
@@ -46,16 +46,14 @@ pub async fn page(
         }
     }
     let (data, has_more) = objects::page(&state.engine, &record.connection, &table, query).await?;
-    Ok(Json(super::ListPage {
-        object: "list",
-        data: &data,
+    Ok(super::list_page(
+        &data,
         has_more,
-        url: format!(
+        &format!(
             "/api/v1/connections/{}/objects/{table}",
             record.connection.label()
         ),
-    })
-    .into_response())
+    ))
 }
 
 pub async fn one(

@@ -209,13 +209,11 @@ async fn answer(
     }
     let (data, has_more) =
         sm_engine::ops::objects::page(&state.engine, &connection, resource.table, page).await?;
-    Ok(Json(super::ListPage {
-        object: "list",
-        data: &data,
+    Ok(super::list_page(
+        &data,
         has_more,
-        url: format!("/v1/{}", path.trim_matches('/')),
-    })
-    .into_response())
+        &format!("/v1/{}", path.trim_matches('/')),
+    ))
 }
 
 /// `a=1&b=x%20y` as pairs, percent-decoded.
