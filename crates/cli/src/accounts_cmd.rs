@@ -419,6 +419,43 @@ pub async fn rename(global: &GlobalArgs, args: RenameArgs) -> Result<(), CliErro
 }
 
 #[derive(Debug, clap::Args)]
+pub struct SetLogoArgs {
+    #[command(flatten)]
+    pub store: crate::context::StoreOptions,
+    /// The connection: its name, acct_…, or acct_…:test|live.
+    account: String,
+    /// An https:// URL of an image, a data:image/…;base64,… URL under 48 KiB, or `none` to go
+    /// back to Stripe's icon (or initials).
+    logo: String,
+}
+
+pub async fn set_logo(global: &GlobalArgs, args: SetLogoArgs) -> Result<(), CliError> {
+    let engine = global.engine()?;
+    let record = engine.resolve(&args.account).await?;
+    let logo = (args.logo.trim() != "none").then(|| args.logo.clone());
+    let changed = sm_engine::ops::connections::set_logo(&engine, &record.connection, logo).await?;
+    if global.json {
+        print_json(&json!(changed));
+    } else {
+        match &changed.logo_url {
+            Some(url) if url.starts_with("data:") => say!(
+                "{} ({}) shows the image given ({} characters)",
+                changed.name,
+                changed.account,
+                url.len()
+            ),
+            Some(url) => say!("{} ({}) shows {url}", changed.name, changed.account),
+            None => say!(
+                "{} ({}) shows its initials (Stripe gives no icon)",
+                changed.name,
+                changed.account
+            ),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RemoveArgs {
     #[command(flatten)]
     pub store: crate::context::StoreOptions,

@@ -77,6 +77,11 @@ enum Command {
     /// Rename a connection.
     #[command(after_help = "Examples:\n  stripe-mirror rename acct_1Nv0FGQ9RKHgCVdK \"Acme EU\"")]
     Rename(accounts_cmd::RenameArgs),
+    /// Choose the logo shown for a connection (the dashboard, the API), or go back to Stripe's.
+    #[command(
+        after_help = "Examples:\n  stripe-mirror set-logo acct_1Nv0FGQ9RKHgCVdK https://cdn.example.com/acme.png\n  stripe-mirror set-logo \"Acme EU\" none"
+    )]
+    SetLogo(accounts_cmd::SetLogoArgs),
     /// Remove a connection and every row of its data.
     #[command(
         after_help = "Examples:\n  stripe-mirror remove Acme\n  stripe-mirror remove acct_1Nv0FGQ9RKHgCVdK:test --yes"
@@ -155,6 +160,7 @@ impl Command {
             Command::UpdateKey(a) => (Some(&a.store), Some(&a.stripe)),
             Command::WebhookSecret(a) => (Some(&a.store), None),
             Command::Rename(a) => (Some(&a.store), None),
+            Command::SetLogo(a) => (Some(&a.store), None),
             Command::Remove(a) => (Some(&a.store), Some(&a.stripe)),
             Command::Sync(a) => (Some(&a.store), Some(&a.stripe)),
             Command::Syncs(a) => (Some(&a.store), None),
@@ -243,6 +249,7 @@ fn main() -> ExitCode {
             Command::KeyLink(args) => accounts_cmd::key_link(&global, args),
             Command::UpdateKey(args) => accounts_cmd::update_key(&global, args).await,
             Command::Rename(args) => accounts_cmd::rename(&global, args).await,
+            Command::SetLogo(args) => accounts_cmd::set_logo(&global, args).await,
             Command::WebhookSecret(args) => accounts_cmd::webhook_secret(&global, args).await,
             Command::Remove(args) => accounts_cmd::remove(&global, args).await,
             Command::Sync(args) => sync_cmd::sync(&global, args).await,

@@ -707,6 +707,27 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
             &["looks like an account id"],
         ),
         case(
+            "set-logo to a page that is not https",
+            &["set-logo", &a_test, "http://example.com/logo.png"],
+            KeyInput::None,
+            2,
+            &["must be an https:// URL or a data:image/", "removes it"],
+        ),
+        case(
+            "set-logo to a script",
+            &["set-logo", &a_test, "javascript:alert(1)"],
+            KeyInput::None,
+            2,
+            &["must be an https:// URL"],
+        ),
+        case(
+            "set-logo of an unknown account",
+            &["set-logo", "acct_nope", "none"],
+            KeyInput::None,
+            3,
+            &["no connected account matches"],
+        ),
+        case(
             "connect with a name that is an id",
             &["connect", "--name", "ACCT_123"],
             env(&b.secret_test),

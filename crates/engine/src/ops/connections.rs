@@ -154,7 +154,7 @@ pub const LOGO_MAX_CHARS: usize = 48 * 1024;
 pub fn check_logo(logo: &str) -> Result<(), EngineError> {
     let bad = |why: &str| {
         EngineError::invalid(format!("the logo {why}")).hint(
-            "give an https:// URL of an image, or a data:image/png;base64,… URL under 48 KiB; null removes it",
+            "give an https:// URL of an image, or a data:image/png;base64,… URL under 48 KiB; null in the API, `none` on the command line, removes it",
         )
     };
     if logo.len() > LOGO_MAX_CHARS {
