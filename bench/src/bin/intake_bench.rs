@@ -325,7 +325,11 @@ fn setup(common: &Common) -> Result<Setup> {
             let _ = stopped.await;
         }));
         let base = format!("http://{address}");
-        wait_for_first_sync(&base, &connection.label()).await?;
+        let token = sm_engine::ops::tokens::create(&engine, "intake-bench", true)
+            .await?
+            .secret
+            .to_string();
+        wait_for_first_sync(&base, &connection.label(), &token).await?;
         let url = format!("{base}/webhooks/{}/test", connection.account_id);
         Ok::<_, Error>((connection, url, stop, served, objects))
     })?;
@@ -364,13 +368,14 @@ impl Setup {
 }
 
 /// `serve` syncs every account once at start: wait for that run, so it does not overlap.
-async fn wait_for_first_sync(base: &str, label: &str) -> Result<()> {
+async fn wait_for_first_sync(base: &str, label: &str, token: &str) -> Result<()> {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let health: Value = serde_json::from_slice(
             &http
                 .get(format!("{base}/healthz"))
+                .bearer_auth(token)
                 .send()
                 .await?
                 .bytes()

@@ -29,8 +29,9 @@ pub struct ServeArgs {
     /// Seconds between incremental syncs of each account.
     #[arg(long, default_value_t = 300, env = "STRIPE_MIRROR_SYNC_INTERVAL")]
     interval: u64,
-    /// Seconds a webhook signature's timestamp may be from now.
-    #[arg(long, default_value_t = 300)]
+    /// Seconds a webhook signature's timestamp may be from now (1 to 86400; Stripe's own
+    /// libraries use 300).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=86_400))]
     tolerance: i64,
 }
 

@@ -31,14 +31,22 @@ fn free_port() -> u16 {
 
 /// `GET path` on `base`, or `None` while nothing listens there.
 fn try_get(base: &str, path: &str) -> Option<(u16, String)> {
+    try_get_as(base, path, None)
+}
+
+/// [`try_get`] with an API token (for `/healthz`'s detail).
+fn try_get_as(base: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let address = base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut answer = String::new();
@@ -99,11 +107,22 @@ fn start_serve(mirror: &Mirror, port: u16, name: &str) -> Reaped {
     child
 }
 
+/// A read-only API token of `mirror`, for `/healthz`'s detail.
+fn monitor_token(mirror: &Mirror) -> String {
+    let run = mirror
+        .run(
+            &["token", "create", "--name", "monitor", "--read-only"],
+            &KeyInput::None,
+        )
+        .success();
+    run.stdout.trim().to_owned()
+}
+
 /// Waits until serve's scheduler has synced `label` once (it does at start).
-fn wait_for_first_sync(base: &str, label: &str) {
+fn wait_for_first_sync(base: &str, label: &str, token: &str) {
     let started = Instant::now();
     loop {
-        if let Some((200, body)) = try_get(base, "/healthz") {
+        if let Some((200, body)) = try_get_as(base, "/healthz", Some(token)) {
             let health: Value = serde_json::from_str(&body).expect("JSON");
             if !health["accounts"][label]["last_success"].is_null() {
                 return;
@@ -196,8 +215,9 @@ fn killing_and_restarting_serve_while_deliveries_continue_loses_nothing() {
     let before: HashSet<String> = exported_events(&emu.export()).into_iter().collect();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    let token = monitor_token(&mirror);
     let mut serve = start_serve(&mirror, port, "serve-0");
-    wait_for_first_sync(&base, &label);
+    wait_for_first_sync(&base, &label, &token);
 
     let stop = Arc::new(AtomicBool::new(false));
     let activity = keep_changing(emu.base.clone(), emu.account.clone(), stop.clone());
@@ -347,8 +367,13 @@ fn follow_events(name: &str, phases: &[(u64, u64, &str)]) {
         .success();
     let connection = Connection::new(emu.account.clone(), false);
     let port = free_port();
+    let token = monitor_token(&mirror);
     let mut serve = Some(start_serve(&mirror, port, "serve"));
-    wait_for_first_sync(&format!("http://127.0.0.1:{port}"), &connection.label());
+    wait_for_first_sync(
+        &format!("http://127.0.0.1:{port}"),
+        &connection.label(),
+        &token,
+    );
 
     let mut follow = Reaped(
         mirror

@@ -14,6 +14,22 @@ pub fn error_response(
 ) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
     let status = axum::http::StatusCode::from_u16(error.code.http_status())
         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    // What went wrong inside (a database's or the vault's words, a path) is for the log, not
+    // for whoever asked: they get the code and an id to find it by.
+    if matches!(
+        error.code,
+        sm_engine::ErrorCode::Database
+            | sm_engine::ErrorCode::Vault
+            | sm_engine::ErrorCode::Internal
+            | sm_engine::ErrorCode::LocalIo
+    ) {
+        let id = sm_engine::vault::random_bytes::<6>()
+            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+            .unwrap_or_default();
+        tracing::error!(request_id = %id, code = error.code.name(), error = %error.message, "an internal error answered a request");
+        let body = serde_json::json!({"code": error.code.name(), "message": format!("an internal error occurred (request id {id})"), "hint": "the server's log says more under this request id"});
+        return (status, axum::Json(serde_json::json!({"error": body})));
+    }
     let mut body = serde_json::json!({"code": error.code.name(), "message": error.message});
     if let Some(hint) = &error.hint {
         body["hint"] = serde_json::json!(hint);
@@ -53,6 +69,11 @@ pub struct ServeConfig {
     pub limits: listener::Limits,
 }
 
+/// How many times, per connection and window, a webhook secret is read again for deliveries no
+/// cached secret verifies.
+pub const SECRET_REREADS: u32 = 8;
+pub const SECRET_REREAD_WINDOW: Duration = Duration::from_secs(10);
+
 /// What every handler shares.
 pub struct AppState {
     pub engine: Arc<Engine>,
@@ -69,6 +90,11 @@ pub struct AppState {
     /// Answers to API requests sent with an `Idempotency-Key`.
     pub idempotency: api::IdempotencyKeys,
     wake_scheduler: tokio::sync::Notify,
+    /// Per connection, when its current window of secret re-reads began and how many it has
+    /// had (`may_read_secret_again`).
+    secret_rereads: parking_lot::Mutex<HashMap<Connection, (std::time::Instant, u32)>>,
+    /// Webhook secrets read from the database and opened, since start.
+    pub secret_reads: std::sync::atomic::AtomicU64,
     /// API tokens found valid in the last second (`ops::tokens::check`).
     pub(crate) recent_tokens: sm_engine::ops::tokens::RecentTokens,
     /// Live event streams open now (`api/stream.rs`).
@@ -105,6 +131,8 @@ impl AppState {
             wake_scheduler: tokio::sync::Notify::new(),
             open_streams: Default::default(),
             recent_tokens: Default::default(),
+            secret_rereads: Default::default(),
+            secret_reads: Default::default(),
         })
     }
 
@@ -141,6 +169,8 @@ impl AppState {
         if !fresh && let Some(cached) = self.secrets.read().get(connection) {
             return Ok(cached.secret.clone());
         }
+        self.secret_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let record = self.engine.account(connection).await?;
         let secret = match &record.webhook_secret_sealed {
             Some(sealed) => Some(Arc::new(self.engine.vault.open_secret(sealed)?)),
@@ -157,6 +187,25 @@ impl AppState {
             },
         );
         Ok(secret)
+    }
+
+    /// Whether a signature that matched no cached secret may have the secret read again now
+    /// (it may have been set or rolled by another process a moment ago): at most
+    /// [`SECRET_REREADS`] times per connection in each [`SECRET_REREAD_WINDOW`], so that a flood
+    /// of forged deliveries costs a handful of database reads and decryptions, not one each.
+    /// The scheduler notices a changed record by itself too.
+    pub fn may_read_secret_again(&self, connection: &Connection) -> bool {
+        let mut windows = self.secret_rereads.lock();
+        let now = std::time::Instant::now();
+        if windows.len() > 10_000 {
+            windows.retain(|_, (began, _)| now.duration_since(*began) < SECRET_REREAD_WINDOW);
+        }
+        let (began, count) = windows.entry(connection.clone()).or_insert((now, 0));
+        if now.duration_since(*began) >= SECRET_REREAD_WINDOW {
+            (*began, *count) = (now, 0);
+        }
+        *count += 1;
+        *count <= SECRET_REREADS
     }
 
     /// Forgets cached secrets of connections whose record changed or went (a secret set by

@@ -1,5 +1,7 @@
 //! `/healthz` and Prometheus `/metrics`: per account, the last successful sync, the lag behind
-//! it, objects written, sync errors, and webhooks accepted and rejected by outcome.
+//! it, objects written, sync errors, and webhooks accepted and rejected by outcome. Both sit on
+//! the public listener beside the webhooks, so what they tell needs an API token: without one,
+//! `/healthz` answers a bare liveness `{"status":"ok"}` and `/metrics` is refused.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -41,6 +43,9 @@ pub struct Metrics {
     accounts: Mutex<BTreeMap<Connection, AccountMetrics>>,
     /// API requests refused before reaching a route, by reason.
     api_refusals: Mutex<BTreeMap<&'static str, u64>>,
+    /// Webhook deliveries refused before an account was looked at (a bad header, an account
+    /// not connected), by outcome: kept apart so that strangers' URLs add no labels.
+    unattributed_webhooks: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -73,6 +78,15 @@ impl Metrics {
     }
 
     /// Notes one webhook delivery by outcome (`applied`, `duplicate`, `rejected_signature`…).
+    /// Notes a webhook delivery refused before its account counted (see `unattributed_webhooks`).
+    pub fn record_webhook_anywhere(&self, outcome: &'static str) {
+        *self
+            .unattributed_webhooks
+            .lock()
+            .entry(outcome)
+            .or_default() += 1;
+    }
+
     pub fn record_webhook(&self, connection: &Connection, outcome: &'static str) {
         *self
             .accounts
@@ -189,6 +203,17 @@ impl Metrics {
                         (format!("{},outcome=\"{outcome}\"", labels(c)), *n as f64)
                     })
                 })
+                .chain(
+                    self.unattributed_webhooks
+                        .lock()
+                        .iter()
+                        .map(|(outcome, n)| {
+                            (
+                                format!("account=\"\",mode=\"\",outcome=\"{outcome}\""),
+                                *n as f64,
+                            )
+                        }),
+                )
                 .collect(),
         );
         metric(
@@ -225,16 +250,36 @@ impl Metrics {
     }
 }
 
-pub async fn prometheus(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+pub async fn prometheus(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if let Err(error) = crate::api::token_of(&state, &headers).await {
+        return crate::api::ApiError(error.hint(
+            "Prometheus sends one with `authorization: {credentials: TOKEN}` (a read-only token from `stripe-mirror token create --read-only`)",
+        ))
+        .into_response();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+        .into_response()
 }
 
-pub async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+/// Liveness for anyone; each account's state for a caller with a token.
+pub async fn healthz(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let authorized = headers.contains_key(header::AUTHORIZATION)
+        && crate::api::token_of(&state, &headers).await.is_ok();
+    if !authorized {
+        return axum::Json(serde_json::json!({"status": "ok"})).into_response();
+    }
     let (well, accounts) = state.metrics.health();
     axum::Json(
         serde_json::json!({"status": if well { "ok" } else { "degraded" }, "accounts": accounts}),
     )
+    .into_response()
 }

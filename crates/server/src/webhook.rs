@@ -91,6 +91,14 @@ fn refuse(code: ErrorCode, message: String) -> (StatusCode, Json<Value>) {
     crate::error_response(&EngineError::new(code, message))
 }
 
+/// The answer to a delivery no secret verifies, whether the account is connected or not.
+fn no_match() -> (StatusCode, Json<Value>) {
+    refuse(
+        ErrorCode::InvalidSignature,
+        SignatureError::NoMatch.to_string(),
+    )
+}
+
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Path((account, mode)): Path<(String, String)>,
@@ -112,10 +120,28 @@ pub async fn receive(
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
     let now = now();
+    // What can be judged from the header alone is judged first, the same for every account.
+    if let Err(error) = sm_stripe::webhook::check_header(header, now, state.config.tolerance_secs) {
+        let outcome = match error {
+            SignatureError::Missing => "rejected_missing_signature",
+            SignatureError::Malformed => "rejected_malformed_signature",
+            SignatureError::OutsideTolerance { .. } => "rejected_expired_signature",
+            SignatureError::NoMatch => "rejected_forged_signature",
+        };
+        state.metrics.record_webhook_anywhere(outcome);
+        return refuse(ErrorCode::InvalidSignature, error.to_string());
+    }
+    // Then the secret. An account that is not connected, one without a secret and a signature
+    // that matches none are answered alike, so that a stranger learns nothing of which accounts
+    // are connected; the log tells the operator which it was.
     let mut verified = None;
     // The cached secret first; a signature that matches nothing is checked once more against
-    // the record as stored now (the secret may have been set or rolled since).
+    // the record as stored now (the secret may have been set or rolled since), at most every
+    // few seconds per connection, so that forged deliveries cost no database reads.
     for fresh in [false, true] {
+        if fresh && !state.may_read_secret_again(&connection) {
+            break;
+        }
         let secret = match state.webhook_secret(&connection, fresh).await {
             Ok(Some(secret)) => secret,
             Ok(None) if !fresh => continue,
@@ -123,22 +149,15 @@ pub async fn receive(
                 state
                     .metrics
                     .record_webhook(&connection, "rejected_no_secret");
-                return refuse(
-                    ErrorCode::NoSecret,
-                    format!(
-                        "{} has no webhook signing secret: serve with --public-url, or connect with --webhook-secret-file",
-                        connection.label()
-                    ),
-                );
+                tracing::warn!(account = %connection.label(), "a delivery for a connection without a webhook signing secret: serve with --public-url, or set one with `stripe-mirror webhook-secret`");
+                return no_match();
             }
             Err(error) if error.code == ErrorCode::NotFound => {
-                return refuse(
-                    ErrorCode::NotFound,
-                    format!("no connected account {}", connection.label()),
-                );
-            }
-            Err(error) if error.code == ErrorCode::Vault => {
-                return crate::error_response(&error);
+                state
+                    .metrics
+                    .record_webhook_anywhere("rejected_unknown_account");
+                tracing::debug!(account = %connection.label(), "a delivery for an account that is not connected");
+                return no_match();
             }
             Err(error) => {
                 return crate::error_response(&error);
@@ -151,7 +170,7 @@ pub async fn receive(
             break;
         }
     }
-    let signed_at = match verified.expect("the fresh read always verifies or returns") {
+    let signed_at = match verified.unwrap_or(Err(SignatureError::NoMatch)) {
         Ok(signed_at) => {
             if state.metrics.note_signature_accepted(&connection) {
                 forget_refusals(&state, &connection);
@@ -171,7 +190,11 @@ pub async fn receive(
             {
                 record_refusals(&state, &connection, count, since);
             }
-            return refuse(ErrorCode::InvalidSignature, error.to_string());
+            return if matches!(error, SignatureError::NoMatch) {
+                no_match()
+            } else {
+                refuse(ErrorCode::InvalidSignature, error.to_string())
+            };
         }
     };
     // A replay is the same signed payload (`t` and body) again, however its header is dressed

@@ -206,8 +206,10 @@ async fn refused_deliveries_change_nothing() {
     // Right signature, wrong place: another account, an unknown mode, a live event on the test
     // endpoint.
     let elsewhere = format!("{}/webhooks/acct_nobody/test", s.server.base);
-    let (status, _) = deliver(&s.world.http, &elsewhere, &body, Some(&good)).await;
-    assert_eq!(status, 404, "an account that is not connected");
+    let (status, answer) = deliver(&s.world.http, &elsewhere, &body, Some(&good)).await;
+    // Answered as a signature that matches nothing: strangers cannot tell connected accounts.
+    assert_eq!(status, 400, "an account that is not connected: {answer}");
+    assert_eq!(answer["error"]["code"], "invalid_signature");
     let prod = format!(
         "{}/webhooks/{}/prod",
         s.server.base, s.connection.account_id

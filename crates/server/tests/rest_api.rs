@@ -208,6 +208,7 @@ async fn the_rest_api(world: &World, engine: std::sync::Arc<sm_engine::Engine>) 
     let metrics = world
         .http
         .get(format!("{}/metrics", server.base))
+        .bearer_auth(&server.token)
         .send()
         .await
         .unwrap()

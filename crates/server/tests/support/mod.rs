@@ -298,6 +298,8 @@ pub struct Server {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     pub state: Arc<AppState>,
+    /// A read-only API token, for `/healthz`'s detail and `/metrics`.
+    pub token: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -347,6 +349,11 @@ impl Server {
             tolerance_secs,
             limits,
         };
+        let token =
+            sm_engine::ops::tokens::create(&engine, &format!("monitor-{}", address.port()), true)
+                .await
+                .map(|t| t.secret.to_string())
+                .unwrap_or_default();
         let state = AppState::new(engine, config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(sm_server::serve_on(listener, state.clone(), async move {
@@ -355,6 +362,7 @@ impl Server {
         Server {
             base,
             state,
+            token,
             stop: Some(stop),
             task: Some(task),
         }
@@ -379,6 +387,7 @@ impl Server {
     pub async fn webhook_outcomes(&self, http: &reqwest::Client) -> BTreeMap<String, u64> {
         let text = http
             .get(format!("{}/metrics", self.base))
+            .bearer_auth(&self.token)
             .send()
             .await
             .expect("/metrics answers")
@@ -408,6 +417,7 @@ impl Server {
     /// `/healthz`.
     pub async fn health(&self, http: &reqwest::Client) -> Value {
         http.get(format!("{}/healthz", self.base))
+            .bearer_auth(&self.token)
             .send()
             .await
             .expect("/healthz answers")
