@@ -138,6 +138,7 @@ impl GlobalArgs {
                 .hint("against a local emulator, --no-pacing turns pacing off"),
             ));
         }
+        sm_engine::check_api_base(self.api_base.trim_end_matches('/')).map_err(CliError::from)?;
         let store =
             sm_warehouse::open(&self.database).map_err(|e| CliError::from(EngineError::from(e)))?;
         let env_key = std::env::var("STRIPE_MIRROR_MASTER_KEY").ok();

@@ -707,6 +707,16 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
             &["looks like an account id"],
         ),
         case(
+            "an API base over plain http to another machine",
+            &["connect", "--api-base", "http://10.1.2.3:12111"],
+            env(&fresh_a),
+            2,
+            &[
+                "sends keys over plain http:// to another machine",
+                "127.0.0.1",
+            ],
+        ),
+        case(
             "set-logo to a page that is not https",
             &["set-logo", &a_test, "http://example.com/logo.png"],
             KeyInput::None,

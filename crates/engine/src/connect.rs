@@ -225,8 +225,20 @@ struct Identity {
     icon: Option<String>,
 }
 
-/// Proves the key and learns its account.
+/// Proves the key and learns its account, whose id must look like one (`acct_` and letters
+/// and digits): it goes into paths, labels and the webhook URL.
 async fn identify(client: &Client) -> Result<Identity, EngineError> {
+    let identity = identify_unchecked(client).await?;
+    if !crate::is_account_id(&identity.account_id) {
+        return Err(EngineError::new(
+            ErrorCode::Upstream,
+            "Stripe answered an account id that is not one (acct_ and letters and digits)",
+        ));
+    }
+    Ok(identity)
+}
+
+async fn identify_unchecked(client: &Client) -> Result<Identity, EngineError> {
     match client.get("/v1/account", &[]).await {
         Ok(account) => {
             let name = [

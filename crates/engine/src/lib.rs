@@ -110,6 +110,51 @@ pub struct Engine {
     pacers: PacerRegistry,
 }
 
+/// Whether `id` looks like a Stripe account id: `acct_` and 1 to 64 letters and digits.
+pub fn is_account_id(id: &str) -> bool {
+    id.strip_prefix("acct_").is_some_and(|rest| {
+        !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// Checks a Stripe API base URL: `https://` to any host, `http://` only to this machine
+/// (an emulator on 127.0.0.1, `localhost` or `[::1]`): a key sent over plain HTTP to another
+/// host could be read on the way.
+pub fn check_api_base(base: &str) -> Result<(), EngineError> {
+    let bad = |why: &str| {
+        EngineError::invalid(format!("the API base {base} {why}"))
+            .hint("use https://api.stripe.com (the default), or http://127.0.0.1:PORT for a local emulator")
+    };
+    if let Some(rest) = base.strip_prefix("https://") {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if host.is_empty() || host.contains('@') {
+            return Err(bad("has no host (or carries a user name)"));
+        }
+        return Ok(());
+    }
+    let Some(rest) = base.strip_prefix("http://") else {
+        return Err(bad("is not an http:// or https:// URL"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']')
+            .next()
+            .map(|h| format!("[{h}]"))
+            .unwrap_or_default()
+    } else {
+        authority
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    if ["127.0.0.1", "localhost", "[::1]"].contains(&host.as_str()) {
+        Ok(())
+    } else {
+        Err(bad("sends keys over plain http:// to another machine"))
+    }
+}
+
 /// Checks a connection name: not empty, not like an account id (`acct_…`, which would shadow
 /// or be shadowed by an id), and not another connection's name or id. `this` is the connection
 /// being named (its own name and id are not a clash).
@@ -329,5 +374,30 @@ impl Engine {
                 "the stored key is not a Stripe key any more; run `update-key`",
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod api_base_tests {
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        for ok in [
+            "https://api.stripe.com",
+            "http://127.0.0.1:12111",
+            "http://localhost:9",
+            "http://[::1]:80/x",
+        ] {
+            assert!(super::check_api_base(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://api.stripe.com",
+            "http://10.0.0.5:12111",
+            "ftp://x",
+            "https://",
+            "http://127.0.0.1.evil.com",
+            "https://user@x",
+        ] {
+            assert!(super::check_api_base(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -115,6 +115,14 @@ pub async fn receive(
             );
         }
     };
+    // A path that names no account id is answered like any delivery no secret verifies (and
+    // never reaches a log line or a label).
+    if !sm_engine::is_account_id(&account) {
+        state
+            .metrics
+            .record_webhook_anywhere("rejected_unknown_account");
+        return no_match();
+    }
     let connection = Connection::new(account, livemode);
     let header = headers
         .get("stripe-signature")
