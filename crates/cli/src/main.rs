@@ -179,7 +179,23 @@ impl Command {
     }
 }
 
+/// No core dumps, ever: one would hold the master key and opened API keys in clear.
+fn no_core_dumps() {
+    #[cfg(unix)]
+    {
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: sets this process's own limit from a valid struct.
+        if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) } != 0 {
+            eprintln!("warning: could not turn core dumps off");
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    no_core_dumps();
     // The configuration file first: its settings sit below flags and the environment.
     let args: Vec<String> = std::env::args().collect();
     let loaded = match config_file::load(&args) {

@@ -104,6 +104,14 @@ fn start_serve(mirror: &Mirror, port: u16, name: &str) -> Reaped {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // No core dumps (serve answers, so it has started): one would hold the keys in clear.
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap_or_default();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .map(|l| l.split_whitespace().skip(4).take(2).collect::<Vec<_>>());
+    assert_eq!(core, Some(vec!["0", "0"]), "{limits}");
     child
 }
 
