@@ -522,21 +522,25 @@ pub trait Store: Send + Sync {
 
     /// [`Store::query_values`] with every value as text (`None` for NULL): for tests.
     fn query(&self, sql: &str) -> Result<QueryResult> {
-        let (names, rows) = self.query_values(sql)?;
-        let rows = rows
-            .into_iter()
-            .map(|row| {
-                row.into_iter()
-                    .map(|value| match value {
-                        serde_json::Value::Null => None,
-                        serde_json::Value::String(text) => Some(text),
-                        other => Some(other.to_string()),
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok((names, rows))
+        self.query_values(sql).map(as_text)
     }
+}
+
+/// Typed query results as text (`None` for NULL, strings as they are, the rest as JSON).
+pub fn as_text((names, rows): ValuesResult) -> QueryResult {
+    let rows = rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|value| match value {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(text) => Some(text),
+                    other => Some(other.to_string()),
+                })
+                .collect()
+        })
+        .collect();
+    (names, rows)
 }
 
 /// Opens the store a `--database` value names: `postgres://…` (optionally `?schema=name`), or a

@@ -21,18 +21,5 @@ const READER_PURPOSE: &str = "postgres sql reader role";
 
 /// Column names and rows as text (`None` for NULL).
 pub async fn text(engine: &Engine, sql: &str) -> Result<QueryResult, EngineError> {
-    let (names, rows) = values(engine, sql).await?;
-    let rows = rows
-        .into_iter()
-        .map(|row| {
-            row.into_iter()
-                .map(|value| match value {
-                    serde_json::Value::Null => None,
-                    serde_json::Value::String(text) => Some(text),
-                    other => Some(other.to_string()),
-                })
-                .collect()
-        })
-        .collect();
-    Ok((names, rows))
+    values(engine, sql).await.map(sm_warehouse::as_text)
 }
