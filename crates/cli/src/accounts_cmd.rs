@@ -143,10 +143,17 @@ pub async fn connect(global: &GlobalArgs, args: ConnectArgs) -> Result<(), CliEr
         live_only: args.live_only,
     };
     policy.check_shape(&key)?;
-    // A first connect that fails leaves nothing behind: not even the database or key file it made.
-    let created = global.files_to_create();
+    // A first connect that fails leaves nothing behind: not the database it made, nor the key
+    // file it made; never a file that was there before or that another process made meanwhile.
+    let absent = global.absent_database_files();
+    let engine = match global.engine() {
+        Ok(engine) => engine,
+        Err(error) => {
+            take_back(global, absent, None);
+            return Err(error);
+        }
+    };
     let result = async {
-        let engine = global.engine()?;
         let webhook_secret = match &args.webhook_secret_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
@@ -174,11 +181,38 @@ pub async fn connect(global: &GlobalArgs, args: ConnectArgs) -> Result<(), CliEr
             Ok(())
         }
         Err(error) => {
-            for path in created {
-                let _ = std::fs::remove_file(path);
-            }
+            let key_file = engine
+                .vault
+                .created_key_file
+                .then(|| global.master_key_file());
+            drop(engine);
+            take_back(global, absent, key_file);
             Err(error)
         }
+    }
+}
+
+/// After a failed first connect: removes the database files that were absent before it, and the
+/// key file it made itself, but only while the database holds no connection (another process
+/// may have connected one meanwhile, sealed with that key).
+fn take_back(
+    global: &GlobalArgs,
+    absent: Vec<std::path::PathBuf>,
+    key_file: Option<std::path::PathBuf>,
+) {
+    if absent.is_empty() && key_file.is_none() {
+        return;
+    }
+    let holds_nothing = match sm_warehouse::open(&global.database) {
+        Ok(store) => store.accounts().map(|a| a.is_empty()).unwrap_or(false),
+        // A database that cannot be opened is not judged: it stays.
+        Err(_) => false,
+    };
+    if !holds_nothing {
+        return;
+    }
+    for path in absent.into_iter().chain(key_file) {
+        let _ = std::fs::remove_file(path);
     }
 }
 

@@ -165,23 +165,17 @@ impl GlobalArgs {
 }
 
 impl GlobalArgs {
-    /// The SQLite files and master key file that opening the engine would create now (none for
-    /// Postgres or files that exist), so that a failed first command can take them back.
-    pub fn files_to_create(&self) -> Vec<std::path::PathBuf> {
-        let mut files = Vec::new();
-        if !self.database.starts_with("postgres") {
-            for suffix in ["", "-wal", "-shm"] {
-                let path = std::path::PathBuf::from(format!("{}{suffix}", self.database));
-                if !path.exists() {
-                    files.push(path);
-                }
-            }
+    /// The SQLite files that opening the engine would create now (none for Postgres or files
+    /// that exist), so that a failed first command can take them back.
+    pub fn absent_database_files(&self) -> Vec<std::path::PathBuf> {
+        if self.database.starts_with("postgres") {
+            return Vec::new();
         }
-        let key_file = self.master_key_file();
-        if std::env::var("STRIPE_MIRROR_MASTER_KEY").is_err() && !key_file.exists() {
-            files.push(key_file);
-        }
-        files
+        ["", "-wal", "-shm"]
+            .iter()
+            .map(|suffix| std::path::PathBuf::from(format!("{}{suffix}", self.database)))
+            .filter(|path| !path.exists())
+            .collect()
     }
 
     /// The master key file in use: the one named, else the key's home.

@@ -797,6 +797,57 @@ fn shape_errors_create_nothing() {
     assert!(left.is_empty(), "files were made: {left:?}");
 }
 
+/// A first connect that fails after opening the mirror takes back the database and the key file
+/// it made, and only those: a key file that was there before stays.
+#[test]
+fn a_failed_first_connect_takes_back_only_what_it_made() {
+    let emu = Emu::start();
+    let mirror = Mirror::new("failed-first", &emu.base);
+    let files = |dir: &std::path::Path| -> Vec<String> {
+        walk(dir)
+            .into_iter()
+            .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+            .collect()
+    };
+    let run = mirror.run(&["connect"], &KeyInput::Env(unknown_key()));
+    assert_eq!(run.code, 4, "{}", run.describe());
+    assert_eq!(
+        files(&mirror.dir),
+        Vec::<String>::new(),
+        "{}",
+        run.describe()
+    );
+
+    // The key's home already holds a key (another mirror's): it is not this command's to take.
+    let home = mirror.dir.join("stripe-mirror");
+    std::fs::create_dir_all(&home).unwrap();
+    let key_file = home.join("master.key");
+    std::fs::write(&key_file, "ab".repeat(32)).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let run = mirror.run(&["connect"], &KeyInput::Env(unknown_key()));
+    assert_eq!(run.code, 4, "{}", run.describe());
+    assert_eq!(files(&mirror.dir), vec!["stripe-mirror/master.key"]);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), "ab".repeat(32));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
 #[test]
 fn connect_by_env_key_file_and_stdin() {
     let emu = Emu::start();

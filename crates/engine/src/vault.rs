@@ -45,6 +45,9 @@ pub struct Vault {
     /// When the key file was made (`, made …`), for messages; empty for a key from the
     /// environment.
     made: String,
+    /// Whether this process made the key file (not another process racing it, not an earlier
+    /// run): only then may a failed first command take it back.
+    pub created_key_file: bool,
 }
 
 impl std::fmt::Debug for Vault {
@@ -68,8 +71,9 @@ impl Vault {
             return Ok(Vault::from_bytes(&bytes, "STRIPE_MIRROR_MASTER_KEY".into()));
         }
         let path = key_file.display().to_string();
+        let mut created_key_file = false;
         if !key_file.exists() {
-            create_key_file(key_file).map_err(|e| VaultError::CannotCreate {
+            created_key_file = create_key_file(key_file).map_err(|e| VaultError::CannotCreate {
                 path: path.clone(),
                 detail: e.to_string(),
             })?;
@@ -89,6 +93,7 @@ impl Vault {
                 },
             )?);
             let mut vault = Vault::from_bytes(&bytes, path);
+            vault.created_key_file = created_key_file;
             if let Some(made) = std::fs::metadata(key_file)
                 .and_then(|m| m.modified())
                 .ok()
@@ -117,6 +122,7 @@ impl Vault {
             derivation,
             source,
             made: String::new(),
+            created_key_file: false,
         }
     }
 
@@ -272,8 +278,9 @@ fn check_private(_: &Path) -> Result<(), VaultError> {
 
 /// Makes a new master key file (its folder 0700 when made here, the file 0600). The key is
 /// written whole to a file of its own first and then linked into place, so that two processes
-/// starting at once end with one key, never a half-written one.
-fn create_key_file(path: &Path) -> std::io::Result<()> {
+/// starting at once end with one key, never a half-written one. `true` when this call's key is
+/// the one in place, `false` when another process's got there first.
+fn create_key_file(path: &Path) -> std::io::Result<bool> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
@@ -301,8 +308,9 @@ fn create_key_file(path: &Path) -> std::io::Result<()> {
     let linked = written.and_then(|()| std::fs::hard_link(&draft, path));
     let _ = std::fs::remove_file(&draft);
     match linked {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        other => other,
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
