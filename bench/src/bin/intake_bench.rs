@@ -115,6 +115,11 @@ struct Common {
     /// Folder of the SQLite mirror (default: a temporary one, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Hostile connections held open through the measured run (latency): a quarter each send
+    /// half a request head, trickle a body a byte a second, sit idle after one request, or push
+    /// a body past the size limit; each is opened again as soon as the server closes it.
+    #[arg(long, default_value_t = 0)]
+    hostile: usize,
 }
 
 fn main() {
@@ -160,6 +165,8 @@ fn all(common: Common) -> Result<()> {
         common.server_threads.to_string(),
         "--client-threads".into(),
         common.client_threads.to_string(),
+        "--hostile".into(),
+        common.hostile.to_string(),
     ];
     if let Some(dir) = &common.dir {
         passed.push("--dir".into());
@@ -1019,6 +1026,16 @@ fn scenario(common: Common, which: Scenario) -> Result<()> {
             } else {
                 u64::MAX
             };
+            let rss_before_mb = vm_kb("VmRSS") as f64 / 1024.0;
+            let hostile = (common.hostile > 0).then(|| {
+                let address = url
+                    .trim_start_matches("http://")
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                clients.block_on(async { Hostile::start(address, common.hostile).await })
+            });
             let before = Usage::now();
             let (tally, elapsed, late) = clients.block_on(open_loop(
                 &http,
@@ -1030,7 +1047,23 @@ fn scenario(common: Common, which: Scenario) -> Result<()> {
             ));
             let usage = Usage::now().since(&before);
             let checked = checker.join().map_err(|_| "the checker panicked")?;
-            report_latency(&common, tally, elapsed, late, checked, &usage)
+            let mut result = report_latency(&common, tally, elapsed, late, checked, &usage);
+            if let Some(hostile) = hostile {
+                let (opened, closed_by_server, open_at_end) = clients.block_on(hostile.stop());
+                let peak_mb = vm_kb("VmHWM") as f64 / 1024.0;
+                println!(
+                    "  hostile connections: {} held open at a time; {opened} opened, {closed_by_server} closed by the server's deadlines and limits, {open_at_end} open at the end; memory before the run {rss_before_mb:.0} MB, peak {peak_mb:.0} MB (server, clients and emulator together)",
+                    common.hostile
+                );
+                result["hostile"] = json!({
+                    "held": common.hostile,
+                    "opened": opened,
+                    "closed_by_server": closed_by_server,
+                    "open_at_end": open_at_end,
+                    "rss_before_bytes": (rss_before_mb * 1_048_576.0) as u64,
+                });
+            }
+            result
         }
     };
     drop(clients);
@@ -1051,6 +1084,120 @@ fn scenario(common: Common, which: Scenario) -> Result<()> {
     result["process_peak_bytes"] = json!(vm_kb("VmHWM") * 1024);
     println!("{result}");
     Ok(())
+}
+
+/// Connections that hold the server's resources without ever finishing a request.
+struct Hostile {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+    opened: Arc<AtomicU64>,
+    closed_by_server: Arc<AtomicU64>,
+}
+
+impl Hostile {
+    async fn start(address: String, count: usize) -> Hostile {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let opened = Arc::new(AtomicU64::new(0));
+        let closed_by_server = Arc::new(AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..count {
+            let (address, mut stopped) = (address.clone(), stopped.clone());
+            let (opened, closed) = (opened.clone(), closed_by_server.clone());
+            tasks.spawn(async move {
+                // Spread the first connects over a second, as an attacker's would arrive.
+                tokio::time::sleep(Duration::from_micros((n as u64 * 1_000_000) / count as u64))
+                    .await;
+                while !*stopped.borrow() {
+                    let Ok(stream) = tokio::net::TcpStream::connect(&address).await else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    opened.fetch_add(1, Ordering::Relaxed);
+                    tokio::select! {
+                        _ = stopped.changed() => return,
+                        _ = misbehave(stream, n % 4, &address) => {
+                            closed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+        Hostile {
+            stop,
+            tasks,
+            opened,
+            closed_by_server,
+        }
+    }
+
+    /// Stops them; (opened, closed by the server, still open at the stop).
+    async fn stop(mut self) -> (u64, u64, u64) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        let opened = self.opened.load(Ordering::Relaxed);
+        let closed = self.closed_by_server.load(Ordering::Relaxed);
+        // Each task holds one connection at most: what was opened and not closed was open.
+        (opened, closed, opened - closed)
+    }
+}
+
+/// One hostile connection of kind `kind`; returns when the server has closed it.
+async fn misbehave(mut stream: tokio::net::TcpStream, kind: usize, host: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = |length: usize| {
+        format!(
+            "POST /webhooks/acct_1Hostile/test HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+        )
+    };
+    let wrote = match kind {
+        // Half a request head, then nothing.
+        0 => {
+            stream
+                .write_all(
+                    format!("POST /webhooks/acct_1Hostile/test HTTP/1.1\r\nhost: {host}\r\n")
+                        .as_bytes(),
+                )
+                .await
+        }
+        // A body announced at 500 kB and trickled a byte a second.
+        1 => match stream.write_all(head(500_000).as_bytes()).await {
+            Ok(()) => loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if stream.write_all(b"x").await.is_err() {
+                    return;
+                }
+            },
+            Err(e) => Err(e),
+        },
+        // One finished request, then the connection kept idle.
+        2 => {
+            stream
+                .write_all(format!("GET /healthz HTTP/1.1\r\nhost: {host}\r\n\r\n").as_bytes())
+                .await
+        }
+        // A body past the limit (2 MiB), pushed as fast as the server takes it.
+        _ => match stream.write_all(head(2 << 20).as_bytes()).await {
+            Ok(()) => {
+                let chunk = vec![b'x'; 64 << 10];
+                for _ in 0..32 {
+                    if stream.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+    };
+    if wrote.is_err() {
+        return;
+    }
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buffer).await {
+        if n == 0 {
+            return;
+        }
+    }
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {

@@ -160,7 +160,9 @@ impl GlobalArgs {
             },
             max_retries: self.max_retries,
         };
-        Ok(Engine::new(Arc::from(store), vault, config))
+        let engine = Engine::new(Arc::from(store), vault, config);
+        engine.bind_sealed_values().map_err(CliError::from)?;
+        Ok(engine)
     }
 }
 

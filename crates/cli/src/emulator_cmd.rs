@@ -193,6 +193,7 @@ pub async fn demo(args: DemoArgs, json: bool) -> Result<(), CliError> {
         max_retries: 3,
     };
     let engine = sm_engine::Engine::new(Arc::from(store), vault, config);
+    engine.bind_sealed_values().map_err(CliError::from)?;
     let key = sm_stripe::ApiKey::parse(
         account["keys"]["restricted_test"]
             .as_str()

@@ -309,3 +309,77 @@ fn keys_never_appear_in_clear() {
             .sum::<usize>()
     );
 }
+
+/// Every sealed value is bound to its row: the test key's sealed value copied onto the live
+/// connection's row does not open there. A mirror as an older version left it (values sealed
+/// without their row) is bound once, on the next start, and keeps working; after that an
+/// unbound value is refused.
+#[test]
+fn sealed_values_are_bound_to_their_row() {
+    let emu = Emu::start();
+    let a = emu.account("Bound Co", 1);
+    let mirror = Mirror::new("bound", &emu.base);
+    mirror.connect(&a.secret_test, &["--mode", "test"]);
+    mirror.connect(&a.secret_live, &["--mode", "live", "--name", "Bound live"]);
+    let (test, live) = (format!("{}:test", a.id), format!("{}:live", a.id));
+    let db = rusqlite::Connection::open(&mirror.db).unwrap();
+    let sealed = |livemode: bool| -> Vec<u8> {
+        db.query_row(
+            "SELECT key_sealed FROM accounts WHERE livemode = ?1",
+            [livemode],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let set_sealed = |livemode: bool, value: &[u8]| {
+        db.execute(
+            "UPDATE accounts SET key_sealed = ?2 WHERE livemode = ?1",
+            rusqlite::params![livemode, value],
+        )
+        .unwrap();
+    };
+    let bound_mark = b"smseal2\0";
+    let (test_key, live_key) = (sealed(false), sealed(true));
+    assert!(test_key.starts_with(bound_mark) && live_key.starts_with(bound_mark));
+
+    set_sealed(true, &test_key);
+    let run = mirror.run(&["sync", &live], &KeyInput::None);
+    assert_eq!(run.code, 9, "{}", run.describe());
+    assert!(
+        run.stderr.contains("for another connection"),
+        "{}",
+        run.describe()
+    );
+    set_sealed(true, &live_key);
+    mirror.run(&["sync", &live], &KeyInput::None).success();
+
+    // As an older version left it: sealed without their row, and no mark that binding is done.
+    let master = std::fs::read_to_string(mirror.dir.join("stripe-mirror/master.key")).unwrap();
+    let master: Vec<u8> = (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&master[i..i + 2], 16).unwrap())
+        .collect();
+    let unbound = |secret: &str| -> Vec<u8> {
+        use chacha20poly1305::aead::{Aead, Generate, KeyInit};
+        let cipher = chacha20poly1305::XChaCha20Poly1305::new(
+            &chacha20poly1305::Key::try_from(master.as_slice()).unwrap(),
+        );
+        let nonce = chacha20poly1305::XNonce::generate();
+        let mut out = nonce.to_vec();
+        out.extend(cipher.encrypt(&nonce, secret.as_bytes()).unwrap());
+        out
+    };
+    set_sealed(false, &unbound(&a.secret_test));
+    set_sealed(true, &unbound(&a.secret_live));
+    db.execute(
+        "DELETE FROM stripe_mirror_meta WHERE key = 'sealed_values_bound'",
+        [],
+    )
+    .unwrap();
+    mirror.run(&["sync", &test], &KeyInput::None).success();
+    assert!(sealed(false).starts_with(bound_mark) && sealed(true).starts_with(bound_mark));
+    mirror.run(&["sync", &live], &KeyInput::None).success();
+    set_sealed(true, &unbound(&a.secret_live));
+    let run = mirror.run(&["sync", &live], &KeyInput::None);
+    assert_eq!(run.code, 9, "{}", run.describe());
+}

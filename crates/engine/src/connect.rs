@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sm_stripe::error::ErrorKind;
 use sm_stripe::{ApiKey, Client, ClientError, KeyKind, Mode};
-use sm_warehouse::{AccountRecord, Batch, Connection, EventRow};
+use sm_warehouse::{AccountRecord, Batch, Connection, EventRow, SealedField};
+use zeroize::Zeroizing;
 
 use crate::catalog::{EVENT_READ, Feature, RESOURCES, Source, WRITE_OPERATIONS};
 use crate::error::{EngineError, ErrorCode};
@@ -536,15 +537,28 @@ pub async fn set_webhook_secret(
 ) -> Result<usize, EngineError> {
     check_webhook_secret(secret)?;
     let mut record = engine.account(connection).await?;
-    let mut secrets = vec![secret.to_owned()];
+    let mut secrets = vec![Zeroizing::new(secret.to_owned())];
     if keep_old && let Some(sealed) = &record.webhook_secret_sealed {
-        let old = engine.vault.open_secret(sealed)?;
+        let old = engine
+            .vault
+            .open_secret(sealed, connection, SealedField::WebhookSecrets)?;
         // One older secret is kept: the newest of those in use.
         if let Some(previous) = old.lines().next().filter(|s| *s != secret) {
-            secrets.push(previous.to_owned());
+            secrets.push(Zeroizing::new(previous.to_owned()));
         }
     }
-    record.webhook_secret_sealed = Some(engine.vault.seal(&secrets.join("\n")));
+    let joined = Zeroizing::new(
+        secrets
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    record.webhook_secret_sealed = Some(engine.vault.seal(
+        &joined,
+        connection,
+        SealedField::WebhookSecrets,
+    ));
     record.updated_at = crate::now();
     let connection = connection.clone();
     engine
@@ -635,7 +649,9 @@ pub async fn connect(
             _ => "restricted".into(),
         },
         key_masked: key.masked(),
-        key_sealed: engine.vault.seal(key.expose_secret()),
+        key_sealed: engine
+            .vault
+            .seal(key.expose_secret(), &connection, SealedField::ApiKey),
         permissions: serde_json::to_value(&report).unwrap_or(Value::Null),
         status: "connected".into(),
         status_message: (!missing.is_empty())
@@ -648,10 +664,11 @@ pub async fn connect(
             .api_version
             .clone()
             .filter(|v| v != sm_stripe::API_VERSION),
-        webhook_secret_sealed: options
-            .webhook_secret
-            .as_deref()
-            .map(|secret| engine.vault.seal(secret)),
+        webhook_secret_sealed: options.webhook_secret.as_deref().map(|secret| {
+            engine
+                .vault
+                .seal(secret, &connection, SealedField::WebhookSecrets)
+        }),
         created_at: now(),
         updated_at: now(),
     };
@@ -727,7 +744,10 @@ pub async fn update_key(
         "restricted".into()
     };
     record.key_masked = key.masked();
-    record.key_sealed = engine.vault.seal(key.expose_secret());
+    record.key_sealed =
+        engine
+            .vault
+            .seal(key.expose_secret(), &record.connection, SealedField::ApiKey);
     record.permissions = serde_json::to_value(&report).unwrap_or(Value::Null);
     record.status = "connected".into();
     record.status_message = (!missing.is_empty())

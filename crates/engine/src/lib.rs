@@ -365,9 +365,27 @@ impl Engine {
         }
     }
 
+    /// Binds to their rows the sealed values stored before values were bound (once per
+    /// database; then a no-op that reads one row). Returns how many were bound.
+    pub fn bind_sealed_values(&self) -> Result<usize, EngineError> {
+        let vault = self.vault.clone();
+        let mut bind =
+            |connection: &Connection, field, sealed: &[u8]| vault.bind(sealed, connection, field);
+        match self.store.bind_sealed_values(&mut bind)? {
+            Some(bound) => Ok(bound),
+            None => Err(EngineError::from(vault.wrong_key()).hint(
+                "the stored secrets were sealed with another master key: point --master-key-file (or STRIPE_MIRROR_MASTER_KEY) at it; nothing was changed",
+            )),
+        }
+    }
+
     /// The API key of a connection, opened from the vault.
     pub fn open_key(&self, record: &AccountRecord) -> Result<ApiKey, EngineError> {
-        let secret = self.vault.open_secret(&record.key_sealed)?;
+        let secret = self.vault.open_secret(
+            &record.key_sealed,
+            &record.connection,
+            sm_warehouse::SealedField::ApiKey,
+        )?;
         ApiKey::parse(&secret).map_err(|_| {
             EngineError::new(
                 ErrorCode::Vault,

@@ -1,15 +1,17 @@
 //! The vault: API keys and webhook secrets are sealed with XChaCha20-Poly1305 before they reach
-//! the database. The master key comes from `STRIPE_MIRROR_MASTER_KEY` (64 hex characters) or
+//! the database, each bound to its row (account, mode and column as associated data), so that a
+//! value copied onto another row does not open there. The master key comes from `STRIPE_MIRROR_MASTER_KEY` (64 hex characters) or
 //! from a key file (mode 0600) made on first use, by default in the user's configuration
 //! directory: one home, whatever the working directory, and never in the database's folder.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use chacha20poly1305::aead::{Aead, Generate, KeyInit};
+use chacha20poly1305::aead::{Aead, Generate, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use sha2::Digest;
-use zeroize::Zeroizing;
+use sm_warehouse::{Connection, SealedField};
+use zeroize::{Zeroize, Zeroizing};
 
 /// Why the vault could not do its work.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +31,7 @@ pub enum VaultError {
     #[error("could not create the master key file {path}: {detail}")]
     CannotCreate { path: String, detail: String },
     #[error(
-        "a stored secret cannot be decrypted with the master key from {origin}{made}: it was sealed with another one (another key file, an earlier STRIPE_MIRROR_MASTER_KEY, or a key beside the database from an older version). Point --master-key-file at that key, or run `update-key` to store the API key again"
+        "a stored secret cannot be decrypted with the master key from {origin}{made}: it was sealed with another one (another key file, an earlier STRIPE_MIRROR_MASTER_KEY, or a key beside the database from an older version), or for another connection and copied onto this one. Point --master-key-file at the right key, or run `update-key` to store the API key again"
     )]
     WrongMasterKey { origin: String, made: String },
 }
@@ -109,7 +111,7 @@ impl Vault {
     }
 
     fn from_bytes(bytes: &[u8], source: String) -> Vault {
-        let key = Key::try_from(bytes).expect("master keys are 32 bytes");
+        let mut key = Key::try_from(bytes).expect("master keys are 32 bytes");
         let derivation = Zeroizing::new(
             sha2::Sha256::new()
                 .chain_update(b"stripe-mirror derived secrets\0")
@@ -117,8 +119,11 @@ impl Vault {
                 .finalize()
                 .into(),
         );
+        let cipher = XChaCha20Poly1305::new(&key);
+        // The cipher keeps (and zeroizes on drop) a copy of its own; this one goes now.
+        key.as_mut_slice().zeroize();
         Vault {
-            cipher: XChaCha20Poly1305::new(&key),
+            cipher,
             derivation,
             source,
             made: String::new(),
@@ -126,20 +131,27 @@ impl Vault {
         }
     }
 
-    fn wrong_key(&self) -> VaultError {
+    pub(crate) fn wrong_key(&self) -> VaultError {
         VaultError::WrongMasterKey {
             origin: self.source.clone(),
             made: self.made.clone(),
         }
     }
 
-    /// `nonce ‖ ciphertext` of `secret`.
-    pub fn seal(&self, secret: &str) -> Vec<u8> {
+    /// `BOUND ‖ nonce ‖ ciphertext` of `secret`, bound to `connection`'s `field`.
+    pub fn seal(&self, secret: &str, connection: &Connection, field: SealedField) -> Vec<u8> {
         let nonce = XNonce::generate();
-        let mut sealed = nonce.to_vec();
+        let mut sealed = BOUND.to_vec();
+        sealed.extend_from_slice(&nonce);
         sealed.extend(
             self.cipher
-                .encrypt(&nonce, secret.as_bytes())
+                .encrypt(
+                    &nonce,
+                    Payload {
+                        msg: secret.as_bytes(),
+                        aad: &binding(connection, field),
+                    },
+                )
                 .expect("encryption of a short secret cannot fail"),
         );
         sealed
@@ -155,21 +167,70 @@ impl Vault {
         Zeroizing::new(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 
-    /// The secret sealed in `sealed`.
-    pub fn open_secret(&self, sealed: &[u8]) -> Result<Zeroizing<String>, VaultError> {
+    /// The secret sealed in `sealed` for `connection`'s `field`; refused when it was sealed
+    /// for another row or with another master key.
+    pub fn open_secret(
+        &self,
+        sealed: &[u8],
+        connection: &Connection,
+        field: SealedField,
+    ) -> Result<Zeroizing<String>, VaultError> {
+        let rest = sealed.strip_prefix(BOUND).ok_or_else(|| self.wrong_key())?;
+        self.decrypt(rest, &binding(connection, field))
+    }
+
+    /// The form a stored value takes once bound to its row: a value sealed before values were
+    /// bound (no `BOUND` mark) is opened and sealed again for `connection`'s `field`; a bound one
+    /// is kept as it is. `None` when an unbound value does not open with this master key.
+    pub fn bind(
+        &self,
+        sealed: &[u8],
+        connection: &Connection,
+        field: SealedField,
+    ) -> Option<Vec<u8>> {
+        if sealed.starts_with(BOUND) {
+            return Some(sealed.to_vec());
+        }
+        let secret = self.decrypt(sealed, &[]).ok()?;
+        Some(self.seal(&secret, connection, field))
+    }
+
+    fn decrypt(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<String>, VaultError> {
         if sealed.len() <= NONCE_LEN {
             return Err(self.wrong_key());
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce = XNonce::try_from(nonce).map_err(|_| self.wrong_key())?;
-        let plain = self
-            .cipher
-            .decrypt(&nonce, ciphertext)
-            .map_err(|_| self.wrong_key())?;
-        String::from_utf8(plain)
-            .map(Zeroizing::new)
+        let plain = Zeroizing::new(
+            self.cipher
+                .decrypt(
+                    &nonce,
+                    Payload {
+                        msg: ciphertext,
+                        aad,
+                    },
+                )
+                .map_err(|_| self.wrong_key())?,
+        );
+        std::str::from_utf8(&plain)
+            .map(|text| Zeroizing::new(text.to_owned()))
             .map_err(|_| self.wrong_key())
     }
+}
+
+/// The mark that begins every value sealed bound to its row. Values from before carry none
+/// (they begin with their random nonce; one beginning with these 8 bytes by chance: 1 in 2^64).
+const BOUND: &[u8; 8] = b"smseal2\0";
+
+/// What a sealed value is bound to: its account, mode and column.
+fn binding(connection: &Connection, field: SealedField) -> Vec<u8> {
+    format!(
+        "stripe-mirror sealed value\0{}\0{}\0{}",
+        connection.account_id,
+        if connection.livemode { "live" } else { "test" },
+        field.column()
+    )
+    .into_bytes()
 }
 
 /// `N` bytes from the operating system's random source.
@@ -178,11 +239,12 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], crate::EngineError> {
     let mut filled = 0;
     while filled < N {
         // A fresh 32-byte key each round, from the OS (the same source as the master key's).
-        let key = Key::try_generate().map_err(|e| {
+        let mut key = Key::try_generate().map_err(|e| {
             crate::EngineError::new(crate::ErrorCode::Internal, format!("no random source: {e}"))
         })?;
         let take = (N - filled).min(key.len());
         out[filled..filled + take].copy_from_slice(&key[..take]);
+        key.as_mut_slice().zeroize();
         filled += take;
     }
     Ok(out)
@@ -291,8 +353,10 @@ fn create_key_file(path: &Path) -> std::io::Result<bool> {
         }
         builder.create(parent)?;
     }
-    let key =
+    let mut key =
         Key::try_generate().map_err(|e| std::io::Error::other(format!("no random source: {e}")))?;
+    let text = Zeroizing::new(hex(&key));
+    key.as_mut_slice().zeroize();
     let draft = path.with_extension(format!("new-{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -302,7 +366,7 @@ fn create_key_file(path: &Path) -> std::io::Result<bool> {
         options.mode(0o600);
     }
     let written = options.open(&draft).and_then(|mut file| {
-        file.write_all(hex(&key).as_bytes())?;
+        file.write_all(text.as_bytes())?;
         file.sync_all()
     });
     let linked = written.and_then(|()| std::fs::hard_link(&draft, path));
@@ -347,29 +411,61 @@ mod tests {
                 0o600
             );
         }
-        let sealed = vault.seal("rk_test_secret");
+        let here = Connection::new("acct_1Here", false);
+        let key = SealedField::ApiKey;
+        let sealed = vault.seal("rk_test_secret", &here, key);
         assert!(!String::from_utf8_lossy(&sealed).contains("rk_test_secret"));
-        assert_eq!(&*vault.open_secret(&sealed).unwrap(), "rk_test_secret");
+        assert_eq!(
+            &*vault.open_secret(&sealed, &here, key).unwrap(),
+            "rk_test_secret"
+        );
+        // Bound to its row: another account, the other mode or the other column refuse it.
+        for (connection, field) in [
+            (Connection::new("acct_1Else", false), key),
+            (Connection::new("acct_1Here", true), key),
+            (here.clone(), SealedField::WebhookSecrets),
+        ] {
+            assert!(vault.open_secret(&sealed, &connection, field).is_err());
+        }
         assert_eq!(
             &*Vault::open(None, &file)
                 .unwrap()
-                .open_secret(&sealed)
+                .open_secret(&sealed, &here, key)
                 .unwrap(),
             "rk_test_secret",
             "the key file is reused"
         );
         let other = Vault::open(Some(&"ab".repeat(32)), &file).unwrap();
         let elsewhere = Vault::open(None, &dir.join("other.key")).unwrap();
-        let error = elsewhere.open_secret(&sealed).unwrap_err().to_string();
+        let error = elsewhere
+            .open_secret(&sealed, &here, key)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("other.key, made ") && error.contains("--master-key-file"),
             "{error}"
         );
-        let error = other.open_secret(&sealed).unwrap_err();
+        let error = other.open_secret(&sealed, &here, key).unwrap_err();
         assert!(
             error.to_string().contains("STRIPE_MIRROR_MASTER_KEY"),
             "{error}"
         );
+        // A value sealed before binding is bound by `bind`, and only then opens.
+        let unbound = {
+            let nonce = XNonce::generate();
+            let mut out = nonce.to_vec();
+            out.extend(vault.cipher.encrypt(&nonce, &b"whsec_old"[..]).unwrap());
+            out
+        };
+        let webhook = SealedField::WebhookSecrets;
+        assert!(vault.open_secret(&unbound, &here, webhook).is_err());
+        let bound = vault.bind(&unbound, &here, webhook).unwrap();
+        assert_eq!(
+            &*vault.open_secret(&bound, &here, webhook).unwrap(),
+            "whsec_old"
+        );
+        assert_eq!(vault.bind(&bound, &here, webhook).unwrap(), bound);
+        assert!(elsewhere.bind(&unbound, &here, webhook).is_none());
         assert!(matches!(
             Vault::open(Some("short"), &file),
             Err(VaultError::BadEnvKey)

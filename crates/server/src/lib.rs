@@ -173,7 +173,11 @@ impl AppState {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let record = self.engine.account(connection).await?;
         let secret = match &record.webhook_secret_sealed {
-            Some(sealed) => Some(Arc::new(self.engine.vault.open_secret(sealed)?)),
+            Some(sealed) => Some(Arc::new(self.engine.vault.open_secret(
+                sealed,
+                connection,
+                sm_warehouse::SealedField::WebhookSecrets,
+            )?)),
             None => None,
         };
         self.secrets.write().insert(

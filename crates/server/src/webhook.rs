@@ -403,17 +403,25 @@ async fn create_endpoint(
             .iter()
             .map(|t| ("enabled_events[]".to_owned(), (*t).to_owned())),
     );
-    let endpoint = client.post("/v1/webhook_endpoints", &params).await?;
+    let mut endpoint = client.post("/v1/webhook_endpoints", &params).await?;
     let id = endpoint["id"].as_str().unwrap_or_default().to_owned();
-    let secret = endpoint["secret"].as_str().ok_or_else(|| {
-        EngineError::new(
-            ErrorCode::Upstream,
-            "the new webhook endpoint came without its secret",
-        )
-    })?;
+    // Taken out of the answer so that the one copy is zeroized when dropped.
+    let secret = match endpoint["secret"].take() {
+        serde_json::Value::String(secret) => zeroize::Zeroizing::new(secret),
+        _ => {
+            return Err(EngineError::new(
+                ErrorCode::Upstream,
+                "the new webhook endpoint came without its secret",
+            ));
+        }
+    };
     let mut updated = state.engine.account(&record.connection).await?;
     updated.webhook_endpoint_id = Some(id.clone());
-    updated.webhook_secret_sealed = Some(state.engine.vault.seal(secret));
+    updated.webhook_secret_sealed = Some(state.engine.vault.seal(
+        &secret,
+        &record.connection,
+        sm_warehouse::SealedField::WebhookSecrets,
+    ));
     updated.updated_at = now();
     state
         .engine

@@ -73,7 +73,11 @@ async fn ten_thousand_shuffled_duplicated_late_deliveries_leave_the_mirror_exact
         .expect("serve made the webhook endpoint");
     let secret = engine
         .vault
-        .open_secret(record.webhook_secret_sealed.as_ref().unwrap())
+        .open_secret(
+            record.webhook_secret_sealed.as_ref().unwrap(),
+            &record.connection,
+            sm_warehouse::SealedField::WebhookSecrets,
+        )
         .unwrap()
         .to_string();
     let endpoints = world.stripe_ok("GET", "/v1/webhook_endpoints", &[]).await;

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Server, World, deliver, sign};
+use support::{Server, World, deliver, has_event, sign};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_learn_nothing_and_forgeries_are_cheap() {
@@ -112,5 +112,55 @@ async fn strangers_learn_nothing_and_forgeries_are_cheap() {
     let reads = server.state.secret_reads.load(Ordering::Relaxed) - reads_before;
     eprintln!("10,000 forged deliveries: {reads} secret reads");
     assert!(reads <= 10, "{reads} secret reads for 10,000 forgeries");
+    server.stop().await;
+}
+
+/// A webhook secret's sealed value copied onto another connection's row does not open there: a
+/// delivery signed with that secret is not accepted for the other account (it was, before
+/// sealed values were bound to their row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_moved_to_another_row_is_refused() {
+    let world = World::start(2, 98, "moved-secret").await;
+    let engine = world.engine();
+    let secret = "whsec_test_mode_secret_0123456789";
+    let connection = world.connect(&engine, Some(secret)).await;
+    let mut other = engine.account(&connection).await.unwrap();
+    other.connection = sm_warehouse::Connection::new("acct_1OtherLiveRow", true);
+    other.name = "Other live".into();
+    engine.store.insert_account(&other).unwrap();
+    let server = Server::start(engine.clone(), None, Duration::from_secs(3600), 300).await;
+    let http = reqwest::Client::new();
+    let event = |id: &str, livemode: bool| {
+        json!({"id": id, "object": "event", "type": "customer.updated", "livemode": livemode,
+            "created": sm_engine::now(), "data": {"object": {"id": "cus_x", "object": "customer"}}})
+        .to_string()
+    };
+    let moved = event("evt_to_the_moved_row", true);
+    let signed = sign(secret, sm_engine::now(), moved.as_bytes());
+    let answer = deliver(
+        &http,
+        &server.webhook_url("acct_1OtherLiveRow"),
+        moved.as_bytes(),
+        Some(&signed),
+    )
+    .await;
+    assert!(answer.0 >= 400, "the moved secret was accepted: {answer:?}");
+    assert!(!answer.1.to_string().contains("whsec_"), "{answer:?}");
+    assert!(!has_event(
+        &engine,
+        &other.connection,
+        "evt_to_the_moved_row"
+    ));
+    // On its own row the secret still works.
+    let own = event("evt_on_its_own_row", false);
+    let signed = sign(secret, sm_engine::now(), own.as_bytes());
+    let answer = deliver(
+        &http,
+        &server.webhook_url(&connection.account_id),
+        own.as_bytes(),
+        Some(&signed),
+    )
+    .await;
+    assert_eq!(answer.0, 200, "{answer:?}");
     server.stop().await;
 }

@@ -345,6 +345,30 @@ pub struct RawRow {
     pub version: i64,
 }
 
+/// A column of `accounts` holding a sealed secret; part of what the value is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedField {
+    ApiKey,
+    WebhookSecrets,
+}
+
+impl SealedField {
+    pub const ALL: [SealedField; 2] = [SealedField::ApiKey, SealedField::WebhookSecrets];
+
+    pub fn column(self) -> &'static str {
+        match self {
+            SealedField::ApiKey => "key_sealed",
+            SealedField::WebhookSecrets => "webhook_secret_sealed",
+        }
+    }
+}
+
+/// The re-sealing step of [`Store::bind_sealed_values`]: a value's new form, or `None` to stop.
+pub type BindSealed<'a> = dyn FnMut(&Connection, SealedField, &[u8]) -> Option<Vec<u8>> + Send + 'a;
+
+/// The `stripe_mirror_meta` key marking a database whose sealed values are all bound.
+pub const SEALED_VALUES_BOUND: &str = "sealed_values_bound";
+
 /// The mirror's storage. Both backends pass the same test suite (`tests/suite.rs`).
 pub trait Store: Send + Sync {
     fn backend(&self) -> Backend;
@@ -360,6 +384,11 @@ pub trait Store: Send + Sync {
     /// Deletes a connection and every row of its data (objects, events, runs, cursors, state);
     /// returns how many object and event rows went.
     fn remove_account(&self, connection: &Connection) -> Result<u64>;
+    /// Once per database, in one transaction: gives every sealed value to `bind` and stores
+    /// what it answers in place of the value (values sealed before they were bound to their
+    /// row get bound), then marks the database done so that it never happens again. `Some(n)`:
+    /// `n` values changed; `None`: `bind` refused one and nothing was written.
+    fn bind_sealed_values(&self, bind: &mut BindSealed<'_>) -> Result<Option<usize>>;
 
     // The mirror.
     /// Writes a batch in one transaction.

@@ -13,17 +13,21 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use postgres::config::{Host, SslMode};
+use postgres::config::Host;
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, Config, GenericClient, NoTls, SimpleQueryMessage, Statement};
+use postgres::{Client, Config, GenericClient, SimpleQueryMessage, Statement};
 
 mod sandbox;
+pub mod tls;
+
+use tls::{SslMode, Tls, TlsRequest};
 
 use crate::schema::{ColumnType, TABLES, table};
 use crate::{
-    AccountRecord, Backend, Batch, Connection, Counts, EventRow, Guard, ObjectRow, Result,
-    RunRecord, SCHEMA_VERSION, Store, StoreError, Stored, StoredRow, Window,
+    AccountRecord, Backend, Batch, BindSealed, Connection, Counts, EventRow, Guard, ObjectRow,
+    Result, RunRecord, SCHEMA_VERSION, SEALED_VALUES_BOUND, SealedField, Store, StoreError, Stored,
+    StoredRow, Window,
 };
 
 /// The schema when the URL names none.
@@ -44,6 +48,8 @@ pub fn open(target: &str) -> Result<Box<dyn Store>> {
 /// A mirror in a Postgres schema.
 pub struct PostgresStore {
     config: Config,
+    /// How connections are encrypted and the server's certificate checked.
+    tls: Tls,
     schema: String,
     /// The URL without password or `schema` parameter: what people and errors see.
     url: String,
@@ -218,8 +224,9 @@ fn percent_decode(text: &str) -> String {
 
 /// A `--database` URL taken apart.
 struct Target {
-    /// What the driver connects with (the URL minus `schema`).
+    /// What the driver connects with (the URL minus `schema`, `sslmode` and `sslrootcert`).
     config: Config,
+    tls: Tls,
     schema: String,
     /// The URL without password or `schema`.
     url: String,
@@ -253,6 +260,8 @@ fn parse_target(target: &str) -> Result<Target> {
     };
     let user = credentials.map(|c| c.split_once(':').map_or(c, |(user, _)| user));
     let mut schema = None;
+    let mut tls = TlsRequest::default();
+    let mut ssl_mode = None;
     let mut kept = Vec::new();
     let mut shown = Vec::new();
     for pair in params
@@ -264,6 +273,16 @@ fn parse_target(target: &str) -> Result<Target> {
         match key.as_str() {
             "schema" => schema = Some(percent_decode(pair.split_once('=').map_or("", |(_, v)| v))),
             "password" => kept.push(pair),
+            // The driver knows only three modes and no roots: ours (`postgres/tls.rs`) do TLS.
+            "sslmode" => {
+                ssl_mode = Some(percent_decode(pair.split_once('=').map_or("", |(_, v)| v)));
+                shown.push(pair);
+            }
+            "sslrootcert" => {
+                let value = percent_decode(pair.split_once('=').map_or("", |(_, v)| v));
+                tls.root_cert = Some(std::path::PathBuf::from(value));
+                shown.push(pair);
+            }
             _ => {
                 kept.push(pair);
                 shown.push(pair);
@@ -301,8 +320,13 @@ fn parse_target(target: &str) -> Result<Target> {
     if config.get_application_name().is_none() {
         config.application_name("stripe-mirror");
     }
+    if let Some(mode) = ssl_mode {
+        tls.mode = Some(SslMode::parse(&mode).map_err(|e| invalid(&url, e))?);
+    }
+    let tls = Tls::settle(&tls, &mut config).map_err(|e| invalid(&url, e))?;
     Ok(Target {
         config,
+        tls,
         schema,
         url,
     })
@@ -599,11 +623,13 @@ impl PostgresStore {
     pub fn open(target: &str) -> Result<PostgresStore> {
         let Target {
             config,
+            tls,
             schema,
             url,
         } = parse_target(target)?;
         let store = PostgresStore {
             config,
+            tls,
             schema,
             url,
             conns: (0..POOL_SIZE)
@@ -658,8 +684,9 @@ impl PostgresStore {
             Some(code) if code.code().starts_with("28") => {
                 format!("{text}; check the user and password: {URL_HINT}")
             }
-            _ if self.config.get_ssl_mode() == SslMode::Require => format!(
-                "{text}; this stripe-mirror connects without TLS, and the URL asks for sslmode=require; {URL_HINT}"
+            _ if text.contains("TLS") || text.contains("certificate") => format!(
+                "{text}; the connection asks for sslmode={}: check that the server offers TLS, that its certificate chains to sslrootcert (or the system's roots) and, for verify-full, names the host",
+                self.tls.mode.name()
             ),
             _ if lost => format!(
                 "lost the connection: {text}; is Postgres still running at {}? {URL_HINT}",
@@ -689,7 +716,7 @@ impl PostgresStore {
     fn connect(&self) -> Result<Client> {
         let mut client = self
             .config
-            .connect(NoTls)
+            .connect(self.tls.connector.clone())
             .map_err(|e| self.unavailable(&e, false))?;
         client
             .batch_execute(&format!("SET search_path TO {}", ident(&self.schema)))
@@ -1291,6 +1318,53 @@ impl Store for PostgresStore {
             )?;
             let rows = client.query(&select, &[])?;
             Ok(rows.iter().map(read_account).collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
+    fn bind_sealed_values(&self, bind: &mut BindSealed<'_>) -> Result<Option<usize>> {
+        self.write(|tx, _| {
+            // The rows are locked before the mark is read, so that a second process waits for
+            // the first and then sees its mark.
+            let rows = tx.query(
+                "SELECT account_id, livemode, key_sealed, webhook_secret_sealed FROM accounts FOR UPDATE",
+                &[],
+            )?;
+            let done = tx.query_opt(
+                "SELECT value FROM stripe_mirror_meta WHERE key = $1",
+                &[&SEALED_VALUES_BOUND],
+            )?;
+            if done.is_some() {
+                return Ok(Some(0));
+            }
+            let mut changes = Vec::new();
+            for row in &rows {
+                let connection = Connection::new(row.get::<_, String>(0), row.get::<_, bool>(1));
+                for (index, field) in [(2, SealedField::ApiKey), (3, SealedField::WebhookSecrets)] {
+                    let Some(old) = row.get::<_, Option<Vec<u8>>>(index) else {
+                        continue;
+                    };
+                    let Some(new) = bind(&connection, field, &old) else {
+                        return Ok(None);
+                    };
+                    if new != old {
+                        changes.push((connection.clone(), field, new));
+                    }
+                }
+            }
+            for (connection, field, new) in &changes {
+                tx.execute(
+                    &format!(
+                        "UPDATE accounts SET {} = $3 WHERE account_id = $1 AND livemode = $2",
+                        field.column()
+                    ),
+                    &[&connection.account_id, &connection.livemode, new],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO stripe_mirror_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&SEALED_VALUES_BOUND, &now().to_string()],
+            )?;
+            Ok(Some(changes.len()))
         })
     }
 
@@ -2013,6 +2087,47 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_required_by_default_off_this_machine() {
+        let mode = |url: &str| parse_target(url).map(|t| t.tls.mode);
+        assert_eq!(
+            mode("postgres://u@db.example.com/x").unwrap(),
+            SslMode::Require
+        );
+        assert_eq!(
+            mode("postgres://u@10.0.0.7:5433/x").unwrap(),
+            SslMode::Require
+        );
+        for here in [
+            "postgres://u@localhost/x",
+            "postgres://u@127.0.0.1/x",
+            "postgres://u@[::1]/x",
+        ] {
+            assert_eq!(mode(here).unwrap(), SslMode::Prefer, "{here}");
+        }
+        assert_eq!(
+            mode("postgres://u@db.example.com/x?sslmode=disable").unwrap(),
+            SslMode::Disable
+        );
+        assert_eq!(
+            mode("postgres://u@localhost/x?sslmode=verify-full").unwrap(),
+            SslMode::VerifyFull
+        );
+        let Err(StoreError::Unavailable { target, detail }) =
+            parse_target("postgres://u:hunter2@localhost/x?sslmode=bogus")
+        else {
+            panic!("an unknown sslmode is refused")
+        };
+        assert!(
+            detail.contains("verify-full") && !target.contains("hunter2"),
+            "{detail}"
+        );
+        assert!(
+            parse_target("postgres://u@localhost/x?sslmode=require&sslrootcert=/nonexistent.crt")
+                .is_err_and(|e| e.to_string().contains("/nonexistent.crt"))
+        );
+    }
+
+    #[test]
     fn unreachable_servers_are_unavailable_without_password() {
         let Err(StoreError::Unavailable { target, detail }) =
             PostgresStore::open("postgres://me:hunter2@127.0.0.1:1/db?connect_timeout=2")
@@ -2047,7 +2162,7 @@ mod tests {
 
     impl Drop for DropSchema {
         fn drop(&mut self) {
-            if let Ok(mut client) = Client::connect(&self.0, NoTls) {
+            if let Ok(mut client) = Client::connect(&self.0, postgres::NoTls) {
                 let _ = client
                     .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(&self.1)));
             }
@@ -2139,7 +2254,7 @@ mod tests {
         let (target, _drop) = scratch(&url, "reconnect");
         let store = PostgresStore::open(&target).unwrap();
         let c = Connection::new("acct_1", false);
-        let mut admin = Client::connect(&url, NoTls).unwrap();
+        let mut admin = Client::connect(&url, postgres::NoTls).unwrap();
         let mut hang_up = || {
             let pid: i32 = store.query("SELECT pg_backend_pid()").unwrap().1[0][0]
                 .as_ref()

@@ -19,8 +19,9 @@ mod writer;
 
 use crate::schema::{ColumnType, TABLES, table};
 use crate::{
-    AccountRecord, Backend, Batch, Connection, Counts, EventRow, Guard, Result, RunRecord,
-    SCHEMA_VERSION, Store, StoreError, Stored, StoredRow, Window,
+    AccountRecord, Backend, Batch, BindSealed, Connection, Counts, EventRow, Guard, Result,
+    RunRecord, SCHEMA_VERSION, SEALED_VALUES_BOUND, SealedField, Store, StoreError, Stored,
+    StoredRow, Window,
 };
 
 /// A mirror in a SQLite file.
@@ -676,6 +677,67 @@ impl Store for SqliteStore {
             .map_err(db_error)?;
         let rows = statement.query_map([], read_account).map_err(db_error)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn bind_sealed_values(&self, bind: &mut BindSealed<'_>) -> Result<Option<usize>> {
+        let mut db = self.writer()?;
+        let tx = db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_error)?;
+        let done: Option<String> = tx
+            .query_row(
+                "SELECT value FROM stripe_mirror_meta WHERE key = ?1",
+                [SEALED_VALUES_BOUND],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(db_error)?;
+        if done.is_some() {
+            return Ok(Some(0));
+        }
+        let mut changes = Vec::new();
+        {
+            let mut select = tx
+                .prepare(
+                    "SELECT account_id, livemode, key_sealed, webhook_secret_sealed FROM accounts",
+                )
+                .map_err(db_error)?;
+            let mut rows = select.query([]).map_err(db_error)?;
+            while let Some(row) = rows.next().map_err(db_error)? {
+                let connection = Connection::new(
+                    row.get::<_, String>(0).map_err(db_error)?,
+                    row.get::<_, bool>(1).map_err(db_error)?,
+                );
+                for (index, field) in [(2, SealedField::ApiKey), (3, SealedField::WebhookSecrets)] {
+                    let Some(old) = row.get::<_, Option<Vec<u8>>>(index).map_err(db_error)? else {
+                        continue;
+                    };
+                    let Some(new) = bind(&connection, field, &old) else {
+                        return Ok(None);
+                    };
+                    if new != old {
+                        changes.push((connection.clone(), field, new));
+                    }
+                }
+            }
+        }
+        for (connection, field, new) in &changes {
+            tx.execute(
+                &format!(
+                    "UPDATE accounts SET {} = ?3 WHERE account_id = ?1 AND livemode = ?2",
+                    field.column()
+                ),
+                params![connection.account_id, connection.livemode, new],
+            )
+            .map_err(db_error)?;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO stripe_mirror_meta (key, value) VALUES (?1, ?2)",
+            params![SEALED_VALUES_BOUND, now().to_string()],
+        )
+        .map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
+        Ok(Some(changes.len()))
     }
 
     fn remove_account(&self, c: &Connection) -> Result<u64> {

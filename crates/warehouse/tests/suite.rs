@@ -4,8 +4,8 @@
 
 use serde_json::json;
 use sm_warehouse::{
-    AccountRecord, Batch, Connection, EventRow, Guard, ObjectRow, RunRecord, Store, StoreError,
-    Window,
+    AccountRecord, Batch, Connection, EventRow, Guard, ObjectRow, RunRecord, SealedField, Store,
+    StoreError, Window,
 };
 
 fn account(id: &str, livemode: bool) -> AccountRecord {
@@ -70,6 +70,57 @@ pub fn accounts_insert_update_duplicate(store: &dyn Store) {
             .unwrap()
             .is_none()
     );
+}
+
+/// `bind_sealed_values` hands every sealed value over once, writes all or nothing, and then
+/// never again.
+pub fn sealed_values_are_bound_once(store: &dyn Store) {
+    let mut with_secret = account("acct_1", true);
+    with_secret.webhook_secret_sealed = Some(vec![9, 9]);
+    store.insert_account(&account("acct_1", false)).unwrap();
+    store.insert_account(&with_secret).unwrap();
+    let sealed = |store: &dyn Store| {
+        store
+            .accounts()
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.key_sealed, a.webhook_secret_sealed))
+            .collect::<Vec<_>>()
+    };
+    let before = sealed(store);
+    // A refusal half-way: nothing written, and not marked done.
+    let mut seen = 0;
+    let mut refuse_second = |_: &Connection, _: SealedField, value: &[u8]| {
+        seen += 1;
+        (seen < 2).then(|| [b"bound:".as_slice(), value].concat())
+    };
+    assert_eq!(store.bind_sealed_values(&mut refuse_second).unwrap(), None);
+    assert_eq!(sealed(store), before);
+    let mut handed = Vec::new();
+    let mut bind = |c: &Connection, field: SealedField, value: &[u8]| {
+        handed.push((c.label(), field));
+        Some([b"bound:".as_slice(), value].concat())
+    };
+    assert_eq!(store.bind_sealed_values(&mut bind).unwrap(), Some(3));
+    assert_eq!(handed.len(), 3, "{handed:?}");
+    assert!(handed.contains(&(
+        Connection::new("acct_1", true).label(),
+        SealedField::WebhookSecrets
+    )));
+    assert_eq!(
+        sealed(store),
+        vec![
+            (b"bound:\x01\x02\x03\x04".to_vec(), None),
+            (
+                b"bound:\x01\x02\x03\x04".to_vec(),
+                Some(b"bound:\x09\x09".to_vec())
+            ),
+        ]
+    );
+    // Done once: the next call hands nothing over and changes nothing.
+    let mut never =
+        |_: &Connection, _: SealedField, _: &[u8]| -> Option<Vec<u8>> { panic!("bound twice") };
+    assert_eq!(store.bind_sealed_values(&mut never).unwrap(), Some(0));
 }
 
 pub fn apply_counts_guard_and_typed_columns(store: &dyn Store) {
@@ -570,6 +621,12 @@ macro_rules! warehouse_test_suite {
             fn accounts_insert_update_duplicate() {
                 if let Some(store) = store("accounts") {
                     super::accounts_insert_update_duplicate(store.as_ref());
+                }
+            }
+            #[test]
+            fn sealed_values_are_bound_once() {
+                if let Some(store) = store("bind") {
+                    super::sealed_values_are_bound_once(store.as_ref());
                 }
             }
             #[test]

@@ -11,7 +11,7 @@
 //! administrator runs once.
 
 use postgres::error::SqlState;
-use postgres::{Client, NoTls, SimpleQueryMessage};
+use postgres::{Client, SimpleQueryMessage};
 
 use super::{PostgresStore, error_text, ident, literal};
 use crate::sandbox::{BYTE_LIMIT, Limit, ROW_LIMIT, TIME_LIMIT};
@@ -161,14 +161,16 @@ impl PostgresStore {
             .password(secret)
             .dbname(&database)
             .application_name("stripe-mirror sql");
-        let mut client = config.connect(NoTls).map_err(|error| {
-            no_role(
-                &role,
-                &database,
-                &self.schema,
-                &format!("logging in as it failed ({})", error_text(&error)),
-            )
-        })?;
+        let mut client = config
+            .connect(self.tls.connector.clone())
+            .map_err(|error| {
+                no_role(
+                    &role,
+                    &database,
+                    &self.schema,
+                    &format!("logging in as it failed ({})", error_text(&error)),
+                )
+            })?;
         client
             .batch_execute(&format!("SET search_path TO {}", ident(&self.schema)))
             .map_err(|e| self.db_error(e))?;
