@@ -35,6 +35,13 @@ struct Args {
     /// Requests per second of the latency measurement.
     #[arg(long, default_value_t = 500)]
     rate: u64,
+    /// Connections on the dashboard's Accounts page: the mirrored one and copies of its record
+    /// (their cards read runs, state and events as a real one's do).
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Times each dashboard page is asked for, one after another.
+    #[arg(long, default_value_t = 200)]
+    page_loads: usize,
 }
 
 /// One page's body.
@@ -299,7 +306,103 @@ async fn run(args: Args, server_runtime: tokio::runtime::Handle) -> Result<(), E
         at(0.99).as_secs_f64() * 1e3 / 25.0,
         took.last().map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0)
     );
+    dashboard(&args, &engine, &http, &base, &connection).await?;
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The dashboard's pages, each asked for `--page-loads` times by a signed-in client, with
+/// `--connections` connections on the Accounts page: p50 and p99 against the 50 ms goal.
+async fn dashboard(
+    args: &Args,
+    engine: &Engine,
+    http: &reqwest::Client,
+    base: &str,
+    connection: &sm_warehouse::Connection,
+) -> Result<(), Error> {
+    let original = engine.account(connection).await?;
+    for n in 1..args.connections {
+        let mut copy = original.clone();
+        copy.connection = sm_warehouse::Connection::new(format!("acct_1Bench{n:06}"), n % 2 == 0);
+        copy.name = format!("Bench company {n}");
+        engine.store.insert_account(&copy)?;
+    }
+    let token = sm_engine::ops::tokens::create(engine, "dashboard-bench", true)
+        .await?
+        .secret
+        .to_string();
+    // The cookie is on the redirect itself: not followed.
+    let signed_in = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
+        .post(format!("{base}/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&next=%2Faccounts"))
+        .send()
+        .await?;
+    let cookie = signed_in
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .ok_or("signing in gave no cookie")?
+        .to_owned();
+    let label = connection.label().replace(':', "%3A");
+    let customer: serde_json::Value = serde_json::from_slice(
+        &fetch_body(
+            http,
+            format!("{base}/api/v1/connections/{label}/objects/customers?limit=1"),
+            &token,
+            &connection.label(),
+        )
+        .await?,
+    )?;
+    let customer_id = customer["data"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let pages = [
+        ("Accounts", "/accounts".to_owned()),
+        ("Syncs", format!("/accounts/{label}/syncs")),
+        ("Events", format!("/accounts/{label}/events")),
+        (
+            "Data (counts of every table)",
+            format!("/accounts/{label}/data"),
+        ),
+        (
+            "customers, a page of 50",
+            format!("/accounts/{label}/data/customers"),
+        ),
+        (
+            "one customer",
+            format!("/accounts/{label}/data/customers/{customer_id}"),
+        ),
+        ("New connection", "/accounts/new".to_owned()),
+    ];
+    for (name, path) in pages {
+        let mut took = Vec::with_capacity(args.page_loads);
+        let mut bytes = 0;
+        for _ in 0..args.page_loads {
+            let asked = Instant::now();
+            let response = http
+                .get(format!("{base}{path}"))
+                .header("cookie", &cookie)
+                .send()
+                .await?
+                .error_for_status()?;
+            bytes = response.bytes().await?.len();
+            took.push(asked.elapsed());
+        }
+        took.sort();
+        let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
+        println!(
+            "dashboard {name} ({} connections): {bytes} bytes; p50 {:.1} ms, p99 {:.1} ms (goal 50 ms: ratio {:.2})",
+            args.connections,
+            at(0.5).as_secs_f64() * 1e3,
+            at(0.99).as_secs_f64() * 1e3,
+            at(0.99).as_secs_f64() * 1e3 / 50.0
+        );
+    }
     Ok(())
 }

@@ -33,31 +33,13 @@ pub fn parse_date(text: &str) -> Result<i64, String> {
     if let Ok(seconds) = text.parse::<i64>() {
         return Ok(seconds);
     }
-    let parts: Vec<&str> = text.split('-').collect();
-    let [y, m, d] = parts.as_slice() else {
+    if !text.contains('-') {
         return Err(format!(
             "`{text}` is not a date: use YYYY-MM-DD (e.g. 2024-01-31) or a unix timestamp"
         ));
-    };
-    let (y, m, d): (i64, i64, i64) = match (y.parse(), m.parse(), d.parse()) {
-        (Ok(y), Ok(m), Ok(d))
-            if (1..=12).contains(&m) && (1..=31).contains(&d) && (1970..=9999).contains(&y) =>
-        {
-            (y, m, d)
-        }
-        _ => {
-            return Err(format!(
-                "`{text}` is not a date: use YYYY-MM-DD (e.g. 2024-01-31)"
-            ));
-        }
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Ok((era * 146_097 + doe - 719_468) * 86_400)
+    }
+    sm_stripe::http_date::parse_day(text)
+        .ok_or_else(|| format!("`{text}` is not a date: use YYYY-MM-DD (e.g. 2024-01-31)"))
 }
 
 #[derive(Debug, clap::Args)]

@@ -64,6 +64,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
         tolerance_secs: args.tolerance,
         limits: Default::default(),
     };
+    let tokens = sm_engine::ops::tokens::list(&engine).await?.len();
     let state = AppState::new(engine, config);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -80,6 +81,20 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
         "stripe-mirror serving on http://{address} (webhooks at /webhooks/ACCOUNT/MODE, /healthz, /metrics); syncing every {} s",
         args.interval
     );
+    let dashboard = args
+        .public_url
+        .as_deref()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("http://{address}"));
+    if tokens == 0 {
+        tell!(
+            "dashboard: {dashboard}/ — sign in with an API token; there is none yet: make one with `stripe-mirror token create --name NAME` (it is shown once)"
+        );
+    } else {
+        tell!(
+            "dashboard: {dashboard}/ — sign in with an API token (`stripe-mirror token create --name NAME` makes another)"
+        );
+    }
     sm_server::serve_on(listener, state, shutdown_signal())
         .await
         .map_err(|e| CliError::io(e.to_string()))

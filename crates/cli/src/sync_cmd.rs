@@ -441,17 +441,7 @@ pub async fn syncs(global: &GlobalArgs, args: SyncsArgs) -> Result<(), CliError>
 
 /// `2026-11-22 21:04:05`.
 pub fn format_time(unix: i64) -> String {
-    let http = sm_stripe::http_date::format(unix);
-    // "Sun, 22 Nov 2026 21:04:05 GMT" → date and time in ISO order.
-    let parts: Vec<&str> = http.split(' ').collect();
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == parts[2])
-    .unwrap_or(0)
-        + 1;
-    format!("{}-{month:02}-{} {}", parts[3], parts[1], parts[4])
+    sm_stripe::http_date::iso(unix)
 }
 
 #[derive(Debug, clap::Args)]

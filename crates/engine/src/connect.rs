@@ -175,6 +175,20 @@ pub struct AccountSummary {
     /// The status in one sentence, with why, how changes arrive and what to do (set by
     /// [`crate::ops::connections::list`]).
     pub status_words: String,
+    /// The status in a few words, for a card: "Up to date", "Syncing 41%", "Delayed", "Not
+    /// synced yet", "Action required: API key is invalid", "Sync failed" (set by `list`).
+    pub headline: String,
+    /// What to do about the status, when something is to be done: "Update API key", "Sync now".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    /// A limit of the connection in words: "Missing rak_webhook_write: real-time off, polling
+    /// every 5 min", or webhook deliveries being refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+    /// When the newest event the mirror holds happened (Unix time).
+    pub last_event_at: Option<i64>,
+    /// Rows the mirror holds for the connection, as counted at the end of its last sync.
+    pub rows: Option<u64>,
     /// A run of webhook deliveries refused for their signature, in words (set by `serve`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhooks_refused: Option<String>,
@@ -211,6 +225,11 @@ impl AccountSummary {
             last_sync,
             realtime: None,
             status_words: record.status.clone(),
+            headline: record.status.clone(),
+            fix: None,
+            notice: None,
+            last_event_at: None,
+            rows: None,
             webhooks_refused: None,
             api_version: crate::mirror_api_version(record).to_owned(),
             account_api_version: None,

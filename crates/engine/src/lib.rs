@@ -27,6 +27,13 @@ pub use vault::Vault;
 /// secret.
 pub const WEBHOOKS_REFUSED: &str = "webhooks.refused";
 
+/// Sync-state key: how often `serve` syncs the connection (seconds), so that a sync overdue by
+/// twice that is shown as delayed.
+pub const SCHEDULE_SECS: &str = "serve.schedule_secs";
+
+/// Sync-state key: the rows the mirror holds for the connection, counted at the end of a sync.
+pub const ROWS_MIRRORED: &str = "mirror.rows";
+
 /// Sync-state key: the account's default API version, as its newest event shows it.
 pub const ACCOUNT_API_VERSION: &str = "stripe.account_api_version";
 

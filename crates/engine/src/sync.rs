@@ -424,7 +424,23 @@ pub async fn sync(
     engine
         .store_call(move |store| {
             store.finish_run(&saved)?;
-            store.update_account(&record)
+            // Only the status is the run's to write: the name, key or start date may have
+            // changed while it ran (a rename in the dashboard), so the row is read again.
+            let mut fresh = store.account(&record.connection)?.unwrap_or(record.clone());
+            fresh.status = record.status.clone();
+            fresh.status_message = record.status_message.clone();
+            fresh.updated_at = record.updated_at;
+            store.update_account(&fresh)?;
+            // The rows held, for the Accounts page (a count per table, once per run).
+            let mut rows = 0;
+            for table in sm_warehouse::TABLES {
+                rows += store.count(&record.connection, table.name)?.0;
+            }
+            store.set_state(
+                &record.connection,
+                crate::ROWS_MIRRORED,
+                Some(&rows.to_string()),
+            )
         })
         .await?;
     let reread = run.refetched.lock().len();

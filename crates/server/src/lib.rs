@@ -4,6 +4,7 @@
 //! webhook endpoints it may manage, and answers `/healthz` and Prometheus `/metrics`.
 
 pub mod api;
+pub mod dashboard;
 pub mod listener;
 pub mod metrics;
 
@@ -14,8 +15,18 @@ pub fn error_response(
 ) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
     let status = axum::http::StatusCode::from_u16(error.code.http_status())
         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-    // What went wrong inside (a database's or the vault's words, a path) is for the log, not
-    // for whoever asked: they get the code and an id to find it by.
+    let (message, hint) = shown_error(error);
+    let mut body = serde_json::json!({"code": error.code.name(), "message": message});
+    if let Some(hint) = hint {
+        body["hint"] = serde_json::json!(hint);
+    }
+    (status, axum::Json(serde_json::json!({"error": body})))
+}
+
+/// What a caller is shown of an error: its message and hint, except that what went wrong
+/// inside (a database's or the vault's words, a path) is for the log, not for whoever asked:
+/// they get an id to find it by.
+pub fn shown_error(error: &sm_engine::EngineError) -> (String, Option<String>) {
     if matches!(
         error.code,
         sm_engine::ErrorCode::Database
@@ -27,14 +38,12 @@ pub fn error_response(
             .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>())
             .unwrap_or_default();
         tracing::error!(request_id = %id, code = error.code.name(), error = %error.message, "an internal error answered a request");
-        let body = serde_json::json!({"code": error.code.name(), "message": format!("an internal error occurred (request id {id})"), "hint": "the server's log says more under this request id"});
-        return (status, axum::Json(serde_json::json!({"error": body})));
+        return (
+            format!("an internal error occurred (request id {id})"),
+            Some("the server's log says more under this request id".to_owned()),
+        );
     }
-    let mut body = serde_json::json!({"code": error.code.name(), "message": error.message});
-    if let Some(hint) = &error.hint {
-        body["hint"] = serde_json::json!(hint);
-    }
-    (status, axum::Json(serde_json::json!({"error": body})))
+    (error.message.clone(), error.hint.clone())
 }
 pub mod webhook;
 
@@ -241,6 +250,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics::prometheus))
         .route("/webhooks/{account}/{mode}", post(webhook::receive))
         .merge(api::router(state.clone()))
+        .merge(dashboard::router())
         .merge(api::stripe_compat::router())
         .fallback(|| async {
             api::ApiError(

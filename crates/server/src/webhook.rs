@@ -342,7 +342,8 @@ fn leak_outcome(name: &str) -> &'static str {
 /// in words whether changes arrive in real time or by polling.
 pub async fn manage_endpoint(state: &AppState, record: &AccountRecord) {
     let connection = &record.connection;
-    let polling = format!("polling every {} s", state.config.interval.as_secs());
+    let interval = state.config.interval.as_secs();
+    let polling = format!("polling every {interval} s");
     let report = PermissionReport::from_json(&record.permissions);
     let realtime = if record.webhook_secret_sealed.is_some() {
         match &record.webhook_endpoint_id {
@@ -367,7 +368,14 @@ pub async fn manage_endpoint(state: &AppState, record: &AccountRecord) {
     let connection = connection.clone();
     let _ = state
         .engine
-        .store_call(move |store| store.set_state(&connection, "realtime", Some(&realtime)))
+        .store_call(move |store| {
+            store.set_state(&connection, "realtime", Some(&realtime))?;
+            store.set_state(
+                &connection,
+                sm_engine::SCHEDULE_SECS,
+                Some(&interval.to_string()),
+            )
+        })
         .await;
 }
 

@@ -46,6 +46,39 @@ pub fn format(unix: i64) -> String {
     )
 }
 
+/// Unix seconds → `1994-11-06 08:49:37` (UTC), for people.
+pub fn iso(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        secs / 3_600,
+        secs % 3_600 / 60,
+        secs % 60
+    )
+}
+
+/// Unix seconds → `1994-11-06` (UTC).
+pub fn iso_day(unix: i64) -> String {
+    iso(unix)[..10].to_owned()
+}
+
+/// `YYYY-MM-DD` (UTC midnight) → unix seconds; years 1970 to 9999.
+pub fn parse_day(text: &str) -> Option<i64> {
+    let mut parts = text.trim().split('-');
+    let (y, m, d): (i64, i64, i64) = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    let valid = parts.next().is_none()
+        && (1..=12).contains(&m)
+        && (1..=31).contains(&d)
+        && (1970..=9999).contains(&y);
+    valid.then(|| days_from_civil(y, m, d) * 86_400)
+}
+
 /// `Sun, 06 Nov 1994 08:49:37 GMT` → unix seconds.
 pub fn parse(text: &str) -> Option<i64> {
     let (_, rest) = text.trim().split_once(", ")?;

@@ -17,32 +17,132 @@ pub async fn list(engine: &Engine) -> Result<Vec<AccountSummary>, EngineError> {
     let mut summaries = Vec::with_capacity(records.len());
     for record in records {
         let connection = record.connection.clone();
-        let (last, realtime, refused, account_version) = engine
+        let facts = engine
             .store_call(move |store| {
-                let last = store
-                    .runs(&connection, 20)?
-                    .into_iter()
-                    .find(|r| r.status == "succeeded" || r.status == "partial")
-                    .and_then(|r| r.ended_at);
-                Ok((
-                    last,
-                    store.state(&connection, "realtime")?,
-                    store.state(&connection, crate::WEBHOOKS_REFUSED)?,
-                    store.state(&connection, crate::ACCOUNT_API_VERSION)?,
-                ))
+                let runs = store.runs(&connection, 20)?;
+                let state = |key: &str| store.state(&connection, key);
+                Ok(Facts {
+                    last_success: runs
+                        .iter()
+                        .find(|r| r.status == "succeeded" || r.status == "partial")
+                        .and_then(|r| r.ended_at),
+                    running_percent: runs.first().filter(|r| r.status == "running").map(|r| {
+                        r.progress
+                            .as_ref()
+                            .and_then(|p| p["percent"].as_u64())
+                            .unwrap_or(0)
+                    }),
+                    realtime: state("realtime")?,
+                    refused: state(crate::WEBHOOKS_REFUSED)?,
+                    account_version: state(crate::ACCOUNT_API_VERSION)?,
+                    schedule_secs: state(crate::SCHEDULE_SECS)?.and_then(|s| s.parse().ok()),
+                    rows: state(crate::ROWS_MIRRORED)?.and_then(|s| s.parse().ok()),
+                    last_event_at: store.events(&connection, 1)?.first().map(|e| e.created),
+                })
             })
             .await?;
-        let mut summary = AccountSummary::of(&record, last);
-        summary.realtime = realtime;
-        summary.account_api_version = account_version;
-        summary.webhooks_refused = refused.and_then(|value| {
+        let mut summary = AccountSummary::of(&record, facts.last_success);
+        summary.realtime = facts.realtime;
+        summary.account_api_version = facts.account_version;
+        summary.webhooks_refused = facts.refused.and_then(|value| {
             let (count, since) = value.split_once(' ')?;
             Some(refused_words(count.parse().ok()?, since.parse().ok()?))
         });
+        summary.last_event_at = facts.last_event_at;
+        summary.rows = facts.rows;
         summary.status_words = status_words(&summary);
+        let (headline, fix) = headline(&summary, facts.running_percent, facts.schedule_secs, now());
+        summary.headline = headline;
+        summary.fix = fix;
+        summary.notice = notice(&summary, facts.schedule_secs);
         summaries.push(summary);
     }
     Ok(summaries)
+}
+
+/// What `list` reads about a connection besides its record.
+struct Facts {
+    last_success: Option<i64>,
+    running_percent: Option<u64>,
+    realtime: Option<String>,
+    refused: Option<String>,
+    account_version: Option<String>,
+    schedule_secs: Option<i64>,
+    rows: Option<u64>,
+    last_event_at: Option<i64>,
+}
+
+/// The status in a few words and what to do about it. A failing connection comes first (it
+/// needs a person), then a sync under way, then freshness against `serve`'s schedule.
+fn headline(
+    s: &AccountSummary,
+    running_percent: Option<u64>,
+    schedule_secs: Option<i64>,
+    now: i64,
+) -> (String, Option<String>) {
+    if s.status == "failing" {
+        let message = s
+            .status_message
+            .as_deref()
+            .unwrap_or("the last sync failed");
+        let lower = message.to_ascii_lowercase();
+        if lower.contains("api key is invalid")
+            || lower.contains("expired")
+            || lower.contains("revoked")
+        {
+            return (
+                "Action required: API key is invalid".into(),
+                Some("Update API key".into()),
+            );
+        }
+        if lower.contains("rak_") || lower.contains("permission") {
+            return (
+                "Action required: the key lacks a permission".into(),
+                Some("Update API key".into()),
+            );
+        }
+        if let Some(percent) = running_percent {
+            return (format!("Syncing {percent}%"), None);
+        }
+        return ("Sync failed".into(), Some("Sync now".into()));
+    }
+    if let Some(percent) = running_percent {
+        return (format!("Syncing {percent}%"), None);
+    }
+    match s.last_sync {
+        None => ("Not synced yet".into(), Some("Sync now".into())),
+        Some(last) if schedule_secs.is_some_and(|every| now - last > 2 * every + 60) => {
+            ("Delayed".into(), Some("Sync now".into()))
+        }
+        Some(_) => ("Up to date".into(), None),
+    }
+}
+
+/// A limit worth a line on the card: real time off (and why), refused deliveries.
+fn notice(s: &AccountSummary, schedule_secs: Option<i64>) -> Option<String> {
+    let every = schedule_secs.map(|secs| match secs {
+        secs if secs % 60 == 0 => format!("polling every {} min", secs / 60),
+        secs => format!("polling every {secs} s"),
+    });
+    let mut parts = Vec::new();
+    if let Some(realtime) = s
+        .realtime
+        .as_deref()
+        .filter(|r| r.starts_with("real-time off"))
+    {
+        parts.push(if realtime.contains("needs rak_webhook_write") {
+            format!(
+                "Missing rak_webhook_write: real-time off, {}",
+                every.as_deref().unwrap_or("polling")
+            )
+        } else {
+            realtime.to_owned()
+        });
+    }
+    if let Some(refused) = &s.webhooks_refused {
+        parts.push(refused.clone());
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// The words for a run of webhook deliveries refused for their signature.
@@ -273,4 +373,73 @@ pub async fn set_start_date(
             "older rows already mirrored stay; `sync --full` re-backfills from the new date"
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(status: &str, message: Option<&str>, last_sync: Option<i64>) -> AccountSummary {
+        let record = sm_warehouse::AccountRecord {
+            connection: Connection::new("acct_1Words", false),
+            name: "Words".into(),
+            stripe_name: None,
+            icon_url: None,
+            logo_url: None,
+            key_kind: "restricted".into(),
+            key_masked: "rk_test_…a1b2".into(),
+            key_sealed: Vec::new(),
+            permissions: serde_json::Value::Null,
+            status: status.into(),
+            status_message: message.map(str::to_owned),
+            start_date: None,
+            webhook_endpoint_id: None,
+            webhook_secret_sealed: None,
+            api_base: None,
+            api_version: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        AccountSummary::of(&record, last_sync)
+    }
+
+    #[test]
+    fn the_status_in_a_few_words() {
+        let now = 1_000_000;
+        let ok = summary("ok", None, Some(now - 60));
+        assert_eq!(
+            headline(&ok, None, Some(300), now),
+            ("Up to date".into(), None)
+        );
+        assert_eq!(headline(&ok, Some(41), Some(300), now).0, "Syncing 41%");
+        let late = summary("ok", None, Some(now - 700));
+        assert_eq!(
+            headline(&late, None, Some(300), now),
+            ("Delayed".into(), Some("Sync now".into()))
+        );
+        // Without serve's schedule there is nothing to be late against.
+        assert_eq!(headline(&late, None, None, now).0, "Up to date");
+        let never = summary("connected", None, None);
+        assert_eq!(headline(&never, None, None, now).0, "Not synced yet");
+        let invalid = summary("failing", Some("API key is invalid"), Some(now - 60));
+        assert_eq!(
+            headline(&invalid, None, Some(300), now),
+            (
+                "Action required: API key is invalid".into(),
+                Some("Update API key".into())
+            )
+        );
+        let failed = summary("failing", Some("Stripe answered 500"), Some(now - 60));
+        assert_eq!(headline(&failed, None, None, now).0, "Sync failed");
+
+        let mut polling = summary("ok", None, Some(now));
+        polling.realtime =
+            Some("real-time off: needs rak_webhook_write — polling every 300 s".into());
+        assert_eq!(
+            notice(&polling, Some(300)).as_deref(),
+            Some("Missing rak_webhook_write: real-time off, polling every 5 min")
+        );
+        polling.realtime = Some("real-time on (endpoint we_1)".into());
+        assert_eq!(notice(&polling, Some(300)), None);
+    }
 }

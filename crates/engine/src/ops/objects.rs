@@ -70,3 +70,25 @@ pub async fn get(
     }
     Ok(data)
 }
+
+/// Each mirrored table's rows for a connection: (table, live rows, deleted rows), in the
+/// catalog's order.
+pub async fn counts(
+    engine: &Engine,
+    connection: &Connection,
+) -> Result<Vec<(&'static str, u64, u64)>, EngineError> {
+    let connection = connection.clone();
+    engine
+        // Counting is a scan per table: off the async threads.
+        .store_call(move |store| {
+            crate::catalog::RESOURCES
+                .iter()
+                .map(|r| {
+                    store
+                        .count(&connection, r.table)
+                        .map(|(live, deleted)| (r.table, live, deleted))
+                })
+                .collect()
+        })
+        .await
+}

@@ -89,6 +89,36 @@ pub struct RecentTokens {
         parking_lot::Mutex<std::collections::HashMap<Vec<u8>, (TokenRecord, std::time::Instant)>>,
 }
 
+impl RecentTokens {
+    /// The token named `name`, if it exists (a dashboard session names its token): from the
+    /// recently checked ones, else from the database.
+    pub async fn by_name(
+        &self,
+        engine: &Engine,
+        name: &str,
+    ) -> Result<Option<TokenRecord>, EngineError> {
+        if let Some((token, _)) = self
+            .found
+            .lock()
+            .values()
+            .find(|(token, at)| token.name == name && at.elapsed() < TRUSTED_FOR)
+        {
+            return Ok(Some(token.clone()));
+        }
+        let tokens = engine.store_read(|store| store.tokens()).await?;
+        let found = tokens.into_iter().find(|t| t.name == name);
+        let mut kept = self.found.lock();
+        kept.retain(|_, (_, at)| at.elapsed() < TRUSTED_FOR);
+        if let Some(token) = &found {
+            kept.insert(
+                token.hash.clone(),
+                (token.clone(), std::time::Instant::now()),
+            );
+        }
+        Ok(found)
+    }
+}
+
 /// The token a presented secret is, if any (`None`: unknown or revoked): from the recently
 /// checked ones, else from the database (unknown secrets are never kept, so each costs a read).
 pub async fn check(

@@ -8,10 +8,10 @@ mod connections;
 mod objects;
 mod openapi;
 mod sql;
-mod stream;
+pub(crate) mod stream;
 pub mod stripe_compat;
 
-use stripe_compat::form_pairs;
+pub(crate) use stripe_compat::form_pairs;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -30,7 +30,17 @@ pub const MAX_STREAMS: usize = 64;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Counts a stream while it is open.
-struct Slot(Arc<AppState>);
+/// One of the [`MAX_STREAMS`] live streams, given back when dropped.
+pub(crate) struct Slot(Arc<AppState>);
+
+/// A live stream's slot, when fewer than [`MAX_STREAMS`] are open.
+pub(crate) fn take_slot(state: &Arc<AppState>) -> Option<Slot> {
+    if state.open_streams.fetch_add(1, Ordering::Relaxed) >= MAX_STREAMS {
+        state.open_streams.fetch_sub(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(Slot(state.clone()))
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -69,16 +79,14 @@ pub async fn events_stream(
         ),
         None => None,
     };
-    if state.open_streams.fetch_add(1, Ordering::Relaxed) >= MAX_STREAMS {
-        state.open_streams.fetch_sub(1, Ordering::Relaxed);
+    let Some(slot) = take_slot(&state) else {
         return Err(EngineError::new(
             ErrorCode::Busy,
             format!("{MAX_STREAMS} live streams are open already"),
         )
         .hint("close one, or poll GET …/events with starting_after")
         .into());
-    }
-    let slot = Slot(state.clone());
+    };
     // Without Last-Event-ID, only what is stored from now on.
     let position = match resume {
         Some(position) => position,

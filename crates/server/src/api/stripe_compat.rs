@@ -217,7 +217,7 @@ async fn answer(
 }
 
 /// `a=1&b=x%20y` as pairs, percent-decoded.
-pub(super) fn form_pairs(query: &str) -> Vec<(String, String)> {
+pub(crate) fn form_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())

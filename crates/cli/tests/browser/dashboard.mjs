@@ -1,0 +1,272 @@
+// The dashboard's seed flow in a real browser: Debian's Chromium driven by playwright-core (no
+// browser download), each page checked by axe-core, a screenshot of each saved. Run by
+// crates/cli/tests/dashboard.rs, which starts the emulator and `stripe-mirror serve` and passes
+// what this needs in the environment; it prints one line per step and exits non-zero on the
+// first failure.
+import { chromium } from "playwright-core";
+import { createRequire } from "node:module";
+import { mkdirSync } from "node:fs";
+
+const require = createRequire(import.meta.url);
+const AXE = require.resolve("axe-core/axe.min.js");
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const BASE = env("DASHBOARD");
+const EMULATOR = env("EMULATOR");
+const SHOTS = env("SCREENSHOTS");
+const TOKEN = env("TOKEN");
+const KEY = env("KEY_NO_WEBHOOK");
+const REPLACEMENT = env("KEY_REPLACEMENT");
+const LIVE_KEY = env("KEY_LIVE");
+const PUBLISHABLE = env("KEY_PUBLISHABLE");
+const ACCOUNT = env("ACCOUNT_ID");
+const LABEL = `${ACCOUNT}:test`;
+mkdirSync(SHOTS, { recursive: true });
+
+const problems = [];
+const step = (text) => console.log(`step: ${text}`);
+const check = (ok, text) => {
+  if (!ok) throw new Error(`check failed: ${text}`);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+  ],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+const page = await context.newPage();
+page.on("console", (message) => {
+  if (message.type() === "error") problems.push(`console error on ${page.url()}: ${message.text()}`);
+});
+page.on("pageerror", (error) => problems.push(`page error on ${page.url()}: ${error.message}`));
+
+/// axe-core on the page as it is: no serious or critical violation; a screenshot.
+const audit = async (name) => {
+  const bytes = await page.evaluate(() => document.documentElement.outerHTML.length);
+  await page.addScriptTag({ path: AXE });
+  const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ["violations"] }));
+  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  for (const v of bad) {
+    problems.push(`axe ${v.impact} on ${name}: ${v.id} (${v.help}) at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+  }
+  await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+  console.log(`page ${name}: ${bytes} bytes of HTML, ${bad.length} serious or critical axe violations`);
+};
+const text = async () => await page.locator("main").innerText();
+const emulator = async (path, body) => {
+  const answer = await fetch(`${EMULATOR}/_emulator${path}`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+  });
+  check(answer.ok, `emulator ${path} answered ${answer.status}`);
+};
+/// Waits until the main content contains `words` (the cards update live, over SSE).
+const waitFor = async (words, timeout = 30000) => {
+  await page.locator("main", { hasText: words }).waitFor({ timeout });
+};
+const card = () => page.locator(`[data-connection="${LABEL}"]`);
+const menu = async (item) => {
+  await card().locator("details.menu summary").click();
+  await card().getByText(item, { exact: true }).click();
+};
+
+try {
+  step("no session: the dashboard sends you to sign in");
+  await page.goto(`${BASE}/accounts`);
+  check(page.url().includes("/signin"), `expected the sign-in page, got ${page.url()}`);
+  await audit("01-signin");
+
+  step("a wrong token is refused in words");
+  await page.fill("#token", "smt_not_a_real_token");
+  await page.click("button[type=submit]");
+  check((await text()).includes("not valid"), "the refusal says the token is not valid");
+
+  step("sign in");
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${BASE}/accounts`);
+  check((await text()).includes("No Stripe account connected yet"), "the empty state shows");
+  await audit("02-accounts-empty");
+
+  step("new connection: bad keys get errors in words, inline");
+  await page.click("text=New connection");
+  await page.waitForURL(`${BASE}/accounts/new`);
+  await audit("03-new-connection");
+  const tryKey = async (key, live, expect) => {
+    await page.check(live ? "input[value=live]" : "input[value=test]");
+    await page.fill("#api_key", key);
+    await page.click("form.connect button[type=submit]");
+    const shown = await text();
+    check(shown.includes(expect), `after ${key.slice(0, 8)}… expected "${expect}", saw: ${shown.slice(0, 400)}`);
+    check(!(await page.content()).includes(key), "a key is never echoed back");
+    check((await page.inputValue("#api_key")) === "", "the key field is empty again");
+  };
+  await tryKey(PUBLISHABLE, false, "publishable");
+  await tryKey("whsec_0123456789abcdefghijklmnop", false, "whsec_");
+  await tryKey(LIVE_KEY, false, "live");
+  await tryKey("rk_test_Zq8xW2vK9pLm4Tn7Rb3Yc6HdZq8xW2vK9pLm4Tn7Rb3Yc6Hd", false, "API key is invalid");
+  await audit("04-new-connection-error");
+
+  step("connect a restricted test key without webhook write: the missing permission is named");
+  await page.check("input[value=test]");
+  await page.fill("#api_key", KEY);
+  await page.fill("#name", "Browser Co");
+  await page.click("form.connect button[type=submit]");
+  await waitFor("Connected Browser Co");
+  check((await text()).includes("rak_webhook_write"), "the page names rak_webhook_write as missing");
+  await audit("05-connected");
+
+  step("the Accounts page: the card, its first sync finishing live");
+  await page.click("text=Go to Accounts");
+  await waitFor("Up to date", 60000);
+  const shown = await card().innerText();
+  for (const expected of [ACCOUNT, "Test", "restricted", "Last sync", "Rows mirrored"]) {
+    check(shown.includes(expected), `the card shows ${expected}: ${shown}`);
+  }
+  await audit("06-accounts");
+
+  step("the ⋮ menu by keyboard");
+  await card().locator("details.menu summary").focus();
+  await page.keyboard.press("Enter");
+  check(await card().locator("details.menu").evaluate((d) => d.open), "Enter opens the menu");
+  await page.screenshot({ path: `${SHOTS}/07-menu-open.png` });
+  await page.keyboard.press("Escape");
+  check(!(await card().locator("details.menu").evaluate((d) => d.open)), "Escape closes it");
+
+  step("sync now, and watch it finish");
+  await menu("Sync now");
+  await waitFor("A sync was asked for");
+  await waitFor("Up to date", 60000);
+
+  step("view syncs");
+  await menu("View syncs");
+  await waitFor("Syncs of Browser Co");
+  check((await page.locator("tbody tr").count()) >= 2, "two syncs or more are listed");
+  await audit("08-syncs");
+  await page.goto(`${BASE}/accounts`);
+
+  step("set the start date");
+  await menu("Set sync start date");
+  await page.fill("#start", "2024-01-01");
+  await page.click("main form button[type=submit]");
+  await waitFor("The start date was saved");
+
+  step("the key is revoked in Stripe: the card says so, and Update API key mends it");
+  await emulator("/keys/revoke", { key: KEY });
+  await menu("Sync now");
+  await waitFor("Action required: API key is invalid", 60000);
+  await audit("09-key-invalid");
+  await card().locator("p.status a", { hasText: "Update API key" }).click();
+  await page.fill("#api_key", REPLACEMENT);
+  await page.click("main form button[type=submit]");
+  await waitFor("The API key was updated");
+  await waitFor("Up to date", 60000);
+
+  step("rename");
+  await menu("Rename / logo");
+  await page.fill("#name", "Browser Renamed");
+  await page.click("main form button[type=submit]");
+  await waitFor("Browser Renamed");
+
+  step("permissions");
+  await menu("Permissions");
+  await waitFor("What this key may do");
+  await audit("10-permissions");
+  await page.goto(`${BASE}/accounts`);
+
+  step("events: the latest, a type filter, each opening its object");
+  await card().getByRole("link", { name: "Events", exact: true }).click();
+  await waitFor("Events of Browser Renamed");
+  check((await page.locator("tbody tr").count()) > 0, "events are listed");
+  await audit("13-events");
+  await page.fill("#type", "invoice.*");
+  await page.click("form.filter button");
+  const types = await page.locator("tbody tr td:nth-child(2)").allInnerTexts();
+  check(types.length > 0 && types.every((t) => t.startsWith("invoice.")), `only invoice events: ${types}`);
+  await page.locator("tbody tr td:nth-child(3) a").first().click();
+  await waitFor("Open in Stripe's dashboard");
+  const json = await page.locator("pre.json").innerText();
+  check(json.includes('"object": "invoice"'), "the object's JSON is shown");
+  check((await page.locator("pre.json a").count()) > 0, "ids of other mirrored objects are links");
+  await audit("14-object");
+
+  step("data: tables with their rows, a table's page");
+  await page.click("nav.tabs >> text=Data");
+  await waitFor("Data of Browser Renamed");
+  await audit("15-data");
+  await page.click("text=customers");
+  await waitFor("customers of Browser Renamed");
+  check((await page.locator("tbody tr").count()) >= 3, "the customers are listed");
+
+  step("SQL: an answer as a table; a write refused in words");
+  await page.click("header >> text=SQL");
+  await page.fill("#sql", "SELECT count(*) AS customers FROM customers");
+  await page.click("main form button.primary");
+  await waitFor("1 rows");
+  await audit("16-sql");
+  await page.fill("#sql", "DELETE FROM customers");
+  await page.click("main form button.primary");
+  await waitFor("Not done");
+  const download = page.waitForEvent("download");
+  await page.fill("#sql", "SELECT id, email FROM customers ORDER BY id");
+  await page.click("main form button[value=csv]");
+  const csv = await (await download).path();
+  const { readFileSync } = await import("node:fs");
+  check(readFileSync(csv, "utf8").startsWith("id,email\r\n"), "the CSV starts with its header");
+  await page.goto(`${BASE}/accounts`);
+
+  step("settings: a token made and shown once, then revoked; the configuration");
+  await page.click("header >> text=Settings");
+  await waitFor("Configuration");
+  await page.fill("#token-name", "second");
+  await page.click("main form button.primary");
+  await waitFor("it is not shown again");
+  const made = await page.locator("#new-token").innerText();
+  check(made.startsWith("smt_") && made.length === 68, "the new token is shown");
+  await audit("17-settings");
+  await page.click('button[aria-label="Revoke second"]');
+  await waitFor("Revoked second.");
+  check(!(await page.content()).includes(made), "the token is not shown again");
+  await page.goto(`${BASE}/accounts`);
+
+  step("a form posted without its CSRF value is refused");
+  const forged = await page.request.post(`${BASE}/accounts/${encodeURIComponent(LABEL)}/sync`, {
+    form: { nothing: "1" }, maxRedirects: 0,
+  });
+  check(forged.status() === 403, `a post without _csrf answered ${forged.status()}`);
+
+  step("the page at 360 px wide");
+  await page.setViewportSize({ width: 360, height: 800 });
+  await page.reload();
+  await audit("11-accounts-360px");
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  step("remove: a confirmation that says what goes, then the data is gone");
+  await page.goto(`${BASE}/accounts`);
+  await menu("Remove connection");
+  check((await text()).includes("deletes every row"), "the confirmation says the data goes");
+  await audit("12-remove-confirm");
+  await page.click("button.danger");
+  await waitFor("The connection was removed");
+  await waitFor("No Stripe account connected yet");
+
+  step("sign out: the dashboard asks to sign in again");
+  await page.click("header button[type=submit]");
+  await page.waitForURL(/\/signin/);
+  await page.goto(`${BASE}/accounts`);
+  check(page.url().includes("/signin"), "signed out means signed out");
+} catch (error) {
+  await page.screenshot({ path: `${SHOTS}/failure.png`, fullPage: true }).catch(() => {});
+  problems.push(`${error.message} (at ${page.url()})`);
+}
+await browser.close();
+if (problems.length) {
+  for (const p of problems) console.log(`problem: ${p}`);
+  process.exit(1);
+}
+console.log("all steps passed");

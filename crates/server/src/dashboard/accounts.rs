@@ -1,0 +1,748 @@
+//! The Accounts page (a card per connection with its status in words and a ⋮ menu) and what
+//! the menu opens: sync now, the syncs, the start date, the key, name and logo, permissions,
+//! and removal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use sm_engine::ops::{connections, syncs};
+use sm_engine::{EngineError, now};
+use sm_stripe::ApiKey;
+use sm_warehouse::{AccountRecord, RunRecord};
+
+use super::layout::{self, ago, count, csrf, done_box, error_box, shell};
+use super::session::Session;
+use super::{encode, error_page, html as respond, posted, redirect, signed_in};
+use crate::AppState;
+
+/// What a `?done=` after an action says (fixed words: nothing from the URL is shown).
+fn done_words(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "sync" => {
+            "A sync was asked for: it starts within seconds, and its card shows its progress."
+        }
+        "connected" => "Connected. The first sync has started.",
+        "renamed" => "Saved the name and logo.",
+        "key" => "The API key was updated.",
+        "start" => {
+            "The start date was saved. Syncs keep to it from now on; rows already mirrored follow it after a full sync (stripe-mirror sync --full)."
+        }
+        "removed" => "The connection was removed, with all its data and its webhook endpoint.",
+        _ => return None,
+    })
+}
+
+#[derive(serde::Deserialize)]
+pub struct Done {
+    done: Option<String>,
+}
+
+/// The path of a connection's page: `/accounts/acct_…:test/…`.
+fn path(summary_label: &str, rest: &str) -> String {
+    format!("/accounts/{}/{rest}", encode(summary_label))
+}
+
+/// Two letters for a connection without a logo.
+fn initials(name: &str) -> String {
+    let letters: String = name
+        .split_whitespace()
+        .filter_map(|w| w.chars().find(|c| c.is_alphanumeric()))
+        .take(2)
+        .flat_map(char::to_uppercase)
+        .collect();
+    if letters.is_empty() {
+        "?".into()
+    } else {
+        letters
+    }
+}
+
+/// How a status looks: bad (a person must act), busy, warn (something to do), ok.
+fn tone(s: &connections::AccountSummary) -> &'static str {
+    if s.headline.starts_with("Action required") || s.headline.starts_with("Sync failed") {
+        "bad"
+    } else if s.headline.starts_with("Syncing") {
+        "busy"
+    } else if s.fix.is_some() {
+        "warn"
+    } else {
+        "ok"
+    }
+}
+
+fn card(session: &Session, s: &connections::AccountSummary, now: i64) -> Markup {
+    let label = &s.label;
+    let menu_id = format!("menu-{}", label.replace(':', "-"));
+    html! {
+        article.card aria-labelledby=(format!("{menu_id}-name")) data-connection=(label) {
+            div.card-head {
+                @match &s.logo_url {
+                    Some(logo) => img.logo src=(logo) alt="" width="40" height="40";,
+                    None => span.logo.initials aria-hidden="true" { (initials(&s.name)) },
+                }
+                div.title {
+                    h2 #(format!("{menu_id}-name")) { (s.name) }
+                    p.muted {
+                        code { (s.account_id) }
+                        " "
+                        @if s.mode == "live" { span.badge.live { "Live" } } @else { span.badge.test { "Test" } }
+                    }
+                }
+                details.menu {
+                    summary aria-label=(format!("Actions for {}", s.name)) { "⋮" }
+                    ul role="list" {
+                        @if !session.read_only() {
+                            li {
+                                form method="post" action=(path(label, "sync")) {
+                                    (csrf(session))
+                                    button.link type="submit" { "Sync now" }
+                                }
+                            }
+                        }
+                        li { a href=(path(label, "syncs")) { "View syncs" } }
+                        @if !session.read_only() {
+                            li { a href=(path(label, "start-date")) { "Set sync start date" } }
+                            li { a href=(path(label, "key")) { "Update API key" } }
+                            li { a href=(path(label, "edit")) { "Rename / logo" } }
+                        }
+                        li { a href=(path(label, "permissions")) { "Permissions" } }
+                        @if !session.read_only() {
+                            li { a.danger href=(path(label, "remove")) { "Remove connection" } }
+                        }
+                    }
+                }
+            }
+            p.status.(tone(s)) {
+                span.dot aria-hidden="true" {}
+                strong { (s.headline) }
+                @if let Some(fix) = &s.fix {
+                    " — "
+                    @if fix == "Update API key" {
+                        a href=(path(label, "key")) { (fix) }
+                    } @else if !session.read_only() {
+                        form.inline method="post" action=(path(label, "sync")) {
+                            (csrf(session))
+                            button.link type="submit" { (fix) }
+                        }
+                    }
+                }
+            }
+            @if let Some(notice) = &s.notice { p.notice { (notice) } }
+            dl.facts {
+                div { dt { "Key" } dd { (s.key_kind) " " code { (s.key) } } }
+                div { dt { "Last sync" } dd { (ago(s.last_sync, now)) } }
+                div { dt { "Last event" } dd { (ago(s.last_event_at, now)) } }
+                div { dt { "Rows mirrored" } dd { @match s.rows { Some(n) => (count(n)), None => span.muted { "—" } } } }
+            }
+            p.links {
+                a href=(path(label, "syncs")) { "Syncs" } " · "
+                a href=(path(label, "events")) { "Events" } " · "
+                a href=(path(label, "data")) { "Data" }
+            }
+        }
+    }
+}
+
+/// Every card, or the way to make the first.
+fn cards(session: &Session, all: &[connections::AccountSummary]) -> Markup {
+    let now = now();
+    html! {
+        @if all.is_empty() {
+            div.empty {
+                h2 { "No Stripe account connected yet" }
+                p { "Paste a restricted key (rk_…) and the mirror copies the account into SQL, then keeps it up to date." }
+                @if !session.read_only() { a.button.primary href="/accounts/new" { "Connect a Stripe account" } }
+            }
+        } @else {
+            @for summary in all { (card(session, summary, now)) }
+        }
+    }
+}
+
+pub async fn page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(done): Query<Done>,
+) -> Response {
+    let session = match signed_in(&state, &headers, "/accounts").await {
+        Ok(session) => session,
+        Err(to_signin) => return to_signin,
+    };
+    let all = match connections::list(&state.engine).await {
+        Ok(all) => all,
+        Err(error) => return error_page(&session, &error),
+    };
+    let body = html! {
+        div.heading {
+            h1 { "Accounts" }
+            @if !session.read_only() { a.button.primary href="/accounts/new" { "New connection" } }
+        }
+        @if let Some(words) = done.done.as_deref().and_then(done_words) { (done_box(words)) }
+        div #cards.cards data-live="/accounts/live" { (cards(&session, &all)) }
+    };
+    respond(
+        StatusCode::OK,
+        shell(&session, "Accounts", "accounts", body),
+    )
+}
+
+/// The cards again whenever they change (checked every second), as Server-Sent Events:
+/// `cards` with the new HTML; the page's script swaps them in.
+pub async fn live(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let Some(cookie) = super::session::cookie_value(&headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    if super::session::check(&state, &cookie).await.is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Some(slot) = crate::api::stream::take_slot(&state) else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let start = (state, cookie, String::new(), slot);
+    let stream = futures_util::stream::unfold(start, |(state, cookie, last, slot)| async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            // A session that ended (signed out elsewhere, token revoked) ends its stream.
+            let session = super::session::check(&state, &cookie).await?;
+            let Ok(all) = connections::list(&state.engine).await else {
+                continue;
+            };
+            // Times in words move every second; only a real change is sent.
+            let fresh = cards(&session, &all).into_string();
+            let key = fingerprint(&all);
+            if key != last {
+                let event = Event::default().event("cards").data(fresh);
+                return Some((
+                    Ok::<_, std::convert::Infallible>(event),
+                    (state, cookie, key, slot),
+                ));
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// What the cards show, without the clock: so that a card is sent again only when it changed.
+fn fingerprint(all: &[connections::AccountSummary]) -> String {
+    serde_json::to_string(all).unwrap_or_default()
+}
+
+/// The connection a path names, or the page that says it is unknown.
+async fn resolve(
+    state: &AppState,
+    session: &Session,
+    reference: &str,
+) -> Result<AccountRecord, Response> {
+    state
+        .engine
+        .resolve(reference)
+        .await
+        .map_err(|error| error_page(session, &error))
+}
+
+pub async fn sync_now(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (session, _) = match posted(&state, &headers, &body, "/accounts", true).await {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    let record = match resolve(&state, &session, &reference).await {
+        Ok(record) => record,
+        Err(page) => return page,
+    };
+    state.request_sync(&record.connection);
+    redirect("/accounts?done=sync")
+}
+
+fn counts_total(run: &RunRecord) -> (u64, u64, u64) {
+    run.counts.tables.values().fold((0, 0, 0), |(i, u, d), c| {
+        (i + c.inserted, u + c.updated, d + c.deleted)
+    })
+}
+
+pub async fn syncs(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match signed_in(
+        &state,
+        &headers,
+        &format!("/accounts/{}/syncs", encode(&reference)),
+    )
+    .await
+    {
+        Ok(session) => session,
+        Err(to_signin) => return to_signin,
+    };
+    let record = match resolve(&state, &session, &reference).await {
+        Ok(record) => record,
+        Err(page) => return page,
+    };
+    let runs = match syncs::runs(&state.engine, &record.connection, 50).await {
+        Ok(runs) => runs,
+        Err(error) => return error_page(&session, &error),
+    };
+    let now = now();
+    let body = html! {
+        p.crumbs { a href="/accounts" { "Accounts" } " › " (record.name) }
+        div.heading {
+            h1 { "Syncs of " (record.name) }
+            @if !session.read_only() {
+                form method="post" action=(path(&record.connection.label(), "sync")) {
+                    (csrf(&session))
+                    button.primary type="submit" { "Sync now" }
+                }
+            }
+        }
+        @if runs.is_empty() {
+            p { "No sync has run yet." }
+        } @else {
+            div.table-wrap {
+                table {
+                    caption.visually-hidden { "Syncs, newest first" }
+                    thead { tr {
+                        th scope="col" { "Started" } th scope="col" { "Duration" } th scope="col" { "Kind" }
+                        th scope="col" { "Status" } th scope="col" { "Inserted" } th scope="col" { "Updated" }
+                        th scope="col" { "Deleted" } th scope="col" { "Requests" }
+                    } }
+                    tbody {
+                        @for run in &runs {
+                            @let (inserted, updated, deleted) = counts_total(run);
+                            tr {
+                                td { (ago(Some(run.started_at), now)) }
+                                td { @match run.ended_at {
+                                    Some(end) => (layout::duration((end - run.started_at) as f64)),
+                                    None => span.muted { "running" },
+                                } }
+                                td { (run.kind) }
+                                td {
+                                    span.(format!("run-{}", run.status)) {
+                                        @if run.status == "running" {
+                                            "running " (run.progress.as_ref().and_then(|p| p["percent"].as_u64()).unwrap_or(0)) "%"
+                                        } @else { (run.status) }
+                                    }
+                                    @if let Some(error) = &run.error { p.error-text { (error) } }
+                                }
+                                td.num { (count(inserted)) } td.num { (count(updated)) }
+                                td.num { (count(deleted)) } td.num { (count(run.requests)) }
+                            }
+                            @if !run.counts.tables.is_empty() {
+                                tr.detail { td colspan="8" {
+                                    details {
+                                        summary { "Per table" }
+                                        ul.per-table {
+                                            @for (table, c) in &run.counts.tables {
+                                                li { code { (table) } ": " (c.inserted) " inserted, " (c.updated) " updated, " (c.deleted) " deleted" }
+                                            }
+                                        }
+                                    }
+                                } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    respond(
+        StatusCode::OK,
+        shell(
+            &session,
+            &format!("Syncs of {}", record.name),
+            "accounts",
+            body,
+        ),
+    )
+}
+
+/// A small form page about one connection.
+fn form_page(
+    session: &Session,
+    record: &AccountRecord,
+    title: &str,
+    error: Option<&EngineError>,
+    form: Markup,
+) -> Markup {
+    shell(
+        session,
+        title,
+        "accounts",
+        html! {
+            p.crumbs { a href="/accounts" { "Accounts" } " › " (record.name) }
+            h1 { (title) }
+            @if let Some(error) = error {
+                @let shown = crate::shown_error(error);
+                (error_box(&shown.0, shown.1.as_deref()))
+            }
+            (form)
+        },
+    )
+}
+
+/// Fetches the connection for a form page, with the session (GET).
+async fn for_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    reference: &str,
+    rest: &str,
+) -> Result<(Session, AccountRecord), Response> {
+    let session = signed_in(
+        state,
+        headers,
+        &format!("/accounts/{}/{rest}", encode(reference)),
+    )
+    .await?;
+    let record = resolve(state, &session, reference).await?;
+    Ok((session, record))
+}
+
+/// Checks a posted form and fetches its connection (POST).
+async fn for_post(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    reference: &str,
+) -> Result<(Session, super::Form, AccountRecord), Response> {
+    let (session, form) = posted(state, headers, body, "/accounts", true).await?;
+    let record = resolve(state, &session, reference).await?;
+    Ok((session, form, record))
+}
+
+fn start_date_form(session: &Session, record: &AccountRecord) -> Markup {
+    let current = record
+        .start_date
+        .map(sm_stripe::http_date::iso_day)
+        .unwrap_or_default();
+    html! {
+        p { "The mirror keeps objects created on or after this day (UTC); leave it empty for all history. Syncs keep to it from now on; a full sync (" code { "stripe-mirror sync --full" } ") fetches older history for an earlier date." }
+        form method="post" action=(path(&record.connection.label(), "start-date")) {
+            (csrf(session))
+            label for="start" { "Start date" }
+            input #start type="date" name="start_date" value=(current);
+            button.primary type="submit" { "Save" }
+            " " a href="/accounts" { "Cancel" }
+        }
+    }
+}
+
+pub async fn start_date_page(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match for_page(&state, &headers, &reference, "start-date").await {
+        Ok((session, record)) => respond(
+            StatusCode::OK,
+            form_page(
+                &session,
+                &record,
+                "Set sync start date",
+                None,
+                start_date_form(&session, &record),
+            ),
+        ),
+        Err(response) => response,
+    }
+}
+
+pub async fn start_date(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (session, form, record) = match for_post(&state, &headers, &body, &reference).await {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    let start = match form.text("start_date") {
+        None => Ok(None),
+        Some(day) => sm_stripe::http_date::parse_day(&day)
+            .map(Some)
+            .ok_or_else(|| {
+                EngineError::invalid(format!(
+                    "{day} is not a date: pick one in the calendar (YYYY-MM-DD)"
+                ))
+            }),
+    };
+    let outcome = match start {
+        Ok(start) => connections::set_start_date(&state.engine, &record.connection, start)
+            .await
+            .map(|_| ()),
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(()) => {
+            state.request_sync(&record.connection);
+            redirect("/accounts?done=start")
+        }
+        Err(error) => respond(
+            // The form again, its error in words: a page like any other (a 4xx would be a
+            // failed load to the browser).
+            StatusCode::OK,
+            form_page(
+                &session,
+                &record,
+                "Set sync start date",
+                Some(&error),
+                start_date_form(&session, &record),
+            ),
+        ),
+    }
+}
+
+fn key_form(session: &Session, record: &AccountRecord) -> Markup {
+    let mode = if record.connection.livemode {
+        "live"
+    } else {
+        "test"
+    };
+    html! {
+        p { "Paste a new key of the same account in " strong { (mode) } " mode (now " code { (record.key_masked) } "). It is checked with Stripe before it replaces the old one; the mirror's data stays." }
+        form method="post" action=(path(&record.connection.label(), "key")) {
+            (csrf(session))
+            label for="api_key" { "New API key" }
+            input #api_key type="password" name="api_key" required autocomplete="off"
+                placeholder=(format!("rk_{mode}_…")) spellcheck="false";
+            button.primary type="submit" { "Update API key" }
+            " " a href="/accounts" { "Cancel" }
+        }
+    }
+}
+
+pub async fn key_page(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match for_page(&state, &headers, &reference, "key").await {
+        Ok((session, record)) => respond(
+            StatusCode::OK,
+            form_page(
+                &session,
+                &record,
+                "Update API key",
+                None,
+                key_form(&session, &record),
+            ),
+        ),
+        Err(response) => response,
+    }
+}
+
+pub async fn key(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (session, mut form, record) = match for_post(&state, &headers, &body, &reference).await {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    let text = form.take_secret("api_key");
+    let outcome = match ApiKey::parse(text.trim()) {
+        Ok(key) => connections::update_key(&state.engine, &record.connection, key)
+            .await
+            .map(|_| ()),
+        Err(error) => Err(EngineError::from(error)),
+    };
+    match outcome {
+        Ok(()) => {
+            state.request_sync(&record.connection);
+            redirect("/accounts?done=key")
+        }
+        Err(error) => respond(
+            // The form again, its error in words: a page like any other (a 4xx would be a
+            // failed load to the browser).
+            StatusCode::OK,
+            form_page(
+                &session,
+                &record,
+                "Update API key",
+                Some(&error),
+                key_form(&session, &record),
+            ),
+        ),
+    }
+}
+
+fn edit_form(session: &Session, record: &AccountRecord) -> Markup {
+    html! {
+        form method="post" action=(path(&record.connection.label(), "edit")) {
+            (csrf(session))
+            label for="name" { "Name" }
+            input #name type="text" name="name" value=(record.name) required maxlength="200";
+            label for="logo" { "Logo URL" }
+            p.hint #logo-hint { "An https:// image, or a data:image/… URL under 48 KiB. Leave it empty to use Stripe's icon (or initials)." }
+            input #logo type="text" name="logo" value=(record.logo_url.clone().unwrap_or_default())
+                aria-describedby="logo-hint" spellcheck="false";
+            button.primary type="submit" { "Save" }
+            " " a href="/accounts" { "Cancel" }
+        }
+    }
+}
+
+pub async fn edit_page(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match for_page(&state, &headers, &reference, "edit").await {
+        Ok((session, record)) => respond(
+            StatusCode::OK,
+            form_page(
+                &session,
+                &record,
+                "Rename / logo",
+                None,
+                edit_form(&session, &record),
+            ),
+        ),
+        Err(response) => response,
+    }
+}
+
+pub async fn edit(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (session, form, record) = match for_post(&state, &headers, &body, &reference).await {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    let name = form.text("name").unwrap_or_default();
+    let logo = form.text("logo");
+    // Both are checked before either is written.
+    let checked = match logo.as_deref() {
+        Some(logo) => connections::check_logo(logo),
+        None => Ok(()),
+    };
+    let outcome = match checked {
+        Err(error) => Err(error),
+        Ok(()) => {
+            let renamed = if name != record.name {
+                connections::rename(&state.engine, &record.connection, &name)
+                    .await
+                    .map(|_| ())
+            } else {
+                Ok(())
+            };
+            match renamed {
+                Ok(()) if logo != record.logo_url => {
+                    connections::set_logo(&state.engine, &record.connection, logo)
+                        .await
+                        .map(|_| ())
+                }
+                other => other,
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => redirect("/accounts?done=renamed"),
+        Err(error) => respond(
+            // The form again, its error in words: a page like any other (a 4xx would be a
+            // failed load to the browser).
+            StatusCode::OK,
+            form_page(
+                &session,
+                &record,
+                "Rename / logo",
+                Some(&error),
+                edit_form(&session, &record),
+            ),
+        ),
+    }
+}
+
+pub async fn permissions(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (session, record) = match for_page(&state, &headers, &reference, "permissions").await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let report = connections::PermissionReport::from_json(&record.permissions);
+    let mode = if record.connection.livemode {
+        sm_stripe::Mode::Live
+    } else {
+        sm_stripe::Mode::Test
+    };
+    let body = html! {
+        p.crumbs { a href="/accounts" { "Accounts" } " › " (record.name) }
+        h1 { "Permissions of " (record.name) }
+        p { "What the key " code { (record.key_masked) } " may do, as checked " (ago(Some(report.checked_at), now())) "." }
+        (super::connect::permission_matrix(&report, mode))
+    };
+    respond(
+        StatusCode::OK,
+        shell(
+            &session,
+            &format!("Permissions of {}", record.name),
+            "accounts",
+            body,
+        ),
+    )
+}
+
+pub async fn remove_page(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (session, record) = match for_page(&state, &headers, &reference, "remove").await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let form = html! {
+        div.warning role="note" {
+            p { "Removing " strong { (record.name) } " (" code { (record.connection.label()) } ") deletes every row the mirror holds for it — objects, events, syncs — and its key." }
+            @if let Some(endpoint) = &record.webhook_endpoint_id {
+                p { "Its webhook endpoint in Stripe (" code { (endpoint) } ") is deleted too." }
+            }
+            p { "Nothing in Stripe itself changes otherwise. This cannot be undone; connecting again copies the account again." }
+        }
+        form method="post" action=(path(&record.connection.label(), "remove")) {
+            (csrf(&session))
+            button.danger type="submit" { "Remove " (record.name) " and all its data" }
+            " " a href="/accounts" { "Cancel" }
+        }
+    };
+    respond(
+        StatusCode::OK,
+        form_page(&session, &record, "Remove connection", None, form),
+    )
+}
+
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (session, _, record) = match for_post(&state, &headers, &body, &reference).await {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    match connections::remove(&state.engine, &record.connection).await {
+        Ok(_) => redirect("/accounts?done=removed"),
+        Err(error) => error_page(&session, &error),
+    }
+}
