@@ -139,6 +139,10 @@ pub struct DemoArgs {
     /// Live changes to make after the backfill.
     #[arg(long, default_value_t = 100)]
     changes: u64,
+    /// Then serve the dashboard on the demo's mirror (at ADDRESS, default 127.0.0.1:8080) until
+    /// Ctrl-C, with a token made for it; the emulator keeps running behind it.
+    #[arg(long, value_name = "ADDRESS", num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
+    serve: Option<std::net::SocketAddr>,
 }
 
 /// The README's first command: no key, no network. Starts the emulator with a seeded account,
@@ -366,6 +370,9 @@ pub async fn demo(args: DemoArgs, json: bool) -> Result<(), CliError> {
         "Done in {:.1} s. With a real key: STRIPE_API_KEY=rk_live_… stripe-mirror connect && stripe-mirror sync",
         started.elapsed().as_secs_f64()
     );
+    if args.serve.is_none() {
+        tour!("See it in the dashboard: cargo run --release -- demo --serve");
+    }
     if json {
         print_json(&json!({
             "file": path,
@@ -378,8 +385,44 @@ pub async fn demo(args: DemoArgs, json: bool) -> Result<(), CliError> {
             "seconds": started.elapsed().as_secs_f64(),
         }));
     }
+    if let Some(address) = args.serve {
+        serve_dashboard(Arc::new(engine), address).await?;
+    }
     server.stop().await;
     Ok(())
+}
+
+/// `demo --serve`: the dashboard on the demo's mirror, signed in with a token made for it,
+/// until Ctrl-C.
+async fn serve_dashboard(
+    engine: Arc<sm_engine::Engine>,
+    address: std::net::SocketAddr,
+) -> Result<(), CliError> {
+    let token = sm_engine::ops::tokens::create(&engine, "demo", false).await?;
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        CliError::io(format!(
+            "could not listen on {address}: {e} — choose another address: demo --serve 127.0.0.1:8081"
+        ))
+    })?;
+    let state = sm_server::AppState::new(
+        engine,
+        sm_server::ServeConfig {
+            listen: address,
+            public_url: None,
+            interval: std::time::Duration::from_secs(300),
+            tolerance_secs: sm_stripe::webhook::DEFAULT_TOLERANCE_SECS,
+            limits: Default::default(),
+        },
+    );
+    tell!(
+        "\nDashboard: http://{address}/ — sign in with the token {} (made for this demo). Ctrl-C stops it.",
+        &*token.secret
+    );
+    sm_server::serve_on(listener, state, async {
+        crate::signals::stop_requested().await;
+    })
+    .await
+    .map_err(|e| CliError::io(e.to_string()))
 }
 
 /// One table's live objects: in the emulator, in the mirror; and rows marked deleted.

@@ -140,7 +140,7 @@ enum Command {
     Emulator(emulator_cmd::EmulatorArgs),
     /// A short tour: an emulated account, read over HTTP, with live changes.
     #[command(
-        after_help = "Examples:\n  stripe-mirror demo\n  stripe-mirror demo --scale 1000 --file demo.db"
+        after_help = "Examples:\n  stripe-mirror demo\n  stripe-mirror demo --scale 1000 --file demo.db\n  stripe-mirror demo --serve 127.0.0.1:8080"
     )]
     Demo(emulator_cmd::DemoArgs),
 }

@@ -140,3 +140,86 @@ fn the_seed_flow_in_a_real_browser() {
         assert!(!out.contains(secret.as_str()) && !err.contains(secret.as_str()));
     }
 }
+
+/// One raw HTTP/1.1 exchange on a fresh connection: the whole answer as text.
+fn exchange(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("serve listens");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+/// `demo --serve` ends the demo by serving the dashboard on its mirror, with a token to sign in
+/// with: the Accounts page shows the demo's account.
+#[test]
+fn the_demo_offers_the_dashboard() {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("demo-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let mut demo = Command::new(support::BIN)
+        .args(["demo", "--scale", "10", "--changes", "5", "--file"])
+        .arg(dir.join("demo.db"))
+        .args(["--serve", &format!("127.0.0.1:{port}")])
+        .env("XDG_CONFIG_HOME", &dir)
+        .env("NO_COLOR", "1")
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the demo starts");
+    let stderr = demo.stderr.take().unwrap();
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = send.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let token = loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the demo offers the dashboard within 3 minutes");
+        if let Some(at) = line.find("smt_") {
+            break line[at..at + 68].to_owned();
+        }
+    };
+    let signed_in = exchange(
+        port,
+        &format!(
+            "POST /signin HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\ntoken={token}",
+            token.len() + 6
+        ),
+    );
+    let cookie = signed_in
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie: {signed_in}"))
+        .to_owned();
+    let accounts = exchange(
+        port,
+        &format!(
+            "GET /accounts HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n"
+        ),
+    );
+    let _ = demo.kill();
+    let _ = demo.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(accounts.starts_with("HTTP/1.1 200"), "{accounts}");
+    assert!(
+        accounts.contains("Up to date") && accounts.contains(":test"),
+        "{accounts}"
+    );
+}
