@@ -34,6 +34,10 @@ pub const SCHEDULE_SECS: &str = "serve.schedule_secs";
 /// Sync-state key: the rows the mirror holds for the connection, counted at the end of a sync.
 pub const ROWS_MIRRORED: &str = "mirror.rows";
 
+/// Sync-state key: per table, the (live, deleted) rows held, as of the end of the last sync
+/// (JSON object).
+pub const ROWS_BY_TABLE: &str = "mirror.rows_by_table";
+
 /// Sync-state key: the account's default API version, as its newest event shows it.
 pub const ACCOUNT_API_VERSION: &str = "stripe.account_api_version";
 

@@ -431,11 +431,33 @@ pub async fn sync(
             fresh.status_message = record.status_message.clone();
             fresh.updated_at = record.updated_at;
             store.update_account(&fresh)?;
-            // The rows held, for the Accounts page (a count per table, once per run).
-            let mut rows = 0;
+            // The rows held per table, for the dashboard: counted again only where this run
+            // inserted or deleted rows (a count is a scan), the others kept from before.
+            let changed = |table: &str| {
+                saved
+                    .counts
+                    .tables
+                    .get(table)
+                    .is_none_or(|c| c.inserted > 0 || c.deleted > 0)
+            };
+            let before: std::collections::BTreeMap<String, (u64, u64)> = store
+                .state(&record.connection, crate::ROWS_BY_TABLE)?
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default();
+            let mut now_held = std::collections::BTreeMap::new();
             for table in sm_warehouse::TABLES {
-                rows += store.count(&record.connection, table.name)?.0;
+                let held = match before.get(table.name) {
+                    Some(held) if !changed(table.name) => *held,
+                    _ => store.count(&record.connection, table.name)?,
+                };
+                now_held.insert(table.name.to_owned(), held);
             }
+            let rows: u64 = now_held.values().map(|(live, _)| live).sum();
+            store.set_state(
+                &record.connection,
+                crate::ROWS_BY_TABLE,
+                Some(&serde_json::to_string(&now_held).unwrap_or_default()),
+            )?;
             store.set_state(
                 &record.connection,
                 crate::ROWS_MIRRORED,

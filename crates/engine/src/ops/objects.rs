@@ -72,7 +72,8 @@ pub async fn get(
 }
 
 /// Each mirrored table's rows for a connection: (table, live rows, deleted rows), in the
-/// catalog's order.
+/// catalog's order, as counted at the end of its last sync (counted now when it has not
+/// finished one).
 pub async fn counts(
     engine: &Engine,
     connection: &Connection,
@@ -81,12 +82,16 @@ pub async fn counts(
     engine
         // Counting is a scan per table: off the async threads.
         .store_call(move |store| {
+            let kept: Option<std::collections::BTreeMap<String, (u64, u64)>> = store
+                .state(&connection, crate::ROWS_BY_TABLE)?
+                .and_then(|text| serde_json::from_str(&text).ok());
             crate::catalog::RESOURCES
                 .iter()
-                .map(|r| {
-                    store
+                .map(|r| match kept.as_ref().and_then(|k| k.get(r.table)) {
+                    Some((live, deleted)) => Ok((r.table, *live, *deleted)),
+                    None => store
                         .count(&connection, r.table)
-                        .map(|(live, deleted)| (r.table, live, deleted))
+                        .map(|(live, deleted)| (r.table, live, deleted)),
                 })
                 .collect()
         })

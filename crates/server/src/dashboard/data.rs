@@ -237,7 +237,7 @@ pub async fn tables(
     let body = html! {
         (tabs(&record, "data"))
         h1 { "Data of " (record.name) }
-        p { "Every mirrored table, with the rows this connection has in it. Query across them in " a href="/sql" { "SQL" } "." }
+        p { "Every mirrored table, with the rows this connection has in it as of its last sync. Query across them in " a href="/sql" { "SQL" } "." }
         div.table-wrap {
             table {
                 caption.visually-hidden { "Tables" }
