@@ -128,6 +128,12 @@ enum Command {
         after_help = "Examples:\n  stripe-mirror serve --public-url https://mirror.example.com\n  stripe-mirror serve --listen 127.0.0.1:8787 --interval 60"
     )]
     Serve(serve_cmd::ServeArgs),
+    /// Agent tools over MCP on standard input and output: reads of every connected account from
+    /// the mirror (list_accounts, list_objects, get_object, recent_events, query_sql).
+    #[command(after_help = "Examples:
+  stripe-mirror mcp
+  stripe-mirror --database /var/lib/stripe-mirror.db mcp")]
+    Mcp(McpArgs),
     /// The latest events of a connection, and with --follow new ones as they arrive.
     #[command(
         after_help = "Examples:\n  stripe-mirror events Acme --limit 20\n  stripe-mirror events Acme --follow"
@@ -169,6 +175,7 @@ impl Command {
             Command::Sql(a) => (Some(&a.store), None),
             Command::Serve(a) => (Some(&a.store), Some(&a.stripe)),
             Command::Events(a) => (Some(&a.store), None),
+            Command::Mcp(a) => (Some(&a.store), None),
             Command::Token(a) => (Some(&a.store), None),
             Command::KeyLink(_)
             | Command::Config
@@ -177,6 +184,13 @@ impl Command {
             | Command::Demo(_) => (None, None),
         }
     }
+}
+
+/// `stripe-mirror mcp`: where the mirror is.
+#[derive(Debug, clap::Args)]
+pub struct McpArgs {
+    #[command(flatten)]
+    pub store: context::StoreOptions,
 }
 
 /// No core dumps, ever: one would hold the master key and opened API keys in clear.
@@ -219,6 +233,7 @@ fn main() -> ExitCode {
             | Command::Demo(_)
             | Command::Emulator(_)
             | Command::Events(_)
+            | Command::Mcp(_)
     );
     #[cfg(unix)]
     if !long_running {
@@ -278,6 +293,10 @@ fn main() -> ExitCode {
             Command::Token(args) => token_cmd::token(&global, args).await,
             Command::Serve(args) => serve_cmd::serve(&global, args).await,
             Command::Events(args) => serve_cmd::events(&global, args).await,
+            Command::Mcp(_) => {
+                let engine = std::sync::Arc::new(global.engine()?);
+                sm_mcp::serve_stdio(engine).await.map_err(CliError::io)
+            }
             Command::Emulator(args) => emulator_cmd::run(args).await,
             Command::Demo(args) => emulator_cmd::demo(args, json).await,
         }

@@ -344,6 +344,34 @@ pub fn resource(table: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.table == table)
 }
 
+/// The table of an id by its prefix (`cus_` → customers), for ids the mirror keeps.
+pub fn table_of_id(id: &str) -> Option<&'static str> {
+    let (prefix, body) = id.split_once('_')?;
+    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    Some(match prefix {
+        "cus" => "customers",
+        "sub" => "subscriptions",
+        "in" => "invoices",
+        "pi" => "payment_intents",
+        "ch" | "py" => "charges",
+        "prod" => "products",
+        "price" => "prices",
+        "re" => "refunds",
+        "dp" | "du" => "disputes",
+        "po" => "payouts",
+        "txn" => "balance_transactions",
+        "pm" => "payment_methods",
+        "si" => "subscription_items",
+        "ii" => "invoiceitems",
+        "cs" => "checkout_sessions",
+        "plink" => "payment_links",
+        _ => return None,
+    })
+    .filter(|table| sm_warehouse::schema::table(table).is_some())
+}
+
 /// The resource whose objects have `object` as their `object` field.
 pub fn by_object(object: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.object == object)

@@ -452,7 +452,7 @@ fn linked_json(record: &AccountRecord, object: &Value, own_id: &str) -> Markup {
         let inner = &after[..end];
         out.push_str(&maud::html! { (rest[..start]) }.into_string());
         let target = (inner != own_id)
-            .then(|| id_table(inner))
+            .then(|| sm_engine::catalog::table_of_id(inner))
             .flatten()
             .map(|table| format!("{}/data/{table}/{}", base(record), encode(inner)));
         match target {
@@ -465,34 +465,6 @@ fn linked_json(record: &AccountRecord, object: &Value, own_id: &str) -> Markup {
     }
     out.push_str(&html! { (rest) }.into_string());
     PreEscaped(out)
-}
-
-/// The table of an id by its prefix (`cus_` → customers), for ids the mirror keeps.
-fn id_table(id: &str) -> Option<&'static str> {
-    let (prefix, body) = id.split_once('_')?;
-    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return None;
-    }
-    Some(match prefix {
-        "cus" => "customers",
-        "sub" => "subscriptions",
-        "in" => "invoices",
-        "pi" => "payment_intents",
-        "ch" | "py" => "charges",
-        "prod" => "products",
-        "price" => "prices",
-        "re" => "refunds",
-        "dp" | "du" => "disputes",
-        "po" => "payouts",
-        "txn" => "balance_transactions",
-        "pm" => "payment_methods",
-        "si" => "subscription_items",
-        "ii" => "invoiceitems",
-        "cs" => "checkout_sessions",
-        "plink" => "payment_links",
-        _ => return None,
-    })
-    .filter(|table| sm_warehouse::schema::table(table).is_some())
 }
 
 /// The SQL box: a query, its answer as a table, and the same answer as CSV.
