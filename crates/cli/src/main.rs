@@ -132,7 +132,7 @@ enum Command {
     /// the mirror (list_accounts, list_objects, get_object, recent_events, query_sql).
     #[command(after_help = "Examples:
   stripe-mirror mcp
-  stripe-mirror --database /var/lib/stripe-mirror.db mcp")]
+  stripe-mirror mcp --database /var/lib/stripe-mirror.db")]
     Mcp(McpArgs),
     /// The latest events of a connection, and with --follow new ones as they arrive.
     #[command(
