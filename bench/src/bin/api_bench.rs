@@ -308,7 +308,135 @@ async fn run(args: Args, server_runtime: tokio::runtime::Handle) -> Result<(), E
     );
     dashboard(&args, &engine, &http, &base, &connection).await?;
     server.abort();
+    agent_tools(&args, &database, &connection)?;
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The agent tools through the real `stripe-mirror mcp` (the binary beside this one, built in
+/// release) over stdio, JSON-RPC as an MCP client sends it: each read tool called
+/// `--page-loads` times one after another; p50 and p99 against the 20 ms goal.
+fn agent_tools(
+    args: &Args,
+    database: &std::path::Path,
+    connection: &sm_warehouse::Connection,
+) -> Result<(), Error> {
+    use std::io::{BufRead, BufReader, Write};
+    let binary = std::env::current_exe()?.with_file_name("stripe-mirror");
+    if !binary.exists() {
+        println!(
+            "agent tools: skipped ({} is not built: cargo build --release)",
+            binary.display()
+        );
+        return Ok(());
+    }
+    let mut child = std::process::Command::new(&binary)
+        .args(["mcp", "--database"])
+        .arg(database)
+        .env("STRIPE_MIRROR_MASTER_KEY", "44".repeat(32))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut input = child.stdin.take().ok_or("no stdin")?;
+    let mut output = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let mut next_id = 0u64;
+    let mut send = |message: serde_json::Value| -> Result<(), Error> {
+        writeln!(input, "{message}")?;
+        Ok(input.flush()?)
+    };
+    let mut call = |send: &mut dyn FnMut(serde_json::Value) -> Result<(), Error>,
+                    method: &str,
+                    params: serde_json::Value|
+     -> Result<serde_json::Value, Error> {
+        next_id += 1;
+        send(
+            serde_json::json!({"jsonrpc": "2.0", "id": next_id, "method": method, "params": params}),
+        )?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if output.read_line(&mut line)? == 0 {
+                return Err("the MCP server closed its output".into());
+            }
+            let answer: serde_json::Value = serde_json::from_str(&line)?;
+            if answer["id"] == serde_json::json!(next_id) {
+                return Ok(answer);
+            }
+        }
+    };
+    call(
+        &mut send,
+        "initialize",
+        serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "api_bench", "version": "1"}}),
+    )?;
+    send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))?;
+    let label = connection.label();
+    let page = call(
+        &mut send,
+        "tools/call",
+        serde_json::json!({"name": "list_objects", "arguments": {"account": label, "table": "customers", "limit": 10}}),
+    )?;
+    let text = page["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    let first: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    let customer = first["data"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let cursor = first["next_cursor"].as_str().unwrap_or_default().to_owned();
+    let tools = [
+        ("list_accounts", serde_json::json!({})),
+        (
+            "list_objects customers, 10",
+            serde_json::json!({"account": label, "table": "customers", "limit": 10, "starting_after": cursor}),
+        ),
+        (
+            "list_objects charges, 100",
+            serde_json::json!({"account": label, "table": "charges", "limit": 100}),
+        ),
+        (
+            "get_object",
+            serde_json::json!({"account": label, "id": customer}),
+        ),
+        (
+            "recent_events invoice.*",
+            serde_json::json!({"account": label, "types": ["invoice.*"], "limit": 20}),
+        ),
+        (
+            "query_sql count by status",
+            serde_json::json!({"sql": "SELECT status, count(*) FROM subscriptions GROUP BY status"}),
+        ),
+    ];
+    for (name, arguments) in tools {
+        let tool = name.split(' ').next().unwrap_or(name);
+        let mut took = Vec::with_capacity(args.page_loads);
+        for _ in 0..args.page_loads {
+            let asked = Instant::now();
+            let answer = call(
+                &mut send,
+                "tools/call",
+                serde_json::json!({"name": tool, "arguments": arguments}),
+            )?;
+            took.push(asked.elapsed());
+            if answer["result"]["isError"] == serde_json::json!(true)
+                || answer.get("error").is_some()
+            {
+                return Err(format!("{name} failed: {answer}").into());
+            }
+        }
+        took.sort();
+        let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
+        println!(
+            "agent tool {name}: p50 {:.1} ms, p99 {:.1} ms (goal 20 ms: ratio {:.2})",
+            at(0.5).as_secs_f64() * 1e3,
+            at(0.99).as_secs_f64() * 1e3,
+            at(0.99).as_secs_f64() * 1e3 / 20.0
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
     Ok(())
 }
 
