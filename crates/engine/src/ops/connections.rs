@@ -13,15 +13,17 @@ use crate::{Engine, EngineError, now};
 /// Every connection with its summary: last successful sync, real-time state, webhook health,
 /// the account's own API version, and its status in words.
 pub async fn list(engine: &Engine) -> Result<Vec<AccountSummary>, EngineError> {
-    let records = engine.store_call(|store| store.accounts()).await?;
-    let mut summaries = Vec::with_capacity(records.len());
-    for record in records {
-        let connection = record.connection.clone();
-        let facts = engine
-            .store_call(move |store| {
-                let runs = store.runs(&connection, 20)?;
-                let state = |key: &str| store.state(&connection, key);
-                Ok(Facts {
+    // Every connection's facts in one trip to the store's thread (a hundred trips cost more
+    // than the reads).
+    let gathered = engine
+        .store_call(|store| {
+            let records = store.accounts()?;
+            let mut gathered = Vec::with_capacity(records.len());
+            for record in records {
+                let connection = &record.connection;
+                let runs = store.runs(connection, 20)?;
+                let state = |key: &str| store.state(connection, key);
+                let facts = Facts {
                     last_success: runs
                         .iter()
                         .find(|r| r.status == "succeeded" || r.status == "partial")
@@ -37,10 +39,15 @@ pub async fn list(engine: &Engine) -> Result<Vec<AccountSummary>, EngineError> {
                     account_version: state(crate::ACCOUNT_API_VERSION)?,
                     schedule_secs: state(crate::SCHEDULE_SECS)?.and_then(|s| s.parse().ok()),
                     rows: state(crate::ROWS_MIRRORED)?.and_then(|s| s.parse().ok()),
-                    last_event_at: store.events(&connection, 1)?.first().map(|e| e.created),
-                })
-            })
-            .await?;
+                    last_event_at: store.events(connection, 1)?.first().map(|e| e.created),
+                };
+                gathered.push((record, facts));
+            }
+            Ok(gathered)
+        })
+        .await?;
+    let mut summaries = Vec::with_capacity(gathered.len());
+    for (record, facts) in gathered {
         let mut summary = AccountSummary::of(&record, facts.last_success);
         summary.realtime = facts.realtime;
         summary.account_api_version = facts.account_version;
