@@ -68,6 +68,17 @@ pub struct ListObjects {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct SearchCustomers {
+    /// The connection (name, `acct_…` or `acct_…:test|live`); optional with one connection.
+    pub account: Option<String>,
+    /// Part of an email address or name, any case (e.g. "lovelace" or "@example.com").
+    pub text: String,
+    /// Customers to return, 1 to 50 (default 10), newest first.
+    #[schemars(range(min = 1, max = 50))]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct GetObject {
     /// The connection (name, `acct_…` or `acct_…:test|live`); optional with one connection.
     pub account: Option<String>,
@@ -244,6 +255,60 @@ impl MirrorTools {
     }
 
     #[tool(
+        description = "Customers whose email or name contains `text` (any case), newest first: id, email, name, created and metadata. Reads the mirror, never Stripe; get_object gives a customer's whole object.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn search_customers(
+        &self,
+        Parameters(args): Parameters<SearchCustomers>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let record = self.pick(args.account.as_deref()).await?;
+        let limit = args.limit.unwrap_or(10);
+        if !(1..=50).contains(&limit) {
+            return Err(ErrorData::invalid_params(
+                format!("limit must be 1 to 50, not {limit}"),
+                None,
+            ));
+        }
+        let text = args.text.trim().to_lowercase();
+        if text.is_empty() || text.len() > 200 {
+            return Err(ErrorData::invalid_params(
+                "text must be 1 to 200 characters of an email or name",
+                None,
+            ));
+        }
+        // A literal inside the read-only SQL boundary: quotes doubled, LIKE's wildcards escaped.
+        let literal = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+            .replace('\'', "''");
+        let sql = format!(
+            "SELECT id, email, name, created, data FROM customers WHERE account_id = '{}' AND livemode = {} AND NOT deleted AND (lower(email) LIKE '%{literal}%' ESCAPE '\\' OR lower(name) LIKE '%{literal}%' ESCAPE '\\') ORDER BY created DESC, id DESC LIMIT {limit}",
+            record.connection.account_id,
+            if record.connection.livemode {
+                "true"
+            } else {
+                "false"
+            },
+        );
+        let outcome = query::values(&self.engine, &sql).await.map(|(_, rows)| {
+            json!({
+                "account": record.connection.label(),
+                "data": rows.into_iter().map(|row| {
+                    // The object's JSON: text on SQLite, a value on Postgres.
+                    let data = match &row[4] {
+                        Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+                        other => other.clone(),
+                    };
+                    json!({"id": row[0], "email": row[1], "name": row[2], "created": row[3], "metadata": data["metadata"]})
+                }).collect::<Vec<_>>(),
+            })
+        });
+        settle(outcome)
+    }
+
+    #[tool(
         description = "One mirrored object by id (cus_…, sub_…, in_…, pi_…, ch_…, re_…, po_…, prod_…, price_…): the whole object as Stripe returns it, `deleted: true` if Stripe deleted it. Reads the mirror, never Stripe.",
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
@@ -332,7 +397,7 @@ impl ServerHandler for MirrorTools {
                     .with_title("stripe-mirror: Stripe accounts as SQL"),
             )
             .with_instructions(
-                "Reads of connected Stripe accounts from a local mirror: call list_accounts first, then list_objects, get_object, recent_events or query_sql with the account it names. Amounts are in minor units of their currency (cents for usd; zero-decimal currencies such as jpy are whole units).",
+                "Reads of connected Stripe accounts from a local mirror: call list_accounts first, then search_customers, list_objects, get_object, recent_events or query_sql with the account it names. Amounts are in minor units of their currency (cents for usd; zero-decimal currencies such as jpy are whole units).",
             )
     }
 }

@@ -36,7 +36,7 @@ async def main():
             check(info.serverInfo.name == "stripe-mirror", f"the server is stripe-mirror: {info.serverInfo}")
             tools = {t.name: t for t in (await session.list_tools()).tools}
             check(
-                set(tools) == {"list_accounts", "list_objects", "get_object", "recent_events", "query_sql"},
+                set(tools) == {"list_accounts", "search_customers", "list_objects", "get_object", "recent_events", "query_sql"},
                 f"the read tools are listed: {sorted(tools)}",
             )
             check(all(t.annotations and t.annotations.readOnlyHint for t in tools.values()), "every tool says it only reads")
@@ -55,6 +55,12 @@ async def main():
             email = page["data"][0]["email"]
             found = body(await session.call_tool("list_objects", {"table": "customers", "filters": {"email": email}}))
             check([c["email"] for c in found["data"]] == [email], "customers found by email")
+
+            part = email.split("@")[0][-6:].upper()
+            searched = body(await session.call_tool("search_customers", {"text": part}))
+            check(email in [c["email"] for c in searched["data"]], f"search_customers finds {email} by {part!r}")
+            quoted = body(await session.call_tool("search_customers", {"text": "o'neil_%"}))
+            check(quoted["data"] == [], "quotes and wildcards in the text are taken literally")
 
             customer = body(await session.call_tool("get_object", {"id": page["data"][0]["id"]}))
             check(customer["object"] == "customer" and customer["id"] == page["data"][0]["id"], "get_object by id alone")
