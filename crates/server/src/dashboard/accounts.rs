@@ -438,24 +438,109 @@ fn start_date_form(session: &Session, record: &AccountRecord) -> Markup {
     }
 }
 
-pub async fn start_date_page(
-    State(state): State<Arc<AppState>>,
-    Path(reference): Path<String>,
-    headers: HeaderMap,
+/// A connection's small form (start date, key, name and logo): its page, and after a POST
+/// the Accounts page saying `done` (a sync asked for when `sync`), or the form again with the
+/// error in words — a page like any other (a 4xx would be a failed load to the browser).
+struct FormKind {
+    rest: &'static str,
+    title: &'static str,
+    done: &'static str,
+    sync: bool,
+    render: fn(&Session, &AccountRecord) -> Markup,
+}
+
+const START_DATE: FormKind = FormKind {
+    rest: "start-date",
+    title: "Set sync start date",
+    done: "start",
+    sync: true,
+    render: start_date_form,
+};
+const KEY: FormKind = FormKind {
+    rest: "key",
+    title: "Update API key",
+    done: "key",
+    sync: true,
+    render: key_form,
+};
+const EDIT: FormKind = FormKind {
+    rest: "edit",
+    title: "Rename / logo",
+    done: "renamed",
+    sync: false,
+    render: edit_form,
+};
+
+async fn show_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    reference: &str,
+    kind: &FormKind,
 ) -> Response {
-    match for_page(&state, &headers, &reference, "start-date").await {
+    match for_page(state, headers, reference, kind.rest).await {
         Ok((session, record)) => respond(
             StatusCode::OK,
             form_page(
                 &session,
                 &record,
-                "Set sync start date",
+                kind.title,
                 None,
-                start_date_form(&session, &record),
+                (kind.render)(&session, &record),
             ),
         ),
         Err(response) => response,
     }
+}
+
+fn after_post(
+    state: &AppState,
+    session: &Session,
+    record: &AccountRecord,
+    kind: &FormKind,
+    outcome: Result<(), EngineError>,
+) -> Response {
+    match outcome {
+        Ok(()) => {
+            if kind.sync {
+                state.request_sync(&record.connection);
+            }
+            redirect(&format!("/accounts?done={}", kind.done))
+        }
+        Err(error) => respond(
+            StatusCode::OK,
+            form_page(
+                session,
+                record,
+                kind.title,
+                Some(&error),
+                (kind.render)(session, record),
+            ),
+        ),
+    }
+}
+
+pub async fn start_date_page(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    show_form(&state, &headers, &reference, &START_DATE).await
+}
+
+pub async fn key_page(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    show_form(&state, &headers, &reference, &KEY).await
+}
+
+pub async fn edit_page(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    show_form(&state, &headers, &reference, &EDIT).await
 }
 
 pub async fn start_date(
@@ -484,24 +569,7 @@ pub async fn start_date(
             .map(|_| ()),
         Err(error) => Err(error),
     };
-    match outcome {
-        Ok(()) => {
-            state.request_sync(&record.connection);
-            redirect("/accounts?done=start")
-        }
-        Err(error) => respond(
-            // The form again, its error in words: a page like any other (a 4xx would be a
-            // failed load to the browser).
-            StatusCode::OK,
-            form_page(
-                &session,
-                &record,
-                "Set sync start date",
-                Some(&error),
-                start_date_form(&session, &record),
-            ),
-        ),
-    }
+    after_post(&state, &session, &record, &START_DATE, outcome)
 }
 
 fn key_form(session: &Session, record: &AccountRecord) -> Markup {
@@ -523,26 +591,6 @@ fn key_form(session: &Session, record: &AccountRecord) -> Markup {
     }
 }
 
-pub async fn key_page(
-    State(state): State<Arc<AppState>>,
-    Path(reference): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    match for_page(&state, &headers, &reference, "key").await {
-        Ok((session, record)) => respond(
-            StatusCode::OK,
-            form_page(
-                &session,
-                &record,
-                "Update API key",
-                None,
-                key_form(&session, &record),
-            ),
-        ),
-        Err(response) => response,
-    }
-}
-
 pub async fn key(
     State(state): State<Arc<AppState>>,
     Path(reference): Path<String>,
@@ -560,24 +608,7 @@ pub async fn key(
             .map(|_| ()),
         Err(error) => Err(EngineError::from(error)),
     };
-    match outcome {
-        Ok(()) => {
-            state.request_sync(&record.connection);
-            redirect("/accounts?done=key")
-        }
-        Err(error) => respond(
-            // The form again, its error in words: a page like any other (a 4xx would be a
-            // failed load to the browser).
-            StatusCode::OK,
-            form_page(
-                &session,
-                &record,
-                "Update API key",
-                Some(&error),
-                key_form(&session, &record),
-            ),
-        ),
-    }
+    after_post(&state, &session, &record, &KEY, outcome)
 }
 
 fn edit_form(session: &Session, record: &AccountRecord) -> Markup {
@@ -593,26 +624,6 @@ fn edit_form(session: &Session, record: &AccountRecord) -> Markup {
             button.primary type="submit" { "Save" }
             " " a href="/accounts" { "Cancel" }
         }
-    }
-}
-
-pub async fn edit_page(
-    State(state): State<Arc<AppState>>,
-    Path(reference): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    match for_page(&state, &headers, &reference, "edit").await {
-        Ok((session, record)) => respond(
-            StatusCode::OK,
-            form_page(
-                &session,
-                &record,
-                "Rename / logo",
-                None,
-                edit_form(&session, &record),
-            ),
-        ),
-        Err(response) => response,
     }
 }
 
@@ -653,21 +664,7 @@ pub async fn edit(
             }
         }
     };
-    match outcome {
-        Ok(()) => redirect("/accounts?done=renamed"),
-        Err(error) => respond(
-            // The form again, its error in words: a page like any other (a 4xx would be a
-            // failed load to the browser).
-            StatusCode::OK,
-            form_page(
-                &session,
-                &record,
-                "Rename / logo",
-                Some(&error),
-                edit_form(&session, &record),
-            ),
-        ),
-    }
+    after_post(&state, &session, &record, &EDIT, outcome)
 }
 
 pub async fn permissions(
