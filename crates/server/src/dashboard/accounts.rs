@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use axum::response::sse::Event;
 use maud::{Markup, html};
 use sm_engine::ops::{connections, syncs};
 use sm_engine::{EngineError, now};
@@ -195,14 +195,9 @@ pub async fn page(
 /// The cards again whenever they change (checked every second), as Server-Sent Events:
 /// `cards` with the new HTML; the page's script swaps them in.
 pub async fn live(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let Some(cookie) = super::session::cookie_value(&headers) else {
-        return StatusCode::UNAUTHORIZED.into_response();
-    };
-    if super::session::check(&state, &cookie).await.is_none() {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    let Some(slot) = crate::api::stream::take_slot(&state) else {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    let (cookie, slot) = match super::live_start(&state, &headers).await {
+        Ok(start) => start,
+        Err(refused) => return refused,
     };
     let start = (state, cookie, String::new(), slot);
     let stream = futures_util::stream::unfold(start, |(state, cookie, last, slot)| async move {
@@ -225,9 +220,7 @@ pub async fn live(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
             }
         }
     });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    super::live_response(stream)
 }
 
 /// What the cards show, without the clock: so that a card is sent again only when it changed.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, PreEscaped, html};
 use serde_json::Value;
@@ -172,19 +172,14 @@ pub async fn events_live(
     Path(reference): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(cookie) = super::session::cookie_value(&headers) else {
-        return StatusCode::UNAUTHORIZED.into_response();
+    let (cookie, slot) = match super::live_start(&state, &headers).await {
+        Ok(start) => start,
+        Err(refused) => return refused,
     };
-    if super::session::check(&state, &cookie).await.is_none() {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
     let Ok(record) = state.engine.resolve(&reference).await else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let Ok(position) = events::position_now(&state.engine, &record.connection).await else {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    };
-    let Some(slot) = crate::api::stream::take_slot(&state) else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let start = (state, cookie, record, position, slot);
@@ -214,9 +209,7 @@ pub async fn events_live(
             }
         },
     );
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    super::live_response(stream)
 }
 
 pub async fn tables(

@@ -126,6 +126,37 @@ pub async fn signed_in(
     Err(redirect(&format!("/signin?next={}", encode(path))))
 }
 
+/// The start of a live part (Server-Sent Events) for a signed-in person: the session cookie,
+/// which the stream checks again each round, and one of the live streams' slots.
+pub(crate) async fn live_start(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+) -> Result<(String, crate::api::stream::Slot), Response> {
+    let Some(cookie) = session::cookie_value(headers) else {
+        return Err(StatusCode::UNAUTHORIZED.into_response());
+    };
+    if session::check(state, &cookie).await.is_none() {
+        return Err(StatusCode::UNAUTHORIZED.into_response());
+    }
+    let slot = crate::api::stream::take_slot(state)
+        .ok_or_else(|| StatusCode::SERVICE_UNAVAILABLE.into_response())?;
+    Ok((cookie, slot))
+}
+
+/// A live part's events as Server-Sent Events, kept alive every 15 s.
+pub(crate) fn live_response(
+    stream: impl futures_util::Stream<
+        Item = Result<axum::response::sse::Event, std::convert::Infallible>,
+    > + Send
+    + 'static,
+) -> Response {
+    axum::response::sse::Sse::new(stream)
+        .keep_alive(
+            axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)),
+        )
+        .into_response()
+}
+
 /// A form posted by the signed-in person: its fields, once the session, the origin, the CSRF
 /// value and (for a change) the token's scope are checked.
 pub async fn posted(
