@@ -576,6 +576,7 @@ fn backfill_one(args: OneArgs) -> Result<()> {
         full: false,
         concurrency: args.concurrency,
         tables: None,
+        ..Default::default()
     };
     let report: SyncReport = runtime.block_on(async {
         let sync = sync(&engine, &connection, &options, meter.clone());
@@ -789,6 +790,7 @@ fn incremental(args: IncrementalArgs) -> Result<()> {
         full: false,
         concurrency: args.concurrency,
         tables: None,
+        ..Default::default()
     };
     let mut points = Vec::new();
     let steps: Vec<u64> = std::iter::once(0)
@@ -1180,6 +1182,7 @@ fn paced(args: PacedArgs) -> Result<()> {
                 full: false,
                 concurrency: args.concurrency,
                 tables: None,
+                ..Default::default()
             },
             Arc::new(sm_engine::sync::Quiet),
         ));

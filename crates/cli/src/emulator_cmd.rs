@@ -218,7 +218,10 @@ pub async fn demo(args: DemoArgs, json: bool) -> Result<(), CliError> {
     let label = outcome.account.label.clone();
 
     tour!("\n3. Backfilling every resource into {}…", args.file);
-    let options = sm_engine::sync::SyncOptions::default();
+    let options = sm_engine::sync::SyncOptions {
+        trigger: sm_engine::sync::Trigger::Demo,
+        ..Default::default()
+    };
     let report = crate::sync_cmd::sync_one(&engine, &label, &options, json).await?;
     let backfill_report = report.clone();
     tour!(

@@ -296,6 +296,7 @@ pub async fn sync(global: &GlobalArgs, args: SyncArgs) -> Result<(), CliError> {
         full: args.full,
         concurrency: args.concurrency.clamp(1, 64),
         tables,
+        ..Default::default()
     };
     let references: Vec<String> = match (args.all, args.account) {
         (true, _) => sm_engine::ops::connections::list(&engine)
@@ -398,7 +399,7 @@ pub async fn syncs(global: &GlobalArgs, args: SyncsArgs) -> Result<(), CliError>
         );
         return Ok(());
     }
-    let rows: Vec<[String; 7]> = runs
+    let rows: Vec<[String; 8]> = runs
         .iter()
         .map(|run| {
             let counts = serde_json::to_value(&run.counts).unwrap_or_default();
@@ -410,6 +411,11 @@ pub async fn syncs(global: &GlobalArgs, args: SyncsArgs) -> Result<(), CliError>
                 run.id.to_string(),
                 format_time(run.started_at),
                 run.kind.clone(),
+                if run.trigger.is_empty() {
+                    "-".into()
+                } else {
+                    run.trigger.clone()
+                },
                 run.status.clone(),
                 duration,
                 format!("{} req", run.requests),
@@ -429,6 +435,7 @@ pub async fn syncs(global: &GlobalArgs, args: SyncsArgs) -> Result<(), CliError>
             "RUN",
             "STARTED (UTC)",
             "KIND",
+            "TRIGGER",
             "STATUS",
             "TOOK",
             "REQUESTS",

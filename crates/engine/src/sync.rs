@@ -66,6 +66,39 @@ pub struct SyncOptions {
     pub concurrency: usize,
     /// The tables to keep (`catalog::choose_tables`); `None`: every table the key may read.
     pub tables: Option<std::collections::BTreeSet<&'static str>>,
+    /// What started the run, kept in its history.
+    pub trigger: Trigger,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Trigger {
+    /// `stripe-mirror sync`.
+    #[default]
+    Command,
+    /// `serve`'s interval.
+    Schedule,
+    /// "Sync now" on the dashboard.
+    Dashboard,
+    /// `POST /api/v1/connections/{id}/syncs`.
+    Api,
+    /// `stripe-mirror demo`.
+    Demo,
+    /// The first sync of a connection just made on the dashboard.
+    Connected,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Command => "command",
+            Trigger::Schedule => "schedule",
+            Trigger::Dashboard => "dashboard",
+            Trigger::Api => "api",
+            Trigger::Demo => "demo",
+            Trigger::Connected => "new connection",
+        }
+    }
 }
 
 impl Default for SyncOptions {
@@ -74,6 +107,7 @@ impl Default for SyncOptions {
             full: false,
             concurrency: 8,
             tables: None,
+            trigger: Trigger::Command,
         }
     }
 }
@@ -303,13 +337,14 @@ pub async fn sync(
     } else {
         "backfill"
     };
+    let trigger = options.trigger.as_str();
     let run_id = engine
         .store_call({
             let connection = connection.clone();
             move |store| {
                 // Runs still "running" were cut short (the process was killed): say so.
                 close_running(store, &connection, "the process stopped before this run ended; the next run continued from its checkpoints")?;
-                store.start_run(&connection, kind, started_at)
+                store.start_run(&connection, kind, trigger, started_at)
             }
         })
         .await?;
@@ -348,6 +383,7 @@ pub async fn sync(
             id: run_id,
             connection: connection.clone(),
             kind: kind.to_owned(),
+            trigger: trigger.to_owned(),
             started_at,
             ended_at: None,
             status: "running".into(),
@@ -388,6 +424,7 @@ pub async fn sync(
         id: run_id,
         connection: connection.clone(),
         kind: kind.to_owned(),
+        trigger: trigger.to_owned(),
         started_at,
         ended_at: Some(now()),
         status: match (&failure, lost || !skipped.is_empty()) {

@@ -95,7 +95,7 @@ pub struct AppState {
     secrets: RwLock<HashMap<Connection, CachedSecret>>,
     /// Connections asked to sync now (the API's sync-now); the scheduler runs them next, one
     /// at a time as it runs every sync, so a connection never syncs twice at once.
-    sync_now: parking_lot::Mutex<std::collections::HashSet<Connection>>,
+    sync_now: parking_lot::Mutex<HashMap<Connection, sm_engine::sync::Trigger>>,
     /// Answers to API requests sent with an `Idempotency-Key`.
     pub idempotency: api::IdempotencyKeys,
     wake_scheduler: tokio::sync::Notify,
@@ -123,8 +123,8 @@ struct CachedSecret {
 
 impl AppState {
     /// Asks the scheduler to sync `connection` next (at once when it is idle).
-    pub fn request_sync(&self, connection: &Connection) {
-        self.sync_now.lock().insert(connection.clone());
+    pub fn request_sync(&self, connection: &Connection, trigger: sm_engine::sync::Trigger) {
+        self.sync_now.lock().insert(connection.clone(), trigger);
         self.wake_scheduler.notify_one();
     }
 
@@ -323,7 +323,7 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
                 .entry(connection.clone())
                 .or_insert_with(|| now_instant + jitter(&connection, Duration::from_secs(2)));
             let asked = state.sync_now.lock().remove(&connection);
-            if due > now_instant && !asked {
+            if due > now_instant && asked.is_none() {
                 continue;
             }
             next_run.insert(
@@ -332,7 +332,10 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
             );
             webhook::manage_endpoint(&state, record).await;
             let started = now();
-            let options = sm_engine::sync::SyncOptions::default();
+            let options = sm_engine::sync::SyncOptions {
+                trigger: asked.unwrap_or(sm_engine::sync::Trigger::Schedule),
+                ..Default::default()
+            };
             let run = sm_engine::sync::sync(
                 &state.engine,
                 &connection,

@@ -297,6 +297,10 @@ pub struct RunRecord {
     pub connection: Connection,
     /// `backfill`, `incremental`, `full`.
     pub kind: String,
+    /// What started it: `command`, `schedule`, `dashboard`, `api`, `demo` (empty for runs
+    /// recorded before schema 5).
+    #[serde(default)]
+    pub trigger: String,
     pub started_at: i64,
     pub ended_at: Option<i64>,
     /// `running`, `succeeded`, `failed`, `partial`.
@@ -530,7 +534,13 @@ pub trait Store: Send + Sync {
     fn delete_token(&self, name: &str) -> Result<bool>;
 
     // Runs.
-    fn start_run(&self, connection: &Connection, kind: &str, started_at: i64) -> Result<i64>;
+    fn start_run(
+        &self,
+        connection: &Connection,
+        kind: &str,
+        trigger: &str,
+        started_at: i64,
+    ) -> Result<i64>;
     /// Saves a run's state: its progress while it runs (status `running`), its end after.
     fn finish_run(&self, run: &RunRecord) -> Result<()>;
     /// One run of a connection.
@@ -583,4 +593,4 @@ pub fn open(target: &str) -> Result<Box<dyn Store>> {
 }
 
 /// The schema version these backends create.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;

@@ -428,7 +428,8 @@ fn ddl() -> Vec<(String, String)> {
   counts jsonb NOT NULL,
   requests bigint NOT NULL,
   error text,
-  progress jsonb
+  progress jsonb,
+  triggered_by text
 )"
         .into(),
     );
@@ -586,7 +587,7 @@ fn read_stored_row(row: &postgres::Row) -> std::result::Result<StoredRow, postgr
 }
 
 /// The columns `read_run` reads, in its order.
-const RUN_SELECT: &str = "SELECT id, account_id, livemode, kind, started_at, ended_at, status, counts::text, requests, error, progress::text FROM runs";
+const RUN_SELECT: &str = "SELECT id, account_id, livemode, kind, started_at, ended_at, status, counts::text, requests, error, progress::text, triggered_by FROM runs";
 
 fn read_run(row: &postgres::Row) -> std::result::Result<RunRecord, postgres::Error> {
     let counts: String = row.try_get(7)?;
@@ -597,6 +598,7 @@ fn read_run(row: &postgres::Row) -> std::result::Result<RunRecord, postgres::Err
             livemode: row.try_get(2)?,
         },
         kind: row.try_get(3)?,
+        trigger: row.try_get::<_, Option<String>>(11)?.unwrap_or_default(),
         started_at: row.try_get(4)?,
         ended_at: row.try_get(5)?,
         status: row.try_get(6)?,
@@ -878,6 +880,13 @@ impl PostgresStore {
             if existing.contains("accounts") && found.is_none_or(|v| v < 4) {
                 tx.batch_execute(&format!(
                     "ALTER TABLE {0}.accounts ADD COLUMN IF NOT EXISTS api_base text; ALTER TABLE {0}.accounts ADD COLUMN IF NOT EXISTS api_version text; ALTER TABLE {0}.accounts ADD COLUMN IF NOT EXISTS logo_url text; ALTER TABLE {0}.runs ADD COLUMN IF NOT EXISTS progress jsonb",
+                    ident(&schema)
+                ))?;
+            }
+            // What started a run (5).
+            if existing.contains("runs") && found.is_none_or(|v| v < 5) {
+                tx.batch_execute(&format!(
+                    "ALTER TABLE {0}.runs ADD COLUMN IF NOT EXISTS triggered_by text",
                     ident(&schema)
                 ))?;
             }
@@ -1887,14 +1896,14 @@ impl Store for PostgresStore {
         self.write(|tx, _| Ok(tx.execute("DELETE FROM api_tokens WHERE name = $1", &[&name])? > 0))
     }
 
-    fn start_run(&self, c: &Connection, kind: &str, started_at: i64) -> Result<i64> {
+    fn start_run(&self, c: &Connection, kind: &str, trigger: &str, started_at: i64) -> Result<i64> {
         self.write(|tx, statements| {
             let insert = prepared(
                 statements,
                 tx,
-                "INSERT INTO runs (account_id, livemode, kind, started_at, status, counts, requests) VALUES ($1, $2, $3, $4, 'running', '{}', 0) RETURNING id",
+                "INSERT INTO runs (account_id, livemode, kind, started_at, status, counts, requests, triggered_by) VALUES ($1, $2, $3, $4, 'running', '{}', 0, $5) RETURNING id",
             )?;
-            Ok(tx.query_one(&insert, &[&c.account_id, &c.livemode, &kind, &started_at])?.try_get(0)?)
+            Ok(tx.query_one(&insert, &[&c.account_id, &c.livemode, &kind, &started_at, &trigger])?.try_get(0)?)
         })
     }
 

@@ -164,7 +164,8 @@ CREATE TABLE IF NOT EXISTS runs (
   counts TEXT NOT NULL,
   requests INTEGER NOT NULL,
   error TEXT,
-  progress TEXT
+  progress TEXT,
+  triggered_by TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_account ON runs (account_id, livemode, id);
 CREATE TABLE IF NOT EXISTS cursors (
@@ -306,6 +307,14 @@ impl SqliteStore {
         if !progress_present {
             ddl.push_str("ALTER TABLE runs ADD COLUMN progress TEXT;\n");
         }
+        // What started a run (5).
+        let trigger_present = db
+            .prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'triggered_by'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db_error)?;
+        if !trigger_present {
+            ddl.push_str("ALTER TABLE runs ADD COLUMN triggered_by TEXT;\n");
+        }
         for t in TABLES {
             ddl.push_str(&create_table_sql(t));
         }
@@ -426,6 +435,9 @@ fn read_run(row: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
             livemode: row.get("livemode")?,
         },
         kind: row.get("kind")?,
+        trigger: row
+            .get::<_, Option<String>>("triggered_by")?
+            .unwrap_or_default(),
         started_at: row.get("started_at")?,
         ended_at: row.get("ended_at")?,
         status: row.get("status")?,
@@ -1180,9 +1192,9 @@ impl Store for SqliteStore {
             .map_err(db_error)
     }
 
-    fn start_run(&self, c: &Connection, kind: &str, started_at: i64) -> Result<i64> {
+    fn start_run(&self, c: &Connection, kind: &str, trigger: &str, started_at: i64) -> Result<i64> {
         let db = self.writer()?;
-        db.execute("INSERT INTO runs (account_id, livemode, kind, started_at, status, counts, requests) VALUES (?1, ?2, ?3, ?4, 'running', '{}', 0)", params![c.account_id, c.livemode, kind, started_at]).map_err(db_error)?;
+        db.execute("INSERT INTO runs (account_id, livemode, kind, started_at, status, counts, requests, triggered_by) VALUES (?1, ?2, ?3, ?4, 'running', '{}', 0, ?5)", params![c.account_id, c.livemode, kind, started_at, trigger]).map_err(db_error)?;
         Ok(db.last_insert_rowid())
     }
 

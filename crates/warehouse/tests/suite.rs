@@ -343,12 +343,13 @@ pub fn remove_account_takes_every_row_of_that_connection_only(store: &dyn Store)
             ..Default::default()
         };
         store.apply(c, &batch).unwrap();
-        let run = store.start_run(c, "backfill", 5).unwrap();
+        let run = store.start_run(c, "backfill", "command", 5).unwrap();
         store
             .finish_run(&RunRecord {
                 id: run,
                 connection: c.clone(),
                 kind: "backfill".into(),
+                trigger: "command".into(),
                 started_at: 5,
                 ended_at: Some(6),
                 status: "succeeded".into(),
@@ -393,8 +394,8 @@ pub fn remove_account_takes_every_row_of_that_connection_only(store: &dyn Store)
 
 pub fn runs_and_windows(store: &dyn Store) {
     let c = Connection::new("acct_2", false);
-    let first = store.start_run(&c, "backfill", 10).unwrap();
-    let second = store.start_run(&c, "incremental", 20).unwrap();
+    let first = store.start_run(&c, "backfill", "schedule", 10).unwrap();
+    let second = store.start_run(&c, "incremental", "dashboard", 20).unwrap();
     let mut counts = sm_warehouse::Counts::default();
     counts.tables.insert(
         "customers".into(),
@@ -411,6 +412,7 @@ pub fn runs_and_windows(store: &dyn Store) {
             id: second,
             connection: c.clone(),
             kind: "incremental".into(),
+            trigger: "dashboard".into(),
             started_at: 20,
             ended_at: Some(25),
             status: "failed".into(),
@@ -423,6 +425,8 @@ pub fn runs_and_windows(store: &dyn Store) {
     let runs = store.runs(&c, 10).unwrap();
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0].id, second);
+    assert_eq!(runs[0].trigger, "dashboard");
+    assert_eq!(runs[1].trigger, "schedule");
     assert_eq!(runs[0].counts, counts);
     assert_eq!(runs[0].error.as_deref(), Some("API key is invalid"));
     assert_eq!(runs[1].id, first);

@@ -46,8 +46,48 @@ page.on("console", (message) => {
 });
 page.on("pageerror", (error) => problems.push(`page error on ${page.url()}: ${error.message}`));
 
-/// axe-core on the page as it is: no serious or critical violation; a screenshot.
+/// Every control on the page reached with Tab alone, in order from the first (a radio group
+/// counts once: arrows move within it). Returns the names of the ones never reached.
+const unreachable = async () => {
+  const total = await page.evaluate(() => {
+    let index = 0;
+    const groups = new Set();
+    const controls = document.querySelectorAll("a[href], button, input, select, textarea, summary");
+    for (const control of controls) {
+      delete control.dataset.reach;
+      // Not shown (a closed menu's items are reached by opening it: checked on its own).
+      if (control.disabled || control.type === "hidden" || !control.checkVisibility()) continue;
+      if (control.type === "radio") {
+        if (groups.has(control.name)) continue;
+        groups.add(control.name);
+        document.querySelectorAll(`input[type=radio][name="${control.name}"]`).forEach((r) => { r.dataset.reach = index; });
+      } else {
+        control.dataset.reach = index;
+      }
+      index += 1;
+    }
+    const first = document.querySelector("[data-reach]");
+    if (first) first.focus();
+    return index;
+  });
+  const reached = new Set(["0"]);
+  for (let presses = 0; presses < total + 10 && reached.size < total; presses++) {
+    await page.keyboard.press("Tab");
+    const index = await page.evaluate(() => document.activeElement?.dataset?.reach);
+    if (index !== undefined) reached.add(index);
+  }
+  return await page.evaluate((seen) => [...document.querySelectorAll("[data-reach]")]
+    .filter((c) => !seen.includes(c.dataset.reach))
+    .map((c) => `${c.tagName.toLowerCase()} "${(c.innerText || c.name || c.id || "").trim().slice(0, 40)}"`), [...reached]);
+};
+
+/// axe-core on the page as it is: no serious or critical violation; every control reachable
+/// by keyboard; a screenshot.
 const audit = async (name) => {
+  // A live part may replace what was counted mid-walk: one more walk before calling it a problem.
+  let missed = await unreachable();
+  if (missed.length) missed = await unreachable();
+  if (missed.length) problems.push(`not reachable by keyboard on ${name}: ${missed.join(", ")}`);
   const bytes = await page.evaluate(() => document.documentElement.outerHTML.length);
   await page.addScriptTag({ path: AXE });
   const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ["violations"] }));
@@ -56,7 +96,7 @@ const audit = async (name) => {
     problems.push(`axe ${v.impact} on ${name}: ${v.id} (${v.help}) at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
   }
   await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
-  console.log(`page ${name}: ${bytes} bytes of HTML, ${bad.length} serious or critical axe violations`);
+  console.log(`page ${name}: ${bytes} bytes of HTML, ${bad.length} serious or critical axe violations, ${missed.length} controls out of keyboard reach`);
 };
 const text = async () => await page.locator("main").innerText();
 const emulator = async (path, body) => {
@@ -65,6 +105,17 @@ const emulator = async (path, body) => {
   });
   check(answer.ok, `emulator ${path} answered ${answer.status}`);
 };
+/// The mirror's REST API, with the same token.
+const api = async (method, path) => {
+  const answer = await fetch(`${BASE}/api/v1${path}`, {
+    method, headers: { authorization: `Bearer ${TOKEN}` },
+  });
+  check(answer.ok, `${method} ${path} answered ${answer.status}`);
+  return await answer.json();
+};
+/// Marks the page, so that a later check can tell it was not loaded again.
+const mark = async () => await page.evaluate(() => { window.notReloaded = true; });
+const stillMarked = async () => await page.evaluate(() => window.notReloaded === true);
 /// Waits until the main content contains `words` (the cards update live, over SSE).
 const waitFor = async (words, timeout = 30000) => {
   await page.locator("main", { hasText: words }).waitFor({ timeout });
@@ -134,6 +185,12 @@ try {
   await card().locator("details.menu summary").focus();
   await page.keyboard.press("Enter");
   check(await card().locator("details.menu").evaluate((d) => d.open), "Enter opens the menu");
+  const items = await card().locator("details.menu li").allInnerTexts();
+  for (const item of items) {
+    await page.keyboard.press("Tab");
+    const focused = await page.evaluate(() => document.activeElement.innerText);
+    check(focused === item, `Tab reaches the menu's "${item}" (focus on "${focused}")`);
+  }
   await page.screenshot({ path: `${SHOTS}/07-menu-open.png` });
   await page.keyboard.press("Escape");
   check(!(await card().locator("details.menu").evaluate((d) => d.open)), "Escape closes it");
@@ -143,11 +200,19 @@ try {
   await waitFor("A sync was asked for");
   await waitFor("Up to date", 60000);
 
-  step("view syncs");
+  step("view syncs: what started each; a sync asked for elsewhere shows up live");
   await menu("View syncs");
   await waitFor("Syncs of Browser Co");
-  check((await page.locator("tbody tr").count()) >= 2, "two syncs or more are listed");
+  const runs = page.locator("tbody tr:not(.detail)");
+  check((await runs.count()) >= 2, "two syncs or more are listed");
+  const triggers = await page.locator("tbody tr:not(.detail) td:nth-child(4)").allInnerTexts();
+  check(triggers.includes("dashboard") && triggers.includes("new connection"), `triggers: ${triggers}`);
   await audit("08-syncs");
+  await mark();
+  await api("POST", `/connections/${encodeURIComponent(LABEL)}/syncs`);
+  await page.locator("tbody tr:not(.detail) td:nth-child(4)", { hasText: "api" }).first().waitFor({ timeout: 60000 });
+  await page.locator("tbody tr:not(.detail)").first().locator("td:nth-child(5)", { hasText: /succeeded|partial/ }).waitFor({ timeout: 60000 });
+  check(await stillMarked(), "the syncs table changed without a reload");
   await page.goto(`${BASE}/accounts`);
 
   step("set the start date");
@@ -184,6 +249,14 @@ try {
   await waitFor("Events of Browser Renamed");
   check((await page.locator("tbody tr").count()) > 0, "events are listed");
   await audit("13-events");
+  step("events: new ones arrive at the top while the page is open");
+  await mark();
+  const topBefore = await page.locator("tbody tr").first().innerText();
+  await emulator(`/accounts/${ACCOUNT}/activity`, { mode: "test", changes: 5 });
+  await api("POST", `/connections/${encodeURIComponent(LABEL)}/syncs`);
+  await page.waitForFunction(
+    (top) => document.querySelector("tbody tr").innerText !== top, topBefore, { timeout: 60000 });
+  check(await stillMarked(), "the new events came without a reload");
   await page.fill("#type", "invoice.*");
   await page.click("form.filter button");
   const types = await page.locator("tbody tr td:nth-child(2)").allInnerTexts();
@@ -234,6 +307,21 @@ try {
   check(!(await page.content()).includes(made), "the token is not shown again");
   await page.goto(`${BASE}/accounts`);
 
+  step("the places of reports and notifications");
+  await page.click("header >> text=Reports");
+  await waitFor("Revenue reports");
+  await audit("18-reports");
+  await page.click("header >> text=Notifications");
+  await waitFor("Notifications");
+  await audit("19-notifications");
+
+  step("finding a connection that is not there says so");
+  await page.goto(`${BASE}/accounts?q=no-such-shop`);
+  await waitFor("No connection matches");
+  await page.goto(`${BASE}/accounts?q=renamed`);
+  check((await card().count()) === 1, "a filter that matches shows the card");
+  await page.goto(`${BASE}/accounts`);
+
   step("a form posted without its CSRF value is refused");
   const forged = await page.request.post(`${BASE}/accounts/${encodeURIComponent(LABEL)}/sync`, {
     form: { nothing: "1" }, maxRedirects: 0,
@@ -244,6 +332,13 @@ try {
   await page.setViewportSize({ width: 360, height: 800 });
   await page.reload();
   await audit("11-accounts-360px");
+  for (const path of ["/accounts", `/accounts/${LABEL}/syncs`, `/accounts/${LABEL}/events`, "/settings"]) {
+    await page.goto(`${BASE}${path}`);
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    check(wide <= 360, `${path} fits 360 px without scrolling sideways (it is ${wide} px wide)`);
+  }
+  await page.goto(`${BASE}/accounts/${LABEL}/syncs`);
+  await page.screenshot({ path: `${SHOTS}/20-syncs-360px.png`, fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });
 
   step("remove: a confirmation that says what goes, then the data is gone");

@@ -2,7 +2,7 @@
 
 use sm_warehouse::{Connection, RunRecord};
 
-pub use crate::sync::{Progress, Quiet, SyncOptions, SyncReport, mark_interrupted, sync};
+pub use crate::sync::{Progress, Quiet, SyncOptions, SyncReport, Trigger, mark_interrupted, sync};
 use crate::{Engine, EngineError};
 
 /// A connection's runs, newest first.

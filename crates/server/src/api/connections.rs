@@ -303,7 +303,7 @@ pub async fn sync_now(
     Path(reference): Path<String>,
 ) -> ApiResult<Response> {
     let record = state.engine.resolve(&reference).await?;
-    state.request_sync(&record.connection);
+    state.request_sync(&record.connection, sm_engine::sync::Trigger::Api);
     let label = record.connection.label();
     Ok((
         axum::http::StatusCode::ACCEPTED,

@@ -38,15 +38,73 @@ fn done_words(code: &str) -> Option<&'static str> {
     })
 }
 
-#[derive(serde::Deserialize)]
-pub struct Done {
+/// The Accounts page's query: what was just done, a filter, and the page of cards.
+#[derive(serde::Deserialize, Default)]
+pub struct Listing {
     done: Option<String>,
+    /// Cards whose name, account id or label contains this, any case.
+    #[serde(default)]
+    q: String,
+    /// From 1.
+    page: Option<usize>,
 }
 
-/// The path of a connection's page: `/accounts/acct_…:test/…`.
-fn path(summary_label: &str, rest: &str) -> String {
-    format!("/accounts/{}/{rest}", encode(summary_label))
+/// Cards on one page: 100 connections at about 1.5 KB a card would weigh 150 KB in one page.
+const CARDS_PER_PAGE: usize = 30;
+
+impl Listing {
+    /// The connections this listing shows, and how many matched in all.
+    fn choose(
+        &self,
+        all: Vec<connections::AccountSummary>,
+    ) -> (Vec<connections::AccountSummary>, usize) {
+        let wanted = self.q.trim().to_lowercase();
+        let matched: Vec<_> = all
+            .into_iter()
+            .filter(|s| {
+                wanted.is_empty()
+                    || s.name.to_lowercase().contains(&wanted)
+                    || s.label.to_lowercase().contains(&wanted)
+            })
+            .collect();
+        let total = matched.len();
+        let skip = (self.page() - 1) * CARDS_PER_PAGE;
+        (
+            matched
+                .into_iter()
+                .skip(skip)
+                .take(CARDS_PER_PAGE)
+                .collect(),
+            total,
+        )
+    }
+
+    fn page(&self) -> usize {
+        self.page.unwrap_or(1).max(1)
+    }
+
+    /// The query string for page `page` of the same filter.
+    fn query(&self, page: usize) -> String {
+        let mut query = format!("page={page}");
+        if !self.q.trim().is_empty() {
+            query.push_str(&format!("&q={}", encode(self.q.trim())));
+        }
+        query
+    }
 }
+
+/// The path of a connection's page: `/accounts/acct_…:test/…` (a colon needs no escaping in
+/// a path segment; most of a card's weight is these paths).
+fn path(summary_label: &str, rest: &str) -> String {
+    format!(
+        "/accounts/{}/{rest}",
+        encode(summary_label).replace("%3A", ":")
+    )
+}
+
+/// The id of the one form the cards' buttons post with (`form=` on each button), so that a
+/// card carries no CSRF field of its own.
+const ACTIONS_FORM: &str = "card-actions";
 
 /// Two letters for a connection without a logo.
 fn initials(name: &str) -> String {
@@ -78,16 +136,16 @@ fn tone(s: &connections::AccountSummary) -> &'static str {
 
 fn card(session: &Session, s: &connections::AccountSummary, now: i64) -> Markup {
     let label = &s.label;
-    let menu_id = format!("menu-{}", label.replace(':', "-"));
+    let name_id = format!("n-{}", label.replace(':', "-"));
     html! {
-        article.card aria-labelledby=(format!("{menu_id}-name")) data-connection=(label) {
+        article.card aria-labelledby=(name_id) data-connection=(label) {
             div.card-head {
                 @match &s.logo_url {
                     Some(logo) => img.logo src=(logo) alt="" width="40" height="40";,
                     None => span.logo.initials aria-hidden="true" { (initials(&s.name)) },
                 }
                 div.title {
-                    h2 #(format!("{menu_id}-name")) { (s.name) }
+                    h2 #(name_id) { (s.name) }
                     p.muted {
                         code { (s.account_id) }
                         " "
@@ -98,12 +156,7 @@ fn card(session: &Session, s: &connections::AccountSummary, now: i64) -> Markup 
                     summary aria-label=(format!("Actions for {}", s.name)) { "⋮" }
                     ul role="list" {
                         @if !session.read_only() {
-                            li {
-                                form method="post" action=(path(label, "sync")) {
-                                    (csrf(session))
-                                    button.link type="submit" { "Sync now" }
-                                }
-                            }
+                            li { button.link type="submit" form=(ACTIONS_FORM) formaction=(path(label, "sync")) { "Sync now" } }
                         }
                         li { a href=(path(label, "syncs")) { "View syncs" } }
                         @if !session.read_only() {
@@ -126,10 +179,7 @@ fn card(session: &Session, s: &connections::AccountSummary, now: i64) -> Markup 
                     @if fix == "Update API key" {
                         a href=(path(label, "key")) { (fix) }
                     } @else if !session.read_only() {
-                        form.inline method="post" action=(path(label, "sync")) {
-                            (csrf(session))
-                            button.link type="submit" { (fix) }
-                        }
+                        button.link type="submit" form=(ACTIONS_FORM) formaction=(path(label, "sync")) { (fix) }
                     }
                 }
             }
@@ -168,7 +218,7 @@ fn cards(session: &Session, all: &[connections::AccountSummary]) -> Markup {
 pub async fn page(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(done): Query<Done>,
+    Query(listing): Query<Listing>,
 ) -> Response {
     let session = match signed_in(&state, &headers, "/accounts").await {
         Ok(session) => session,
@@ -178,13 +228,38 @@ pub async fn page(
         Ok(all) => all,
         Err(error) => return error_page(&session, &error),
     };
+    let connected = all.len();
+    let (shown, matched) = listing.choose(all);
+    let page = listing.page();
+    let first = (page - 1) * CARDS_PER_PAGE;
     let body = html! {
         div.heading {
             h1 { "Accounts" }
             @if !session.read_only() { a.button.primary href="/accounts/new" { "New connection" } }
         }
-        @if let Some(words) = done.done.as_deref().and_then(done_words) { (done_box(words)) }
-        div #cards.cards data-live="/accounts/live" { (cards(&session, &all)) }
+        @if let Some(words) = listing.done.as_deref().and_then(done_words) { (done_box(words)) }
+        @if connected > CARDS_PER_PAGE || !listing.q.is_empty() {
+            form.filter method="get" action="/accounts" role="search" {
+                div {
+                    label for="q" { "Find a connection" }
+                    input #q type="text" name="q" value=(listing.q) placeholder="Name or acct_…" spellcheck="false";
+                }
+                button type="submit" { "Find" }
+            }
+        }
+        form #(ACTIONS_FORM) method="post" hidden { (csrf(&session)) }
+        @if shown.is_empty() && connected > 0 {
+            p { "No connection matches " strong { (listing.q) } ". " a href="/accounts" { "Show all" } }
+        } @else {
+            div #cards.cards data-live=(format!("/accounts/live?{}", listing.query(page))) { (cards(&session, &shown)) }
+        }
+        @if matched > CARDS_PER_PAGE {
+            nav.pager aria-label="Pages of connections" {
+                "Showing " (first + 1) "–" (first + shown.len()) " of " (matched) " "
+                @if page > 1 { a href=(format!("/accounts?{}", listing.query(page - 1))) rel="prev" { "‹ Previous" } " " }
+                @if first + shown.len() < matched { a href=(format!("/accounts?{}", listing.query(page + 1))) rel="next" { "Next ›" } }
+            }
+        }
     };
     respond(
         StatusCode::OK,
@@ -194,29 +269,38 @@ pub async fn page(
 
 /// The cards again whenever they change (checked every second), as Server-Sent Events:
 /// `cards` with the new HTML; the page's script swaps them in.
-pub async fn live(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub async fn live(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(listing): Query<Listing>,
+) -> Response {
     let (cookie, slot) = match super::live_start(&state, &headers).await {
         Ok(start) => start,
         Err(refused) => return refused,
     };
+    let listing = Arc::new(listing);
     let start = (state, cookie, String::new(), slot);
-    let stream = futures_util::stream::unfold(start, |(state, cookie, last, slot)| async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            // A session that ended (signed out elsewhere, token revoked) ends its stream.
-            let session = super::session::check(&state, &cookie).await?;
-            let Ok(all) = connections::list(&state.engine).await else {
-                continue;
-            };
-            // Times in words move every second; only a real change is sent.
-            let fresh = cards(&session, &all).into_string();
-            let key = fingerprint(&all);
-            if key != last {
-                let event = Event::default().event("cards").data(fresh);
-                return Some((
-                    Ok::<_, std::convert::Infallible>(event),
-                    (state, cookie, key, slot),
-                ));
+    let stream = futures_util::stream::unfold(start, move |(state, cookie, last, slot)| {
+        let listing = listing.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                // A session that ended (signed out elsewhere, token revoked) ends its stream.
+                let session = super::session::check(&state, &cookie).await?;
+                let Ok(all) = connections::list(&state.engine).await else {
+                    continue;
+                };
+                let (all, _) = listing.choose(all);
+                // Times in words move every second; only a real change is sent.
+                let fresh = cards(&session, &all).into_string();
+                let key = fingerprint(&all);
+                if key != last {
+                    let event = Event::default().event("cards").data(fresh);
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (state, cookie, key, slot),
+                    ));
+                }
             }
         }
     });
@@ -255,7 +339,7 @@ pub async fn sync_now(
         Ok(record) => record,
         Err(page) => return page,
     };
-    state.request_sync(&record.connection);
+    state.request_sync(&record.connection, sm_engine::sync::Trigger::Dashboard);
     redirect("/accounts?done=sync")
 }
 
@@ -300,6 +384,24 @@ pub async fn syncs(
                 }
             }
         }
+        div data-live=(path(&record.connection.label(), "syncs/live")) {
+            (runs_table(&runs, now))
+        }
+    };
+    respond(
+        StatusCode::OK,
+        shell(
+            &session,
+            &format!("Syncs of {}", record.name),
+            "accounts",
+            body,
+        ),
+    )
+}
+
+/// The runs, newest first: a running one with its progress, each with its counts and error.
+fn runs_table(runs: &[RunRecord], now: i64) -> Markup {
+    html! {
         @if runs.is_empty() {
             p { "No sync has run yet." }
         } @else {
@@ -308,11 +410,11 @@ pub async fn syncs(
                     caption.visually-hidden { "Syncs, newest first" }
                     thead { tr {
                         th scope="col" { "Started" } th scope="col" { "Duration" } th scope="col" { "Kind" }
-                        th scope="col" { "Status" } th scope="col" { "Inserted" } th scope="col" { "Updated" }
+                        th scope="col" { "Trigger" } th scope="col" { "Status" } th scope="col" { "Inserted" } th scope="col" { "Updated" }
                         th scope="col" { "Deleted" } th scope="col" { "Requests" }
                     } }
                     tbody {
-                        @for run in &runs {
+                        @for run in runs {
                             @let (inserted, updated, deleted) = counts_total(run);
                             tr {
                                 td { (ago(Some(run.started_at), now)) }
@@ -321,11 +423,14 @@ pub async fn syncs(
                                     None => span.muted { "running" },
                                 } }
                                 td { (run.kind) }
+                                td { @if run.trigger.is_empty() { span.muted { "—" } } @else { (run.trigger) } }
                                 td {
-                                    span.(format!("run-{}", run.status)) {
-                                        @if run.status == "running" {
-                                            "running " (run.progress.as_ref().and_then(|p| p["percent"].as_u64()).unwrap_or(0)) "%"
-                                        } @else { (run.status) }
+                                    @if run.status == "running" {
+                                        @let percent = run.progress.as_ref().and_then(|p| p["percent"].as_u64()).unwrap_or(0);
+                                        span.run-running { "running " (percent) "%" }
+                                        progress max="100" value=(percent) aria-label="Sync progress" {}
+                                    } @else {
+                                        span.(format!("run-{}", run.status)) { (run.status) }
                                     }
                                     @if let Some(error) = &run.error { p.error-text { (error) } }
                                 }
@@ -333,7 +438,7 @@ pub async fn syncs(
                                 td.num { (count(deleted)) } td.num { (count(run.requests)) }
                             }
                             @if !run.counts.tables.is_empty() {
-                                tr.detail { td colspan="8" {
+                                tr.detail { td colspan="9" {
                                     details {
                                         summary { "Per table" }
                                         ul.per-table {
@@ -349,16 +454,47 @@ pub async fn syncs(
                 }
             }
         }
+    }
+}
+
+/// The runs table again whenever a run changes (checked every second), as `cards` events:
+/// a running sync's progress moves on the page without a reload.
+pub async fn syncs_live(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (cookie, slot) = match super::live_start(&state, &headers).await {
+        Ok(start) => start,
+        Err(refused) => return refused,
     };
-    respond(
-        StatusCode::OK,
-        shell(
-            &session,
-            &format!("Syncs of {}", record.name),
-            "accounts",
-            body,
-        ),
-    )
+    let Ok(record) = state.engine.resolve(&reference).await else {
+        return axum::response::IntoResponse::into_response(StatusCode::NOT_FOUND);
+    };
+    let start = (state, cookie, String::new(), slot);
+    let stream = futures_util::stream::unfold(start, move |(state, cookie, last, slot)| {
+        let connection = record.connection.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                super::session::check(&state, &cookie).await?;
+                let Ok(runs) = syncs::runs(&state.engine, &connection, 50).await else {
+                    continue;
+                };
+                let key = serde_json::to_string(&runs).unwrap_or_default();
+                if key != last {
+                    let event = Event::default()
+                        .event("cards")
+                        .data(runs_table(&runs, now()).into_string());
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (state, cookie, key, slot),
+                    ));
+                }
+            }
+        }
+    });
+    super::live_response(stream)
 }
 
 /// A small form page about one connection.
@@ -495,7 +631,7 @@ fn after_post(
     match outcome {
         Ok(()) => {
             if kind.sync {
-                state.request_sync(&record.connection);
+                state.request_sync(&record.connection, sm_engine::sync::Trigger::Dashboard);
             }
             redirect(&format!("/accounts?done={}", kind.done))
         }

@@ -114,10 +114,13 @@ pub async fn submit(
     match connect(&state, &fields, &filled, &key_text).await {
         Ok(outcome) => {
             // The scheduler picks the new connection up: its first sync starts at once.
-            state.request_sync(&sm_warehouse::Connection::new(
-                outcome.account.account_id.clone(),
-                outcome.account.mode == "live",
-            ));
+            state.request_sync(
+                &sm_warehouse::Connection::new(
+                    outcome.account.account_id.clone(),
+                    outcome.account.mode == "live",
+                ),
+                sm_engine::sync::Trigger::Connected,
+            );
             let mode = if filled.live { Mode::Live } else { Mode::Test };
             respond(
                 StatusCode::CREATED,

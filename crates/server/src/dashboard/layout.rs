@@ -5,11 +5,13 @@ use maud::{DOCTYPE, Markup, html};
 
 use super::session::Session;
 
-/// The navigation: (key, label, path). Reports and notifications fill their places later.
+/// The navigation: (key, label, path). Reports and notifications are places to be filled.
 const NAV: &[(&str, &str, &str)] = &[
     ("accounts", "Accounts", "/accounts"),
     ("new", "New connection", "/accounts/new"),
     ("sql", "SQL", "/sql"),
+    ("reports", "Reports", "/reports"),
+    ("notifications", "Notifications", "/notifications"),
     ("settings", "Settings", "/settings"),
 ];
 

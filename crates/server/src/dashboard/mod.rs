@@ -45,6 +45,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/accounts/{connection}/sync", post(accounts::sync_now))
         .route("/accounts/{connection}/syncs", get(accounts::syncs))
         .route(
+            "/accounts/{connection}/syncs/live",
+            get(accounts::syncs_live),
+        )
+        .route(
             "/accounts/{connection}/start-date",
             get(accounts::start_date_page).post(accounts::start_date),
         )
@@ -70,6 +74,8 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/sql", get(data::sql_form).post(data::sql_run))
         .route("/settings", get(settings::page))
+        .route("/reports", get(settings::reports))
+        .route("/notifications", get(settings::notifications))
         .route("/settings/tokens", post(settings::create))
         .route("/settings/tokens/revoke", post(settings::revoke))
         .route(
