@@ -491,7 +491,9 @@ async fn dashboard(
         .unwrap_or_default()
         .to_owned();
     let pages = [
-        ("Accounts", "/accounts".to_owned()),
+        ("Accounts (first 30 cards)", "/accounts".to_owned()),
+        ("Accounts, page 4", "/accounts?page=4".to_owned()),
+        ("Accounts, filtered", "/accounts?q=acct".to_owned()),
         ("Syncs", format!("/accounts/{label}/syncs")),
         ("Events", format!("/accounts/{label}/events")),
         (

@@ -129,10 +129,11 @@ enum Command {
     )]
     Serve(serve_cmd::ServeArgs),
     /// Agent tools over MCP on standard input and output: reads of every connected account from
-    /// the mirror (list_accounts, list_objects, get_object, recent_events, query_sql).
+    /// the mirror (list_accounts, list_objects, get_object, recent_events, query_sql), and writes
+    /// through Stripe where a key allows them (create_customer, create_refund, …).
     #[command(after_help = "Examples:
   stripe-mirror mcp
-  stripe-mirror mcp --database /var/lib/stripe-mirror.db")]
+  stripe-mirror mcp --read-only --database /var/lib/stripe-mirror.db")]
     Mcp(McpArgs),
     /// The latest events of a connection, and with --follow new ones as they arrive.
     #[command(
@@ -191,6 +192,9 @@ impl Command {
 pub struct McpArgs {
     #[command(flatten)]
     pub store: context::StoreOptions,
+    /// Serve the read tools only: no tool that writes to Stripe is offered.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 /// No core dumps, ever: one would hold the master key and opened API keys in clear.
@@ -293,9 +297,11 @@ fn main() -> ExitCode {
             Command::Token(args) => token_cmd::token(&global, args).await,
             Command::Serve(args) => serve_cmd::serve(&global, args).await,
             Command::Events(args) => serve_cmd::events(&global, args).await,
-            Command::Mcp(_) => {
+            Command::Mcp(args) => {
                 let engine = std::sync::Arc::new(global.engine()?);
-                sm_mcp::serve_stdio(engine).await.map_err(CliError::io)
+                sm_mcp::serve_stdio(engine, args.read_only)
+                    .await
+                    .map_err(CliError::io)
             }
             Command::Emulator(args) => emulator_cmd::run(args).await,
             Command::Demo(args) => emulator_cmd::demo(args, json).await,

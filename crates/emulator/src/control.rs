@@ -1,5 +1,5 @@
-//! The control API under `/_emulator/`: create accounts and keys with chosen permissions, revoke or
-//! expire keys, move the clock, switch limits, faults and webhook behaviour, roll an endpoint's
+//! The control API under `/_emulator/`: create accounts and keys with chosen permissions (and change
+//! them), revoke or expire keys, move the clock, switch limits, faults and webhook behaviour, roll an endpoint's
 //! secret, seed data, simulate activity, and read the emulator's own copy of any object.
 //! JSON in, JSON out; no authentication (the emulator binds 127.0.0.1 by default).
 
@@ -177,6 +177,14 @@ struct KeyChange {
     in_seconds: Option<i64>,
 }
 
+/// A restricted key's new permissions (`rak_…` names), replacing its old ones.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PermissionChange {
+    key: String,
+    permissions: Vec<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct ClockChange {
@@ -259,6 +267,13 @@ fn dispatch(
             let change: KeyChange = parse(body)?;
             emulator.world.change_key(&change.key, true, None)?;
             Ok(json!({"revoked": true}))
+        }
+        ("POST", ["keys", "permissions"]) => {
+            let change: PermissionChange = parse(body)?;
+            emulator
+                .world
+                .set_key_permissions(&change.key, &change.permissions)?;
+            Ok(json!({"permissions": change.permissions}))
         }
         ("POST", ["keys", "expire"]) => {
             let change: KeyChange = parse(body)?;

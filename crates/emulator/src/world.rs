@@ -120,6 +120,19 @@ pub fn parse_permission(name: &str) -> Option<(String, Access)> {
     (!stem.is_empty()).then(|| (stem.to_owned(), access))
 }
 
+/// Permission names (`rak_customer_write`) as stems and the most access each is given.
+fn permission_map(names: &[String]) -> Result<HashMap<String, Access>, Failure> {
+    let mut permissions = HashMap::new();
+    for name in names {
+        let (stem, access) = parse_permission(name).ok_or_else(|| {
+            Failure::invalid(format!("`{name}` is not a permission; use names like rak_customer_read or rak_customer_write."), Some("permissions"))
+        })?;
+        let entry = permissions.entry(stem).or_insert(access);
+        *entry = (*entry).max(access);
+    }
+    Ok(permissions)
+}
+
 /// Every read permission the catalog uses, plus the few account-level ones: a key that "may read
 /// everything".
 pub fn all_read_permissions() -> Vec<String> {
@@ -297,14 +310,7 @@ impl World {
                 Some("account"),
             ));
         }
-        let mut permissions = HashMap::new();
-        for name in &spec.permissions {
-            let (stem, access) = parse_permission(name).ok_or_else(|| {
-                Failure::invalid(format!("`{name}` is not a permission; use names like rak_customer_read or rak_customer_write."), Some("permissions"))
-            })?;
-            let entry = permissions.entry(stem).or_insert(access);
-            *entry = (*entry).max(access);
-        }
+        let permissions = permission_map(&spec.permissions)?;
         let secret = {
             let mut rng = self.rng.lock();
             format!(
@@ -344,6 +350,17 @@ impl World {
             (a.mode.as_str(), a.secret.as_str()).cmp(&(b.mode.as_str(), b.secret.as_str()))
         });
         keys
+    }
+
+    /// Gives a restricted key other permissions, as editing it in Stripe's dashboard does.
+    pub fn set_key_permissions(&self, secret: &str, permissions: &[String]) -> Result<(), Failure> {
+        let permissions = permission_map(permissions)?;
+        let mut keys = self.keys.write();
+        let record = keys
+            .get_mut(secret)
+            .ok_or_else(|| Failure::invalid("No such key.", Some("key")))?;
+        record.permissions = permissions;
+        Ok(())
     }
 
     /// Revokes a key now, or makes it expire after `expires_in` seconds.

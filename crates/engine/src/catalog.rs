@@ -347,6 +347,11 @@ pub fn resource(table: &str) -> Option<&'static Resource> {
 /// The table of an id by its prefix (`cus_` → customers), for ids the mirror keeps.
 pub fn table_of_id(id: &str) -> Option<&'static str> {
     let (prefix, body) = id.split_once('_')?;
+    // Checkout sessions say their mode: `cs_test_a1…`, `cs_live_a1…`.
+    let body = body
+        .strip_prefix("test_")
+        .or_else(|| body.strip_prefix("live_"))
+        .unwrap_or(body);
     if body.is_empty() || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return None;
     }
@@ -554,6 +559,12 @@ pub static WRITE_OPERATIONS: &[WriteOperation] = &[
         probe_path: "/v1/refunds/re_stripemirrorprobe",
     },
     WriteOperation {
+        name: "create coupons",
+        permission: "rak_coupon_write",
+        probe_method: "POST",
+        probe_path: "/v1/coupons/stripemirrorprobe",
+    },
+    WriteOperation {
         name: "manage webhook endpoints",
         permission: "rak_webhook_write",
         probe_method: "POST",
@@ -608,6 +619,15 @@ impl Feature {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_says_its_table() {
+        assert_eq!(table_of_id("cus_9sdfQ"), Some("customers"));
+        assert_eq!(table_of_id("cs_test_a1B2"), Some("checkout_sessions"));
+        assert_eq!(table_of_id("cs_live_a1B2"), Some("checkout_sessions"));
+        assert_eq!(table_of_id("in_../../x"), None);
+        assert_eq!(table_of_id("mystery"), None);
+    }
 
     #[test]
     fn every_resource_has_a_table_and_parents_come_first() {

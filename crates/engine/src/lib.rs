@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod connect;
 pub mod error;
 pub mod intake;
+pub mod money;
 mod object;
 pub mod ops;
 pub mod run_progress;

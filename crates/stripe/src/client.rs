@@ -492,6 +492,20 @@ impl Client {
         params: &[(String, String)],
         idempotency_key: &str,
     ) -> Result<Value, ClientError> {
+        Ok(self
+            .post_idempotent_timed(path, params, idempotency_key)
+            .await?
+            .0)
+    }
+
+    /// `POST` under a caller's `Idempotency-Key`: the JSON answer and Stripe's clock when it
+    /// answered (`Date`), the version a copy of the answer is kept at.
+    pub async fn post_idempotent_timed(
+        &self,
+        path: &str,
+        params: &[(String, String)],
+        idempotency_key: &str,
+    ) -> Result<(Value, Option<i64>), ClientError> {
         if idempotency_key.is_empty()
             || idempotency_key.len() > 255
             || HeaderValue::from_str(idempotency_key).is_err()
@@ -500,15 +514,21 @@ impl Client {
                 "an Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned(),
             ));
         }
-        Ok(self
+        let (raw, value) = self
             .execute(Method::Post, path, params, Some(idempotency_key), json)
-            .await?
-            .1)
+            .await?;
+        Ok((value, raw.server_time))
     }
 
     /// `DELETE path` and the JSON answer (`{"id":…,"deleted":true}`).
     pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
-        Ok(self.execute(Method::Delete, path, &[], None, json).await?.1)
+        Ok(self.delete_timed(path).await?.0)
+    }
+
+    /// `DELETE path`: the JSON answer and Stripe's clock when it answered.
+    pub async fn delete_timed(&self, path: &str) -> Result<(Value, Option<i64>), ClientError> {
+        let (raw, value) = self.execute(Method::Delete, path, &[], None, json).await?;
+        Ok((value, raw.server_time))
     }
 
     /// Pages through a list endpoint, `limit=100` unless `params` set a limit. A `starting_after` in

@@ -10,6 +10,7 @@
 //! - [`objects`]: mirrored objects, paged as Stripe lists them, or one by id
 //! - [`query`]: read-only SQL
 //! - [`tokens`]: API tokens (made, listed, revoked, verified)
+//! - [`writes`]: writes through Stripe (the agent tools'), permission-checked, mirrored at once
 
 pub mod connections;
 pub mod events;
@@ -17,3 +18,4 @@ pub mod objects;
 pub mod query;
 pub mod syncs;
 pub mod tokens;
+pub mod writes;
