@@ -95,6 +95,9 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
             "dashboard: {dashboard}/ — sign in with an API token (`stripe-mirror token create --name NAME` makes another)"
         );
     }
+    tell!(
+        "agent tools (MCP, streamable HTTP): {dashboard}/mcp with `Authorization: Bearer <token>`"
+    );
     sm_server::serve_on(listener, state, shutdown_signal())
         .await
         .map_err(|e| CliError::io(e.to_string()))

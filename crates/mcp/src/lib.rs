@@ -42,6 +42,30 @@ pub async fn serve_stdio(engine: Arc<Engine>, read_only: bool) -> Result<(), Str
         .map_err(|e| format!("the MCP session ended badly: {e}"))
 }
 
+/// The tools over streamable HTTP for `serve`'s `/mcp`: stateless (each POST is answered on
+/// its own, as JSON, so nothing is kept between requests and every request is authenticated by
+/// the caller), bodies up to 64 KiB, and only `allowed_hosts` accepted in `Host` (DNS rebinding).
+pub type HttpTools = rmcp::transport::StreamableHttpService<
+    MirrorTools,
+    rmcp::transport::streamable_http_server::session::never::NeverSessionManager,
+>;
+
+/// Makes the `/mcp` service; with `read_only`, no write tool.
+pub fn http_service(engine: Arc<Engine>, read_only: bool, allowed_hosts: Vec<String>) -> HttpTools {
+    let mut config = rmcp::transport::StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_allowed_hosts(allowed_hosts);
+    config.max_request_body_bytes = 64 * 1024;
+    // One set of tools made once (their schemas are built then), cloned per request.
+    let tools = MirrorTools::new(engine, read_only);
+    rmcp::transport::StreamableHttpService::new(
+        move || Ok(tools.clone()),
+        Default::default(),
+        config,
+    )
+}
+
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct AccountOnly {
     /// The connection: its name, `acct_…` id, or `acct_…:test|live`. May be left out when only
@@ -1333,7 +1357,7 @@ impl ServerHandler for MirrorTools {
                     .with_title("stripe-mirror: Stripe accounts as SQL"),
             )
             .with_instructions(
-                "Reads of connected Stripe accounts from a local mirror: call list_accounts first, then search_customers, list_objects, get_object, recent_events or query_sql with the account it names. Amounts are in minor units of their currency (cents for usd; zero-decimal currencies such as jpy are whole units).",
+                "Connected Stripe accounts, read from a local mirror: call list_accounts first, then search_customers, list_objects, get_object, recent_events or query_sql with the account it names. Write tools (create_customer, create_refund, …) go through Stripe and are listed only where the account's key allows them; give idempotency_key to retry one safely. Amounts are in minor units of their currency (cents for usd; zero-decimal currencies such as jpy are whole units).",
             )
     }
 }

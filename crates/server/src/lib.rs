@@ -3,6 +3,7 @@
 //! syncs for every account on a schedule (with jitter, and right after a connect), manages the
 //! webhook endpoints it may manage, and answers `/healthz` and Prometheus `/metrics`.
 
+mod agent_tools;
 pub mod api;
 pub mod dashboard;
 pub mod listener;
@@ -108,6 +109,9 @@ pub struct AppState {
     pub(crate) recent_tokens: sm_engine::ops::tokens::RecentTokens,
     /// Live event streams open now (`api/stream.rs`).
     pub(crate) open_streams: std::sync::atomic::AtomicUsize,
+    /// `/mcp`: every tool, and the read tools only (for read-only tokens).
+    pub(crate) agent_tools: sm_mcp::HttpTools,
+    pub(crate) agent_read_tools: sm_mcp::HttpTools,
 }
 
 /// A webhook secret as opened from the record last updated at `updated_at`, with what the
@@ -129,7 +133,10 @@ impl AppState {
     }
 
     pub fn new(engine: Arc<Engine>, config: ServeConfig) -> Arc<AppState> {
+        let hosts = agent_tools::allowed_hosts(&config);
         Arc::new(AppState {
+            agent_tools: sm_mcp::http_service(engine.clone(), false, hosts.clone()),
+            agent_read_tools: sm_mcp::http_service(engine.clone(), true, hosts),
             engine,
             config,
             metrics: Metrics::default(),
@@ -249,6 +256,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(metrics::healthz))
         .route("/metrics", get(metrics::prometheus))
         .route("/webhooks/{account}/{mode}", post(webhook::receive))
+        .route("/mcp", axum::routing::any(agent_tools::handle))
         .merge(api::router(state.clone()))
         .merge(dashboard::router())
         .merge(api::stripe_compat::router())
