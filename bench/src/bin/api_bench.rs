@@ -162,6 +162,7 @@ async fn run(args: Args, server_runtime: tokio::runtime::Handle) -> Result<(), E
             interval: Duration::from_secs(86_400),
             tolerance_secs: 300,
             limits: Default::default(),
+            answer_wait: std::time::Duration::ZERO,
         },
     );
     let server = server_runtime.spawn(sm_server::serve_on(listener, state, std::future::pending()));
@@ -386,6 +387,19 @@ fn agent_tools(
         .unwrap_or_default()
         .to_owned();
     let cursor = first["next_cursor"].as_str().unwrap_or_default().to_owned();
+    let email = first["data"][0]["email"].as_str().unwrap_or_default();
+    // A part of an email that few customers share: its local part's last six characters.
+    let part: String = email
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .rev()
+        .take(6)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     let tools = [
         ("list_accounts", serde_json::json!({})),
         (
@@ -403,6 +417,14 @@ fn agent_tools(
         (
             "recent_events invoice.*",
             serde_json::json!({"account": label, "types": ["invoice.*"], "limit": 20}),
+        ),
+        (
+            "get_customer with subscriptions, invoices, payments",
+            serde_json::json!({"account": label, "customer": customer, "limit": 10}),
+        ),
+        (
+            "search_customers part of an email",
+            serde_json::json!({"account": label, "text": part}),
         ),
         (
             "query_sql count by status",

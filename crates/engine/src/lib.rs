@@ -32,6 +32,10 @@ pub const WEBHOOKS_REFUSED: &str = "webhooks.refused";
 /// twice that is shown as delayed.
 pub const SCHEDULE_SECS: &str = "serve.schedule_secs";
 
+/// Sync-state key: when the last sync that succeeded (or partly) ended, Unix time; so that a
+/// connection's status needs one run read, not a search through its history.
+pub const LAST_SUCCESS_AT: &str = "sync.last_success_at";
+
 /// Sync-state key: the rows the mirror holds for the connection, counted at the end of a sync.
 pub const ROWS_MIRRORED: &str = "mirror.rows";
 

@@ -490,6 +490,15 @@ pub async fn sync(
                 now_held.insert(table.name.to_owned(), held);
             }
             let rows: u64 = now_held.values().map(|(live, _)| live).sum();
+            if saved.status != "failed"
+                && let Some(ended) = saved.ended_at
+            {
+                store.set_state(
+                    &record.connection,
+                    crate::LAST_SUCCESS_AT,
+                    Some(&ended.to_string()),
+                )?;
+            }
             store.set_state(
                 &record.connection,
                 crate::ROWS_BY_TABLE,

@@ -17,7 +17,7 @@ use rmcp::{ErrorData, ServerHandler, ServiceExt, schemars, tool, tool_handler, t
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sm_engine::ops::writes::{self, Method, WriteRequest};
-use sm_engine::ops::{connections, events, objects, query};
+use sm_engine::ops::{connections, events, live, objects, query};
 use sm_engine::{Engine, EngineError, ErrorCode};
 use sm_warehouse::{AccountRecord, EventQuery, PageQuery};
 
@@ -99,9 +99,21 @@ pub struct ListObjects {
 pub struct SearchCustomers {
     /// The connection (name, `acct_…` or `acct_…:test|live`); optional with one connection.
     pub account: Option<String>,
-    /// Part of an email address or name, any case (e.g. "lovelace" or "@example.com").
+    /// Part of an email address, a name or a metadata key or value, any case (e.g. "lovelace",
+    /// "@example.com" or "gold").
     pub text: String,
     /// Customers to return, 1 to 50 (default 10), newest first.
+    #[schemars(range(min = 1, max = 50))]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct GetCustomer {
+    /// The connection (name, `acct_…` or `acct_…:test|live`); optional with one connection.
+    pub account: Option<String>,
+    /// The customer's id (cus_…) or exact email address.
+    pub customer: String,
+    /// Subscriptions, invoices and payments to show of each, newest first, 1 to 50 (default 10).
     #[schemars(range(min = 1, max = 50))]
     pub limit: Option<usize>,
 }
@@ -691,7 +703,7 @@ impl MirrorTools {
     }
 
     #[tool(
-        description = "Customers whose email or name contains `text` (any case), newest first: id, email, name, created and metadata. Reads the mirror, never Stripe; get_object gives a customer's whole object.",
+        description = "Customers whose email, name or metadata contains `text` (any case), newest first: id, email, name, created and metadata. Reads the mirror, never Stripe; get_customer gives one customer with their subscriptions, invoices and payments.",
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn search_customers(
@@ -700,48 +712,46 @@ impl MirrorTools {
     ) -> Result<CallToolResult, ErrorData> {
         let record = self.pick(args.account.as_deref()).await?;
         let limit = args.limit.unwrap_or(10);
-        if !(1..=50).contains(&limit) {
-            return Err(ErrorData::invalid_params(
-                format!("limit must be 1 to 50, not {limit}"),
-                None,
-            ));
-        }
-        let text = args.text.trim().to_lowercase();
-        if text.is_empty() || text.len() > 200 {
-            return Err(ErrorData::invalid_params(
-                "text must be 1 to 200 characters of an email or name",
-                None,
-            ));
-        }
-        // A literal inside the read-only SQL boundary: quotes doubled, LIKE's wildcards escaped.
-        let literal = text
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-            .replace('\'', "''");
-        let sql = format!(
-            "SELECT id, email, name, created, data FROM customers WHERE account_id = '{}' AND livemode = {} AND NOT deleted AND (lower(email) LIKE '%{literal}%' ESCAPE '\\' OR lower(name) LIKE '%{literal}%' ESCAPE '\\') ORDER BY created DESC, id DESC LIMIT {limit}",
-            record.connection.account_id,
-            if record.connection.livemode {
-                "true"
-            } else {
-                "false"
-            },
-        );
-        let outcome = query::values(&self.engine, &sql).await.map(|(_, rows)| {
-            json!({
-                "account": record.connection.label(),
-                "data": rows.into_iter().map(|row| {
-                    // The object's JSON: text on SQLite, a value on Postgres.
-                    let data = match &row[4] {
-                        Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
-                        other => other.clone(),
-                    };
-                    json!({"id": row[0], "email": row[1], "name": row[2], "created": row[3], "metadata": data["metadata"]})
-                }).collect::<Vec<_>>(),
-            })
-        });
+        let outcome =
+            objects::search_customers(&self.engine, &record.connection, &args.text, limit)
+                .await
+                .map(|found| json!({"account": record.connection.label(), "data": found}));
         settle(outcome)
+    }
+
+    #[tool(
+        description = "One customer with what they pay: who they are (by cus_… id or exact email), their subscriptions with prices, their latest invoices and payments, newest first; every amount in minor units and in words (\"$12.50\"). Reads the mirror, never Stripe.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn get_customer(
+        &self,
+        Parameters(args): Parameters<GetCustomer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let record = self.pick(args.account.as_deref()).await?;
+        let outcome = objects::customer_overview(
+            &self.engine,
+            &record.connection,
+            &args.customer,
+            args.limit.unwrap_or(10),
+        )
+        .await;
+        // An unknown customer is a bad argument the agent can correct.
+        settle(outcome.map_err(|e| match e.code {
+            ErrorCode::NotFound => EngineError::invalid(e.message).hint(e.hint.unwrap_or_default()),
+            _ => e,
+        }))
+    }
+
+    #[tool(
+        description = "The account's balance now, from Stripe (the one tool that reads Stripe, not the mirror; needs rak_balance_read): available and pending funds per currency, in minor units and in words.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = true)
+    )]
+    async fn get_balance(
+        &self,
+        Parameters(args): Parameters<AccountOnly>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let record = self.pick(args.account.as_deref()).await?;
+        settle(live::balance(&self.engine, &record).await)
     }
 
     #[tool(

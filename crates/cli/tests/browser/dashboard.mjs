@@ -226,6 +226,10 @@ try {
   await menu("Sync now");
   await waitFor("Action required: API key is invalid", 60000);
   await audit("09-key-invalid");
+  await page.goto(`${BASE}/accounts/${LABEL}/syncs`);
+  await waitFor("What to do: Update API key");
+  await page.screenshot({ path: `${SHOTS}/09b-syncs-failed.png`, fullPage: true });
+  await page.goto(`${BASE}/accounts`);
   await card().locator("p.status a", { hasText: "Update API key" }).click();
   await page.fill("#api_key", REPLACEMENT);
   await page.click("main form button[type=submit]");

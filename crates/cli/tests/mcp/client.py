@@ -36,7 +36,7 @@ async def main():
             check(info.serverInfo.name == "stripe-mirror", f"the server is stripe-mirror: {info.serverInfo}")
             tools = {t.name: t for t in (await session.list_tools()).tools}
             check(
-                set(tools) == {"list_accounts", "search_customers", "list_objects", "get_object", "recent_events", "query_sql"},
+                set(tools) == {"list_accounts", "search_customers", "get_customer", "list_objects", "get_object", "recent_events", "query_sql", "get_balance"},
                 f"the read tools are listed: {sorted(tools)}",
             )
             check(all(t.annotations and t.annotations.readOnlyHint for t in tools.values()), "every tool says it only reads")
@@ -62,6 +62,18 @@ async def main():
             quoted = body(await session.call_tool("search_customers", {"text": "o'neil_%"}))
             check(quoted["data"] == [], "quotes and wildcards in the text are taken literally")
 
+            overview = body(await session.call_tool("get_customer", {"customer": email}))
+            check(overview["customer"]["email"] == email and {"subscriptions", "invoices", "payments"} <= set(overview),
+                  f"get_customer by email: {len(overview['subscriptions'])} subscriptions, {len(overview['invoices'])} invoices, {len(overview['payments'])} payments")
+            paid = body(await session.call_tool("query_sql", {"sql": "SELECT customer FROM charges WHERE customer IS NOT NULL AND currency = 'usd' LIMIT 1"}))
+            payer = body(await session.call_tool("get_customer", {"customer": paid["rows"][0][0], "limit": 3}))
+            first = payer["payments"][0]
+            check(len(payer["payments"]) <= 3 and first["amount_formatted"].startswith("$"),
+                  f"a customer's payments, amounts in words: {first['amount']} → {first['amount_formatted']}")
+            balance = body(await session.call_tool("get_balance", {}))
+            check(balance["available"] and all("formatted" in f for f in balance["available"]),
+                  f"get_balance from Stripe: {[f['formatted'] for f in balance['available']]}")
+
             customer = body(await session.call_tool("get_object", {"id": page["data"][0]["id"]}))
             check(customer["object"] == "customer" and customer["id"] == page["data"][0]["id"], "get_object by id alone")
 
@@ -79,6 +91,8 @@ async def main():
                 ("list_objects", {"table": "no_such_table"}, "no_such_table"),
                 ("list_objects", {"table": "customers", "limit": 500}, "limit"),
                 ("get_object", {"id": "mystery"}, "table"),
+                ("get_customer", {"customer": "nobody@nowhere.example"}, "no customer"),
+                ("search_customers", {"text": "  "}, "1 to 200"),
                 ("list_objects", {"table": "customers", "account": "acct_1Nobody"}, "no connected account"),
             ]:
                 try:

@@ -18,7 +18,7 @@ WRITES = {
     "create_invoice_item", "finalize_invoice", "create_refund", "cancel_subscription",
     "update_subscription", "create_coupon", "create_checkout_session",
 }
-READS = {"list_accounts", "search_customers", "list_objects", "get_object", "recent_events", "query_sql"}
+READS = {"list_accounts", "search_customers", "get_customer", "list_objects", "get_object", "recent_events", "query_sql", "get_balance"}
 KEY = os.environ["WRITE_KEY"]
 answers = []
 
@@ -71,13 +71,15 @@ async def main():
             amount = tools["create_price"].inputSchema["properties"]["unit_amount"]
             check("maximum" in json.dumps(amount), f"create_price bounds its amount: {amount}")
 
-            made = await tool(session, "create_customer", {"email": "ada@example.com", "name": "Ada Lovelace", "metadata": {"plan": "gold"}})
+            made = await tool(session, "create_customer", {"email": "ada@example.com", "name": "Ada Lovelace", "metadata": {"plan": "gold-zebra-42"}})
             customer = made["object"]["id"]
             check(made["in_mirror"] and customer.startswith("cus_"), f"create_customer: {made['done']}")
             stored = await tool(session, "get_object", {"id": customer})
-            check(stored["email"] == "ada@example.com" and stored["metadata"]["plan"] == "gold", "the mirror has the new customer at once")
+            check(stored["email"] == "ada@example.com" and stored["metadata"]["plan"] == "gold-zebra-42", "the mirror has the new customer at once")
             found = await tool(session, "search_customers", {"text": "lovelace"})
             check(customer in [c["id"] for c in found["data"]], "search_customers finds it")
+            by_metadata = await tool(session, "search_customers", {"text": "ZEBRA-42"})
+            check([c["id"] for c in by_metadata["data"]] == [customer], "search_customers finds it by a metadata value")
             again = await tool(session, "create_customer", {"email": "retry@example.com", "idempotency_key": "agent-retry-1"})
             twice = await tool(session, "create_customer", {"email": "retry@example.com", "idempotency_key": "agent-retry-1"})
             check(again["object"]["id"] == twice["object"]["id"], "the same idempotency key makes one customer")

@@ -21,14 +21,22 @@ pub async fn list(engine: &Engine) -> Result<Vec<AccountSummary>, EngineError> {
             let mut gathered = Vec::with_capacity(records.len());
             for record in records {
                 let connection = &record.connection;
-                let runs = store.runs(connection, 20)?;
                 let state = |key: &str| store.state(connection, key);
-                let facts = Facts {
-                    last_success: runs
+                // The latest run says whether one runs now; the last success is kept as state
+                // at each sync's end (searched for in the history only before it was kept).
+                let latest = store.runs(connection, 1)?;
+                let last_success = match state(crate::LAST_SUCCESS_AT)?.and_then(|s| s.parse().ok())
+                {
+                    Some(at) => Some(at),
+                    None => store
+                        .runs(connection, 20)?
                         .iter()
                         .find(|r| r.status == "succeeded" || r.status == "partial")
                         .and_then(|r| r.ended_at),
-                    running_percent: runs.first().filter(|r| r.status == "running").map(|r| {
+                };
+                let facts = Facts {
+                    last_success,
+                    running_percent: latest.first().filter(|r| r.status == "running").map(|r| {
                         r.progress
                             .as_ref()
                             .and_then(|p| p["percent"].as_u64())
@@ -92,36 +100,43 @@ fn headline(
             .status_message
             .as_deref()
             .unwrap_or("the last sync failed");
-        let lower = message.to_ascii_lowercase();
-        if lower.contains("api key is invalid")
-            || lower.contains("expired")
-            || lower.contains("revoked")
+        let (words, fix) = failure_words(message);
+        if fix == SYNC_NOW
+            && let Some(percent) = running_percent
         {
-            return (
-                "Action required: API key is invalid".into(),
-                Some("Update API key".into()),
-            );
-        }
-        if lower.contains("rak_") || lower.contains("permission") {
-            return (
-                "Action required: the key lacks a permission".into(),
-                Some("Update API key".into()),
-            );
-        }
-        if let Some(percent) = running_percent {
             return (format!("Syncing {percent}%"), None);
         }
-        return ("Sync failed".into(), Some("Sync now".into()));
+        return (words.into(), Some(fix.into()));
     }
     if let Some(percent) = running_percent {
         return (format!("Syncing {percent}%"), None);
     }
     match s.last_sync {
-        None => ("Not synced yet".into(), Some("Sync now".into())),
+        None => ("Not synced yet".into(), Some(SYNC_NOW.into())),
         Some(last) if schedule_secs.is_some_and(|every| now - last > 2 * every + 60) => {
-            ("Delayed".into(), Some("Sync now".into()))
+            ("Delayed".into(), Some(SYNC_NOW.into()))
         }
         Some(_) => ("Up to date".into(), None),
+    }
+}
+
+/// The fix that updates the key, and the one that syncs again.
+pub const UPDATE_KEY: &str = "Update API key";
+pub const SYNC_NOW: &str = "Sync now";
+
+/// A failed sync's message as a status in words, and what to do: a key Stripe refuses or one
+/// lacking a permission needs a person to update the key; anything else, another sync.
+pub fn failure_words(message: &str) -> (&'static str, &'static str) {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("api key is invalid")
+        || lower.contains("expired")
+        || lower.contains("revoked")
+    {
+        ("Action required: API key is invalid", UPDATE_KEY)
+    } else if lower.contains("rak_") || lower.contains("permission") {
+        ("Action required: the key lacks a permission", UPDATE_KEY)
+    } else {
+        ("Sync failed", SYNC_NOW)
     }
 }
 

@@ -7,13 +7,16 @@
 //!   update key, rename, start date, API version, webhook secret, remove
 //! - [`syncs`]: sync now, runs, interruption
 //! - [`events`]: the events kept in the mirror
-//! - [`objects`]: mirrored objects, paged as Stripe lists them, or one by id
+//! - [`objects`]: mirrored objects, paged as Stripe lists them, or one by id; customers found by
+//!   text; one customer with their subscriptions, invoices and payments
+//! - [`live`]: reads from Stripe now (the balance)
 //! - [`query`]: read-only SQL
 //! - [`tokens`]: API tokens (made, listed, revoked, verified)
 //! - [`writes`]: writes through Stripe (the agent tools'), permission-checked, mirrored at once
 
 pub mod connections;
 pub mod events;
+pub mod live;
 pub mod objects;
 pub mod query;
 pub mod syncs;

@@ -97,3 +97,186 @@ pub async fn counts(
         })
         .await
 }
+
+/// A customer found by [`search_customers`]: who they are, without the rest of the object.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FoundCustomer {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub created: i64,
+    pub metadata: Value,
+}
+
+/// Customers whose email, name or metadata (a key or a value) contains `text`, any case,
+/// newest first; at most `limit` (1 to 50). Runs inside the read-only SQL boundary, the text a
+/// literal with quotes doubled and LIKE's wildcards escaped.
+pub async fn search_customers(
+    engine: &Engine,
+    connection: &Connection,
+    text: &str,
+    limit: usize,
+) -> Result<Vec<FoundCustomer>, EngineError> {
+    if !(1..=50).contains(&limit) {
+        return Err(EngineError::invalid(format!(
+            "limit must be 1 to 50, not {limit}"
+        )));
+    }
+    let text = text.trim().to_lowercase();
+    if text.is_empty() || text.chars().count() > 200 {
+        return Err(EngineError::invalid(
+            "the text must be 1 to 200 characters of an email, a name or a metadata value",
+        ));
+    }
+    let literal = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+        .replace('\'', "''");
+    // The metadata as JSON text: the object's keys and values.
+    let metadata = match engine.store.backend() {
+        sm_warehouse::Backend::Sqlite => "lower(json_extract(data, '$.metadata'))",
+        sm_warehouse::Backend::Postgres => "lower((data -> 'metadata')::text)",
+    };
+    let sql = format!(
+        "SELECT id, email, name, created, data FROM customers WHERE account_id = '{account}' AND livemode = {live} AND NOT deleted AND (lower(email) LIKE '%{literal}%' ESCAPE '\\' OR lower(name) LIKE '%{literal}%' ESCAPE '\\' OR {metadata} LIKE '%{literal}%' ESCAPE '\\') ORDER BY created DESC, id DESC LIMIT {limit}",
+        account = connection.account_id.replace('\'', "''"),
+        live = if connection.livemode { "true" } else { "false" },
+    );
+    let (_, rows) = super::query::values(engine, &sql).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            // The object's JSON: text on SQLite, a value on Postgres.
+            let data = match &row[4] {
+                Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+                other => other.clone(),
+            };
+            FoundCustomer {
+                id: row[0].as_str().unwrap_or_default().to_owned(),
+                email: row[1].as_str().map(str::to_owned),
+                name: row[2].as_str().map(str::to_owned),
+                created: row[3].as_i64().unwrap_or_default(),
+                metadata: data["metadata"].clone(),
+            }
+        })
+        .collect())
+}
+
+/// One customer with what they pay: the customer (by `cus_…` id or exact email), their
+/// subscriptions, and their latest invoices and payments (charges), newest first, at most
+/// `limit` of each (1 to 50), every amount in minor units and in words.
+pub async fn customer_overview(
+    engine: &Engine,
+    connection: &Connection,
+    customer: &str,
+    limit: usize,
+) -> Result<Value, EngineError> {
+    if !(1..=50).contains(&limit) {
+        return Err(EngineError::invalid(format!(
+            "limit must be 1 to 50, not {limit}"
+        )));
+    }
+    let customer = customer.trim();
+    let object = if customer.contains('@') {
+        let query = PageQuery {
+            limit: 1,
+            filters: vec![("email".into(), customer.to_owned())],
+            ..Default::default()
+        };
+        let (rows, _) = page(engine, connection, "customers", query).await?;
+        let first = rows.first().ok_or_else(|| {
+            EngineError::new(
+                ErrorCode::NotFound,
+                format!("no customer with the email {customer} in the mirror"),
+            )
+            .hint("search_customers finds customers by part of an email, name or metadata")
+        })?;
+        serde_json::from_str(first).unwrap_or(Value::Null)
+    } else {
+        get(engine, connection, "customers", customer).await?
+    };
+    let id = object["id"].as_str().unwrap_or(customer).to_owned();
+    let of_customer = |table: &'static str| {
+        let query = PageQuery {
+            limit,
+            filters: vec![("customer".into(), id.clone())],
+            ..Default::default()
+        };
+        async move {
+            let (rows, more) = page(engine, connection, table, query).await?;
+            let parsed: Vec<Value> = rows
+                .iter()
+                .map(|r| serde_json::from_str(r).unwrap_or(Value::Null))
+                .collect();
+            Ok::<_, EngineError>((parsed, more))
+        }
+    };
+    let (subscriptions, more_subscriptions) = of_customer("subscriptions").await?;
+    let (invoices, more_invoices) = of_customer("invoices").await?;
+    let (charges, more_charges) = of_customer("charges").await?;
+    let money = |amount: &Value, currency: &Value| {
+        let (Some(amount), Some(currency)) = (amount.as_i64(), currency.as_str()) else {
+            return Value::Null;
+        };
+        Value::String(crate::money::format(amount, currency))
+    };
+    let currency = &object["currency"];
+    Ok(serde_json::json!({
+        "customer": {
+            "id": id,
+            "email": object["email"],
+            "name": object["name"],
+            "created": object["created"],
+            "delinquent": object["delinquent"],
+            "balance": object["balance"],
+            "balance_formatted": money(&object["balance"], if currency.is_null() { &Value::Null } else { currency }),
+            "currency": currency,
+            "metadata": object["metadata"],
+            "deleted": object["deleted"],
+        },
+        "subscriptions": subscriptions.iter().map(|s| serde_json::json!({
+            "id": s["id"],
+            "status": s["status"],
+            "created": s["created"],
+            "current_period_end": s["current_period_end"],
+            "cancel_at_period_end": s["cancel_at_period_end"],
+            "items": s["items"]["data"].as_array().map(|items| items.iter().map(|item| serde_json::json!({
+                "price": item["price"]["id"],
+                "product": item["price"]["product"],
+                "quantity": item["quantity"],
+                "unit_amount": item["price"]["unit_amount"],
+                "currency": item["price"]["currency"],
+                "interval": item["price"]["recurring"]["interval"],
+                "unit_amount_formatted": money(&item["price"]["unit_amount"], &item["price"]["currency"]),
+            })).collect::<Vec<_>>()).unwrap_or_default(),
+        })).collect::<Vec<_>>(),
+        "subscriptions_has_more": more_subscriptions,
+        "invoices": invoices.iter().map(|i| serde_json::json!({
+            "id": i["id"],
+            "number": i["number"],
+            "status": i["status"],
+            "created": i["created"],
+            "currency": i["currency"],
+            "amount_due": i["amount_due"],
+            "amount_paid": i["amount_paid"],
+            "amount_due_formatted": money(&i["amount_due"], &i["currency"]),
+            "amount_paid_formatted": money(&i["amount_paid"], &i["currency"]),
+            "subscription": i["subscription"],
+        })).collect::<Vec<_>>(),
+        "invoices_has_more": more_invoices,
+        "payments": charges.iter().map(|c| serde_json::json!({
+            "id": c["id"],
+            "payment_intent": c["payment_intent"],
+            "status": c["status"],
+            "created": c["created"],
+            "currency": c["currency"],
+            "amount": c["amount"],
+            "amount_formatted": money(&c["amount"], &c["currency"]),
+            "amount_refunded": c["amount_refunded"],
+            "failure_message": c["failure_message"],
+            "invoice": c["invoice"],
+        })).collect::<Vec<_>>(),
+        "payments_has_more": more_charges,
+    }))
+}

@@ -176,7 +176,7 @@ fn card(session: &Session, s: &connections::AccountSummary, now: i64) -> Markup 
                 strong { (s.headline) }
                 @if let Some(fix) = &s.fix {
                     " — "
-                    @if fix == "Update API key" {
+                    @if fix == connections::UPDATE_KEY {
                         a href=(path(label, "key")) { (fix) }
                     } @else if !session.read_only() {
                         button.link type="submit" form=(ACTIONS_FORM) formaction=(path(label, "sync")) { (fix) }
@@ -432,7 +432,15 @@ fn runs_table(runs: &[RunRecord], now: i64) -> Markup {
                                     } @else {
                                         span.(format!("run-{}", run.status)) { (run.status) }
                                     }
-                                    @if let Some(error) = &run.error { p.error-text { (error) } }
+                                    @if let Some(error) = &run.error {
+                                        @let fix = connections::failure_words(error).1;
+                                        p.error-text { (error) }
+                                        p.fix { "What to do: "
+                                            @if fix == connections::UPDATE_KEY {
+                                                a href=(path(&run.connection.label(), "key")) { (fix) }
+                                            } @else { (fix) " (the button above)" }
+                                        }
+                                    }
                                 }
                                 td.num { (count(inserted)) } td.num { (count(updated)) }
                                 td.num { (count(deleted)) } td.num { (count(run.requests)) }
