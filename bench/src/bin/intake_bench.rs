@@ -325,6 +325,7 @@ fn setup(common: &Common) -> Result<Setup> {
                 interval: Duration::from_secs(3600),
                 tolerance_secs: sm_stripe::webhook::DEFAULT_TOLERANCE_SECS,
                 limits: Default::default(),
+                answer_wait: std::time::Duration::ZERO,
             },
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

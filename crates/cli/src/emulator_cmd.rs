@@ -415,6 +415,7 @@ async fn serve_dashboard(
             interval: std::time::Duration::from_secs(300),
             tolerance_secs: sm_stripe::webhook::DEFAULT_TOLERANCE_SECS,
             limits: Default::default(),
+            answer_wait: std::time::Duration::ZERO,
         },
     );
     tell!(

@@ -63,6 +63,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
         interval: Duration::from_secs(args.interval),
         tolerance_secs: args.tolerance,
         limits: Default::default(),
+        answer_wait: Duration::ZERO,
     };
     let tokens = sm_engine::ops::tokens::list(&engine).await?.len();
     let state = AppState::new(engine, config);

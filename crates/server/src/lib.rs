@@ -6,6 +6,7 @@
 mod agent_tools;
 pub mod api;
 pub mod dashboard;
+mod inbox;
 pub mod listener;
 pub mod metrics;
 
@@ -77,6 +78,9 @@ pub struct ServeConfig {
     pub tolerance_secs: i64,
     /// What each connection and request is held to (`listener.rs`).
     pub limits: listener::Limits,
+    /// How long a webhook delivery's answer waits for its apply, to say the outcome (zero:
+    /// answered as soon as it is stored, "queued"). The delivery is stored either way.
+    pub answer_wait: Duration,
 }
 
 /// How many times, per connection and window, a webhook secret is read again for deliveries no
@@ -112,6 +116,8 @@ pub struct AppState {
     /// `/mcp`: every tool, and the read tools only (for read-only tokens).
     pub(crate) agent_tools: sm_mcp::HttpTools,
     pub(crate) agent_read_tools: sm_mcp::HttpTools,
+    /// The webhook inbox's workers (`inbox.rs`).
+    pub(crate) inboxes: inbox::Inboxes,
 }
 
 /// A webhook secret as opened from the record last updated at `updated_at`, with what the
@@ -137,6 +143,7 @@ impl AppState {
         Arc::new(AppState {
             agent_tools: sm_mcp::http_service(engine.clone(), false, hosts.clone()),
             agent_read_tools: sm_mcp::http_service(engine.clone(), true, hosts),
+            inboxes: Default::default(),
             engine,
             config,
             metrics: Metrics::default(),
@@ -286,6 +293,8 @@ pub async fn serve_on(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Deliveries stored before a stop are applied before anything else.
+    inbox::resume(&state).await;
     let scheduler = tokio::spawn(scheduler(state.clone(), stopped));
     let limits = state.config.limits;
     let app = router(state);

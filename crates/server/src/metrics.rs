@@ -139,7 +139,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    pub fn render(&self, inbox: &[sm_warehouse::InboxDepth]) -> String {
         let accounts = self.accounts.lock().clone();
         let mut out = String::new();
         let labels = |c: &Connection| {
@@ -195,7 +195,7 @@ impl Metrics {
         metric(
             "stripe_mirror_webhooks_total",
             "counter",
-            "Webhook deliveries by outcome (applied, refetched, stale, kept, duplicate; rejected_*).",
+            "Webhook deliveries: queued when stored, then applied, refetched, stale, kept or duplicate when applied (apply_failed: tried again later); rejected_*.",
             accounts
                 .iter()
                 .flat_map(|(c, m)| {
@@ -217,6 +217,29 @@ impl Metrics {
                 .collect(),
         );
         metric(
+            "stripe_mirror_inbox_waiting",
+            "gauge",
+            "Webhook deliveries stored and not yet applied.",
+            inbox
+                .iter()
+                .map(|d| (labels(&d.connection), d.waiting as f64))
+                .collect(),
+        );
+        metric(
+            "stripe_mirror_inbox_lag_seconds",
+            "gauge",
+            "How long the oldest delivery not yet applied has waited.",
+            inbox
+                .iter()
+                .map(|d| {
+                    (
+                        labels(&d.connection),
+                        (now - d.oldest_received_at).max(0) as f64,
+                    )
+                })
+                .collect(),
+        );
+        metric(
             "stripe_mirror_api_refused_total",
             "counter",
             "API requests refused for their token (no_token, unknown_token, read_only_token).",
@@ -231,18 +254,27 @@ impl Metrics {
 
     /// `{account: {last_success, last_error, webhooks}}` for `/healthz`, and whether every
     /// account is well.
-    fn health(&self) -> (bool, serde_json::Value) {
+    fn health(&self, inbox: &[sm_warehouse::InboxDepth]) -> (bool, serde_json::Value) {
         let accounts = self.accounts.lock();
         let mut well = true;
+        let now = now();
         let map = accounts
             .iter()
             .map(|(c, m)| {
                 let webhooks = (m.refused_in_a_row >= REFUSED_RUN)
                     .then(|| refused_words(m.refused_in_a_row, m.refused_since));
                 well &= webhooks.is_none() && m.last_error.is_none();
+                let waiting = inbox.iter().find(|d| &d.connection == c);
                 (
                     c.label(),
-                    serde_json::json!({"last_success": m.last_success, "last_attempt": m.last_attempt, "last_error": m.last_error, "webhooks": webhooks}),
+                    serde_json::json!({
+                        "last_success": m.last_success,
+                        "last_attempt": m.last_attempt,
+                        "last_error": m.last_error,
+                        "webhooks": webhooks,
+                        "inbox_waiting": waiting.map_or(0, |d| d.waiting),
+                        "inbox_lag_seconds": waiting.map_or(0, |d| (now - d.oldest_received_at).max(0)),
+                    }),
                 )
             })
             .collect();
@@ -260,9 +292,14 @@ pub async fn prometheus(
         ))
         .into_response();
     }
+    let inbox = state
+        .engine
+        .store_call(|store| store.inbox_depths())
+        .await
+        .unwrap_or_default();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render(&inbox),
     )
         .into_response()
 }
@@ -277,7 +314,12 @@ pub async fn healthz(
     if !authorized {
         return axum::Json(serde_json::json!({"status": "ok"})).into_response();
     }
-    let (well, accounts) = state.metrics.health();
+    let inbox = state
+        .engine
+        .store_call(|store| store.inbox_depths())
+        .await
+        .unwrap_or_default();
+    let (well, accounts) = state.metrics.health(&inbox);
     axum::Json(
         serde_json::json!({"status": if well { "ok" } else { "degraded" }, "accounts": accounts}),
     )

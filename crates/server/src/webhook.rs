@@ -245,33 +245,44 @@ pub async fn receive(
             ),
         );
     }
-    let intake = match state.intake(&connection).await {
-        Ok(intake) => intake,
-        Err(error) => {
-            return crate::error_response(&error);
-        }
+    // Kept first (the one write before the answer), applied behind it by the inbox's worker.
+    let event_id = event["id"].as_str().unwrap_or_default().to_owned();
+    let waiting =
+        (!state.config.answer_wait.is_zero()).then(|| state.outcome_of(&connection, &event_id));
+    let kept = {
+        let (connection, event_id) = (connection.clone(), event_id.clone());
+        let body = String::from_utf8_lossy(&body).into_owned();
+        state
+            .engine
+            .store_call(move |store| store.inbox_add(&connection, &event_id, now, &body))
+            .await
     };
-    match intake.accept(&event).await {
-        Ok(outcome) => {
-            let name = serde_json::to_value(outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            state
-                .metrics
-                .record_webhook(&connection, leak_outcome(&name));
-            (
-                StatusCode::OK,
-                Json(json!({"received": true, "outcome": name})),
-            )
-        }
+    if let Err(error) = kept {
         // Not stored: answer an error so that Stripe delivers it again.
-        Err(error) => {
-            state.metrics.record_webhook(&connection, "failed");
-            tracing::warn!(account = %connection.label(), error = %error.message, "a delivery could not be stored");
-            crate::error_response(&error)
-        }
+        state.stop_waiting(&connection, &event_id);
+        state.metrics.record_webhook(&connection, "failed");
+        tracing::warn!(account = %connection.label(), error = %error.message, "a delivery could not be stored");
+        return crate::error_response(&error);
     }
+    state.metrics.record_webhook(&connection, "queued");
+    state.wake_inbox(&connection);
+    // Optionally (`answer_wait`), the outcome when the apply is done within the wait; the
+    // delivery is kept whatever happens to this request.
+    let outcome = match waiting {
+        Some(receiver) => {
+            let outcome = tokio::time::timeout(state.config.answer_wait, receiver).await;
+            state.stop_waiting(&connection, &event_id);
+            match outcome {
+                Ok(Ok(name)) => name,
+                _ => "queued",
+            }
+        }
+        None => "queued",
+    };
+    (
+        StatusCode::OK,
+        Json(json!({"received": true, "outcome": outcome})),
+    )
 }
 
 /// Checks a signature against each accepted secret (one per line: the current one, and during a
@@ -324,18 +335,6 @@ fn forget_refusals(state: &Arc<AppState>, connection: &Connection) {
             })
             .await;
     });
-}
-
-/// Outcome names as static strings for the metrics map.
-fn leak_outcome(name: &str) -> &'static str {
-    match name {
-        "applied" => "applied",
-        "refetched" => "refetched",
-        "stale" => "stale",
-        "kept" => "kept",
-        "duplicate" => "duplicate",
-        _ => "other",
-    }
 }
 
 /// Makes the account's webhook endpoint when a public URL is known and the key may, and records

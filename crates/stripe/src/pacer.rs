@@ -68,6 +68,15 @@ impl Gcra {
         at
     }
 
+    /// Gives back a slot reserved and never used (its request was abandoned while it waited):
+    /// the schedule moves back one interval, never before `now`.
+    fn release(&mut self, now: Instant) {
+        if let Some(tat) = self.tat {
+            let back = tat.checked_sub(self.interval).unwrap_or(now).max(now);
+            self.tat = Some(back);
+        }
+    }
+
     /// No slot before `until`.
     fn hold_until(&mut self, until: Instant) {
         let tat = until + self.tolerance;
@@ -121,7 +130,10 @@ impl Pacer {
         self.endpoint_rate
     }
 
-    /// Waits for a slot on `endpoint` (see [`endpoint_of`]) and then for a global slot.
+    /// Waits for a slot on `endpoint` (see [`endpoint_of`]) and then for a global slot. A slot
+    /// is charged for the request about to be sent: a caller dropped while it waits (a timeout,
+    /// a client gone) gives its slots back, so that abandoned waits do not push the schedule of
+    /// every later request further out.
     pub async fn acquire(&self, endpoint: &str) {
         let at = {
             let mut endpoints = self.endpoints.lock();
@@ -134,9 +146,17 @@ impl Pacer {
                 .or_insert_with(|| Gcra::new(self.endpoint_rate))
                 .reserve(now)
         };
+        let mut unused = Unused {
+            pacer: self,
+            endpoint: Some(endpoint),
+            global: false,
+        };
         wait_until(at).await;
         let at = self.global.lock().reserve(Instant::now());
+        unused.global = true;
         wait_until(at).await;
+        unused.endpoint = None;
+        unused.global = false;
     }
 
     /// Holds every request of the account back for `delay` (after a global rate-limit answer).
@@ -152,6 +172,27 @@ impl Pacer {
             .entry(endpoint.to_owned())
             .or_insert_with(|| Gcra::new(self.endpoint_rate))
             .hold_until(until);
+    }
+}
+
+/// The slots an [`Pacer::acquire`] holds while it waits; given back if it is dropped then.
+struct Unused<'a> {
+    pacer: &'a Pacer,
+    endpoint: Option<&'a str>,
+    global: bool,
+}
+
+impl Drop for Unused<'_> {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        if let Some(endpoint) = self.endpoint
+            && let Some(gcra) = self.pacer.endpoints.lock().get_mut(endpoint)
+        {
+            gcra.release(now);
+        }
+        if self.global {
+            self.pacer.global.lock().release(now);
+        }
     }
 }
 
@@ -332,6 +373,27 @@ mod tests {
         let start = std::time::Instant::now();
         pacer.acquire("/v1/invoices").await;
         assert!(start.elapsed() < one_endpoint, "{:?}", start.elapsed());
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_wait_gives_its_slot_back() {
+        // 10/s, burst 1: ten callers that give up while waiting (a client's timeout) must not
+        // push the next caller's slot a second out.
+        let pacer = Pacer::with_rates(10.0, f64::INFINITY);
+        pacer.acquire("/v1/customers").await;
+        for _ in 0..10 {
+            let waited =
+                tokio::time::timeout(Duration::from_millis(5), pacer.acquire("/v1/customers"))
+                    .await;
+            assert!(waited.is_err(), "the wait was cut short");
+        }
+        let start = std::time::Instant::now();
+        pacer.acquire("/v1/customers").await;
+        assert!(
+            start.elapsed() < Duration::from_millis(150),
+            "the next request waited {:?} behind abandoned ones",
+            start.elapsed()
+        );
     }
 
     #[tokio::test]

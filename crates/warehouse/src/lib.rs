@@ -122,6 +122,26 @@ pub struct AccountRecord {
     pub updated_at: i64,
 }
 
+/// A webhook delivery kept in the inbox until it is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// Its place in arrival order.
+    pub seq: i64,
+    pub event_id: String,
+    pub received_at: i64,
+    /// The event's JSON as delivered.
+    pub body: String,
+}
+
+/// The deliveries a connection has waiting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboxDepth {
+    pub connection: Connection,
+    pub waiting: u64,
+    /// When the oldest arrived (Unix time).
+    pub oldest_received_at: i64,
+}
+
 /// An API token of the REST API: its name, the SHA-256 of the token (never the token), and
 /// whether it may only read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -394,6 +414,22 @@ pub trait Store: Send + Sync {
     /// `n` values changed; `None`: `bind` refused one and nothing was written.
     fn bind_sealed_values(&self, bind: &mut BindSealed<'_>) -> Result<Option<usize>>;
 
+    // The webhook inbox: verified deliveries kept until they are applied.
+    /// Keeps one delivery (the event's JSON); false when the event is kept already.
+    fn inbox_add(
+        &self,
+        connection: &Connection,
+        event_id: &str,
+        received_at: i64,
+        body: &str,
+    ) -> Result<bool>;
+    /// The oldest kept deliveries of a connection, in the order they arrived.
+    fn inbox_pending(&self, connection: &Connection, limit: usize) -> Result<Vec<InboxEntry>>;
+    /// Forgets deliveries that were applied.
+    fn inbox_remove(&self, connection: &Connection, seqs: &[i64]) -> Result<()>;
+    /// Each connection with deliveries waiting: how many, and when the oldest arrived.
+    fn inbox_depths(&self) -> Result<Vec<InboxDepth>>;
+
     // The mirror.
     /// Writes a batch in one transaction.
     fn apply(&self, connection: &Connection, batch: &Batch) -> Result<Counts>;
@@ -593,4 +629,4 @@ pub fn open(target: &str) -> Result<Box<dyn Store>> {
 }
 
 /// The schema version these backends create.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;

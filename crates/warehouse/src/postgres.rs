@@ -462,6 +462,19 @@ fn ddl() -> Vec<(String, String)> {
         .into(),
     );
     add(
+        "inbox",
+        "CREATE TABLE IF NOT EXISTS inbox (
+  seq bigserial PRIMARY KEY,
+  account_id text COLLATE \"C\" NOT NULL,
+  livemode boolean NOT NULL,
+  event_id text COLLATE \"C\" NOT NULL,
+  received_at bigint NOT NULL,
+  body text NOT NULL,
+  UNIQUE (account_id, livemode, event_id)
+)"
+        .into(),
+    );
+    add(
         "sync_state",
         "CREATE TABLE IF NOT EXISTS sync_state (
   account_id text COLLATE \"C\" NOT NULL,
@@ -1391,7 +1404,7 @@ impl Store for PostgresStore {
                 )?;
                 removed += tx.execute(&delete, &[&c.account_id, &c.livemode])?;
             }
-            for t in ["runs", "cursors", "sync_state", "accounts"] {
+            for t in ["runs", "cursors", "sync_state", "inbox", "accounts"] {
                 let delete = prepared(
                     statements,
                     tx,
@@ -1829,6 +1842,77 @@ impl Store for PostgresStore {
                 Some(row) => Ok(Some(row.try_get(0)?)),
                 None => Ok(None),
             }
+        })
+    }
+
+    fn inbox_add(&self, c: &Connection, event_id: &str, at: i64, body: &str) -> Result<bool> {
+        self.write(|tx, statements| {
+            let insert = prepared(
+                statements,
+                tx,
+                "INSERT INTO inbox (account_id, livemode, event_id, received_at, body) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )?;
+            Ok(tx.execute(&insert, &[&c.account_id, &c.livemode, &event_id, &at, &body])? > 0)
+        })
+    }
+
+    fn inbox_pending(&self, c: &Connection, limit: usize) -> Result<Vec<crate::InboxEntry>> {
+        self.read(|client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                "SELECT seq, event_id, received_at, body FROM inbox WHERE account_id = $1 AND livemode = $2 ORDER BY seq LIMIT $3",
+            )?;
+            let rows = client.query(&select, &[&c.account_id, &c.livemode, &(limit as i64)])?;
+            rows.iter()
+                .map(|row| {
+                    Ok(crate::InboxEntry {
+                        seq: row.try_get(0)?,
+                        event_id: row.try_get(1)?,
+                        received_at: row.try_get(2)?,
+                        body: row.try_get(3)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn inbox_remove(&self, c: &Connection, seqs: &[i64]) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx, statements| {
+            let delete = prepared(
+                statements,
+                tx,
+                "DELETE FROM inbox WHERE account_id = $1 AND livemode = $2 AND seq = ANY($3)",
+            )?;
+            tx.execute(&delete, &[&c.account_id, &c.livemode, &seqs])?;
+            Ok(())
+        })
+    }
+
+    fn inbox_depths(&self) -> Result<Vec<crate::InboxDepth>> {
+        self.read(|client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                "SELECT account_id, livemode, count(*), min(received_at) FROM inbox GROUP BY account_id, livemode ORDER BY account_id, livemode",
+            )?;
+            client
+                .query(&select, &[])?
+                .iter()
+                .map(|row| {
+                    Ok(crate::InboxDepth {
+                        connection: Connection {
+                            account_id: row.try_get(0)?,
+                            livemode: row.try_get(1)?,
+                        },
+                        waiting: row.try_get::<_, i64>(2)? as u64,
+                        oldest_received_at: row.try_get(3)?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -185,6 +185,15 @@ CREATE TABLE IF NOT EXISTS sync_state (
   value TEXT NOT NULL,
   PRIMARY KEY (account_id, livemode, key)
 );
+CREATE TABLE IF NOT EXISTS inbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  account_id TEXT NOT NULL,
+  livemode INTEGER NOT NULL,
+  event_id TEXT NOT NULL,
+  received_at INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  UNIQUE (account_id, livemode, event_id)
+);
 ";
 
 impl SqliteStore {
@@ -766,7 +775,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_error)? as u64;
         }
-        for t in ["runs", "cursors", "sync_state", "accounts"] {
+        for t in ["runs", "cursors", "sync_state", "inbox", "accounts"] {
             tx.execute(
                 &format!("DELETE FROM {t} WHERE account_id = ?1 AND livemode = ?2"),
                 params![c.account_id, c.livemode],
@@ -1150,6 +1159,76 @@ impl Store for SqliteStore {
         }
         .map(|_| ())
         .map_err(db_error)
+    }
+
+    fn inbox_add(&self, c: &Connection, event_id: &str, at: i64, body: &str) -> Result<bool> {
+        let db = self.writer()?;
+        let added = db
+            .execute(
+                "INSERT OR IGNORE INTO inbox (account_id, livemode, event_id, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![c.account_id, c.livemode, event_id, at, body],
+            )
+            .map_err(db_error)?;
+        Ok(added > 0)
+    }
+
+    fn inbox_pending(&self, c: &Connection, limit: usize) -> Result<Vec<crate::InboxEntry>> {
+        let db = self.reader();
+        let mut select = db
+            .prepare_cached("SELECT seq, event_id, received_at, body FROM inbox WHERE account_id = ?1 AND livemode = ?2 ORDER BY seq LIMIT ?3")
+            .map_err(db_error)?;
+        let rows = select
+            .query_map(params![c.account_id, c.livemode, limit as i64], |r| {
+                Ok(crate::InboxEntry {
+                    seq: r.get(0)?,
+                    event_id: r.get(1)?,
+                    received_at: r.get(2)?,
+                    body: r.get(3)?,
+                })
+            })
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn inbox_remove(&self, c: &Connection, seqs: &[i64]) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let mut db = self.writer()?;
+        let tx = db.transaction().map_err(db_error)?;
+        {
+            let mut delete = tx
+                .prepare_cached(
+                    "DELETE FROM inbox WHERE account_id = ?1 AND livemode = ?2 AND seq = ?3",
+                )
+                .map_err(db_error)?;
+            for seq in seqs {
+                delete
+                    .execute(params![c.account_id, c.livemode, seq])
+                    .map_err(db_error)?;
+            }
+        }
+        tx.commit().map_err(db_error)
+    }
+
+    fn inbox_depths(&self) -> Result<Vec<crate::InboxDepth>> {
+        let db = self.reader();
+        let mut select = db
+            .prepare_cached("SELECT account_id, livemode, count(*), min(received_at) FROM inbox GROUP BY account_id, livemode ORDER BY account_id, livemode")
+            .map_err(db_error)?;
+        let rows = select
+            .query_map([], |r| {
+                Ok(crate::InboxDepth {
+                    connection: Connection {
+                        account_id: r.get(0)?,
+                        livemode: r.get(1)?,
+                    },
+                    waiting: r.get::<_, i64>(2)? as u64,
+                    oldest_received_at: r.get(3)?,
+                })
+            })
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
     }
 
     fn insert_token(&self, t: &crate::TokenRecord) -> Result<()> {

@@ -682,6 +682,12 @@ macro_rules! warehouse_test_suite {
                 }
             }
             #[test]
+            fn the_inbox_keeps_deliveries_in_order_until_applied() {
+                if let Some(store) = store("inbox") {
+                    super::the_inbox_keeps_deliveries_in_order_until_applied(store.as_ref());
+                }
+            }
+            #[test]
             fn runs_and_windows() {
                 if let Some(store) = store("runs") {
                     super::runs_and_windows(store.as_ref());
@@ -689,6 +695,61 @@ macro_rules! warehouse_test_suite {
             }
         }
     };
+}
+
+/// Webhook deliveries wait in the inbox in arrival order, once per event, per connection, until
+/// removed; a connection's removal takes its waiting ones too; no user's SQL reads them.
+pub fn the_inbox_keeps_deliveries_in_order_until_applied(store: &dyn Store) {
+    let (a, b) = (
+        Connection::new("acct_in1", false),
+        Connection::new("acct_in2", true),
+    );
+    assert!(
+        store
+            .inbox_add(&a, "evt_3", 30, r#"{"id":"evt_3"}"#)
+            .unwrap()
+    );
+    assert!(
+        store
+            .inbox_add(&a, "evt_1", 10, r#"{"id":"evt_1"}"#)
+            .unwrap()
+    );
+    assert!(
+        !store.inbox_add(&a, "evt_3", 31, "again").unwrap(),
+        "kept once"
+    );
+    assert!(
+        store
+            .inbox_add(&b, "evt_3", 40, r#"{"id":"evt_3"}"#)
+            .unwrap()
+    );
+    let pending = store.inbox_pending(&a, 10).unwrap();
+    let ids: Vec<&str> = pending.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["evt_3", "evt_1"], "in arrival order");
+    assert_eq!(pending[0].body, r#"{"id":"evt_3"}"#);
+    assert_eq!(store.inbox_pending(&a, 1).unwrap().len(), 1);
+    let depths = store.inbox_depths().unwrap();
+    assert_eq!(depths.len(), 2);
+    assert_eq!((depths[0].waiting, depths[0].oldest_received_at), (2, 10));
+    store.inbox_remove(&a, &[pending[0].seq]).unwrap();
+    let left: Vec<String> = store
+        .inbox_pending(&a, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(left, ["evt_1"]);
+    assert!(
+        store.inbox_add(&a, "evt_3", 50, "later").unwrap(),
+        "a removed one may come again"
+    );
+    store.remove_account(&a).unwrap();
+    assert!(store.inbox_pending(&a, 10).unwrap().is_empty());
+    assert_eq!(
+        store.inbox_pending(&b, 10).unwrap().len(),
+        1,
+        "the other connection's stay"
+    );
 }
 
 /// A row sent again with the same data (a re-listing) moves its version and sync time, and is
@@ -879,6 +940,7 @@ pub fn users_sql_cannot_escape(store: &dyn Store, backend: &str) {
         ("SELECT webhook_secret_sealed FROM accounts".into(), refused),
         ("SELECT * FROM accounts".into(), refused),
         ("SELECT * FROM sync_state".into(), refused),
+        ("SELECT body FROM inbox".into(), refused),
         ("SELECT * FROM cursors".into(), refused),
         ("SELECT * FROM stripe_mirror_meta".into(), refused),
         ("DELETE FROM customers".into(), not_run),

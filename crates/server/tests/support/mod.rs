@@ -334,6 +334,8 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a port");
+        // The tests read each delivery's outcome in its answer: it waits for the apply.
+        let answer_wait = Duration::from_secs(10);
         let address = listener.local_addr().expect("an address");
         let base = format!("http://{address}");
         let config = ServeConfig {
@@ -348,6 +350,7 @@ impl Server {
             interval,
             tolerance_secs,
             limits,
+            answer_wait,
         };
         let token =
             sm_engine::ops::tokens::create(&engine, &format!("monitor-{}", address.port()), true)

@@ -1,0 +1,219 @@
+//! Webhook intake behind the answer. A verified delivery is kept in the inbox (one durable write)
+//! and answered at once; a worker per connection applies what waits through the connection's
+//! `Intake` (the one write path: ordering, ties settled by refetching) and forgets each delivery
+//! once applied. The answer's latency so depends on neither refetches nor the rate budget, and
+//! no client hang-up can cut an apply short: it runs in the worker's task, never in a handler.
+//!
+//! Order: deliveries about one object go to one lane and are applied in arrival order; lanes
+//! run side by side. A delivery applied but not yet forgotten (a kill between the two) is
+//! applied again after a restart and found a duplicate: nothing is lost or written twice.
+//! The inbox is the seam a later intake-only process and a worker process split along.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sm_engine::intake::Outcome;
+use sm_warehouse::Connection;
+use tokio::sync::{Notify, oneshot};
+
+use crate::AppState;
+
+/// Lanes per connection: deliveries of different objects applied side by side.
+const LANES: usize = 8;
+/// Deliveries read from the inbox per round.
+const ROUND: usize = 512;
+/// The longest pause after a failed apply before trying again.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The workers, and callers waiting for a delivery's outcome.
+#[derive(Default)]
+pub struct Inboxes {
+    workers: parking_lot::Mutex<HashMap<Connection, Arc<Notify>>>,
+    waiting: parking_lot::Mutex<HashMap<(Connection, String), oneshot::Sender<&'static str>>>,
+}
+
+impl AppState {
+    /// Makes sure a worker drains `connection`'s inbox, and tells it something arrived.
+    pub fn wake_inbox(self: &Arc<Self>, connection: &Connection) {
+        let mut workers = self.inboxes.workers.lock();
+        if let Some(notify) = workers.get(connection) {
+            notify.notify_one();
+            return;
+        }
+        let notify = Arc::new(Notify::new());
+        workers.insert(connection.clone(), notify.clone());
+        tokio::spawn(drain(self.clone(), connection.clone(), notify));
+    }
+
+    /// A receiver of the outcome of the delivery of `event_id`, once applied.
+    pub fn outcome_of(
+        &self,
+        connection: &Connection,
+        event_id: &str,
+    ) -> oneshot::Receiver<&'static str> {
+        let (sender, receiver) = oneshot::channel();
+        self.inboxes
+            .waiting
+            .lock()
+            .insert((connection.clone(), event_id.to_owned()), sender);
+        receiver
+    }
+
+    /// Forgets a caller that stopped waiting.
+    pub fn stop_waiting(&self, connection: &Connection, event_id: &str) {
+        self.inboxes
+            .waiting
+            .lock()
+            .remove(&(connection.clone(), event_id.to_owned()));
+    }
+
+    fn tell_outcome(&self, connection: &Connection, event_id: &str, outcome: &'static str) {
+        if let Some(sender) = self
+            .inboxes
+            .waiting
+            .lock()
+            .remove(&(connection.clone(), event_id.to_owned()))
+        {
+            let _ = sender.send(outcome);
+        }
+    }
+}
+
+/// The metric and answer name of an outcome.
+pub fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Applied => "applied",
+        Outcome::Refetched => "refetched",
+        Outcome::Stale => "stale",
+        Outcome::Kept => "kept",
+        Outcome::Duplicate => "duplicate",
+    }
+}
+
+/// The lane of an event: by the object it is about, so that one object's events keep their
+/// order.
+fn lane_of(event: &Value) -> usize {
+    let object = &event["data"]["object"];
+    let mut hasher = std::hash::DefaultHasher::new();
+    (
+        object["object"].as_str().unwrap_or_default(),
+        object["id"].as_str().or(event["id"].as_str()),
+    )
+        .hash(&mut hasher);
+    (hasher.finish() % LANES as u64) as usize
+}
+
+/// Applies `connection`'s waiting deliveries, round after round, until the process ends.
+async fn drain(state: Arc<AppState>, connection: Connection, notify: Arc<Notify>) {
+    let mut backoff = Duration::ZERO;
+    loop {
+        if !backoff.is_zero() {
+            tokio::time::sleep(backoff).await;
+        }
+        let pending = {
+            let connection = connection.clone();
+            state
+                .engine
+                .store_call(move |store| store.inbox_pending(&connection, ROUND))
+                .await
+        };
+        let pending = match pending {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::warn!(account = %connection.label(), error = %error.message, "could not read the webhook inbox");
+                backoff = next_backoff(backoff);
+                continue;
+            }
+        };
+        if pending.is_empty() {
+            backoff = Duration::ZERO;
+            // Woken by the next delivery; a look now and then in case a wake was missed.
+            let _ = tokio::time::timeout(Duration::from_secs(5), notify.notified()).await;
+            continue;
+        }
+        let intake = match state.intake(&connection).await {
+            Ok(intake) => intake,
+            Err(error) => {
+                tracing::warn!(account = %connection.label(), error = %error.message, "could not open the intake for waiting deliveries");
+                backoff = next_backoff(backoff);
+                continue;
+            }
+        };
+        let mut lanes: Vec<Vec<(i64, String, Value)>> = vec![Vec::new(); LANES];
+        let mut unreadable = Vec::new();
+        for entry in pending {
+            match serde_json::from_str::<Value>(&entry.body) {
+                Ok(event) => lanes[lane_of(&event)].push((entry.seq, entry.event_id, event)),
+                // Verified and parsed before it was kept: this cannot happen, and must not
+                // block the inbox if it does.
+                Err(_) => unreadable.push(entry.seq),
+            }
+        }
+        let runs = lanes.into_iter().map(|lane| {
+            let (state, intake, connection) = (&state, &intake, &connection);
+            async move {
+                let mut done = Vec::new();
+                for (seq, event_id, event) in lane {
+                    match intake.accept(&event).await {
+                        Ok(outcome) => {
+                            let name = outcome_name(outcome);
+                            state.metrics.record_webhook(connection, name);
+                            state.tell_outcome(connection, &event_id, name);
+                            done.push(seq);
+                        }
+                        Err(error) => {
+                            // The lane stops here: this object's later events wait behind it.
+                            state.metrics.record_webhook(connection, "apply_failed");
+                            tracing::warn!(account = %connection.label(), event = %event_id, error = %error.message, "a stored delivery could not be applied yet; it is tried again");
+                            return (done, true);
+                        }
+                    }
+                }
+                (done, false)
+            }
+        });
+        let outcomes = futures_util::future::join_all(runs).await;
+        let failed = outcomes.iter().any(|(_, failed)| *failed);
+        let mut applied: Vec<i64> = outcomes.into_iter().flat_map(|(done, _)| done).collect();
+        applied.extend(unreadable);
+        let forgotten = {
+            let connection = connection.clone();
+            state
+                .engine
+                .store_call(move |store| store.inbox_remove(&connection, &applied))
+                .await
+        };
+        if let Err(error) = forgotten {
+            // Applied and not forgotten: applied again later, found duplicates.
+            tracing::warn!(account = %connection.label(), error = %error.message, "could not clear applied deliveries from the inbox");
+        }
+        backoff = if failed {
+            next_backoff(backoff)
+        } else {
+            Duration::ZERO
+        };
+    }
+}
+
+fn next_backoff(now: Duration) -> Duration {
+    (now * 2).clamp(Duration::from_millis(500), MAX_BACKOFF)
+}
+
+/// At start: a worker for every connection with deliveries stored and not yet applied (the
+/// process stopped before it applied them), so that they are applied first.
+pub async fn resume(state: &Arc<AppState>) {
+    match state.engine.store_call(|store| store.inbox_depths()).await {
+        Ok(depths) => {
+            for depth in depths {
+                tracing::info!(account = %depth.connection.label(), waiting = depth.waiting, "applying webhook deliveries stored before the restart");
+                state.wake_inbox(&depth.connection);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(error = %error.message, "could not read the webhook inbox at start")
+        }
+    }
+}
