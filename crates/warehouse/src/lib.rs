@@ -535,6 +535,10 @@ pub trait Store: Send + Sync {
             },
         )
     }
+    /// When the connection's newest kept event was made (`created`), without reading it.
+    fn latest_event_at(&self, connection: &Connection) -> Result<Option<i64>> {
+        Ok(self.events(connection, 1)?.first().map(|e| e.created))
+    }
     /// A page of events, newest first (ties in storage order, newest stored first): of the
     /// given types (`customer.created`, or `customer.*` for a prefix; none: every type), after
     /// the event `starting_after`.
@@ -583,6 +587,10 @@ pub trait Store: Send + Sync {
     fn run(&self, connection: &Connection, id: i64) -> Result<Option<RunRecord>>;
     /// Newest first.
     fn runs(&self, connection: &Connection, limit: usize) -> Result<Vec<RunRecord>>;
+    /// Every connection's newest run, in one read (the list of connections shows them).
+    fn latest_runs(&self) -> Result<Vec<RunRecord>>;
+    /// Every connection's values of the sync-state `keys`, in one read: (connection, key, value).
+    fn states_of_all(&self, keys: &[&str]) -> Result<Vec<(Connection, String, String)>>;
 
     /// Runs a user's read-only SQL inside the boundary of `sandbox.rs` (the mirror's tables
     /// only, harmless functions, time, memory, row and byte limits): column names, and rows of

@@ -2018,6 +2018,61 @@ impl Store for PostgresStore {
         })
     }
 
+    fn latest_runs(&self) -> Result<Vec<RunRecord>> {
+        self.read(|client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                &format!(
+                    "{RUN_SELECT} WHERE id IN (SELECT max(id) FROM runs GROUP BY account_id, livemode)"
+                ),
+            )?;
+            let rows = client.query(&select, &[])?;
+            Ok(rows
+                .iter()
+                .map(read_run)
+                .collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
+    fn states_of_all(&self, keys: &[&str]) -> Result<Vec<(Connection, String, String)>> {
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        self.read(|client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                "SELECT account_id, livemode, key, value FROM sync_state WHERE key = ANY($1)",
+            )?;
+            client
+                .query(&select, &[&keys])?
+                .iter()
+                .map(|row| {
+                    Ok((
+                        Connection {
+                            account_id: row.try_get(0)?,
+                            livemode: row.try_get(1)?,
+                        },
+                        row.try_get(2)?,
+                        row.try_get(3)?,
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    fn latest_event_at(&self, c: &Connection) -> Result<Option<i64>> {
+        self.read(|client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                "SELECT max(created) FROM events WHERE account_id = $1 AND livemode = $2",
+            )?;
+            Ok(client
+                .query_one(&select, &[&c.account_id, &c.livemode])?
+                .try_get(0)?)
+        })
+    }
+
     fn runs(&self, c: &Connection, limit: usize) -> Result<Vec<RunRecord>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(|client, statements| {

@@ -1142,13 +1142,15 @@ impl Store for SqliteStore {
 
     fn state(&self, c: &Connection, key: &str) -> Result<Option<String>> {
         let db = self.reader();
-        db.query_row(
-            "SELECT value FROM sync_state WHERE account_id = ?1 AND livemode = ?2 AND key = ?3",
-            params![c.account_id, c.livemode, key],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(db_error)
+        let mut statement = db
+            .prepare_cached(
+                "SELECT value FROM sync_state WHERE account_id = ?1 AND livemode = ?2 AND key = ?3",
+            )
+            .map_err(db_error)?;
+        statement
+            .query_row(params![c.account_id, c.livemode, key], |r| r.get(0))
+            .optional()
+            .map_err(db_error)
     }
 
     fn set_state(&self, c: &Connection, key: &str, value: Option<&str>) -> Result<()> {
@@ -1296,9 +1298,57 @@ impl Store for SqliteStore {
         .map_err(db_error)
     }
 
+    fn latest_runs(&self) -> Result<Vec<RunRecord>> {
+        let db = self.reader();
+        let mut statement = db
+            .prepare_cached("SELECT * FROM runs WHERE id IN (SELECT max(id) FROM runs GROUP BY account_id, livemode)")
+            .map_err(db_error)?;
+        let rows = statement.query_map([], read_run).map_err(db_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn states_of_all(&self, keys: &[&str]) -> Result<Vec<(Connection, String, String)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let db = self.reader();
+        let marks: Vec<String> = (1..=keys.len()).map(|n| format!("?{n}")).collect();
+        let mut statement = db
+            .prepare_cached(&format!(
+                "SELECT account_id, livemode, key, value FROM sync_state WHERE key IN ({})",
+                marks.join(", ")
+            ))
+            .map_err(db_error)?;
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(keys.iter()), |r| {
+                Ok((
+                    Connection {
+                        account_id: r.get(0)?,
+                        livemode: r.get(1)?,
+                    },
+                    r.get(2)?,
+                    r.get(3)?,
+                ))
+            })
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn latest_event_at(&self, c: &Connection) -> Result<Option<i64>> {
+        let db = self.reader();
+        let mut statement = db
+            .prepare_cached(
+                "SELECT max(created) FROM events WHERE account_id = ?1 AND livemode = ?2",
+            )
+            .map_err(db_error)?;
+        statement
+            .query_row(params![c.account_id, c.livemode], |r| r.get(0))
+            .map_err(db_error)
+    }
+
     fn runs(&self, c: &Connection, limit: usize) -> Result<Vec<RunRecord>> {
         let db = self.reader();
-        let mut statement = db.prepare("SELECT * FROM runs WHERE account_id = ?1 AND livemode = ?2 ORDER BY id DESC LIMIT ?3").map_err(db_error)?;
+        let mut statement = db.prepare_cached("SELECT * FROM runs WHERE account_id = ?1 AND livemode = ?2 ORDER BY id DESC LIMIT ?3").map_err(db_error)?;
         let rows = statement
             .query_map(params![c.account_id, c.livemode, limit as i64], read_run)
             .map_err(db_error)?;

@@ -427,6 +427,38 @@ pub fn runs_and_windows(store: &dyn Store) {
     assert_eq!(runs[0].id, second);
     assert_eq!(runs[0].trigger, "dashboard");
     assert_eq!(runs[1].trigger, "schedule");
+    let other = Connection::new("acct_3", true);
+    let third = store.start_run(&other, "backfill", "api", 30).unwrap();
+    let mut latest: Vec<(String, i64)> = store
+        .latest_runs()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.connection.label(), r.id))
+        .collect();
+    latest.sort();
+    assert_eq!(
+        latest,
+        [
+            ("acct_2:test".to_owned(), second),
+            ("acct_3:live".to_owned(), third)
+        ],
+        "each connection's newest run"
+    );
+    store.set_state(&c, "k1", Some("v1")).unwrap();
+    store.set_state(&other, "k1", Some("w1")).unwrap();
+    store.set_state(&other, "k2", Some("w2")).unwrap();
+    store.set_state(&other, "k3", Some("not asked")).unwrap();
+    let mut states = store.states_of_all(&["k1", "k2"]).unwrap();
+    states.sort();
+    assert_eq!(
+        states,
+        [
+            (c.clone(), "k1".to_owned(), "v1".to_owned()),
+            (other.clone(), "k1".to_owned(), "w1".to_owned()),
+            (other.clone(), "k2".to_owned(), "w2".to_owned()),
+        ]
+    );
+    assert_eq!(store.latest_event_at(&other).unwrap(), None);
     assert_eq!(runs[0].counts, counts);
     assert_eq!(runs[0].error.as_deref(), Some("API key is invalid"));
     assert_eq!(runs[1].id, first);

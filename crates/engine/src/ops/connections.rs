@@ -1,7 +1,9 @@
 //! Connections: everything a user does to a connected account, and how it is shown.
 
 use serde::Serialize;
-use sm_warehouse::Connection;
+use std::collections::HashMap;
+
+use sm_warehouse::{Connection, RunRecord};
 
 pub use crate::connect::{
     AccountSummary, ConnectOptions, ConnectOutcome, KeyPolicy, PermissionReport, RemoveOutcome,
@@ -18,36 +20,56 @@ pub async fn list(engine: &Engine) -> Result<Vec<AccountSummary>, EngineError> {
     let gathered = engine
         .store_call(|store| {
             let records = store.accounts()?;
+            // Each connection's newest run and state, for all of them in one read each; the
+            // newest event's time is one index probe per connection.
+            let mut latest: HashMap<Connection, RunRecord> = store
+                .latest_runs()?
+                .into_iter()
+                .map(|run| (run.connection.clone(), run))
+                .collect();
+            let mut states: HashMap<(Connection, String), String> = store
+                .states_of_all(&[
+                    "realtime",
+                    crate::WEBHOOKS_REFUSED,
+                    crate::ACCOUNT_API_VERSION,
+                    crate::SCHEDULE_SECS,
+                    crate::ROWS_MIRRORED,
+                    crate::LAST_SUCCESS_AT,
+                ])?
+                .into_iter()
+                .map(|(connection, key, value)| ((connection, key), value))
+                .collect();
             let mut gathered = Vec::with_capacity(records.len());
             for record in records {
                 let connection = &record.connection;
-                let state = |key: &str| store.state(connection, key);
-                // The latest run says whether one runs now; the last success is kept as state
-                // at each sync's end (searched for in the history only before it was kept).
-                let latest = store.runs(connection, 1)?;
-                let last_success = match state(crate::LAST_SUCCESS_AT)?.and_then(|s| s.parse().ok())
+                let mut state = |key: &str| states.remove(&(connection.clone(), key.to_owned()));
+                let latest = latest.remove(connection);
+                // The last success is kept as state at each sync's end; a mirror from before
+                // that has it only in its history.
+                let last_success = match state(crate::LAST_SUCCESS_AT).and_then(|s| s.parse().ok())
                 {
                     Some(at) => Some(at),
-                    None => store
+                    None if latest.is_some() => store
                         .runs(connection, 20)?
                         .iter()
                         .find(|r| r.status == "succeeded" || r.status == "partial")
                         .and_then(|r| r.ended_at),
+                    None => None,
                 };
                 let facts = Facts {
                     last_success,
-                    running_percent: latest.first().filter(|r| r.status == "running").map(|r| {
+                    running_percent: latest.as_ref().filter(|r| r.status == "running").map(|r| {
                         r.progress
                             .as_ref()
                             .and_then(|p| p["percent"].as_u64())
                             .unwrap_or(0)
                     }),
-                    realtime: state("realtime")?,
-                    refused: state(crate::WEBHOOKS_REFUSED)?,
-                    account_version: state(crate::ACCOUNT_API_VERSION)?,
-                    schedule_secs: state(crate::SCHEDULE_SECS)?.and_then(|s| s.parse().ok()),
-                    rows: state(crate::ROWS_MIRRORED)?.and_then(|s| s.parse().ok()),
-                    last_event_at: store.events(connection, 1)?.first().map(|e| e.created),
+                    realtime: state("realtime"),
+                    refused: state(crate::WEBHOOKS_REFUSED),
+                    account_version: state(crate::ACCOUNT_API_VERSION),
+                    schedule_secs: state(crate::SCHEDULE_SECS).and_then(|s| s.parse().ok()),
+                    rows: state(crate::ROWS_MIRRORED).and_then(|s| s.parse().ok()),
+                    last_event_at: store.latest_event_at(connection)?,
                 };
                 gathered.push((record, facts));
             }

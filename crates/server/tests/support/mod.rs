@@ -331,11 +331,31 @@ impl Server {
         tolerance_secs: i64,
         limits: sm_server::listener::Limits,
     ) -> Server {
+        // The tests read each delivery's outcome in its answer: it waits for the apply.
+        Server::start_with(
+            engine,
+            public_url,
+            interval,
+            tolerance_secs,
+            limits,
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
+    /// [`Server::start_limited`] with the answer's wait chosen (zero: as `serve` runs, every
+    /// delivery answered once stored).
+    pub async fn start_with(
+        engine: Arc<Engine>,
+        public_url: Option<&str>,
+        interval: Duration,
+        tolerance_secs: i64,
+        limits: sm_server::listener::Limits,
+        answer_wait: Duration,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a port");
-        // The tests read each delivery's outcome in its answer: it waits for the apply.
-        let answer_wait = Duration::from_secs(10);
         let address = listener.local_addr().expect("an address");
         let base = format!("http://{address}");
         let config = ServeConfig {

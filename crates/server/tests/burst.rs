@@ -1,0 +1,109 @@
+//! Intake under ordinary bursts, as `serve` runs (every delivery answered once stored, applied
+//! behind): six bursts of 300 changes a few seconds apart, delivered as Stripe does — shuffled,
+//! 30% twice, 10% late, a 10 s timeout, retries. No delivery may time out or be given up, and once
+//! the inbox has drained the mirror equals the emulator for every kind events carry.
+//!
+//! Before the inbox (issue "Webhook intake under a burst"), this scenario drew thousands of
+//! timeouts: deliveries waited in their handlers on refetches paced by the rate budget.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use sm_emulator::webhooks::DeliverySettings;
+use support::{Server, World, compare, describe};
+
+/// Tables only a sync fills (no events carry them).
+const SYNC_ONLY: &[&str] = &["balance_transactions"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_are_answered_at_once_and_applied_behind() {
+    let world = World::start(20, 43, "burst").await;
+    let engine = world.engine();
+    let connection = world.connect(&engine, None).await;
+    world.sync(&engine).await;
+    world.set_webhooks(DeliverySettings {
+        shuffle: true,
+        shuffle_window: 300,
+        duplicate: 0.3,
+        late: 0.1,
+        late_ms: 1_500,
+        retry_base_ms: 200,
+        max_attempts: 8,
+        timeout_ms: 10_000,
+        ..Default::default()
+    });
+    let server = Server::start_with(
+        engine.clone(),
+        Some(""),
+        Duration::from_secs(3600),
+        300,
+        Default::default(),
+        Duration::ZERO,
+    )
+    .await;
+    server.wait_for_sync(&world.http, &connection.label()).await;
+    let syncs_before = engine.store.runs(&connection, 100).unwrap().len();
+
+    let started = Instant::now();
+    let mut changes = 0;
+    for burst in 0..6 {
+        changes += world.activity(300, 7_000 + burst).await;
+        tokio::time::sleep(Duration::from_millis(3_000 + 400 * burst)).await;
+    }
+    let bursts_took = started.elapsed();
+
+    // Settled: nothing on the wire, the counts still for 4 s, the inbox empty.
+    let settle = Instant::now();
+    let mut last = world.delivery_counts();
+    let mut still_since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let counts = world.delivery_counts();
+        if counts != last || !counts.quiet() {
+            last = counts;
+            still_since = Instant::now();
+        }
+        let waiting: u64 = engine
+            .store
+            .inbox_depths()
+            .unwrap()
+            .iter()
+            .map(|d| d.waiting)
+            .sum();
+        if waiting == 0 && still_since.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+        assert!(
+            settle.elapsed() < Duration::from_secs(120),
+            "did not settle in 120 s: {waiting} waiting in the inbox, {counts:?}"
+        );
+    }
+    let counts = world.delivery_counts();
+    let outcomes = server.webhook_outcomes(&world.http).await;
+    eprintln!(
+        "burst: {changes} changes in 6 bursts over {bursts_took:?}; settled {:?} later; emulator {counts:?}; serve {outcomes:?}",
+        settle.elapsed()
+    );
+    assert_eq!(counts.given_up, 0, "no delivery given up: {counts:?}");
+    assert_eq!(
+        counts.failed_attempts, 0,
+        "no delivery timed out or failed: {counts:?}"
+    );
+    assert_eq!(
+        outcomes.get("apply_failed").copied().unwrap_or(0),
+        0,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        engine.store.runs(&connection, 100).unwrap().len(),
+        syncs_before,
+        "only webhooks moved the mirror"
+    );
+    let (differences, compared) = compare(&world, &engine, &connection, SYNC_ONLY);
+    assert!(
+        differences.is_empty(),
+        "after {compared} objects compared: {}",
+        describe(&differences)
+    );
+}
