@@ -369,6 +369,22 @@ pub struct RawRow {
     pub version: i64,
 }
 
+/// How many of a connection's newest customers [`Store::search_customers`] reads first: when
+/// that many hold enough matches, they are the newest ones and nothing else is read (a common
+/// word such as a mail domain answers here); otherwise an index of the text (SQLite) or a
+/// scan finds the rest.
+pub const SEARCH_NEWEST_FIRST: usize = 500;
+
+/// `text` as a LIKE pattern that finds it anywhere, with `\` as the escape of LIKE's
+/// wildcards (`ESCAPE '\'`).
+pub fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 /// A column of `accounts` holding a sealed secret; part of what the value is bound to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SealedField {
@@ -497,6 +513,15 @@ pub trait Store: Send + Sync {
         table: &str,
         query: &PageQuery,
     ) -> Result<(Vec<RawRow>, bool)>;
+    /// Live customers whose email, name or metadata (a key or a value) contains `text`, in
+    /// any ASCII case, newest first, at most `limit`: the JSON of each as stored. `text` is
+    /// matched literally (`%`, `_` and a backslash are not wildcards).
+    fn search_customers(
+        &self,
+        connection: &Connection,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<String>>;
     /// Stored versions of the given ids of a table.
     fn versions(
         &self,
@@ -637,4 +662,4 @@ pub fn open(target: &str) -> Result<Box<dyn Store>> {
 }
 
 /// The schema version these backends create.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;

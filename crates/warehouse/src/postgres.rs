@@ -1631,6 +1631,36 @@ impl Store for PostgresStore {
         })
     }
 
+    fn search_customers(&self, c: &Connection, text: &str, limit: usize) -> Result<Vec<String>> {
+        const MATCHES: &str = "NOT c.deleted AND (lower(c.email) LIKE $3 OR lower(c.name) LIKE $3 OR lower((c.data -> 'metadata')::text) LIKE $3)";
+        let pattern = crate::contains_pattern(text);
+        let limit = limit as i64;
+        self.read(|client, statements| {
+            // The newest customers first (see SEARCH_NEWEST_FIRST), then all of them.
+            let newest = prepared(
+                statements,
+                client,
+                &format!(
+                    "SELECT c.data::text FROM (SELECT deleted, email, name, data, created, id FROM customers WHERE account_id = $1 AND livemode = $2 ORDER BY COALESCE(created, -1) DESC, id DESC LIMIT {}) c WHERE {MATCHES} ORDER BY COALESCE(c.created, -1) DESC, c.id DESC LIMIT $4",
+                    crate::SEARCH_NEWEST_FIRST
+                ),
+            )?;
+            let rows = client.query(&newest, &[&c.account_id, &c.livemode, &pattern, &limit])?;
+            if rows.len() as i64 >= limit {
+                return Ok(rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?);
+            }
+            let all = prepared(
+                statements,
+                client,
+                &format!(
+                    "SELECT c.data::text FROM customers c WHERE c.account_id = $1 AND c.livemode = $2 AND {MATCHES} ORDER BY COALESCE(c.created, -1) DESC, c.id DESC LIMIT $4"
+                ),
+            )?;
+            let rows = client.query(&all, &[&c.account_id, &c.livemode, &pattern, &limit])?;
+            Ok(rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
     fn count(&self, c: &Connection, table_name: &str) -> Result<(u64, u64)> {
         checked_table(table_name)?;
         self.read(|client, statements| {

@@ -107,6 +107,45 @@ fn create_table_sql(t: &crate::Table) -> String {
     sql
 }
 
+/// A trigram index of each customer's email, name and metadata, for
+/// [`Store::search_customers`]: `customer_search` (FTS5) holds the words under a number that
+/// `customer_search_keys` gives each (account, customer) for good (a table's own rowid may
+/// change with VACUUM). Triggers keep it in step with every write to `customers`, whichever
+/// path makes it.
+const CUSTOMER_SEARCH: &str = "
+CREATE TABLE IF NOT EXISTS customer_search_keys (
+  n INTEGER PRIMARY KEY,
+  account_id TEXT NOT NULL,
+  id TEXT NOT NULL,
+  UNIQUE (account_id, id)
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS customer_search USING fts5(words, tokenize = 'trigram');
+CREATE TRIGGER IF NOT EXISTS customer_search_insert AFTER INSERT ON customers BEGIN
+  INSERT OR IGNORE INTO customer_search_keys (account_id, id) VALUES (new.account_id, new.id);
+  INSERT INTO customer_search (rowid, words)
+    SELECT n, coalesce(new.email, '') || char(10) || coalesce(new.name, '') || char(10) || coalesce(json_extract(new.data, '$.metadata'), '')
+    FROM customer_search_keys WHERE account_id = new.account_id AND id = new.id;
+END;
+CREATE TRIGGER IF NOT EXISTS customer_search_update AFTER UPDATE OF data ON customers BEGIN
+  DELETE FROM customer_search WHERE rowid = (SELECT n FROM customer_search_keys WHERE account_id = old.account_id AND id = old.id);
+  INSERT INTO customer_search (rowid, words)
+    SELECT n, coalesce(new.email, '') || char(10) || coalesce(new.name, '') || char(10) || coalesce(json_extract(new.data, '$.metadata'), '')
+    FROM customer_search_keys WHERE account_id = new.account_id AND id = new.id;
+END;
+CREATE TRIGGER IF NOT EXISTS customer_search_delete AFTER DELETE ON customers BEGIN
+  DELETE FROM customer_search WHERE rowid = (SELECT n FROM customer_search_keys WHERE account_id = old.account_id AND id = old.id);
+  DELETE FROM customer_search_keys WHERE account_id = old.account_id AND id = old.id;
+END;
+";
+
+/// Fills the customer index from the customers stored before it existed (schema 7).
+const CUSTOMER_SEARCH_BACKFILL: &str = "
+INSERT OR IGNORE INTO customer_search_keys (account_id, id) SELECT account_id, id FROM customers;
+INSERT INTO customer_search (rowid, words)
+  SELECT k.n, coalesce(c.email, '') || char(10) || coalesce(c.name, '') || char(10) || coalesce(json_extract(c.data, '$.metadata'), '')
+  FROM customers c JOIN customer_search_keys k ON k.account_id = c.account_id AND k.id = c.id;
+";
+
 const SYSTEM_TABLES: &str = "
 CREATE TABLE IF NOT EXISTS api_tokens (
   name TEXT PRIMARY KEY,
@@ -326,6 +365,15 @@ impl SqliteStore {
         }
         for t in TABLES {
             ddl.push_str(&create_table_sql(t));
+        }
+        // The customer index (7), filled from what is stored when it is new.
+        let search_present = db
+            .prepare("SELECT 1 FROM sqlite_master WHERE name = 'customer_search'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db_error)?;
+        ddl.push_str(CUSTOMER_SEARCH);
+        if !search_present {
+            ddl.push_str(CUSTOMER_SEARCH_BACKFILL);
         }
         ddl.push_str(&format!("INSERT OR REPLACE INTO stripe_mirror_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"));
         db.execute_batch(&ddl).map_err(db_error)
@@ -782,6 +830,13 @@ impl Store for SqliteStore {
             )
             .map_err(db_error)?;
         }
+        // The customer index's deletions are markers until its segments merge: merged now, so
+        // that no trace of the removed customers' words stays in it.
+        tx.execute(
+            "INSERT INTO customer_search (customer_search) VALUES ('optimize')",
+            [],
+        )
+        .map_err(db_error)?;
         tx.commit().map_err(db_error)?;
         Ok(removed)
     }
@@ -967,6 +1022,55 @@ impl Store for SqliteStore {
             }
         }
         Ok(found)
+    }
+
+    fn search_customers(&self, c: &Connection, text: &str, limit: usize) -> Result<Vec<String>> {
+        // The same test on every path: the index only narrows the rows it is asked of.
+        const MATCHES: &str = "c.deleted = 0 AND (lower(c.email) LIKE ?3 ESCAPE '\\' OR lower(c.name) LIKE ?3 ESCAPE '\\' OR lower(json_extract(c.data, '$.metadata')) LIKE ?3 ESCAPE '\\')";
+        let pattern = crate::contains_pattern(text);
+        let db = self.reader();
+        let collect = |sql: &str, extra: Option<String>| -> Result<Vec<String>> {
+            let mut statement = db.prepare_cached(sql).map_err(db_error)?;
+            let mut values: Vec<rusqlite::types::Value> = vec![
+                c.account_id.clone().into(),
+                i64::from(c.livemode).into(),
+                pattern.clone().into(),
+                (limit as i64).into(),
+            ];
+            values.extend(extra.map(Into::into));
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(values), |r| r.get(0))
+                .map_err(db_error)?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(db_error)
+        };
+        let newest = collect(
+            &format!(
+                "SELECT c.data FROM (SELECT deleted, email, name, data, created, id FROM customers WHERE account_id = ?1 AND livemode = ?2 ORDER BY COALESCE(created, -1) DESC, id DESC LIMIT {}) c WHERE {MATCHES} ORDER BY COALESCE(c.created, -1) DESC, c.id DESC LIMIT ?4",
+                crate::SEARCH_NEWEST_FIRST
+            ),
+            None,
+        )?;
+        if newest.len() >= limit {
+            return Ok(newest);
+        }
+        // Three characters or more: the trigram index finds every row holding the text (as a
+        // phrase, quotes doubled). Fewer: too short for trigrams, so the index's own small
+        // table of words is read through instead of every customer's JSON.
+        let (condition, phrase) = if text.chars().count() >= 3 {
+            (
+                "customer_search MATCH ?5",
+                Some(format!("\"{}\"", text.replace('"', "\"\""))),
+            )
+        } else {
+            ("customer_search.words LIKE ?3 ESCAPE '\\'", None)
+        };
+        collect(
+            &format!(
+                "SELECT c.data FROM customer_search JOIN customer_search_keys k ON k.n = customer_search.rowid JOIN customers c ON c.account_id = k.account_id AND c.id = k.id WHERE {condition} AND k.account_id = ?1 AND c.livemode = ?2 AND {MATCHES} ORDER BY COALESCE(c.created, -1) DESC, c.id DESC LIMIT ?4"
+            ),
+            phrase,
+        )
     }
 
     fn count(&self, c: &Connection, table_name: &str) -> Result<(u64, u64)> {

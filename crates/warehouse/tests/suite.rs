@@ -644,6 +644,116 @@ pub fn concurrent_batches_land_whole(store: &dyn Store) {
     );
 }
 
+/// Customers found by part of an email, name or metadata, newest first, whether among the
+/// newest few hundred or far older (the index on SQLite); changes, deletions and other
+/// accounts followed; the text taken literally.
+pub fn customers_are_searched_by_text(store: &dyn Store) {
+    let c = Connection::new("acct_search", false);
+    let other = Connection::new("acct_other", false);
+    let customers = |from: usize, to: usize| -> Vec<ObjectRow> {
+        (from..to)
+            .map(|n| {
+                let (email, name, metadata) = match n {
+                    3 => ("ada.lovelace@example.com", "Ada Lovelace", json!({"plan": "Gold_10%"})),
+                    4 => ("grace@navy.example", "Grace O'Hopper", json!({})),
+                    _ => ("someone@example.com", "Some One", json!({"n": n.to_string()})),
+                };
+                row(
+                    &format!("cus_{n:04}"),
+                    1,
+                    json!({"id": format!("cus_{n:04}"), "object": "customer", "created": 1_000 + n, "email": email, "name": name, "metadata": metadata}),
+                )
+            })
+            .collect()
+    };
+    let apply = |connection: &Connection, rows: Vec<ObjectRow>| {
+        store
+            .apply(
+                connection,
+                &Batch {
+                    rows: vec![("customers", rows, Guard::Newer)],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    };
+    // Older than the newest SEARCH_NEWEST_FIRST by far.
+    apply(&c, customers(0, sm_warehouse::SEARCH_NEWEST_FIRST + 300));
+    apply(&other, customers(0, 10));
+    let ids = |text: &str, limit: usize| -> Vec<String> {
+        store
+            .search_customers(&c, text, limit)
+            .unwrap()
+            .iter()
+            .map(|data| {
+                serde_json::from_str::<serde_json::Value>(data).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(ids("lovelace", 10), ["cus_0003"]);
+    assert_eq!(ids("ada.lovelace@", 10), ["cus_0003"]);
+    assert_eq!(ids("gold_10%", 10), ["cus_0003"], "a metadata value");
+    assert_eq!(ids("\"plan\"", 10), ["cus_0003"], "a metadata key");
+    assert_eq!(ids("o'hop", 10), ["cus_0004"]);
+    assert!(ids("gold_1_%", 10).is_empty(), "wildcards are literal");
+    assert!(ids("gold_10%x", 10).is_empty());
+    assert!(
+        ids("lovelace@example.com\nada", 10).is_empty(),
+        "no match across fields"
+    );
+    // A common word: the newest first.
+    let newest = sm_warehouse::SEARCH_NEWEST_FIRST + 299;
+    assert_eq!(
+        ids("example.com", 3),
+        [newest, newest - 1, newest - 2].map(|n| format!("cus_{n:04}"))
+    );
+    assert_eq!(ids("on", 2).len(), 2, "two characters");
+    // Two characters, literal, found far from the newest.
+    assert_eq!(ids("0%", 10), ["cus_0003"]);
+    assert_eq!(ids("d_", 10), ["cus_0003"]);
+    assert!(ids("d%", 10).is_empty());
+    // A change is followed: found by the new email, not the old one.
+    apply(
+        &c,
+        vec![row(
+            "cus_0003",
+            2,
+            json!({"id": "cus_0003", "object": "customer", "created": 1_003, "email": "ada@analytical.example", "name": "Ada King", "metadata": {}}),
+        )],
+    );
+    assert!(ids("lovelace", 10).is_empty());
+    assert_eq!(ids("analytical", 10), ["cus_0003"]);
+    // Deleted: not found.
+    let mut gone = row(
+        "cus_0004",
+        2,
+        json!({"id": "cus_0004", "object": "customer", "deleted": true}),
+    );
+    gone.deleted = true;
+    gone.created = None;
+    apply(&c, vec![gone]);
+    assert!(ids("o'hop", 10).is_empty());
+    // Another account's customers are its own; removing it leaves these.
+    assert_eq!(
+        store
+            .search_customers(&other, "lovelace", 10)
+            .unwrap()
+            .len(),
+        1
+    );
+    store.remove_account(&other).unwrap();
+    assert!(
+        store
+            .search_customers(&other, "lovelace", 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(ids("analytical", 10), ["cus_0003"]);
+}
+
 macro_rules! warehouse_test_suite {
     ($backend:ident, $open:path) => {
         mod $backend {
@@ -653,6 +763,12 @@ macro_rules! warehouse_test_suite {
                 $open(test)
             }
 
+            #[test]
+            fn customers_are_searched_by_text() {
+                if let Some(store) = store("search") {
+                    super::customers_are_searched_by_text(store.as_ref());
+                }
+            }
             #[test]
             fn accounts_insert_update_duplicate() {
                 if let Some(store) = store("accounts") {
@@ -1319,3 +1435,47 @@ fn open_postgres(test: &str) -> Option<Box<dyn Store>> {
 
 warehouse_test_suite!(sqlite, open_sqlite);
 warehouse_test_suite!(postgres, open_postgres);
+
+/// A database made before the customer index (schema 6) gets it, filled, when opened.
+#[test]
+fn an_older_sqlite_database_gets_the_customer_index_filled() {
+    let dir = std::env::temp_dir().join(format!("sm-warehouse-{}-reindex", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mirror.sqlite");
+    let c = Connection::new("acct_old", false);
+    {
+        let store = sm_warehouse::open(path.to_str().unwrap()).unwrap();
+        let rows = (0..sm_warehouse::SEARCH_NEWEST_FIRST + 10)
+            .map(|n| {
+                row(
+                    &format!("cus_{n:04}"),
+                    1,
+                    json!({"id": format!("cus_{n:04}"), "created": n, "email": format!("person{n:04}@example.com")}),
+                )
+            })
+            .collect();
+        store
+            .apply(
+                &c,
+                &Batch {
+                    rows: vec![("customers", rows, Guard::Newer)],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+    // As schema 6 left it: no index.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch(
+        "DROP TRIGGER customer_search_insert; DROP TRIGGER customer_search_update; DROP TRIGGER customer_search_delete;
+         DROP TABLE customer_search; DROP TABLE customer_search_keys;
+         UPDATE stripe_mirror_meta SET value = '6' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(db);
+    let store = sm_warehouse::open(path.to_str().unwrap()).unwrap();
+    let found = store.search_customers(&c, "person0002@", 10).unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(found[0].contains("cus_0002"));
+}

@@ -444,7 +444,17 @@ impl Mirror {
         tables
             .iter()
             .filter_map(|row| row[0].clone())
-            .filter(|t| t != "stripe_mirror_meta" && t != "sqlite_sequence")
+            // The schema's bookkeeping, and the customer index's own structure (its settings
+            // and the root of its segments, present however empty it is).
+            .filter(|t| {
+                ![
+                    "stripe_mirror_meta",
+                    "sqlite_sequence",
+                    "customer_search_config",
+                    "customer_search_data",
+                ]
+                .contains(&t.as_str())
+            })
             .map(|table| {
                 let (_, count) = store
                     .query(&format!("SELECT count(*) FROM \"{table}\""))

@@ -109,8 +109,7 @@ pub struct FoundCustomer {
 }
 
 /// Customers whose email, name or metadata (a key or a value) contains `text`, any case,
-/// newest first; at most `limit` (1 to 50). Runs inside the read-only SQL boundary, the text a
-/// literal with quotes doubled and LIKE's wildcards escaped.
+/// newest first; at most `limit` (1 to 50). The text is matched literally.
 pub async fn search_customers(
     engine: &Engine,
     connection: &Connection,
@@ -128,35 +127,19 @@ pub async fn search_customers(
             "the text must be 1 to 200 characters of an email, a name or a metadata value",
         ));
     }
-    let literal = text
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-        .replace('\'', "''");
-    // The metadata as JSON text: the object's keys and values.
-    let metadata = match engine.store.backend() {
-        sm_warehouse::Backend::Sqlite => "lower(json_extract(data, '$.metadata'))",
-        sm_warehouse::Backend::Postgres => "lower((data -> 'metadata')::text)",
-    };
-    let sql = format!(
-        "SELECT id, email, name, created, data FROM customers WHERE account_id = '{account}' AND livemode = {live} AND NOT deleted AND (lower(email) LIKE '%{literal}%' ESCAPE '\\' OR lower(name) LIKE '%{literal}%' ESCAPE '\\' OR {metadata} LIKE '%{literal}%' ESCAPE '\\') ORDER BY created DESC, id DESC LIMIT {limit}",
-        account = connection.account_id.replace('\'', "''"),
-        live = if connection.livemode { "true" } else { "false" },
-    );
-    let (_, rows) = super::query::values(engine, &sql).await?;
+    let owned = connection.clone();
+    let rows = engine
+        .store_read(move |store| store.search_customers(&owned, &text, limit))
+        .await?;
     Ok(rows
-        .into_iter()
+        .iter()
         .map(|row| {
-            // The object's JSON: text on SQLite, a value on Postgres.
-            let data = match &row[4] {
-                Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
-                other => other.clone(),
-            };
+            let data: Value = serde_json::from_str(row).unwrap_or(Value::Null);
             FoundCustomer {
-                id: row[0].as_str().unwrap_or_default().to_owned(),
-                email: row[1].as_str().map(str::to_owned),
-                name: row[2].as_str().map(str::to_owned),
-                created: row[3].as_i64().unwrap_or_default(),
+                id: data["id"].as_str().unwrap_or_default().to_owned(),
+                email: data["email"].as_str().map(str::to_owned),
+                name: data["name"].as_str().map(str::to_owned),
+                created: data["created"].as_i64().unwrap_or_default(),
                 metadata: data["metadata"].clone(),
             }
         })
