@@ -243,6 +243,38 @@ fn count_objects(body: &[u8]) -> Option<u64> {
     None
 }
 
+/// `serve` syncs every account once at start: wait for that run, so it does not overlap.
+pub async fn wait_for_first_sync(
+    base: &str,
+    label: &str,
+    token: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let health: serde_json::Value = serde_json::from_slice(
+            &http
+                .get(format!("{base}/healthz"))
+                .bearer_auth(token)
+                .send()
+                .await?
+                .bytes()
+                .await?,
+        )?;
+        let account = &health["accounts"][label];
+        if !account["last_success"].is_null() {
+            return Ok(());
+        }
+        if !account["last_error"].is_null() {
+            return Err(format!("serve's first sync failed: {health}").into());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("serve's first sync did not end within 60 s: {health}").into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

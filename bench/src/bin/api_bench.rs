@@ -163,6 +163,7 @@ async fn run(args: Args, server_runtime: tokio::runtime::Handle) -> Result<(), E
             tolerance_secs: 300,
             limits: Default::default(),
             answer_wait: std::time::Duration::ZERO,
+            balance_refresh_after: Some(std::time::Duration::from_secs(10)),
         },
     );
     let server = server_runtime.spawn(sm_server::serve_on(listener, state, std::future::pending()));
@@ -400,6 +401,14 @@ fn agent_tools(
         .into_iter()
         .rev()
         .collect();
+    // A first name: shared by a share of all customers, few of them among the newest.
+    let first_name = first["data"][0]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_lowercase();
     let tools = [
         ("list_accounts", serde_json::json!({})),
         (
@@ -425,6 +434,18 @@ fn agent_tools(
         (
             "search_customers part of an email",
             serde_json::json!({"account": label, "text": part}),
+        ),
+        (
+            "search_customers a first name",
+            serde_json::json!({"account": label, "text": first_name}),
+        ),
+        (
+            "search_customers two letters",
+            serde_json::json!({"account": label, "text": "zq"}),
+        ),
+        (
+            "query_sql one customer's subscriptions (an index)",
+            serde_json::json!({"sql": format!("SELECT id, status FROM subscriptions WHERE account_id = '{}' AND customer = '{customer}'", connection.account_id)}),
         ),
         (
             "query_sql count by status",

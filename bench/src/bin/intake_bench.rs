@@ -19,6 +19,7 @@
 
 use sm_bench::{
     cores, load_average, machine_ticks, process_ticks, round, secs, thread_ticks, vm_kb,
+    wait_for_first_sync,
 };
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -326,6 +327,7 @@ fn setup(common: &Common) -> Result<Setup> {
                 tolerance_secs: sm_stripe::webhook::DEFAULT_TOLERANCE_SECS,
                 limits: Default::default(),
                 answer_wait: std::time::Duration::ZERO,
+                balance_refresh_after: Some(std::time::Duration::from_secs(10)),
             },
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -372,34 +374,6 @@ impl Setup {
         if self.remove_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
-    }
-}
-
-/// `serve` syncs every account once at start: wait for that run, so it does not overlap.
-async fn wait_for_first_sync(base: &str, label: &str, token: &str) -> Result<()> {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let health: Value = serde_json::from_slice(
-            &http
-                .get(format!("{base}/healthz"))
-                .bearer_auth(token)
-                .send()
-                .await?
-                .bytes()
-                .await?,
-        )?;
-        let account = &health["accounts"][label];
-        if !account["last_success"].is_null() {
-            return Ok(());
-        }
-        if !account["last_error"].is_null() {
-            return Err(format!("serve's first sync failed: {health}").into());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("serve's first sync did not end within 60 s: {health}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

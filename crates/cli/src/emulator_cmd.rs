@@ -416,6 +416,7 @@ async fn serve_dashboard(
             tolerance_secs: sm_stripe::webhook::DEFAULT_TOLERANCE_SECS,
             limits: Default::default(),
             answer_wait: std::time::Duration::ZERO,
+            balance_refresh_after: Some(std::time::Duration::from_secs(10)),
         },
     );
     tell!(

@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// libraries use 300).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=86_400))]
     tolerance: i64,
+    /// Seconds after a charge, refund or payout event before its balance transactions (which
+    /// have no events) are listed; deliveries meanwhile share one listing. 0: leave them to
+    /// the next sync.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    balance_refresh_after: u64,
 }
 
 pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
@@ -64,6 +69,8 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
         tolerance_secs: args.tolerance,
         limits: Default::default(),
         answer_wait: Duration::ZERO,
+        balance_refresh_after: (args.balance_refresh_after > 0)
+            .then(|| Duration::from_secs(args.balance_refresh_after)),
     };
     let tokens = sm_engine::ops::tokens::list(&engine).await?.len();
     let state = AppState::new(engine, config);

@@ -82,19 +82,24 @@ impl Drop for Reaped {
 
 /// `serve` on `port`, with webhooks at its own address and an hour between syncs.
 fn start_serve(mirror: &Mirror, port: u16, name: &str) -> Reaped {
+    start_serve_with(mirror, port, name, &[])
+}
+
+/// [`start_serve`] with more options.
+fn start_serve_with(mirror: &Mirror, port: u16, name: &str, more: &[&str]) -> Reaped {
     let base = format!("http://127.0.0.1:{port}");
-    let child = Reaped(mirror.spawn(
-        &[
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--public-url",
-            &base,
-            "--interval",
-            "3600",
-        ],
-        name,
-    ));
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "serve",
+        "--listen",
+        &listen,
+        "--public-url",
+        &base,
+        "--interval",
+        "3600",
+    ];
+    args.extend(more);
+    let child = Reaped(mirror.spawn(&args, name));
     let started = Instant::now();
     while try_get(&base, "/healthz").is_none() {
         assert!(
@@ -348,6 +353,113 @@ fn killing_and_restarting_serve_while_deliveries_continue_loses_nothing() {
         "after a final sync: {}",
         comparison.describe()
     );
+}
+
+/// Bursts as a month start brings them (300 changes at once, six times, a few seconds apart),
+/// delivered as Stripe does (shuffled, 30% twice, 10% late, a 10 s timeout, retries), while
+/// serve is SIGKILLed once in each burst and started again. Deliveries fail only while serve is
+/// down (refused, never timed out), none is given up, and once they settle the mirror equals the
+/// emulator in every table — balance transactions too, listed by serve soon after the payment
+/// events that made them, with no sync but the ones serve runs at each start.
+#[test]
+fn bursts_while_serve_is_killed_lose_nothing_and_never_time_out() {
+    let started = Instant::now();
+    let emu = EmuProcess::start(20, 67);
+    let mirror = Mirror::new("serve-bursts", &emu.base);
+    mirror.connect(&emu.key("secret_test"), &[]);
+    mirror
+        .run(&["sync", &emu.account], &KeyInput::None)
+        .success();
+    let connection = Connection::new(emu.account.clone(), false);
+    let label = connection.label();
+    emu.control(
+        "PUT",
+        "/_emulator/webhooks",
+        Some(
+            &json!({"shuffle": true, "shuffle_window": 300, "duplicate": 0.3, "late": 0.1,
+            "late_ms": 1500, "retry_base_ms": 200, "max_attempts": 10, "timeout_ms": 10000}),
+        ),
+    );
+    let before: HashSet<String> = exported_events(&emu.export()).into_iter().collect();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let token = monitor_token(&mirror);
+    let refresh = ["--balance-refresh-after", "2"];
+    let mut serve = start_serve_with(&mirror, port, "serve-0", &refresh);
+    wait_for_first_sync(&base, &label, &token);
+    let mut prng = Prng::new(67);
+    let mut changes = 0;
+    for burst in 0..6u64 {
+        let (status, text) = http(
+            &emu.base,
+            "POST",
+            &format!("/_emulator/accounts/{}/activity", emu.account),
+            Some(&json!({"mode": "test", "changes": 300, "seed": 9_000 + burst})),
+        );
+        assert_eq!(status, 200, "{text}");
+        changes += serde_json::from_str::<Value>(&text).unwrap()["changes"]
+            .as_u64()
+            .unwrap_or(0);
+        // Killed while the burst's deliveries arrive, down a moment, started again.
+        std::thread::sleep(Duration::from_secs_f64(prng.between(0.3, 1.5)));
+        serve.kill().expect("SIGKILL");
+        serve.wait().expect("the end of serve");
+        std::thread::sleep(Duration::from_secs_f64(prng.between(0.2, 1.0)));
+        serve = start_serve_with(&mirror, port, &format!("serve-{}", burst + 1), &refresh);
+        std::thread::sleep(Duration::from_secs_f64(prng.between(2.0, 3.5)));
+    }
+    let settle_started = Instant::now();
+    let (events, counts) = loop {
+        let export = emu.export();
+        let new: Vec<String> = exported_events(&export)
+            .into_iter()
+            .filter(|id| !before.contains(id))
+            .collect();
+        let first = emu.control("GET", "/_emulator/webhooks", None)["counts"].clone();
+        std::thread::sleep(Duration::from_secs(3));
+        let counts = emu.control("GET", "/_emulator/webhooks", None)["counts"].clone();
+        let quiet = counts == first
+            && counts["attempted"].as_u64()
+                == Some(
+                    counts["succeeded"].as_u64().unwrap()
+                        + counts["failed_attempts"].as_u64().unwrap(),
+                );
+        let mirrored = mirrored_events(&mirror, &connection);
+        let missing = new.iter().filter(|id| !mirrored.contains(*id)).count();
+        if quiet && missing == 0 {
+            break (new.len(), counts);
+        }
+        assert!(
+            settle_started.elapsed() < Duration::from_secs(90),
+            "not settled after 90 s: {missing} events missing, {counts}"
+        );
+    };
+    // Every table, balance transactions included (their listing follows the last payment
+    // events by a couple of seconds).
+    let comparison = loop {
+        let comparison = compare_export(&emu.export(), mirror.store().as_ref(), &connection, &[]);
+        if comparison.exact() || settle_started.elapsed() > Duration::from_secs(120) {
+            break comparison;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let statuses: Vec<String> = mirror
+        .syncs(&emu.account)
+        .iter()
+        .rev()
+        .filter_map(|r| r["trigger"].as_str().map(str::to_owned))
+        .collect();
+    eprintln!(
+        "bursts with kills: {changes} changes, {events} events; deliveries {counts}; sync runs by {statuses:?}; settled in {:?}; total {:?}",
+        settle_started.elapsed(),
+        started.elapsed()
+    );
+    assert_eq!(counts["given_up"], 0, "no delivery was given up: {counts}");
+    assert_eq!(counts["timed_out"], 0, "no delivery timed out: {counts}");
+    assert!(events > 1_000, "{events} events");
+    assert!(comparison.exact(), "{}", comparison.describe());
+    sigterm(&serve);
+    assert!(serve.wait().expect("the end of serve").success());
 }
 
 #[test]

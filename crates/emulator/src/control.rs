@@ -1,6 +1,6 @@
 //! The control API under `/_emulator/`: create accounts and keys with chosen permissions (and change
 //! them), revoke or expire keys, move the clock, switch limits, faults and webhook behaviour, roll an endpoint's
-//! secret, seed data, simulate activity, and read the emulator's own copy of any object.
+//! secret, seed data, simulate activity and month-start renewals, and read the emulator's own copy of any object.
 //! JSON in, JSON out; no authentication (the emulator binds 127.0.0.1 by default).
 
 use serde::Deserialize;
@@ -207,6 +207,15 @@ struct Activity {
     seed: Option<u64>,
 }
 
+/// What `POST /_emulator/accounts/{id}/renewals` takes: how many active subscriptions bill a
+/// new period now (a month start).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Renewals {
+    mode: Option<String>,
+    subscriptions: u64,
+}
+
 fn dispatch(
     emulator: &Emulator,
     method: &str,
@@ -340,6 +349,17 @@ fn dispatch(
                 mode,
                 activity.changes,
                 seed
+            )))
+        }
+        ("POST", ["accounts", id, "renewals"]) => {
+            let renewals: Renewals = parse(body)?;
+            let account = account(emulator, id)?;
+            let mode = mode_of(renewals.mode.as_deref().unwrap_or("test"))?;
+            Ok(json!(seed::renew_subscriptions(
+                emulator,
+                &account,
+                mode,
+                renewals.subscriptions
             )))
         }
         ("GET", ["accounts", id, mode, "objects", object_id]) => {

@@ -604,6 +604,75 @@ pub fn simulate_activity(
     report
 }
 
+/// What [`renew_subscriptions`] did.
+#[derive(Debug, Default, Serialize)]
+pub struct RenewalReport {
+    /// Invoices created, finalized and (when charged automatically) paid.
+    pub invoices: u64,
+}
+
+/// A month start: up to `count` active subscriptions not renewed in the last minute each move
+/// to a new period now and bill it — an invoice created, finalized and paid (a payment intent,
+/// a charge and its balance transaction), one transaction each through the ordinary write path
+/// (events and webhooks included), as Stripe's billing run does at the first of the month.
+pub fn renew_subscriptions(
+    emulator: &Emulator,
+    account: &Account,
+    mode: Mode,
+    count: u64,
+) -> RenewalReport {
+    let due: Vec<String> = {
+        let store = account.mode(mode).read();
+        store
+            .slots()
+            .filter(|&slot| {
+                let stored = store.get(slot);
+                stored.kind == Kind::Subscription && !stored.deleted
+            })
+            .map(|slot| store.value(slot))
+            // Not renewed within the last minute (a caller may ask again and again).
+            .filter(|sub| {
+                sub["status"] == json!("active")
+                    && sub["current_period_start"].as_i64().unwrap_or(0) < emulator.world.now() - 60
+            })
+            .filter_map(|sub| sub["id"].as_str().map(str::to_owned))
+            .take(count as usize)
+            .collect()
+    };
+    let mut report = RenewalReport::default();
+    for id in due {
+        let renewed = emulator.write(account, mode, Origin::default(), |tx| {
+            let slot = tx
+                .store
+                .slot_of(&id)
+                .ok_or_else(|| Failure::no_such("subscription", &id))?;
+            let mut sub = tx.store.value(slot);
+            let previous = json!({
+                "current_period_start": sub["current_period_start"],
+                "current_period_end": sub["current_period_end"],
+                "latest_invoice": sub["latest_invoice"],
+            });
+            let period = sub["current_period_end"].as_i64().unwrap_or(tx.now)
+                - sub["current_period_start"].as_i64().unwrap_or(tx.now);
+            sub["current_period_start"] = json!(tx.now);
+            sub["current_period_end"] = json!(tx.now + period.max(86_400));
+            // The invoice bills the new period; one event tells the whole change after it.
+            tx.save_as(slot, &sub, None);
+            let invoice = ops::invoice_subscription_period(tx, slot, "subscription_cycle", true)?;
+            let invoice_id = tx.store.value(invoice)["id"].clone();
+            let mut sub = tx.store.value(slot);
+            sub["latest_invoice"] = invoice_id;
+            tx.save_as(slot, &sub, None);
+            tx.event("customer.subscription.updated", &sub, Some(previous));
+            Ok(())
+        });
+        if renewed.is_ok() {
+            report.invoices += 1;
+        }
+    }
+    report
+}
+
 fn random_live(
     store: &ModeStore,
     kind: Kind,

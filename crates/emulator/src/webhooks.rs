@@ -66,6 +66,8 @@ pub struct DeliveryCounts {
     pub failed_attempts: AtomicU64,
     pub given_up: AtomicU64,
     pub duplicated: AtomicU64,
+    /// Failed attempts that waited the whole timeout for an answer (of `failed_attempts`).
+    pub timed_out: AtomicU64,
 }
 
 /// An event waiting to go out.
@@ -93,6 +95,10 @@ struct Delivery {
 pub struct Webhooks {
     pub settings: RwLock<DeliverySettings>,
     pub counts: DeliveryCounts,
+    /// How long each answered attempt took to be answered (2xx or not), in microseconds, in
+    /// the order answers came (the first million): what a benchmark reads as the endpoint's
+    /// answer latency.
+    pub answer_micros: parking_lot::Mutex<Vec<u32>>,
     queue: mpsc::UnboundedSender<Job>,
 }
 
@@ -103,6 +109,7 @@ impl Webhooks {
         let webhooks = Arc::new(Webhooks {
             settings: RwLock::new(DeliverySettings::default()),
             counts: DeliveryCounts::default(),
+            answer_micros: Default::default(),
             queue,
         });
         tokio::spawn(run(Arc::downgrade(&webhooks), world, jobs));
@@ -302,6 +309,7 @@ async fn send(
             delivery.payload.as_bytes(),
         );
         webhooks.counts.attempted.fetch_add(1, Ordering::Relaxed);
+        let sent = std::time::Instant::now();
         let answer = client
             .post(&delivery.url)
             .header("Content-Type", "application/json; charset=utf-8")
@@ -314,6 +322,13 @@ async fn send(
             .body(delivery.payload.to_string())
             .send()
             .await;
+        if answer.is_ok() {
+            let mut answers = webhooks.answer_micros.lock();
+            // Bounded: an emulator left running keeps the first million.
+            if answers.len() < 1_000_000 {
+                answers.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            }
+        }
         if matches!(&answer, Ok(response) if response.status().is_success()) {
             webhooks.counts.succeeded.fetch_add(1, Ordering::Relaxed);
             return;
@@ -322,6 +337,9 @@ async fn send(
             .counts
             .failed_attempts
             .fetch_add(1, Ordering::Relaxed);
+        if matches!(&answer, Err(error) if error.is_timeout()) {
+            webhooks.counts.timed_out.fetch_add(1, Ordering::Relaxed);
+        }
         if delivery.attempt >= settings.max_attempts {
             webhooks.counts.given_up.fetch_add(1, Ordering::Relaxed);
             return;

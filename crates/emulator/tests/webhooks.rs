@@ -919,3 +919,71 @@ async fn deleted_or_disabled_endpoints_get_nothing_more() {
         "held deliveries to a disabled endpoint are dropped"
     );
 }
+
+#[tokio::test]
+async fn an_answer_slower_than_the_timeout_counts_as_timed_out() {
+    let h = Harness::start(0).await;
+    h.control(
+        "PUT",
+        "/webhooks",
+        json!({"retry_base_ms": 50, "max_attempts": 3, "timeout_ms": 500}),
+    )
+    .await;
+    let receiver = Receiver::start().await;
+    create_endpoint(&h, &receiver.url("/hooks"), &["customer.created"]).await;
+    receiver.state.stall_next.store(1, Ordering::SeqCst);
+    create_customer(&h, "slow@example.com").await;
+    let counts = wait_for_count(&h, "succeeded", 1).await;
+    assert_eq!(counts["failed_attempts"], json!(1), "{counts}");
+    assert_eq!(counts["timed_out"], json!(1), "{counts}");
+}
+
+#[tokio::test]
+async fn renewals_bill_active_subscriptions_as_a_month_start_does() {
+    let h = Harness::start(30).await;
+    let before = event_ids_oldest_first(&h).await;
+    let report = h
+        .control(
+            "POST",
+            &format!("/accounts/{}/renewals", h.account_id()),
+            json!({"mode": "test", "subscriptions": 5}),
+        )
+        .await;
+    assert_eq!(report["invoices"], json!(5), "{report}");
+    let key = h.key("secret_test");
+    let mut types: Vec<String> = Vec::new();
+    for id in event_ids_oldest_first(&h).await {
+        if before.contains(&id) {
+            continue;
+        }
+        let event = h.get(&key, &format!("/v1/events/{id}")).await.json;
+        types.push(event["type"].as_str().unwrap().to_owned());
+    }
+    for kind in [
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.paid",
+        "charge.succeeded",
+        "customer.subscription.updated",
+    ] {
+        assert_eq!(
+            types.iter().filter(|t| *t == kind).count(),
+            5,
+            "{kind} once per renewal: {types:?}"
+        );
+    }
+    // Asked again at once: those five are not due again.
+    let again = h
+        .control(
+            "POST",
+            &format!("/accounts/{}/renewals", h.account_id()),
+            json!({"mode": "test", "subscriptions": 1000}),
+        )
+        .await;
+    let renewed = again["invoices"].as_u64().unwrap();
+    let active = h
+        .list_all(&key, "/v1/subscriptions", "&status=active")
+        .await
+        .len() as u64;
+    assert_eq!(renewed + 5, active, "{again}");
+}

@@ -45,6 +45,9 @@ pub enum Outcome {
     Kept,
     /// Seen before: nothing changed.
     Duplicate,
+    /// Stored; it waited together with a delivery of the same object that needed a refetch,
+    /// and that one refetch (made after all of them happened) covers it too.
+    Coalesced,
 }
 
 impl Intake {
@@ -67,6 +70,162 @@ impl Intake {
         })
     }
 
+    /// Stores and applies deliveries about one object that waited together, in the order
+    /// given (their arrival). When one of them ties with the stored version (or was rendered in
+    /// another API version), Stripe is asked once for the object as it is now — which is after
+    /// every one of them happened — and that answer is written with all their events in one
+    /// transaction, instead of one refetch per delivery: in a burst, every update of an
+    /// invoice within one second ties with the one before it.
+    pub async fn accept_group(&self, events: &[Value]) -> Result<Vec<Outcome>, EngineError> {
+        let Some(first) = events.first() else {
+            return Ok(Vec::new());
+        };
+        let change = event_change(first, &self.readable);
+        let Some((resource, _, _, parent)) = change else {
+            return self.accept_each(events).await;
+        };
+        if events.len() == 1 {
+            return self.accept_each(events).await;
+        }
+        let id = first["data"]["object"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let _one_at_a_time = self.locks[self.stripe(resource.table, &id)].lock().await;
+        let run = &self.run;
+        let (connection, ids, lookup) = (
+            run.connection.clone(),
+            events
+                .iter()
+                .map(|e| e["id"].as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>(),
+            (resource.table, id.clone()),
+        );
+        let (seen, stored) = run
+            .read_by_key(move |store| {
+                let mut seen = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    seen.push(store.has_event(&connection, id)?);
+                }
+                let stored = store
+                    .versions(&connection, lookup.0, std::slice::from_ref(&lookup.1))?
+                    .into_values()
+                    .next();
+                Ok((seen, stored))
+            })
+            .await?;
+        // Walk the new ones as one at a time would, on the versions they would leave: does
+        // any of them need Stripe's word?
+        let mut version_now = stored.as_ref().map(|s| (s.version, s.deleted));
+        let mut tie = false;
+        for (event, seen) in events.iter().zip(&seen) {
+            let Some((_, version, deleted, _)) =
+                event_change(event, &self.readable).filter(|_| !seen)
+            else {
+                continue;
+            };
+            match version_now {
+                Some((now, _)) if version < now => {}
+                Some((now, now_deleted)) if version == now && deleted => {
+                    if !now_deleted {
+                        version_now = Some((version, true));
+                    }
+                }
+                Some((now, _)) if version == now => {
+                    tie = true;
+                    break;
+                }
+                _ if !deleted && foreign_version(event, &run.client.config().api_version) => {
+                    tie = true;
+                    break;
+                }
+                _ => version_now = Some((version, deleted)),
+            }
+        }
+        if !tie {
+            drop(_one_at_a_time);
+            return self.accept_each(events).await;
+        }
+        let fresh: Vec<&Value> = events
+            .iter()
+            .zip(&seen)
+            .filter(|(_, seen)| !**seen)
+            .map(|(event, _)| event)
+            .collect();
+        let newest = fresh
+            .iter()
+            .filter_map(|e| event_change(e, &self.readable).map(|(_, version, ..)| version))
+            .max()
+            .unwrap_or_default();
+        let applier = Applier {
+            run,
+            readable: &self.readable,
+        };
+        let known: HashSet<String> = stored.map(|_| id.clone()).into_iter().collect();
+        let mut rows = Rows::default();
+        let current = refetch(
+            &applier,
+            resource,
+            &first["data"]["object"],
+            parent,
+            &known,
+            newest,
+            &mut rows,
+        )
+        .await?
+        .map(|(current, _)| current);
+        // What follows from the object as Stripe now shows it (see `accept`).
+        let seen_now: Vec<Value> = fresh
+            .iter()
+            .map(|event| {
+                let mut seen = (*event).clone();
+                if let Some(current) = &current {
+                    seen["data"]["object"] = current.clone();
+                }
+                seen
+            })
+            .collect();
+        let mut fetched = Rows::default();
+        follow_ups(run, &applier, &seen_now, &mut fetched).await?;
+        let mut batch = rows.into_batch(Guard::AtLeast);
+        let fetched = fetched.into_batch(Guard::AtLeast);
+        batch.rows.extend(fetched.rows);
+        batch.deletions.extend(fetched.deletions);
+        batch.events = fresh.iter().map(|e| event_row(e)).collect();
+        run.apply(batch).await?;
+        let mut refetched = false;
+        Ok(seen
+            .iter()
+            .map(|seen| {
+                if *seen {
+                    Outcome::Duplicate
+                } else if refetched {
+                    Outcome::Coalesced
+                } else {
+                    refetched = true;
+                    Outcome::Refetched
+                }
+            })
+            .collect())
+    }
+
+    /// [`Intake::accept`] for each event in turn.
+    async fn accept_each(&self, events: &[Value]) -> Result<Vec<Outcome>, EngineError> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            outcomes.push(self.accept(event).await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// The lock stripe of one object.
+    fn stripe(&self, table: &str, id: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        (table, Some(id)).hash(&mut hasher);
+        (hasher.finish() % LOCK_STRIPES as u64) as usize
+    }
+
     /// Stores one event and applies it.
     pub async fn accept(&self, event: &Value) -> Result<Outcome, EngineError> {
         let run = &self.run;
@@ -84,13 +243,14 @@ impl Intake {
         let mut outcome = Outcome::Kept;
         let change = event_change(event, &self.readable);
         let _one_at_a_time = match &change {
-            Some((resource, ..)) => {
-                use std::hash::{Hash, Hasher};
-                let mut hasher = std::hash::DefaultHasher::new();
-                (resource.table, event["data"]["object"]["id"].as_str()).hash(&mut hasher);
-                let stripe = (hasher.finish() % LOCK_STRIPES as u64) as usize;
-                Some(self.locks[stripe].lock().await)
-            }
+            Some((resource, ..)) => Some(
+                self.locks[self.stripe(
+                    resource.table,
+                    event["data"]["object"]["id"].as_str().unwrap_or_default(),
+                )]
+                .lock()
+                .await,
+            ),
             None => None,
         };
         // One read, under the object's lock: whether the event is stored already (stored means

@@ -82,6 +82,50 @@ impl AppState {
     }
 }
 
+/// Whether an event's change made a balance transaction (of which no event tells).
+fn moves_balance(event: &Value) -> bool {
+    let kind = event["type"].as_str().unwrap_or_default();
+    ["charge.", "refund.", "payout.", "charge.dispute.", "topup."]
+        .iter()
+        .any(|prefix| kind.starts_with(prefix))
+}
+
+impl AppState {
+    /// Lists `connection`'s balance transactions created since `since` (less a minute) once
+    /// `balance_refresh_after` has passed; what asks meanwhile shares that listing.
+    pub fn refresh_balance_soon(self: &Arc<Self>, connection: &Connection, since: i64) {
+        let Some(after) = self.config.balance_refresh_after else {
+            return;
+        };
+        let since = since - 60;
+        let mut due = self.balance_due.lock();
+        if let Some(from) = due.get_mut(connection) {
+            *from = (*from).min(since);
+            return;
+        }
+        due.insert(connection.clone(), since);
+        let (state, connection) = (self.clone(), connection.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let Some(since) = state.balance_due.lock().remove(&connection) else {
+                return;
+            };
+            match sm_engine::sync::refresh_balance_transactions(&state.engine, &connection, since)
+                .await
+            {
+                Ok(listed) => {
+                    state.metrics.record_balance_refresh(&connection, true);
+                    tracing::debug!(account = %connection.label(), listed, "balance transactions listed after payment events");
+                }
+                Err(error) => {
+                    state.metrics.record_balance_refresh(&connection, false);
+                    tracing::warn!(account = %connection.label(), error = %error.message, "could not list balance transactions after payment events; the next sync does");
+                }
+            }
+        });
+    }
+}
+
 /// The metric and answer name of an outcome.
 pub fn outcome_name(outcome: Outcome) -> &'static str {
     match outcome {
@@ -90,6 +134,7 @@ pub fn outcome_name(outcome: Outcome) -> &'static str {
         Outcome::Stale => "stale",
         Outcome::Kept => "kept",
         Outcome::Duplicate => "duplicate",
+        Outcome::Coalesced => "coalesced",
     }
 }
 
@@ -104,6 +149,28 @@ fn lane_of(event: &Value) -> usize {
     )
         .hash(&mut hasher);
     (hasher.finish() % LANES as u64) as usize
+}
+
+/// A lane's deliveries gathered by object, each object's in arrival order, objects in the
+/// order they first arrived: what one object's deliveries share (one refetch) is done once.
+fn by_object(lane: Vec<(i64, String, Value)>) -> Vec<Vec<(i64, String, Value)>> {
+    let mut groups: Vec<Vec<(i64, String, Value)>> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    for entry in lane {
+        let object = &entry.2["data"]["object"];
+        let key = (
+            object["object"].as_str().unwrap_or_default().to_owned(),
+            object["id"].as_str().unwrap_or(entry.1.as_str()).to_owned(),
+        );
+        match index.get(&key) {
+            Some(&at) => groups[at].push(entry),
+            None => {
+                index.insert(key, groups.len());
+                groups.push(vec![entry]);
+            }
+        }
+    }
+    groups
 }
 
 /// Applies `connection`'s waiting deliveries, round after round, until the process ends.
@@ -156,18 +223,27 @@ async fn drain(state: Arc<AppState>, connection: Connection, notify: Arc<Notify>
             let (state, intake, connection) = (&state, &intake, &connection);
             async move {
                 let mut done = Vec::new();
-                for (seq, event_id, event) in lane {
-                    match intake.accept(&event).await {
-                        Ok(outcome) => {
-                            let name = outcome_name(outcome);
-                            state.metrics.record_webhook(connection, name);
-                            state.tell_outcome(connection, &event_id, name);
-                            done.push(seq);
+                for group in by_object(lane) {
+                    let events: Vec<Value> = group.iter().map(|(.., event)| event.clone()).collect();
+                    match intake.accept_group(&events).await {
+                        Ok(outcomes) => {
+                            for ((seq, event_id, event), outcome) in group.iter().zip(outcomes) {
+                                if outcome != Outcome::Duplicate && moves_balance(event) {
+                                    state.refresh_balance_soon(
+                                        connection,
+                                        event["created"].as_i64().unwrap_or_else(sm_engine::now),
+                                    );
+                                }
+                                let name = outcome_name(outcome);
+                                state.metrics.record_webhook(connection, name);
+                                state.tell_outcome(connection, event_id, name);
+                                done.push(*seq);
+                            }
                         }
                         Err(error) => {
                             // The lane stops here: this object's later events wait behind it.
                             state.metrics.record_webhook(connection, "apply_failed");
-                            tracing::warn!(account = %connection.label(), event = %event_id, error = %error.message, "a stored delivery could not be applied yet; it is tried again");
+                            tracing::warn!(account = %connection.label(), event = %group[0].1, error = %error.message, "stored deliveries could not be applied yet; they are tried again");
                             return (done, true);
                         }
                     }

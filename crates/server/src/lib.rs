@@ -81,6 +81,9 @@ pub struct ServeConfig {
     /// How long a webhook delivery's answer waits for its apply, to say the outcome (zero:
     /// answered as soon as it is stored, "queued"). The delivery is stored either way.
     pub answer_wait: Duration,
+    /// How long after a charge, refund or payout event the balance transactions it made are
+    /// listed (deliveries within it share one listing); `None`: only by each sync.
+    pub balance_refresh_after: Option<Duration>,
 }
 
 /// How many times, per connection and window, a webhook secret is read again for deliveries no
@@ -118,6 +121,8 @@ pub struct AppState {
     pub(crate) agent_read_tools: sm_mcp::HttpTools,
     /// The webhook inbox's workers (`inbox.rs`).
     pub(crate) inboxes: inbox::Inboxes,
+    /// Connections whose balance transactions are to be listed soon, from when.
+    pub(crate) balance_due: parking_lot::Mutex<HashMap<Connection, i64>>,
 }
 
 /// A webhook secret as opened from the record last updated at `updated_at`, with what the
@@ -144,6 +149,7 @@ impl AppState {
             agent_tools: sm_mcp::http_service(engine.clone(), false, hosts.clone()),
             agent_read_tools: sm_mcp::http_service(engine.clone(), true, hosts),
             inboxes: Default::default(),
+            balance_due: Default::default(),
             engine,
             config,
             metrics: Metrics::default(),

@@ -24,6 +24,8 @@ struct AccountMetrics {
     sync_errors: u64,
     last_error: Option<String>,
     webhooks: BTreeMap<&'static str, u64>,
+    /// Balance transactions listed after payment events: (done, failed).
+    balance_refreshes: (u64, u64),
     /// Deliveries refused for their signature since the last one that verified, and since when.
     refused_in_a_row: u64,
     refused_since: i64,
@@ -85,6 +87,20 @@ impl Metrics {
             .lock()
             .entry(outcome)
             .or_default() += 1;
+    }
+
+    /// Notes a listing of balance transactions made after payment events.
+    pub fn record_balance_refresh(&self, connection: &Connection, done: bool) {
+        let mut accounts = self.accounts.lock();
+        let entry = &mut accounts
+            .entry(connection.clone())
+            .or_default()
+            .balance_refreshes;
+        if done {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
     }
 
     pub fn record_webhook(&self, connection: &Connection, outcome: &'static str) {
@@ -195,7 +211,7 @@ impl Metrics {
         metric(
             "stripe_mirror_webhooks_total",
             "counter",
-            "Webhook deliveries: queued when stored, then applied, refetched, stale, kept or duplicate when applied (apply_failed: tried again later); rejected_*.",
+            "Webhook deliveries: queued when stored, then applied, refetched, coalesced (covered by a refetch made for another delivery of its object), stale, kept or duplicate when applied (apply_failed: tried again later); rejected_*.",
             accounts
                 .iter()
                 .flat_map(|(c, m)| {
@@ -214,6 +230,22 @@ impl Metrics {
                             )
                         }),
                 )
+                .collect(),
+        );
+        metric(
+            "stripe_mirror_balance_refreshes_total",
+            "counter",
+            "Listings of balance transactions made soon after charge, refund or payout events (outcome done or failed).",
+            accounts
+                .iter()
+                .filter(|(_, m)| m.balance_refreshes != (0, 0))
+                .flat_map(|(c, m)| {
+                    [
+                        ("done", m.balance_refreshes.0),
+                        ("failed", m.balance_refreshes.1),
+                    ]
+                    .map(|(outcome, n)| (format!("{},outcome=\"{outcome}\"", labels(c)), n as f64))
+                })
                 .collect(),
         );
         metric(

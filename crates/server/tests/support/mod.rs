@@ -184,7 +184,7 @@ impl World {
         *self.emulator().webhooks.settings.write() = settings;
     }
 
-    /// `(attempted, succeeded, failed_attempts, given_up, duplicated)` of webhook delivery.
+    /// What webhook delivery has done so far.
     pub fn delivery_counts(&self) -> DeliveryCounts {
         use std::sync::atomic::Ordering::Relaxed;
         let c = &self.emulator().webhooks.counts;
@@ -194,6 +194,7 @@ impl World {
             failed_attempts: c.failed_attempts.load(Relaxed),
             given_up: c.given_up.load(Relaxed),
             duplicated: c.duplicated.load(Relaxed),
+            timed_out: c.timed_out.load(Relaxed),
         }
     }
 
@@ -284,6 +285,7 @@ pub struct DeliveryCounts {
     pub failed_attempts: u64,
     pub given_up: u64,
     pub duplicated: u64,
+    pub timed_out: u64,
 }
 
 impl DeliveryCounts {
@@ -353,6 +355,29 @@ impl Server {
         limits: sm_server::listener::Limits,
         answer_wait: Duration,
     ) -> Server {
+        Server::start_config(
+            engine,
+            public_url,
+            interval,
+            tolerance_secs,
+            limits,
+            answer_wait,
+            None,
+        )
+        .await
+    }
+
+    /// [`Server::start_with`] that lists balance transactions `balance_refresh_after` a
+    /// charge, refund or payout event (`None`: only by syncs).
+    pub async fn start_config(
+        engine: Arc<Engine>,
+        public_url: Option<&str>,
+        interval: Duration,
+        tolerance_secs: i64,
+        limits: sm_server::listener::Limits,
+        answer_wait: Duration,
+        balance_refresh_after: Option<Duration>,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a port");
@@ -371,6 +396,7 @@ impl Server {
             tolerance_secs,
             limits,
             answer_wait,
+            balance_refresh_after,
         };
         let token =
             sm_engine::ops::tokens::create(&engine, &format!("monitor-{}", address.port()), true)
