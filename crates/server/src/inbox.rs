@@ -17,14 +17,16 @@ use std::time::Duration;
 use serde_json::Value;
 use sm_engine::intake::Outcome;
 use sm_warehouse::Connection;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::AppState;
 
 /// Lanes per connection: deliveries of different objects applied side by side.
 const LANES: usize = 8;
-/// Deliveries read from the inbox per round.
+/// Deliveries read from the inbox at a time.
 const ROUND: usize = 512;
+/// Deliveries handed to lanes and not yet applied, at most: the rest wait in the inbox.
+const IN_LANES_AT_MOST: usize = 4 * ROUND;
 /// The longest pause after a failed apply before trying again.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -91,13 +93,17 @@ fn moves_balance(event: &Value) -> bool {
 }
 
 impl AppState {
-    /// Lists `connection`'s balance transactions created since `since` (less a minute) once
-    /// `balance_refresh_after` has passed; what asks meanwhile shares that listing.
+    /// Lists `connection`'s balance transactions created since `since` (less a minute, and not
+    /// before the last listing began) once `balance_refresh_after` has passed; what asks
+    /// meanwhile shares that listing.
     pub fn refresh_balance_soon(self: &Arc<Self>, connection: &Connection, since: i64) {
         let Some(after) = self.config.balance_refresh_after else {
             return;
         };
-        let since = since - 60;
+        // What the last listing saw is not listed again: a backlog of old payment events
+        // applied minutes later asks only for what is new since.
+        let listed = self.balance_listed.lock().get(connection).copied();
+        let since = (since - 60).max(listed.map_or(i64::MIN, |at| at - 60));
         let mut due = self.balance_due.lock();
         if let Some(from) = due.get_mut(connection) {
             *from = (*from).min(since);
@@ -110,10 +116,15 @@ impl AppState {
             let Some(since) = state.balance_due.lock().remove(&connection) else {
                 return;
             };
+            let listing_from = sm_engine::now();
             match sm_engine::sync::refresh_balance_transactions(&state.engine, &connection, since)
                 .await
             {
                 Ok(listed) => {
+                    state
+                        .balance_listed
+                        .lock()
+                        .insert(connection.clone(), listing_from);
                     state.metrics.record_balance_refresh(&connection, true);
                     tracing::debug!(account = %connection.label(), listed, "balance transactions listed after payment events");
                 }
@@ -173,104 +184,157 @@ fn by_object(lane: Vec<(i64, String, Value)>) -> Vec<Vec<(i64, String, Value)>> 
     groups
 }
 
-/// Applies `connection`'s waiting deliveries, round after round, until the process ends.
+/// A delivery as the worker hands it to a lane: its inbox number, event id and event.
+type Entry = (i64, String, Value);
+
+/// Applies `connection`'s waiting deliveries until the process ends. Lanes are tasks of their
+/// own, each fed in arrival order and never waiting for another: a lane held up by refetches
+/// (paced by the rate budget) does not hold up the others, as a round that waited for its
+/// slowest lane did. What lanes applied is forgotten in batches.
 async fn drain(state: Arc<AppState>, connection: Connection, notify: Arc<Notify>) {
+    let (applied, mut finished) = mpsc::unbounded_channel::<i64>();
+    let lanes: Vec<mpsc::UnboundedSender<Vec<Entry>>> = (0..LANES)
+        .map(|_| {
+            let (feed, entries) = mpsc::unbounded_channel();
+            tokio::spawn(lane(
+                state.clone(),
+                connection.clone(),
+                entries,
+                applied.clone(),
+            ));
+            feed
+        })
+        .collect();
+    // The newest delivery handed to a lane, and how many handed are not yet applied.
+    let (mut handed, mut in_lanes) = (0i64, 0usize);
     let mut backoff = Duration::ZERO;
     loop {
-        if !backoff.is_zero() {
-            tokio::time::sleep(backoff).await;
+        let mut done = Vec::new();
+        while let Ok(seq) = finished.try_recv() {
+            done.push(seq);
         }
-        let pending = {
-            let connection = connection.clone();
-            state
-                .engine
-                .store_call(move |store| store.inbox_pending(&connection, ROUND))
-                .await
-        };
-        let pending = match pending {
-            Ok(pending) => pending,
-            Err(error) => {
-                tracing::warn!(account = %connection.label(), error = %error.message, "could not read the webhook inbox");
-                backoff = next_backoff(backoff);
-                continue;
-            }
-        };
-        if pending.is_empty() {
-            backoff = Duration::ZERO;
-            // Woken by the next delivery; a look now and then in case a wake was missed.
-            let _ = tokio::time::timeout(Duration::from_secs(5), notify.notified()).await;
-            continue;
+        if !done.is_empty() {
+            in_lanes -= done.len();
+            forget(&state, &connection, done).await;
         }
-        let intake = match state.intake(&connection).await {
-            Ok(intake) => intake,
-            Err(error) => {
-                tracing::warn!(account = %connection.label(), error = %error.message, "could not open the intake for waiting deliveries");
-                backoff = next_backoff(backoff);
-                continue;
-            }
-        };
-        let mut lanes: Vec<Vec<(i64, String, Value)>> = vec![Vec::new(); LANES];
-        let mut unreadable = Vec::new();
-        for entry in pending {
-            match serde_json::from_str::<Value>(&entry.body) {
-                Ok(event) => lanes[lane_of(&event)].push((entry.seq, entry.event_id, event)),
-                // Verified and parsed before it was kept: this cannot happen, and must not
-                // block the inbox if it does.
-                Err(_) => unreadable.push(entry.seq),
-            }
-        }
-        let runs = lanes.into_iter().map(|lane| {
-            let (state, intake, connection) = (&state, &intake, &connection);
-            async move {
-                let mut done = Vec::new();
-                for group in by_object(lane) {
-                    let events: Vec<Value> = group.iter().map(|(.., event)| event.clone()).collect();
-                    match intake.accept_group(&events).await {
-                        Ok(outcomes) => {
-                            for ((seq, event_id, event), outcome) in group.iter().zip(outcomes) {
-                                if outcome != Outcome::Duplicate && moves_balance(event) {
-                                    state.refresh_balance_soon(
-                                        connection,
-                                        event["created"].as_i64().unwrap_or_else(sm_engine::now),
-                                    );
-                                }
-                                let name = outcome_name(outcome);
-                                state.metrics.record_webhook(connection, name);
-                                state.tell_outcome(connection, event_id, name);
-                                done.push(*seq);
+        let mut read = 0;
+        if in_lanes < IN_LANES_AT_MOST {
+            let pending = {
+                let connection = connection.clone();
+                state
+                    .engine
+                    .store_call(move |store| store.inbox_pending(&connection, handed, ROUND))
+                    .await
+            };
+            match pending {
+                Ok(pending) => {
+                    backoff = Duration::ZERO;
+                    read = pending.len();
+                    let mut by_lane: Vec<Vec<Entry>> = vec![Vec::new(); LANES];
+                    for entry in pending {
+                        handed = handed.max(entry.seq);
+                        in_lanes += 1;
+                        match serde_json::from_str::<Value>(&entry.body) {
+                            Ok(event) => {
+                                by_lane[lane_of(&event)].push((entry.seq, entry.event_id, event))
+                            }
+                            // Verified and parsed before it was kept: this cannot happen, and
+                            // must not block the inbox if it does.
+                            Err(_) => {
+                                let _ = applied.send(entry.seq);
                             }
                         }
-                        Err(error) => {
-                            // The lane stops here: this object's later events wait behind it.
-                            state.metrics.record_webhook(connection, "apply_failed");
-                            tracing::warn!(account = %connection.label(), event = %group[0].1, error = %error.message, "stored deliveries could not be applied yet; they are tried again");
-                            return (done, true);
+                    }
+                    for (feed, entries) in lanes.iter().zip(by_lane) {
+                        if !entries.is_empty() {
+                            let _ = feed.send(entries);
                         }
                     }
                 }
-                (done, false)
+                Err(error) => {
+                    tracing::warn!(account = %connection.label(), error = %error.message, "could not read the webhook inbox");
+                    backoff = next_backoff(backoff);
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
             }
-        });
-        let outcomes = futures_util::future::join_all(runs).await;
-        let failed = outcomes.iter().any(|(_, failed)| *failed);
-        let mut applied: Vec<i64> = outcomes.into_iter().flat_map(|(done, _)| done).collect();
-        applied.extend(unreadable);
-        let forgotten = {
-            let connection = connection.clone();
-            state
-                .engine
-                .store_call(move |store| store.inbox_remove(&connection, &applied))
-                .await
-        };
-        if let Err(error) = forgotten {
-            // Applied and not forgotten: applied again later, found duplicates.
-            tracing::warn!(account = %connection.label(), error = %error.message, "could not clear applied deliveries from the inbox");
         }
-        backoff = if failed {
-            next_backoff(backoff)
-        } else {
-            Duration::ZERO
-        };
+        if read == ROUND {
+            continue;
+        }
+        // Woken by the next delivery or by a lane that applied something; a look now and then
+        // in case a wake was missed.
+        tokio::select! {
+            _ = notify.notified() => {}
+            Some(seq) = finished.recv() => {
+                in_lanes -= 1;
+                forget(&state, &connection, vec![seq]).await;
+            }
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// Removes applied deliveries from the inbox. One applied and not removed (this fails, or
+/// the process stops first) is applied again later and found a duplicate.
+async fn forget(state: &AppState, connection: &Connection, seqs: Vec<i64>) {
+    let owned = connection.clone();
+    let forgotten = state
+        .engine
+        .store_call(move |store| store.inbox_remove(&owned, &seqs))
+        .await;
+    if let Err(error) = forgotten {
+        tracing::warn!(account = %connection.label(), error = %error.message, "could not clear applied deliveries from the inbox");
+    }
+}
+
+/// One lane: applies what it is handed, in order, each object's deliveries waiting together as
+/// one group; an apply that fails is tried again (with back-off) before anything after it.
+async fn lane(
+    state: Arc<AppState>,
+    connection: Connection,
+    mut entries: mpsc::UnboundedReceiver<Vec<Entry>>,
+    applied: mpsc::UnboundedSender<i64>,
+) {
+    while let Some(mut waiting) = entries.recv().await {
+        // What else was handed meanwhile joins, so that one object's deliveries group.
+        while let Ok(more) = entries.try_recv() {
+            waiting.extend(more);
+        }
+        for group in by_object(waiting) {
+            let events: Vec<Value> = group.iter().map(|(.., event)| event.clone()).collect();
+            let mut backoff = Duration::ZERO;
+            loop {
+                let outcomes = match state.intake(&connection).await {
+                    Ok(intake) => intake.accept_group(&events).await,
+                    Err(error) => Err(error),
+                };
+                match outcomes {
+                    Ok(outcomes) => {
+                        for ((seq, event_id, event), outcome) in group.iter().zip(outcomes) {
+                            if outcome != Outcome::Duplicate && moves_balance(event) {
+                                state.refresh_balance_soon(
+                                    &connection,
+                                    event["created"].as_i64().unwrap_or_else(sm_engine::now),
+                                );
+                            }
+                            let name = outcome_name(outcome);
+                            state.metrics.record_webhook(&connection, name);
+                            state.tell_outcome(&connection, event_id, name);
+                            let _ = applied.send(*seq);
+                        }
+                        break;
+                    }
+                    Err(error) => {
+                        // This object's later deliveries wait behind it.
+                        state.metrics.record_webhook(&connection, "apply_failed");
+                        tracing::warn!(account = %connection.label(), event = %group[0].1, error = %error.message, "stored deliveries could not be applied yet; they are tried again");
+                        backoff = next_backoff(backoff);
+                        tokio::time::sleep(backoff).await;
+                    }
+                }
+            }
+        }
     }
 }
 

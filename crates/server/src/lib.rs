@@ -123,6 +123,8 @@ pub struct AppState {
     pub(crate) inboxes: inbox::Inboxes,
     /// Connections whose balance transactions are to be listed soon, from when.
     pub(crate) balance_due: parking_lot::Mutex<HashMap<Connection, i64>>,
+    /// When each connection's last listing of balance transactions began (this clock).
+    pub(crate) balance_listed: parking_lot::Mutex<HashMap<Connection, i64>>,
 }
 
 /// A webhook secret as opened from the record last updated at `updated_at`, with what the
@@ -150,6 +152,7 @@ impl AppState {
             agent_read_tools: sm_mcp::http_service(engine.clone(), true, hosts),
             inboxes: Default::default(),
             balance_due: Default::default(),
+            balance_listed: Default::default(),
             engine,
             config,
             metrics: Metrics::default(),

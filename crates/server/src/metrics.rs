@@ -48,7 +48,15 @@ pub struct Metrics {
     /// Webhook deliveries refused before an account was looked at (a bad header, an account
     /// not connected), by outcome: kept apart so that strangers' URLs add no labels.
     unattributed_webhooks: Mutex<BTreeMap<&'static str, u64>>,
+    /// How long stored deliveries took to answer, counted per bucket of [`ANSWER_BUCKETS`] (the
+    /// last counts the slower ones), with the sum of their seconds.
+    answers: Mutex<([u64; ANSWER_BUCKETS.len() + 1], f64)>,
 }
+
+/// Upper bounds, in seconds, of the buckets of `stripe_mirror_webhook_answer_seconds`.
+pub const ANSWER_BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 impl Metrics {
     /// Notes a finished sync (or its error).
@@ -87,6 +95,18 @@ impl Metrics {
             .lock()
             .entry(outcome)
             .or_default() += 1;
+    }
+
+    /// Notes how long a stored delivery took from its request to its answer.
+    pub fn record_answer(&self, took: std::time::Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = ANSWER_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(ANSWER_BUCKETS.len());
+        let mut answers = self.answers.lock();
+        answers.0[bucket] += 1;
+        answers.1 += seconds;
     }
 
     /// Notes a listing of balance transactions made after payment events.
@@ -280,6 +300,24 @@ impl Metrics {
                 .iter()
                 .map(|(reason, n)| (format!("reason=\"{reason}\""), *n as f64))
                 .collect(),
+        );
+        let (counts, sum) = *self.answers.lock();
+        let _ = writeln!(
+            out,
+            "# HELP stripe_mirror_webhook_answer_seconds How long verified deliveries took from their body read to their answer once stored (the time in serve).\n# TYPE stripe_mirror_webhook_answer_seconds histogram"
+        );
+        let mut below = 0;
+        for (bound, n) in ANSWER_BUCKETS.iter().zip(counts) {
+            below += n;
+            let _ = writeln!(
+                out,
+                "stripe_mirror_webhook_answer_seconds_bucket{{le=\"{bound}\"}} {below}"
+            );
+        }
+        below += counts[ANSWER_BUCKETS.len()];
+        let _ = writeln!(
+            out,
+            "stripe_mirror_webhook_answer_seconds_bucket{{le=\"+Inf\"}} {below}\nstripe_mirror_webhook_answer_seconds_sum {sum}\nstripe_mirror_webhook_answer_seconds_count {below}"
         );
         out
     }

@@ -123,6 +123,7 @@ pub async fn receive(
             .record_webhook_anywhere("rejected_unknown_account");
         return no_match();
     }
+    let received = std::time::Instant::now();
     let connection = Connection::new(account, livemode);
     let header = headers
         .get("stripe-signature")
@@ -265,6 +266,7 @@ pub async fn receive(
         return crate::error_response(&error);
     }
     state.metrics.record_webhook(&connection, "queued");
+    state.metrics.record_answer(received.elapsed());
     state.wake_inbox(&connection);
     // Optionally (`answer_wait`), the outcome when the apply is done within the wait; the
     // delivery is kept whatever happens to this request.

@@ -439,8 +439,14 @@ pub trait Store: Send + Sync {
         received_at: i64,
         body: &str,
     ) -> Result<bool>;
-    /// The oldest kept deliveries of a connection, in the order they arrived.
-    fn inbox_pending(&self, connection: &Connection, limit: usize) -> Result<Vec<InboxEntry>>;
+    /// The oldest kept deliveries of a connection after the one numbered `after` (0: from the
+    /// first), in the order they arrived.
+    fn inbox_pending(
+        &self,
+        connection: &Connection,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>>;
     /// Forgets deliveries that were applied.
     fn inbox_remove(&self, connection: &Connection, seqs: &[i64]) -> Result<()>;
     /// Each connection with deliveries waiting: how many, and when the oldest arrived.

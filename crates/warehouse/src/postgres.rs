@@ -1886,14 +1886,22 @@ impl Store for PostgresStore {
         })
     }
 
-    fn inbox_pending(&self, c: &Connection, limit: usize) -> Result<Vec<crate::InboxEntry>> {
+    fn inbox_pending(
+        &self,
+        c: &Connection,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::InboxEntry>> {
         self.read(|client, statements| {
             let select = prepared(
                 statements,
                 client,
-                "SELECT seq, event_id, received_at, body FROM inbox WHERE account_id = $1 AND livemode = $2 ORDER BY seq LIMIT $3",
+                "SELECT seq, event_id, received_at, body FROM inbox WHERE account_id = $1 AND livemode = $2 AND seq > $4 ORDER BY seq LIMIT $3",
             )?;
-            let rows = client.query(&select, &[&c.account_id, &c.livemode, &(limit as i64)])?;
+            let rows = client.query(
+                &select,
+                &[&c.account_id, &c.livemode, &(limit as i64), &after],
+            )?;
             rows.iter()
                 .map(|row| {
                     Ok(crate::InboxEntry {

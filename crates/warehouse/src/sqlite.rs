@@ -1278,20 +1278,28 @@ impl Store for SqliteStore {
         Ok(added > 0)
     }
 
-    fn inbox_pending(&self, c: &Connection, limit: usize) -> Result<Vec<crate::InboxEntry>> {
+    fn inbox_pending(
+        &self,
+        c: &Connection,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::InboxEntry>> {
         let db = self.reader();
         let mut select = db
-            .prepare_cached("SELECT seq, event_id, received_at, body FROM inbox WHERE account_id = ?1 AND livemode = ?2 ORDER BY seq LIMIT ?3")
+            .prepare_cached("SELECT seq, event_id, received_at, body FROM inbox WHERE account_id = ?1 AND livemode = ?2 AND seq > ?4 ORDER BY seq LIMIT ?3")
             .map_err(db_error)?;
         let rows = select
-            .query_map(params![c.account_id, c.livemode, limit as i64], |r| {
-                Ok(crate::InboxEntry {
-                    seq: r.get(0)?,
-                    event_id: r.get(1)?,
-                    received_at: r.get(2)?,
-                    body: r.get(3)?,
-                })
-            })
+            .query_map(
+                params![c.account_id, c.livemode, limit as i64, after],
+                |r| {
+                    Ok(crate::InboxEntry {
+                        seq: r.get(0)?,
+                        event_id: r.get(1)?,
+                        received_at: r.get(2)?,
+                        body: r.get(3)?,
+                    })
+                },
+            )
             .map_err(db_error)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
     }

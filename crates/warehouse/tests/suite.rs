@@ -871,17 +871,24 @@ pub fn the_inbox_keeps_deliveries_in_order_until_applied(store: &dyn Store) {
             .inbox_add(&b, "evt_3", 40, r#"{"id":"evt_3"}"#)
             .unwrap()
     );
-    let pending = store.inbox_pending(&a, 10).unwrap();
+    let pending = store.inbox_pending(&a, 0, 10).unwrap();
     let ids: Vec<&str> = pending.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids, ["evt_3", "evt_1"], "in arrival order");
     assert_eq!(pending[0].body, r#"{"id":"evt_3"}"#);
-    assert_eq!(store.inbox_pending(&a, 1).unwrap().len(), 1);
+    assert_eq!(store.inbox_pending(&a, 0, 1).unwrap().len(), 1);
+    let later: Vec<String> = store
+        .inbox_pending(&a, pending[0].seq, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(later, ["evt_1"], "those after a seq");
     let depths = store.inbox_depths().unwrap();
     assert_eq!(depths.len(), 2);
     assert_eq!((depths[0].waiting, depths[0].oldest_received_at), (2, 10));
     store.inbox_remove(&a, &[pending[0].seq]).unwrap();
     let left: Vec<String> = store
-        .inbox_pending(&a, 10)
+        .inbox_pending(&a, 0, 10)
         .unwrap()
         .into_iter()
         .map(|e| e.event_id)
@@ -892,9 +899,9 @@ pub fn the_inbox_keeps_deliveries_in_order_until_applied(store: &dyn Store) {
         "a removed one may come again"
     );
     store.remove_account(&a).unwrap();
-    assert!(store.inbox_pending(&a, 10).unwrap().is_empty());
+    assert!(store.inbox_pending(&a, 0, 10).unwrap().is_empty());
     assert_eq!(
-        store.inbox_pending(&b, 10).unwrap().len(),
+        store.inbox_pending(&b, 0, 10).unwrap().len(),
         1,
         "the other connection's stay"
     );
