@@ -208,14 +208,15 @@ async fn drain(state: Arc<AppState>, connection: Connection, notify: Arc<Notify>
     // The newest delivery handed to a lane, and how many handed are not yet applied.
     let (mut handed, mut in_lanes) = (0i64, 0usize);
     let mut backoff = Duration::ZERO;
+    // Applied deliveries not yet removed from the inbox: removed together.
+    let mut done = Vec::new();
     loop {
-        let mut done = Vec::new();
         while let Ok(seq) = finished.try_recv() {
             done.push(seq);
         }
         if !done.is_empty() {
             in_lanes -= done.len();
-            forget(&state, &connection, done).await;
+            forget(&state, &connection, std::mem::take(&mut done)).await;
         }
         let mut read = 0;
         if in_lanes < IN_LANES_AT_MOST {
@@ -266,10 +267,7 @@ async fn drain(state: Arc<AppState>, connection: Connection, notify: Arc<Notify>
         // in case a wake was missed.
         tokio::select! {
             _ = notify.notified() => {}
-            Some(seq) = finished.recv() => {
-                in_lanes -= 1;
-                forget(&state, &connection, vec![seq]).await;
-            }
+            Some(seq) = finished.recv() => done.push(seq),
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }

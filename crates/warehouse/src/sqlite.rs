@@ -859,6 +859,8 @@ impl Store for SqliteStore {
         self.writer.submit(writer::Job {
             connection: c.clone(),
             batches,
+            inbox: Vec::new(),
+            forget: Vec::new(),
             done,
         });
     }
@@ -1065,9 +1067,11 @@ impl Store for SqliteStore {
         } else {
             ("customer_search.words LIKE ?3 ESCAPE '\\'", None)
         };
+        // CROSS JOIN keeps the index as the outer loop: left to itself the planner walked every
+        // customer of the account and read each one's JSON.
         collect(
             &format!(
-                "SELECT c.data FROM customer_search JOIN customer_search_keys k ON k.n = customer_search.rowid JOIN customers c ON c.account_id = k.account_id AND c.id = k.id WHERE {condition} AND k.account_id = ?1 AND c.livemode = ?2 AND {MATCHES} ORDER BY COALESCE(c.created, -1) DESC, c.id DESC LIMIT ?4"
+                "SELECT c.data FROM customer_search CROSS JOIN customer_search_keys k ON k.n = customer_search.rowid CROSS JOIN customers c ON c.account_id = k.account_id AND c.id = k.id WHERE {condition} AND k.account_id = ?1 AND c.livemode = ?2 AND {MATCHES} ORDER BY COALESCE(c.created, -1) DESC, c.id DESC LIMIT ?4"
             ),
             phrase,
         )
@@ -1268,14 +1272,7 @@ impl Store for SqliteStore {
     }
 
     fn inbox_add(&self, c: &Connection, event_id: &str, at: i64, body: &str) -> Result<bool> {
-        let db = self.writer()?;
-        let added = db
-            .execute(
-                "INSERT OR IGNORE INTO inbox (account_id, livemode, event_id, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![c.account_id, c.livemode, event_id, at, body],
-            )
-            .map_err(db_error)?;
-        Ok(added > 0)
+        self.writer.keep(c, event_id, at, body)
     }
 
     fn inbox_pending(
@@ -1308,21 +1305,7 @@ impl Store for SqliteStore {
         if seqs.is_empty() {
             return Ok(());
         }
-        let mut db = self.writer()?;
-        let tx = db.transaction().map_err(db_error)?;
-        {
-            let mut delete = tx
-                .prepare_cached(
-                    "DELETE FROM inbox WHERE account_id = ?1 AND livemode = ?2 AND seq = ?3",
-                )
-                .map_err(db_error)?;
-            for seq in seqs {
-                delete
-                    .execute(params![c.account_id, c.livemode, seq])
-                    .map_err(db_error)?;
-            }
-        }
-        tx.commit().map_err(db_error)
+        self.writer.forget(c, seqs)
     }
 
     fn inbox_depths(&self) -> Result<Vec<crate::InboxDepth>> {

@@ -27,6 +27,13 @@ pub(super) type Done = Box<dyn FnOnce(Result<Vec<Counts>>) + Send>;
 pub(super) struct Job {
     pub(super) connection: Connection,
     pub(super) batches: Vec<Batch>,
+    /// Webhook deliveries to keep in the inbox (event id, when received, body), written before
+    /// the batches; how many were new is added to the first batch's `new_events`. Kept through
+    /// the writer so that a burst of deliveries shares commits instead of queueing for the
+    /// connection one commit each.
+    pub(super) inbox: Vec<(String, i64, String)>,
+    /// Inbox deliveries applied, to remove (by number), with the batches.
+    pub(super) forget: Vec<i64>,
     pub(super) done: Done,
 }
 
@@ -43,7 +50,9 @@ impl Job {
                     + batch.deletions.iter().map(|d| d.ids.len()).sum::<usize>()
                     + batch.events.len()
             })
-            .sum()
+            .sum::<usize>()
+            + self.inbox.len()
+            + self.forget.len()
     }
 }
 
@@ -87,6 +96,48 @@ impl Writer {
         wake.notify_one();
     }
 
+    /// Keeps one webhook delivery in the inbox, in the next round; whether it was new.
+    pub(super) fn keep(
+        &self,
+        connection: &Connection,
+        event_id: &str,
+        at: i64,
+        body: &str,
+    ) -> Result<bool> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        self.submit(Job {
+            connection: connection.clone(),
+            batches: vec![Batch::default()],
+            inbox: vec![(event_id.to_owned(), at, body.to_owned())],
+            forget: Vec::new(),
+            done: Box::new(move |outcome| {
+                let _ = sender.send(outcome);
+            }),
+        });
+        let counts = receiver
+            .recv()
+            .unwrap_or_else(|_| Err(StoreError::Database("the SQLite writer stopped".into())))?;
+        Ok(counts.first().is_some_and(|c| c.new_events > 0))
+    }
+
+    /// Removes applied deliveries from the inbox, in the next round.
+    pub(super) fn forget(&self, connection: &Connection, seqs: &[i64]) -> Result<()> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        self.submit(Job {
+            connection: connection.clone(),
+            batches: Vec::new(),
+            inbox: Vec::new(),
+            forget: seqs.to_vec(),
+            done: Box::new(move |outcome| {
+                let _ = sender.send(outcome);
+            }),
+        });
+        receiver
+            .recv()
+            .unwrap_or_else(|_| Err(StoreError::Database("the SQLite writer stopped".into())))
+            .map(|_| ())
+    }
+
     /// Queues a job and waits for its outcome (for callers on threads of their own).
     pub(super) fn write(
         &self,
@@ -97,6 +148,8 @@ impl Writer {
         self.submit(Job {
             connection: connection.clone(),
             batches,
+            inbox: Vec::new(),
+            forget: Vec::new(),
             done: Box::new(move |outcome| {
                 let _ = sender.send(outcome);
             }),
@@ -186,9 +239,49 @@ fn write_round(conn: &rusqlite::Connection, round: &[Job]) -> Result<Vec<Vec<Cou
     let written: Result<Vec<Vec<Counts>>> = round
         .iter()
         .map(|job| {
+            let mut kept = 0;
+            if !job.inbox.is_empty() {
+                let mut insert = conn
+                    .prepare_cached("INSERT OR IGNORE INTO inbox (account_id, livemode, event_id, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5)")
+                    .map_err(db_error)?;
+                for (event_id, at, body) in &job.inbox {
+                    kept += insert
+                        .execute(rusqlite::params![
+                            job.connection.account_id,
+                            job.connection.livemode,
+                            event_id,
+                            at,
+                            body
+                        ])
+                        .map_err(db_error)? as u64;
+                }
+            }
+            if !job.forget.is_empty() {
+                let mut delete = conn
+                    .prepare_cached(
+                        "DELETE FROM inbox WHERE account_id = ?1 AND livemode = ?2 AND seq = ?3",
+                    )
+                    .map_err(db_error)?;
+                for seq in &job.forget {
+                    delete
+                        .execute(rusqlite::params![
+                            job.connection.account_id,
+                            job.connection.livemode,
+                            seq
+                        ])
+                        .map_err(db_error)?;
+                }
+            }
             job.batches
                 .iter()
-                .map(|batch| write_batch(conn, &job.connection, batch))
+                .enumerate()
+                .map(|(n, batch)| {
+                    let mut counts = write_batch(conn, &job.connection, batch)?;
+                    if n == 0 {
+                        counts.new_events += kept;
+                    }
+                    Ok(counts)
+                })
                 .collect()
         })
         .collect();
