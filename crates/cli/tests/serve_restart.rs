@@ -177,6 +177,43 @@ fn mirrored_events(mirror: &Mirror, connection: &Connection) -> HashSet<String> 
     rows.into_iter().filter_map(|r| r[0].clone()).collect()
 }
 
+/// Waits until deliveries settle — every event made since `before` is in the mirror, nothing is
+/// on the wire, and the counts stand still for 3 s — within `limit`: how many new events, and
+/// the emulator's delivery counts.
+fn settle(
+    emu: &EmuProcess,
+    mirror: &Mirror,
+    connection: &Connection,
+    before: &HashSet<String>,
+    limit: Duration,
+) -> (usize, Value) {
+    let started = Instant::now();
+    loop {
+        let new: Vec<String> = exported_events(&emu.export())
+            .into_iter()
+            .filter(|id| !before.contains(id))
+            .collect();
+        let first = emu.control("GET", "/_emulator/webhooks", None)["counts"].clone();
+        std::thread::sleep(Duration::from_secs(3));
+        let counts = emu.control("GET", "/_emulator/webhooks", None)["counts"].clone();
+        let quiet = counts == first
+            && counts["attempted"].as_u64()
+                == Some(
+                    counts["succeeded"].as_u64().unwrap()
+                        + counts["failed_attempts"].as_u64().unwrap(),
+                );
+        let mirrored = mirrored_events(mirror, connection);
+        let missing = new.iter().filter(|id| !mirrored.contains(*id)).count();
+        if quiet && missing == 0 {
+            return (new.len(), counts);
+        }
+        assert!(
+            started.elapsed() < limit,
+            "not settled after {limit:?}: {missing} events missing, {counts}"
+        );
+    }
+}
+
 /// Changes through the emulator's control API until `stop`, from a thread of their own.
 fn keep_changing(
     base: String,
@@ -281,31 +318,7 @@ fn killing_and_restarting_serve_while_deliveries_continue_loses_nothing() {
     // Deliveries settle: every new event is in the mirror, nothing is on the wire, and the
     // counts stand still.
     let settle_started = Instant::now();
-    let (events, counts) = loop {
-        let export = emu.export();
-        let new: Vec<String> = exported_events(&export)
-            .into_iter()
-            .filter(|id| !before.contains(id))
-            .collect();
-        let first = emu.control("GET", "/_emulator/webhooks", None)["counts"].clone();
-        std::thread::sleep(Duration::from_secs(3));
-        let counts = emu.control("GET", "/_emulator/webhooks", None)["counts"].clone();
-        let quiet = counts == first
-            && counts["attempted"].as_u64()
-                == Some(
-                    counts["succeeded"].as_u64().unwrap()
-                        + counts["failed_attempts"].as_u64().unwrap(),
-                );
-        let mirrored = mirrored_events(&mirror, &connection);
-        let missing = new.iter().filter(|id| !mirrored.contains(*id)).count();
-        if quiet && missing == 0 {
-            break (new.len(), counts);
-        }
-        assert!(
-            settle_started.elapsed() < Duration::from_secs(40),
-            "not settled after 40 s: {missing} events missing, {counts}"
-        );
-    };
+    let (events, counts) = settle(&emu, &mirror, &connection, &before, Duration::from_secs(40));
     let runs = mirror.syncs(&emu.account);
     let statuses: Vec<&str> = runs
         .iter()
@@ -409,31 +422,7 @@ fn bursts_while_serve_is_killed_lose_nothing_and_never_time_out() {
         std::thread::sleep(Duration::from_secs_f64(prng.between(2.0, 3.5)));
     }
     let settle_started = Instant::now();
-    let (events, counts) = loop {
-        let export = emu.export();
-        let new: Vec<String> = exported_events(&export)
-            .into_iter()
-            .filter(|id| !before.contains(id))
-            .collect();
-        let first = emu.control("GET", "/_emulator/webhooks", None)["counts"].clone();
-        std::thread::sleep(Duration::from_secs(3));
-        let counts = emu.control("GET", "/_emulator/webhooks", None)["counts"].clone();
-        let quiet = counts == first
-            && counts["attempted"].as_u64()
-                == Some(
-                    counts["succeeded"].as_u64().unwrap()
-                        + counts["failed_attempts"].as_u64().unwrap(),
-                );
-        let mirrored = mirrored_events(&mirror, &connection);
-        let missing = new.iter().filter(|id| !mirrored.contains(*id)).count();
-        if quiet && missing == 0 {
-            break (new.len(), counts);
-        }
-        assert!(
-            settle_started.elapsed() < Duration::from_secs(90),
-            "not settled after 90 s: {missing} events missing, {counts}"
-        );
-    };
+    let (events, counts) = settle(&emu, &mirror, &connection, &before, Duration::from_secs(90));
     // Every table, balance transactions included (their listing follows the last payment
     // events by a couple of seconds).
     let comparison = loop {

@@ -87,7 +87,8 @@ impl AppState {
 /// Whether an event's change made a balance transaction (of which no event tells).
 fn moves_balance(event: &Value) -> bool {
     let kind = event["type"].as_str().unwrap_or_default();
-    ["charge.", "refund.", "payout.", "charge.dispute.", "topup."]
+    // `charge.` takes in `charge.dispute.*` and `charge.refunded`.
+    ["charge.", "refund.", "payout.", "topup."]
         .iter()
         .any(|prefix| kind.starts_with(prefix))
 }
@@ -164,8 +165,8 @@ fn lane_of(event: &Value) -> usize {
 
 /// A lane's deliveries gathered by object, each object's in arrival order, objects in the
 /// order they first arrived: what one object's deliveries share (one refetch) is done once.
-fn by_object(lane: Vec<(i64, String, Value)>) -> Vec<Vec<(i64, String, Value)>> {
-    let mut groups: Vec<Vec<(i64, String, Value)>> = Vec::new();
+fn by_object(lane: Vec<Entry>) -> Vec<Vec<Entry>> {
+    let mut groups: Vec<Vec<Entry>> = Vec::new();
     let mut index: HashMap<(String, String), usize> = HashMap::new();
     for entry in lane {
         let object = &entry.2["data"]["object"];
