@@ -1127,15 +1127,31 @@ fn update_subscription(
         };
         sub["canceled_at"] = if at_end { json!(tx.now) } else { Value::Null };
     }
-    if params.take_str("trial_end").as_deref() == Some("now") && sub["status"] == json!("trialing")
-    {
+    // Ending a trial now starts the first paid period and bills it, as Stripe does.
+    let trial_ended = params.take_str("trial_end").as_deref() == Some("now")
+        && sub["status"] == json!("trialing");
+    if trial_ended {
         sub["status"] = json!("active");
         sub["trial_end"] = json!(tx.now);
+        let first_price = tx
+            .store
+            .children(slot, Kind::SubscriptionItem)
+            .first()
+            .map(|&item| tx.store.value(item)["price"].clone())
+            .unwrap_or_default();
+        sub["current_period_start"] = json!(tx.now);
+        sub["current_period_end"] = json!(tx.now + interval_seconds(&first_price));
     }
     params.take_str("proration_behavior");
     params.take_str("payment_behavior");
     params.apply_rest(&mut sub)?;
     tx.save(slot, &sub);
+    if trial_ended {
+        let invoice = invoice_subscription_period(tx, slot, "subscription_cycle", true)?;
+        sub = tx.store.value(slot);
+        sub["latest_invoice"] = tx.store.value(invoice)["id"].clone();
+        tx.save(slot, &sub);
+    }
     Ok(sub)
 }
 

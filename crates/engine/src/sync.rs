@@ -681,7 +681,7 @@ async fn run_phases(
         .store_call(get_state(READ_AT))
         .await?
         .and_then(|v| v.parse().ok());
-    let (latest, server_now) = run
+    let (_, server_now) = run
         .client
         .get_timed("/v1/events", &[("limit".into(), "1".into())])
         .await
@@ -771,27 +771,25 @@ async fn run_phases(
             (BACKFILL_AT.to_owned(), server_now.to_string()),
             (PLAN_TABLES.to_owned(), table_list(&target)),
         ];
-        if events_readable {
-            let newest = &latest["data"][0];
-            if !ever_planned {
-                state.push((
-                    POSITION.to_owned(),
-                    newest["id"].as_str().unwrap_or_default().to_owned(),
-                ));
-                state.push((
-                    POSITION_CREATED.to_owned(),
-                    newest["created"].as_i64().unwrap_or(server_now).to_string(),
-                ));
-                state.push((READ_AT.to_owned(), server_now.to_string()));
-            } else if expired || last_read.is_none_or(|at| at < oldest_replayable) {
-                // Replay every event Stripe still has: lists leave out what was deleted, and
-                // only the events say so.
-                state.push((POSITION.to_owned(), String::new()));
-                state.push((POSITION_CREATED.to_owned(), oldest_replayable.to_string()));
-                state.push((READ_AT.to_owned(), oldest_replayable.to_string()));
-            }
-            // Otherwise (a `--full` or a partial plan with a valid position) the position
-            // stays: every change since the last run is replayed, deletions included.
+        // Replay every event Stripe still has. On a first backfill they are the account's
+        // history (each subscription's states over its last 30 days, which revenue reports
+        // start from); later, lists leave out what was deleted, and only the events say so.
+        // Events older than what the lists read change nothing. Otherwise (a `--full` or a
+        // partial plan with a valid position) the position stays: every change since the last
+        // run is replayed, deletions included.
+        if events_readable
+            && (!ever_planned || expired || last_read.is_none_or(|at| at < oldest_replayable))
+        {
+            state.push((POSITION.to_owned(), String::new()));
+            state.push((POSITION_CREATED.to_owned(), oldest_replayable.to_string()));
+            // A first backfill has missed nothing yet: read as of now, so that resuming it
+            // later continues the plan instead of taking the old start for lost events.
+            let read_at = if ever_planned {
+                oldest_replayable
+            } else {
+                server_now
+            };
+            state.push((READ_AT.to_owned(), read_at.to_string()));
         }
         let mut remove_state = vec![BACKFILL_DONE.to_owned(), VERSION_CHANGED.to_owned()];
         if ever_planned {
