@@ -361,6 +361,51 @@ pub async fn demo(args: DemoArgs, json: bool) -> Result<(), CliError> {
             }
         }
     }
+    // The revenue report over the mirror just made: the last six months.
+    let today = sm_reports::calendar::period_start(sm_engine::now(), sm_reports::Interval::Day, 0);
+    let mut from = sm_reports::calendar::period_start(today, sm_reports::Interval::Month, 0);
+    for _ in 0..5 {
+        from = sm_reports::calendar::period_start(from - 1, sm_reports::Interval::Month, 0);
+    }
+    let revenue = sm_engine::ops::reports::report(
+        &engine,
+        &label,
+        sm_engine::ops::reports::ReportOptions {
+            from,
+            to: today + 86_400,
+            interval: sm_reports::Interval::Month,
+            currency: None,
+            utc_offset: 0,
+            settings: Default::default(),
+        },
+    )
+    .await?;
+    tour!(
+        "\n6. Revenue from the mirror (MRR by Stripe's rules; `stripe-mirror --database {} report summary {label}`):",
+        args.file
+    );
+    tour!("     month       currency        MRR  subscribers      new     churn  net revenue");
+    for period in &revenue.mrr {
+        let net: i64 = revenue
+            .revenue
+            .iter()
+            .filter(|r| r.start == period.start && r.currency == period.currency)
+            .map(|r| r.net_revenue)
+            .sum();
+        let money = |micros: i128| {
+            sm_engine::money::format(sm_reports::micros_to_minor(micros), &period.currency)
+        };
+        tour!(
+            "     {}  {:<8} {:>10}  {:>11}  {:>7}  {:>8}  {:>11}",
+            sm_reports::calendar::date_label(period.start, 0),
+            period.currency,
+            money(period.mrr_end),
+            period.subscribers_end,
+            money(period.new + period.reactivation),
+            money(period.churn),
+            sm_engine::money::format(net, &period.currency)
+        );
+    }
     let path = std::fs::canonicalize(&args.file)
         .map(|p| p.display().to_string())
         .unwrap_or(args.file.clone());
@@ -385,6 +430,7 @@ pub async fn demo(args: DemoArgs, json: bool) -> Result<(), CliError> {
             "incremental": report,
             "tables": check.tables.iter().map(|t| json!({"table": t.table, "in_stripe": t.stripe, "mirrored": t.mirror, "deleted": t.deleted})).collect::<Vec<_>>(),
             "equal_to_the_emulator": check.differences.is_empty(),
+            "mrr": revenue.mrr.iter().map(|p| json!({"month": sm_reports::calendar::date_label(p.start, 0), "currency": p.currency, "mrr": sm_reports::micros_to_minor(p.mrr_end), "subscribers": p.subscribers_end})).collect::<Vec<_>>(),
             "seconds": started.elapsed().as_secs_f64(),
         }));
     }

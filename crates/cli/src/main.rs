@@ -25,6 +25,7 @@ mod config_file;
 mod context;
 mod emulator_cmd;
 mod key_input;
+mod report_cmd;
 mod serve_cmd;
 mod signals;
 mod sync_cmd;
@@ -140,6 +141,11 @@ enum Command {
         after_help = "Examples:\n  stripe-mirror events Acme --limit 20\n  stripe-mirror events Acme --follow"
     )]
     Events(serve_cmd::EventsArgs),
+    /// Revenue reports from the mirror: MRR and its movements, churn, net revenue, failed payments.
+    #[command(
+        after_help = "Examples:\n  stripe-mirror report summary Acme\n  stripe-mirror report mrr Acme --from 2024-01-01 --interval week --currency usd\n  stripe-mirror report movements acct_1Nv0FGQ9RKHgCVdK:live --csv > movements.csv\n  stripe-mirror report churn Acme --json --delinquency-churn-days 30"
+    )]
+    Report(report_cmd::ReportArgs),
     /// Run the built-in Stripe emulator (for tests, demos and trying an integration offline).
     #[command(
         after_help = "Examples:\n  stripe-mirror emulator --listen 127.0.0.1:12111 --scale 1000 --json"
@@ -176,6 +182,7 @@ impl Command {
             Command::Sql(a) => (Some(&a.store), None),
             Command::Serve(a) => (Some(&a.store), Some(&a.stripe)),
             Command::Events(a) => (Some(&a.store), None),
+            Command::Report(a) => (Some(&a.store), None),
             Command::Mcp(a) => (Some(&a.store), None),
             Command::Token(a) => (Some(&a.store), None),
             Command::KeyLink(_)
@@ -297,6 +304,7 @@ fn main() -> ExitCode {
             Command::Token(args) => token_cmd::token(&global, args).await,
             Command::Serve(args) => serve_cmd::serve(&global, args).await,
             Command::Events(args) => serve_cmd::events(&global, args).await,
+            Command::Report(args) => report_cmd::run(&global, args).await,
             Command::Mcp(args) => {
                 let engine = std::sync::Arc::new(global.engine()?);
                 sm_mcp::serve_stdio(engine, args.read_only)

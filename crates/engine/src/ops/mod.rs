@@ -19,6 +19,7 @@ pub mod events;
 pub mod live;
 pub mod objects;
 pub mod query;
+pub mod reports;
 pub mod syncs;
 pub mod tokens;
 pub mod writes;
