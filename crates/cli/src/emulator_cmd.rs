@@ -377,6 +377,7 @@ pub async fn demo(args: DemoArgs, json: bool) -> Result<(), CliError> {
             currency: None,
             utc_offset: 0,
             settings: Default::default(),
+            only: Some(sm_engine::ops::reports::ReportKind::Summary),
         },
     )
     .await?;

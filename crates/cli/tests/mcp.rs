@@ -206,7 +206,7 @@ fn agent_tools_over_http_and_with_the_inspector() {
     let listed = inspect(&inspector, &stdio(&["--method", "tools/list"]))
         .expect("the Inspector lists the tools over stdio");
     let names = tool_names(&listed);
-    assert_eq!(names.len(), 20, "eight reads and twelve writes: {names:?}");
+    assert_eq!(names.len(), 21, "nine reads and twelve writes: {names:?}");
     let called = inspect(
         &inspector,
         &stdio(&["--method", "tools/call", "--tool-name", "list_accounts"]),
@@ -250,11 +250,11 @@ fn agent_tools_over_http_and_with_the_inspector() {
         inspect(&inspector, &args)
     };
     let listed = over_http(&full, &["--method", "tools/list"]).expect("tools/list over HTTP");
-    assert_eq!(tool_names(&listed).len(), 20);
+    assert_eq!(tool_names(&listed).len(), 21);
     let listed = over_http(&read_only, &["--method", "tools/list"]).expect("tools/list, read-only");
     assert_eq!(
         tool_names(&listed).len(),
-        8,
+        9,
         "a read-only token sees the reads: {listed}"
     );
     let made = over_http(

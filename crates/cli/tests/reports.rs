@@ -92,15 +92,15 @@ fn reports_answer_as_tables_csv_and_json_and_refuse_bad_input() {
     for (args, says) in [
         (
             vec!["report", "mrr", "Reports Co", "--from", "2026-02-30"],
-            "--from must be a date",
+            "from must be a date",
         ),
         (
             vec!["report", "mrr", "Reports Co", "--utc-offset", "Mars"],
-            "--utc-offset must look like",
+            "utc_offset must look like",
         ),
         (
             vec!["report", "mrr", "Reports Co", "--week-factor", "0"],
-            "--week-factor must be a positive number",
+            "week_factor must be a positive number",
         ),
         (
             vec![

@@ -173,6 +173,7 @@ async fn mirrored_report(world: &World, database: Option<&str>, began: i64) -> R
             currency: None,
             utc_offset: 0,
             settings: Default::default(),
+            only: None,
         },
     )
     .await

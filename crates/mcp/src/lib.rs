@@ -108,6 +108,24 @@ pub struct SearchCustomers {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct RevenueSummary {
+    /// The connection (name, `acct_…` or `acct_…:test|live`); optional with one connection.
+    pub account: Option<String>,
+    /// First day, YYYY-MM-DD (default: the start of the month eleven months ago).
+    pub from: Option<String>,
+    /// The day after the last, YYYY-MM-DD (default: tomorrow).
+    pub to: Option<String>,
+    /// "day", "week" or "month" (default "month").
+    pub interval: Option<String>,
+    /// Only this currency, e.g. "usd".
+    pub currency: Option<String>,
+    /// Which coupons lower MRR: "forever_only" (default, Stripe's rule), "recurring" or "all".
+    pub discount_mode: Option<String>,
+    /// When a cancellation lowers MRR: "at_period_end" (default) or "at_request".
+    pub churn_recognition: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct GetCustomer {
     /// The connection (name, `acct_…` or `acct_…:test|live`); optional with one connection.
     pub account: Option<String>,
@@ -716,6 +734,33 @@ impl MirrorTools {
             objects::search_customers(&self.engine, &record.connection, &args.text, limit)
                 .await
                 .map(|found| json!({"account": record.connection.label(), "data": found}));
+        settle(outcome)
+    }
+
+    #[tool(
+        description = "Revenue figures computed from the mirror by Stripe's published rules: per currency the current MRR, ARR, subscribers, 30-day subscriber churn and net revenue, and per period (month by default) MRR at the start and end with its movements (new, reactivation, expansion, contraction, churn) and subscribers; amounts in minor units with `…_formatted` text. `notes` says what is rebuilt rather than observed. Reads the mirror, never Stripe.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn revenue_summary(
+        &self,
+        Parameters(args): Parameters<RevenueSummary>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let record = self.pick(args.account.as_deref()).await?;
+        let query = sm_engine::ops::reports::ReportQuery {
+            from: args.from,
+            to: args.to,
+            interval: args.interval,
+            currency: args.currency,
+            discount_mode: args.discount_mode,
+            churn_recognition: args.churn_recognition,
+            ..Default::default()
+        };
+        let mut options = query.options(sm_engine::now()).map_err(invalid)?;
+        options.only = Some(sm_engine::ops::reports::ReportKind::Summary);
+        let outcome =
+            sm_engine::ops::reports::report(&self.engine, &record.connection.label(), options)
+                .await
+                .map(|report| report.to_json(sm_engine::ops::reports::ReportKind::Summary));
         settle(outcome)
     }
 
@@ -1367,7 +1412,7 @@ impl ServerHandler for MirrorTools {
                     .with_title("stripe-mirror: Stripe accounts as SQL"),
             )
             .with_instructions(
-                "Connected Stripe accounts, read from a local mirror: call list_accounts first, then search_customers, list_objects, get_object, recent_events or query_sql with the account it names. Write tools (create_customer, create_refund, …) go through Stripe and are listed only where the account's key allows them; give idempotency_key to retry one safely. Amounts are in minor units of their currency (cents for usd; zero-decimal currencies such as jpy are whole units).",
+                "Connected Stripe accounts, read from a local mirror: call list_accounts first, then search_customers, list_objects, get_object, recent_events, revenue_summary or query_sql with the account it names. Write tools (create_customer, create_refund, …) go through Stripe and are listed only where the account's key allows them; give idempotency_key to retry one safely. Amounts are in minor units of their currency (cents for usd; zero-decimal currencies such as jpy are whole units).",
             )
     }
 }

@@ -26,35 +26,46 @@ pub struct FailedPayments {
     pub recovery_rate: Option<f64>,
 }
 
-/// Failed payments among `charges` and `invoices` created in `[start, end)`, per currency.
-/// `first_attempt_failed(invoice)` says whether an invoice's first attempt failed (from its
-/// `invoice.payment_failed` events, or its attempt count where events are gone).
+/// The index of the period `[start, end)` holding `at`, if any (`periods` in order, touching).
+pub fn period_of(periods: &[(i64, i64)], at: i64) -> Option<usize> {
+    let n = periods.partition_point(|(start, _)| *start <= at);
+    (n > 0 && at < periods[n - 1].1).then(|| n - 1)
+}
+
+/// How an invoice's payment went, as the mirror knows it.
+pub struct InvoiceFacts<'a> {
+    /// Whether its first payment attempt failed (its `invoice.payment_failed` events, or its
+    /// attempt count where events are gone).
+    pub first_attempt_failed: &'a dyn Fn(&Value) -> bool,
+    /// When its subscription's trial ended, if it had one.
+    pub trial_end: &'a dyn Fn(&Value) -> Option<i64>,
+}
+
+/// Failed payments among `charges` and `invoices`, per period (by `created`) and currency.
 pub fn failed_payments(
     charges: &[Value],
     invoices: &[Value],
-    start: i64,
-    end: i64,
-    first_attempt_failed: &dyn Fn(&Value) -> bool,
-) -> Vec<FailedPayments> {
-    let mut by: BTreeMap<String, FailedPayments> = BTreeMap::new();
-    let within = |v: &Value| {
-        let created = v["created"].as_i64().unwrap_or(0);
-        created >= start && created < end
-    };
-    for charge in charges
-        .iter()
-        .filter(|c| within(c) && c["status"] == "failed")
-    {
-        let currency = charge["currency"]
-            .as_str()
-            .unwrap_or("usd")
-            .to_ascii_lowercase();
-        let entry = by
+    periods: &[(i64, i64)],
+    facts: &InvoiceFacts<'_>,
+) -> Vec<(i64, i64, Vec<FailedPayments>)> {
+    let mut by: Vec<BTreeMap<String, FailedPayments>> = vec![BTreeMap::new(); periods.len()];
+    // The period and currency of `v`, with an entry made for them.
+    let slot = |by: &mut Vec<BTreeMap<String, FailedPayments>>, v: &Value| {
+        let n = period_of(periods, v["created"].as_i64().unwrap_or(0))?;
+        let currency = v["currency"].as_str().unwrap_or("usd").to_ascii_lowercase();
+        by[n]
             .entry(currency.clone())
             .or_insert_with(|| FailedPayments {
-                currency,
+                currency: currency.clone(),
                 ..Default::default()
             });
+        Some((n, currency))
+    };
+    for charge in charges.iter().filter(|c| c["status"] == "failed") {
+        let Some((n, currency)) = slot(&mut by, charge) else {
+            continue;
+        };
+        let entry = by[n].get_mut(&currency).expect("made above");
         entry.failed_charges += 1;
         entry.failed_charge_amount += charge["amount"].as_i64().unwrap_or(0);
         let reason = charge["failure_code"]
@@ -65,28 +76,21 @@ pub fn failed_payments(
     }
     for invoice in invoices
         .iter()
-        .filter(|i| within(i) && i["billing_reason"] == "subscription_cycle")
+        .filter(|i| i["billing_reason"] == "subscription_cycle")
     {
         // The first invoice after a trial is a conversion, not a renewal.
         let period_start = invoice["lines"]["data"][0]["period"]["start"].as_i64();
-        let trial_end = invoice["subscription_details"]["trial_end"].as_i64();
-        if period_start.is_some() && period_start == trial_end {
+        if period_start.is_some() && period_start == (facts.trial_end)(invoice) {
             continue;
         }
-        let currency = invoice["currency"]
-            .as_str()
-            .unwrap_or("usd")
-            .to_ascii_lowercase();
-        let entry = by
-            .entry(currency.clone())
-            .or_insert_with(|| FailedPayments {
-                currency,
-                ..Default::default()
-            });
+        let Some((n, currency)) = slot(&mut by, invoice) else {
+            continue;
+        };
+        let entry = by[n].get_mut(&currency).expect("made above");
         let due = invoice["amount_due"].as_i64().unwrap_or(0);
         entry.renewals += 1;
         entry.renewal_amount_due += due;
-        if first_attempt_failed(invoice) {
+        if (facts.first_attempt_failed)(invoice) {
             entry.renewals_failed += 1;
             entry.renewal_failed_amount += due;
             if invoice["status"] == "paid" {
@@ -95,12 +99,19 @@ pub fn failed_payments(
             }
         }
     }
-    let mut out: Vec<FailedPayments> = by.into_values().collect();
-    for entry in &mut out {
-        entry.failure_rate = (entry.renewal_amount_due != 0)
-            .then(|| entry.renewal_failed_amount as f64 / entry.renewal_amount_due as f64);
-        entry.recovery_rate = (entry.renewal_failed_amount != 0)
-            .then(|| entry.renewal_recovered_amount as f64 / entry.renewal_failed_amount as f64);
-    }
-    out
+    periods
+        .iter()
+        .zip(by)
+        .map(|(&(start, end), found)| {
+            let mut rows: Vec<FailedPayments> = found.into_values().collect();
+            for entry in &mut rows {
+                entry.failure_rate = (entry.renewal_amount_due != 0)
+                    .then(|| entry.renewal_failed_amount as f64 / entry.renewal_amount_due as f64);
+                entry.recovery_rate = (entry.renewal_failed_amount != 0).then(|| {
+                    entry.renewal_recovered_amount as f64 / entry.renewal_failed_amount as f64
+                });
+            }
+            (start, end, rows)
+        })
+        .collect()
 }

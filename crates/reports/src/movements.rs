@@ -155,7 +155,8 @@ pub fn movements(
     // Each subscription's current (currency, MRR); each customer's MRR per currency.
     let mut current: HashMap<usize, (String, i128)> = HashMap::new();
     let mut customer_mrr: HashMap<(&str, String), i128> = HashMap::new();
-    let mut ever_paid: HashSet<&str> = HashSet::new();
+    // Whether a customer had MRR in a currency before: per customer and currency, as movements are.
+    let mut ever_paid: HashSet<(&str, String)> = HashSet::new();
     let mut out = Vec::new();
     let mut at_second = 0;
     while at_second < all.len() {
@@ -194,7 +195,7 @@ pub fn movements(
             let kind = if m0 == m1 {
                 continue;
             } else if m0 == 0 {
-                if ever_paid.contains(customer) {
+                if ever_paid.contains(&(customer, currency.clone())) {
                     MovementKind::Reactivation
                 } else {
                     MovementKind::New
@@ -207,7 +208,7 @@ pub fn movements(
                 MovementKind::Contraction
             };
             if m1 > 0 {
-                ever_paid.insert(customer);
+                ever_paid.insert((customer, currency.clone()));
             }
             out.push(Movement {
                 at,

@@ -360,12 +360,9 @@ pub fn subscription_mrr(
     result
 }
 
-/// Instants after `from` at which the same subscription's MRR may change without any event:
-/// a discount ending (or a `once` coupon's period passing).
+/// Instants at which the same subscription's MRR may change without any event: a discount
+/// starting or ending (or a `once` coupon's period passing).
 pub fn time_breaks(subscription: &Value, settings: &Settings) -> Vec<i64> {
-    if settings.discount_mode == DiscountMode::ForeverOnly {
-        return Vec::new();
-    }
     let items = subscription["items"]["data"].as_array();
     let period = items
         .and_then(|items| items.first())

@@ -40,7 +40,6 @@ pub fn category(transaction: &Value) -> String {
         "charge" | "payment" => "charge",
         "refund" | "payment_refund" => "refund",
         "payment_failure_refund" | "refund_failure" => "refund_failure",
-        "adjustment" => "dispute",
         "payout" | "payout_cancel" | "payout_failure" => "payout",
         "stripe_fee" | "tax_fee" => "fee",
         "application_fee" => "platform_earning",
@@ -69,67 +68,73 @@ pub fn revenue(
     }
     let mut out = Vec::new();
     for (currency, rows) in by_currency {
-        let balance_before = |at: i64| -> i64 {
-            rows.iter()
-                .filter(|t| t["created"].as_i64().unwrap_or(0) < at)
-                .map(|t| t["net"].as_i64().unwrap_or(0))
-                .sum()
-        };
-        for &(start, end) in periods {
-            let mut period = RevenuePeriod {
+        let mut periods_of: Vec<RevenuePeriod> = periods
+            .iter()
+            .map(|&(start, end)| RevenuePeriod {
                 start,
                 end,
                 currency: currency.clone(),
-                starting_balance: balance_before(start),
-                ending_balance: balance_before(end),
                 ..Default::default()
+            })
+            .collect();
+        // Σ net before the first period; the balances follow period by period.
+        let mut before_first = 0;
+        for t in rows {
+            let created = t["created"].as_i64().unwrap_or(0);
+            let amount = t["amount"].as_i64().unwrap_or(0);
+            let fee = t["fee"].as_i64().unwrap_or(0);
+            let net = t["net"].as_i64().unwrap_or(amount - fee);
+            let Some(n) = crate::failed::period_of(periods, created) else {
+                if periods.first().is_some_and(|(start, _)| created < *start) {
+                    before_first += net;
+                }
+                continue;
             };
-            for t in rows.iter().filter(|t| {
-                let created = t["created"].as_i64().unwrap_or(0);
-                created >= start && created < end
-            }) {
-                let category = category(t);
-                let amount = t["amount"].as_i64().unwrap_or(0);
-                let fee = t["fee"].as_i64().unwrap_or(0);
-                let net = t["net"].as_i64().unwrap_or(amount - fee);
-                let entry = period.categories.entry(category.clone()).or_default();
-                *entry = (entry.0 + 1, entry.1 + amount, entry.2 + fee, entry.3 + net);
-                match category.as_str() {
-                    "charge" | "partial_capture_reversal" => {
-                        period.gross_sales += amount;
-                        period.fees += fee;
-                    }
-                    "refund" | "refund_failure" => {
-                        period.refunds += amount;
-                        period.fees += fee;
-                    }
-                    "dispute" | "dispute_reversal" => {
-                        period.disputes += amount;
-                        period.fees += fee;
-                    }
-                    "charge_failure" => {
-                        period.failed_settlements += amount;
-                        period.fees += fee;
-                    }
-                    "fee" | "tax" | "network_cost" => period.fees -= amount - fee,
-                    "platform_earning" | "platform_earning_refund" => {
-                        period.platform_revenue += net
-                    }
-                    "payout" | "payout_reversal" => period.payouts += net,
-                    "topup" | "topup_reversal" | "transfer" | "transfer_reversal" => {}
-                    _ => period.other += net,
+            let period = &mut periods_of[n];
+            let category = category(t);
+            let entry = period.categories.entry(category.clone()).or_default();
+            *entry = (entry.0 + 1, entry.1 + amount, entry.2 + fee, entry.3 + net);
+            match category.as_str() {
+                "charge" | "partial_capture_reversal" => {
+                    period.gross_sales += amount;
+                    period.fees += fee;
                 }
-                if !matches!(category.as_str(), "payout" | "payout_reversal") {
-                    period.activity += net;
+                "refund" | "refund_failure" => {
+                    period.refunds += amount;
+                    period.fees += fee;
                 }
+                "dispute" | "dispute_reversal" => {
+                    period.disputes += amount;
+                    period.fees += fee;
+                }
+                "charge_failure" => {
+                    period.failed_settlements += amount;
+                    period.fees += fee;
+                }
+                "fee" | "tax" | "network_cost" => period.fees -= amount - fee,
+                "platform_earning" | "platform_earning_refund" => period.platform_revenue += net,
+                "payout" | "payout_reversal" => period.payouts += net,
+                "topup" | "topup_reversal" | "transfer" | "transfer_reversal" => {}
+                _ => period.other += net,
             }
+            if !matches!(category.as_str(), "payout" | "payout_reversal") {
+                period.activity += net;
+            }
+            // Every row moves the balance: topups and transfers too.
+            period.ending_balance += net;
+        }
+        let mut balance = before_first;
+        for period in &mut periods_of {
+            period.starting_balance = balance;
+            balance += period.ending_balance;
+            period.ending_balance = balance;
             period.net_revenue =
                 period.gross_sales + period.refunds + period.disputes + period.failed_settlements
                     - period.fees
                     + period.platform_revenue
                     + if opt_in_other { period.other } else { 0 };
-            out.push(period);
         }
+        out.extend(periods_of);
     }
     out
 }

@@ -151,9 +151,10 @@ pub fn period_metrics(
                 .iter()
                 .filter(|m| m.kind == MovementKind::Churn)
                 .count();
+            // New subscribers only, as METRICS §5.3 (and Stripe) define the denominator.
             let joined = window
                 .iter()
-                .filter(|m| matches!(m.kind, MovementKind::New | MovementKind::Reactivation))
+                .filter(|m| m.kind == MovementKind::New)
                 .count();
             let active_then = subscribers_before(&of, window_start);
             let subscriber_churn_rate = ratio(churned as f64, (active_then + joined as u64) as f64);

@@ -452,3 +452,26 @@ fn cases_21_22_net_revenue_by_reporting_category() {
         7_000
     );
 }
+
+#[test]
+fn a_forever_coupon_added_later_lowers_mrr_from_its_start() {
+    let sub = with_discount(
+        subscription("active", vec![(price(10_000, "month", 1), 1)]),
+        json!({"duration": "forever", "percent_off": 50}),
+        40 * DAY,
+        None,
+    );
+    let moves = movements(
+        &[history("sub", "cus", vec![(0, sub)])],
+        &Settings::default(),
+        &no_coupons,
+        90 * DAY,
+    );
+    assert_eq!(
+        kinds(&moves),
+        [
+            (0, MovementKind::New, dollars(100)),
+            (40 * DAY, MovementKind::Contraction, dollars(50))
+        ]
+    );
+}

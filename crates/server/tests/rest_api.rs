@@ -727,6 +727,71 @@ async fn the_rest_api(world: &World, engine: std::sync::Arc<sm_engine::Engine>) 
         "{by_prefix}"
     );
 
+    // Revenue reports: JSON with numbers and words, a CSV download, bad input in words.
+    let (status, summary) = api
+        .call(
+            "GET",
+            &format!("/api/v1/connections/{label}/reports/summary?interval=month"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(
+        summary["periods"].as_array().unwrap().len(),
+        12,
+        "{summary}"
+    );
+    let usd = &summary["summary"]["usd"];
+    assert!(usd["mrr"].as_i64().unwrap() > 0, "{summary}");
+    assert!(usd["mrr_formatted"].as_str().unwrap().starts_with('$'));
+    let csv = api
+        .http
+        .get(format!(
+            "{}/api/v1/connections/{label}/reports/revenue?format=csv&from=2026-01-01",
+            api.base
+        ))
+        .bearer_auth(reader.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status().as_u16(), 200);
+    assert!(
+        csv.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains(".csv")
+    );
+    assert!(
+        csv.text()
+            .await
+            .unwrap()
+            .starts_with("period,currency,gross_sales,")
+    );
+    for (path, words) in [
+        ("reports/arr", "no report \"arr\""),
+        ("reports/mrr?interval=year", "day, week or month"),
+        ("reports/mrr?from=2026-02-30", "from must be a date"),
+        ("reports/mrr?colour=blue", "reports take from, to"),
+    ] {
+        let (status, refused) = api
+            .call(
+                "GET",
+                &format!("/api/v1/connections/{label}/{path}"),
+                Some(&reader),
+                None,
+            )
+            .await;
+        assert_eq!(status, 400, "{path}: {refused}");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(words),
+            "{path}: {refused}"
+        );
+    }
+
     // Mirrored objects, as Stripe lists them: pages with a cursor, filters, one by id.
     let (status, page) = api
         .call(
@@ -849,7 +914,8 @@ async fn the_rest_api(world: &World, engine: std::sync::Arc<sm_engine::Engine>) 
                 .replace("{connection}", &label)
                 .replace("{table}", "customers")
                 .replace("{id}", &customer)
-                .replace("{run}", &latest["id"].to_string());
+                .replace("{run}", &latest["id"].to_string())
+                .replace("{report}", "summary");
             let (status, answer) = api.call("GET", &path, Some(&reader), None).await;
             assert_eq!(status, 200, "GET {path}: {answer}");
         }

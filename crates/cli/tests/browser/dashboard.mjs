@@ -311,10 +311,30 @@ try {
   check(!(await page.content()).includes(made), "the token is not shown again");
   await page.goto(`${BASE}/accounts`);
 
-  step("the places of reports and notifications");
+  step("reports: each connection's revenue as figures, a chart, a table and a CSV download");
   await page.click("header >> text=Reports");
-  await waitFor("Revenue reports");
+  await waitFor("Browser Renamed");
   await audit("18-reports");
+  await page.click("main >> text=Browser Renamed");
+  await waitFor("Revenue of Browser Renamed");
+  check((await page.locator("figure.chart svg rect").count()) > 0, "the summary draws a bar per period");
+  check((await page.locator("main table thead").innerText()).includes("mrr end"), "the summary's table has MRR at each end");
+  await audit("18b-reports-summary");
+  await page.click("nav.tabs.sub >> text=Net revenue");
+  await waitFor("gross sales");
+  await page.selectOption("#interval", "week");
+  await page.click("form.filter button");
+  await waitFor("net revenue");
+  await audit("18c-reports-revenue-weekly");
+  const report = page.waitForEvent("download");
+  await page.click("text=Download CSV");
+  const reportCsv = await (await report).path();
+  check(readFileSync(reportCsv, "utf8").startsWith("period,currency,gross_sales"), "the report's CSV starts with its header");
+  await page.goto(`${BASE}/accounts/${encodeURIComponent(LABEL)}/reports/mrr?from=2026-02-30`);
+  await waitFor("from must be a date");
+  await page.goto(`${BASE}/accounts`);
+
+  step("the place of notifications");
   await page.click("header >> text=Notifications");
   await waitFor("Notifications");
   await audit("19-notifications");

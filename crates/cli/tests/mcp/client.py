@@ -36,7 +36,7 @@ async def main():
             check(info.serverInfo.name == "stripe-mirror", f"the server is stripe-mirror: {info.serverInfo}")
             tools = {t.name: t for t in (await session.list_tools()).tools}
             check(
-                set(tools) == {"list_accounts", "search_customers", "get_customer", "list_objects", "get_object", "recent_events", "query_sql", "get_balance"},
+                set(tools) == {"list_accounts", "search_customers", "get_customer", "list_objects", "get_object", "recent_events", "query_sql", "get_balance", "revenue_summary"},
                 f"the read tools are listed: {sorted(tools)}",
             )
             check(all(t.annotations and t.annotations.readOnlyHint for t in tools.values()), "every tool says it only reads")
@@ -74,6 +74,14 @@ async def main():
             check(balance["available"] and all("formatted" in f for f in balance["available"]),
                   f"get_balance from Stripe: {[f['formatted'] for f in balance['available']]}")
 
+            revenue = body(await session.call_tool("revenue_summary", {}))
+            usd = revenue["summary"]["usd"]
+            check(usd["mrr"] > 0 and usd["mrr_formatted"].startswith("$") and len(revenue["periods"]) == 12,
+                  f"revenue_summary: MRR {usd['mrr_formatted']}, ARR {usd['arr_formatted']}, {usd['subscribers']} subscribers")
+            last = revenue["periods"][-1]
+            moved = sum(last[k] for k in ("new", "reactivation", "expansion", "contraction", "churn"))
+            check(abs(last["mrr_end"] - last["mrr_start"] - moved) <= 5, f"the movements add up: {last}")
+
             customer = body(await session.call_tool("get_object", {"id": page["data"][0]["id"]}))
             check(customer["object"] == "customer" and customer["id"] == page["data"][0]["id"], "get_object by id alone")
 
@@ -93,6 +101,8 @@ async def main():
                 ("get_object", {"id": "mystery"}, "table"),
                 ("get_customer", {"customer": "nobody@nowhere.example"}, "no customer"),
                 ("search_customers", {"text": "  "}, "1 to 200"),
+                ("revenue_summary", {"interval": "year"}, "day, week or month"),
+                ("revenue_summary", {"from": "2026-13-01"}, "from must be a date"),
                 ("list_objects", {"table": "customers", "account": "acct_1Nobody"}, "no connected account"),
             ]:
                 try:

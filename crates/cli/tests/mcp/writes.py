@@ -18,7 +18,7 @@ WRITES = {
     "create_invoice_item", "finalize_invoice", "create_refund", "cancel_subscription",
     "update_subscription", "create_coupon", "create_checkout_session",
 }
-READS = {"list_accounts", "search_customers", "get_customer", "list_objects", "get_object", "recent_events", "query_sql", "get_balance"}
+READS = {"list_accounts", "search_customers", "get_customer", "list_objects", "get_object", "recent_events", "query_sql", "get_balance", "revenue_summary"}
 KEY = os.environ["WRITE_KEY"]
 answers = []
 

@@ -7,6 +7,7 @@
 mod connections;
 mod objects;
 mod openapi;
+pub(crate) mod reports;
 mod sql;
 pub(crate) mod stream;
 pub mod stripe_compat;
@@ -155,6 +156,12 @@ pub const ROUTES: &[Route] = &[
         true,
     ),
     route(
+        "GET",
+        "/api/v1/connections/{connection}/reports/{report}",
+        "A revenue report (summary, mrr, movements, churn, revenue, failed-payments) by period and currency: from, to (YYYY-MM-DD), interval (day|week|month), currency, utc_offset, discount_mode, churn_recognition, delinquency_churn_days, week_factor, days_per_month, net_same_period_new_churn; format=csv for a download",
+        true,
+    ),
+    route(
         "POST",
         "/api/v1/sql",
         "A read-only SQL query on the mirror",
@@ -181,6 +188,7 @@ fn handler(route: &Route) -> MethodRouter<Arc<AppState>> {
         ("GET", "/api/v1/connections/{connection}/events/stream") => get(stream::events_stream),
         ("GET", "/api/v1/connections/{connection}/objects/{table}") => get(objects::page),
         ("GET", "/api/v1/connections/{connection}/objects/{table}/{id}") => get(objects::one),
+        ("GET", "/api/v1/connections/{connection}/reports/{report}") => get(reports::one),
         ("POST", "/api/v1/sql") => post(sql::query),
         (method, path) => unreachable!("{method} {path} has no handler"),
     }

@@ -25,7 +25,7 @@ use crate::AppState;
 const PAGE: usize = 50;
 
 /// The signed-in person and the connection a path names.
-async fn connection(
+pub(super) async fn connection(
     state: &AppState,
     headers: &HeaderMap,
     reference: &str,
@@ -40,17 +40,17 @@ async fn connection(
     Ok((session, record))
 }
 
-fn base(record: &AccountRecord) -> String {
+pub(super) fn base(record: &AccountRecord) -> String {
     format!("/accounts/{}", encode(&record.connection.label()))
 }
 
 /// The tabs of a connection's pages.
-fn tabs(record: &AccountRecord, current: &str) -> Markup {
+pub(super) fn tabs(record: &AccountRecord, current: &str) -> Markup {
     let base = base(record);
     html! {
         p.crumbs { a href="/accounts" { "Accounts" } " › " (record.name) }
         nav.tabs aria-label="This connection" {
-            @for (key, label, path) in [("syncs", "Syncs", "syncs"), ("events", "Events", "events"), ("data", "Data", "data")] {
+            @for (key, label, path) in [("syncs", "Syncs", "syncs"), ("events", "Events", "events"), ("data", "Data", "data"), ("reports", "Reports", "reports")] {
                 @if key == current {
                     a href=(format!("{base}/{path}")) aria-current="page" { (label) }
                 } @else {

@@ -11,6 +11,7 @@ mod accounts;
 mod connect;
 mod data;
 mod layout;
+mod reports;
 pub mod session;
 mod settings;
 
@@ -74,7 +75,12 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/sql", get(data::sql_form).post(data::sql_run))
         .route("/settings", get(settings::page))
-        .route("/reports", get(settings::reports))
+        .route("/reports", get(reports::index))
+        .route("/accounts/{connection}/reports", get(reports::page))
+        .route(
+            "/accounts/{connection}/reports/{report}",
+            get(reports::page),
+        )
         .route("/notifications", get(settings::notifications))
         .route("/settings/tokens", post(settings::create))
         .route("/settings/tokens/revoke", post(settings::revoke))

@@ -181,26 +181,6 @@ pub async fn revoke(
 
 /// The places the revenue reports and the notifications take in the navigation. They are
 /// not built yet; each says so, and what answers the same question today.
-pub async fn reports(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&state, &headers, "/reports").await {
-        Ok(session) => session,
-        Err(to_signin) => return to_signin,
-    };
-    respond(
-        StatusCode::OK,
-        shell(
-            &session,
-            "Reports",
-            "reports",
-            html! {
-                h1 { "Reports" }
-                p { "Revenue reports — MRR and its movements, churn, net revenue, failed payments — are not built yet; they will be here." }
-                p { "Until then the mirror answers the same questions in SQL: the tables " code { "invoices" } ", " code { "subscriptions" } ", " code { "charges" } " and " code { "balance_transactions" } " hold every object, with its JSON. " a href="/sql" { "Open the SQL page" } "." }
-            },
-        ),
-    )
-}
-
 pub async fn notifications(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let session = match signed_in(&state, &headers, "/notifications").await {
         Ok(session) => session,
