@@ -304,14 +304,16 @@ pub fn subscription_mrr(
             continue; // a one-time price never counts
         }
         // Plans (the older object) keep `interval` at the top level.
+        let plan_recurring;
         let recurring = if price["recurring"].is_object() {
-            price["recurring"].clone()
+            &price["recurring"]
         } else {
-            serde_json::json!({
+            plan_recurring = serde_json::json!({
                 "interval": price["interval"],
                 "interval_count": price["interval_count"],
                 "usage_type": price["usage_type"],
-            })
+            });
+            &plan_recurring
         };
         if recurring["usage_type"] == "metered" {
             result.metered_items += 1;
@@ -321,9 +323,9 @@ pub fn subscription_mrr(
             result.tax_inclusive_items += 1;
         }
         let quantity = item["quantity"].as_i64().unwrap_or(1) as i128;
-        let factor = monthly_factor(&recurring, settings);
+        let factor = monthly_factor(recurring, settings);
         subscription_factor = factor;
-        subscription_period = period_seconds(&recurring);
+        subscription_period = period_seconds(recurring);
         let monthly = period_amount(price, quantity) * factor;
         let billing = Billing {
             currency: &currency,

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 /// One period of one settlement currency, in minor units.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -30,13 +29,31 @@ pub struct RevenuePeriod {
     pub categories: BTreeMap<String, (u64, i64, i64, i64)>,
 }
 
+/// The fields of a balance transaction the figures take (read straight from its JSON: the rest
+/// of the object is skipped, not built).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct BalanceTransaction {
+    #[serde(default)]
+    pub amount: i64,
+    #[serde(default)]
+    pub fee: i64,
+    pub net: Option<i64>,
+    #[serde(default)]
+    pub currency: String,
+    #[serde(default)]
+    pub created: i64,
+    pub reporting_category: Option<String>,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
 /// A balance transaction's reporting category; rows without one are mapped from their `type`
 /// as fivetran/dbt_stripe does.
-pub fn category(transaction: &Value) -> String {
-    if let Some(category) = transaction["reporting_category"].as_str() {
-        return category.to_owned();
+pub fn category(transaction: &BalanceTransaction) -> String {
+    if let Some(category) = &transaction.reporting_category {
+        return category.clone();
     }
-    match transaction["type"].as_str().unwrap_or_default() {
+    match transaction.kind.as_str() {
         "charge" | "payment" => "charge",
         "refund" | "payment_refund" => "refund",
         "payment_failure_refund" | "refund_failure" => "refund_failure",
@@ -54,16 +71,17 @@ pub fn category(transaction: &Value) -> String {
 /// Net revenue per period and settlement currency. `opt_in_other` adds the `other` categories
 /// to net revenue.
 pub fn revenue(
-    transactions: &[Value],
+    transactions: &[BalanceTransaction],
     periods: &[(i64, i64)],
     opt_in_other: bool,
 ) -> Vec<RevenuePeriod> {
-    let mut by_currency: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    let mut by_currency: BTreeMap<String, Vec<&BalanceTransaction>> = BTreeMap::new();
     for transaction in transactions {
-        let currency = transaction["currency"]
-            .as_str()
-            .unwrap_or("usd")
-            .to_ascii_lowercase();
+        let currency = if transaction.currency.is_empty() {
+            "usd".to_owned()
+        } else {
+            transaction.currency.to_ascii_lowercase()
+        };
         by_currency.entry(currency).or_default().push(transaction);
     }
     let mut out = Vec::new();
@@ -80,10 +98,8 @@ pub fn revenue(
         // Σ net before the first period; the balances follow period by period.
         let mut before_first = 0;
         for t in rows {
-            let created = t["created"].as_i64().unwrap_or(0);
-            let amount = t["amount"].as_i64().unwrap_or(0);
-            let fee = t["fee"].as_i64().unwrap_or(0);
-            let net = t["net"].as_i64().unwrap_or(amount - fee);
+            let (created, amount, fee) = (t.created, t.amount, t.fee);
+            let net = t.net.unwrap_or(amount - fee);
             let Some(n) = crate::failed::period_of(periods, created) else {
                 if periods.first().is_some_and(|(start, _)| created < *start) {
                     before_first += net;

@@ -413,8 +413,10 @@ fn case_24_same_period_new_and_churn_can_be_netted() {
 #[test]
 fn cases_21_22_net_revenue_by_reporting_category() {
     let t = |category: &str, amount: i64, fee: i64, created: i64| {
-        json!({"object": "balance_transaction", "currency": "usd", "reporting_category": category,
-               "amount": amount, "fee": fee, "net": amount - fee, "created": created})
+        serde_json::from_value::<sm_reports::revenue::BalanceTransaction>(json!({
+            "object": "balance_transaction", "currency": "usd", "reporting_category": category,
+            "amount": amount, "fee": fee, "net": amount - fee, "created": created}))
+        .unwrap()
     };
     let rows = vec![
         t("charge", 50_000, 0, 10), // before the period: the starting balance

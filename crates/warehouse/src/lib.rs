@@ -546,6 +546,8 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<String>>;
     /// Every row of a table for a connection (deleted included), for comparisons and exports.
     fn rows(&self, connection: &Connection, table: &str) -> Result<Vec<StoredRow>>;
+    /// [`Store::rows`] with each object's JSON as stored (for readers that take a few fields).
+    fn rows_raw(&self, connection: &Connection, table: &str) -> Result<Vec<RawRow>>;
     /// The rows of a table with these ids (deleted included; ids not stored are left out).
     fn rows_by_id(
         &self,

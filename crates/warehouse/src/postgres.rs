@@ -1540,6 +1540,32 @@ impl Store for PostgresStore {
         })
     }
 
+    fn rows_raw(&self, c: &Connection, table_name: &str) -> Result<Vec<crate::RawRow>> {
+        checked_table(table_name)?;
+        self.read(|client, statements| {
+            let select = prepared(
+                statements,
+                client,
+                &format!(
+                    "SELECT id, deleted, data::text, version FROM {} WHERE account_id = $1 AND livemode = $2 ORDER BY id",
+                    ident(table_name)
+                ),
+            )?;
+            let rows = client.query(&select, &[&c.account_id, &c.livemode])?;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    Ok::<_, postgres::Error>(crate::RawRow {
+                        id: row.try_get(0)?,
+                        deleted: row.try_get(1)?,
+                        data: row.try_get(2)?,
+                        version: row.try_get(3)?,
+                    })
+                })
+                .collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
     fn page_raw(
         &self,
         c: &Connection,

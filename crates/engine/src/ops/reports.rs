@@ -20,6 +20,142 @@ use sm_warehouse::{Connection, EventQuery, EventRow, Store, StoreError};
 
 use crate::{Engine, EngineError};
 
+/// The fields of a subscription MRR is computed from, read straight from its JSON (the rest
+/// of the object — metadata, invoice settings, the product behind each price… — is skipped,
+/// not built: on 30,000 subscriptions that was most of a report's time).
+#[derive(Debug, Default, serde::Deserialize, Serialize)]
+#[serde(default)]
+struct SlimSubscription {
+    #[serde(skip_serializing_if = "Value::is_null")]
+    id: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    customer: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    status: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    currency: Value,
+    items: SlimItems,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    discount: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    discounts: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    start_date: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    created: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    trial_start: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    trial_end: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    ended_at: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    canceled_at: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    current_period_start: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    cancel_at_period_end: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    cancel_at: Value,
+}
+
+#[derive(Debug, Default, serde::Deserialize, Serialize)]
+#[serde(default)]
+struct SlimItems {
+    data: Vec<SlimItem>,
+}
+
+#[derive(Debug, Default, serde::Deserialize, Serialize)]
+#[serde(default)]
+struct SlimItem {
+    #[serde(skip_serializing_if = "Value::is_null")]
+    id: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    quantity: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price: Option<SlimPrice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<SlimPrice>,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    discounts: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    discount: Value,
+}
+
+/// A price (or a legacy plan) as MRR reads it.
+#[derive(Debug, Default, serde::Deserialize, Serialize)]
+#[serde(default)]
+struct SlimPrice {
+    #[serde(skip_serializing_if = "Value::is_null")]
+    id: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    currency: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    unit_amount: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    unit_amount_decimal: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    billing_scheme: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    tiers: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    tiers_mode: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    transform_quantity: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    recurring: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    tax_behavior: Value,
+    #[serde(rename = "type", skip_serializing_if = "Value::is_null")]
+    kind: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    interval: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    interval_count: Value,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    usage_type: Value,
+}
+
+/// A subscription's JSON as the small object MRR reads (the whole object when it has a shape
+/// the slim one does not expect, such as a price named by id); none when it is not JSON.
+fn slim(json: &str) -> Option<Value> {
+    match serde_json::from_str::<SlimSubscription>(json) {
+        Ok(slim) => serde_json::to_value(slim).ok(),
+        Err(_) => serde_json::from_str(json).ok(),
+    }
+}
+
+/// An event's object (slim) and `previous_attributes`.
+fn slim_event(json: &str) -> Option<(Value, Value)> {
+    match serde_json::from_str::<SlimEvent>(json) {
+        Ok(event) => Some((
+            serde_json::to_value(event.data.object).ok()?,
+            event.data.previous_attributes,
+        )),
+        Err(_) => {
+            let mut event: Value = serde_json::from_str(json).ok()?;
+            Some((
+                event["data"]["object"].take(),
+                event["data"]["previous_attributes"].take(),
+            ))
+        }
+    }
+}
+
+/// A `customer.subscription.*` event: its object, slim, and its `previous_attributes`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct SlimEvent {
+    data: SlimEventData,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct SlimEventData {
+    object: SlimSubscription,
+    previous_attributes: Value,
+}
+
 /// What a report covers and how it counts.
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
@@ -162,38 +298,35 @@ fn rebuilt(state: &Value, until: Option<i64>) -> Vec<(i64, Value)> {
 
 /// Every subscription's history, from its kept events and its current row.
 fn histories(
-    subscriptions: Vec<sm_warehouse::StoredRow>,
+    subscriptions: Vec<sm_warehouse::RawRow>,
     events: &[EventRow],
 ) -> (Vec<SubscriptionHistory>, Option<i64>) {
     let mut by_subscription: HashMap<String, Vec<(i64, Value, Value)>> = HashMap::new();
     let mut observed_from: Option<i64> = None;
     for event in events {
-        let Ok(parsed) = serde_json::from_str::<Value>(&event.data) else {
+        let Some((mut object, previous)) = slim_event(&event.data) else {
             continue;
         };
-        let object = parsed["data"]["object"].clone();
-        let Some(id) = object["id"].as_str() else {
+        let Some(id) = object["id"].as_str().map(str::to_owned) else {
             continue;
         };
         observed_from = Some(observed_from.map_or(event.created, |o: i64| o.min(event.created)));
-        let mut object = object.clone();
         if event.event_type == "customer.subscription.deleted" {
             object["status"] = json!("canceled");
         }
-        by_subscription.entry(id.to_owned()).or_default().push((
-            event.created,
-            object,
-            parsed["data"]["previous_attributes"].clone(),
-        ));
+        by_subscription
+            .entry(id)
+            .or_default()
+            .push((event.created, object, previous));
     }
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for row in &subscriptions {
         seen.insert(row.id.clone());
     }
-    let current: HashMap<String, Value> = subscriptions
+    let mut current: HashMap<String, Value> = subscriptions
         .into_iter()
-        .map(|row| (row.id, row.data))
+        .filter_map(|row| Some((row.id, slim(&row.data)?)))
         .collect();
     let mut ids: Vec<String> = current.keys().cloned().collect();
     ids.extend(
@@ -205,30 +338,28 @@ fn histories(
     ids.sort();
     for id in ids {
         let observed = by_subscription.remove(&id).unwrap_or_default();
-        let now = current.get(&id);
+        let now = current.remove(&id);
         let mut versions = Vec::new();
         match observed.first() {
             Some((first_at, object, previous)) => {
-                let created = object["created"].as_i64().unwrap_or(*first_at);
-                if created < *first_at {
-                    versions.extend(rebuilt(&undo(object, previous), Some(*first_at)));
-                }
-                for (at, object, _) in &observed {
-                    versions.push((*at, object.clone()));
+                let first_at = *first_at;
+                let created = object["created"].as_i64().unwrap_or(first_at);
+                if created < first_at {
+                    versions.extend(rebuilt(&undo(object, previous), Some(first_at)));
                 }
                 // The row may be newer than the last kept event (listed since): its state then
                 // holds from when it ended, or from the last event on.
-                if let Some(now) = now
-                    && let Some((last_at, last, _)) = observed.last()
-                    && now["status"] != last["status"]
-                {
+                let newer = observed.last().and_then(|(last_at, last, _)| {
+                    let now = now.filter(|now| now["status"] != last["status"])?;
                     let at = now["ended_at"].as_i64().unwrap_or(*last_at).max(*last_at);
-                    versions.push((at, now.clone()));
-                }
+                    Some((at, now))
+                });
+                versions.extend(observed.into_iter().map(|(at, object, _)| (at, object)));
+                versions.extend(newer);
             }
             None => {
                 if let Some(now) = now {
-                    versions.extend(rebuilt(now, None));
+                    versions.extend(rebuilt(&now, None));
                 }
             }
         }
@@ -304,7 +435,7 @@ fn build(
     };
     let lookup = |id: &str| coupons.get(id).cloned();
     if needs_mrr {
-        let subscriptions = store.rows(connection, "subscriptions")?;
+        let subscriptions = store.rows_raw(connection, "subscriptions")?;
         let events = all_events(store, connection, &["customer.subscription.*"])?;
         (histories, observed_from) = self::histories(subscriptions, &events);
         movements = sm_reports::movements(&histories, &options.settings, &lookup, until);
@@ -312,11 +443,11 @@ fn build(
     }
     let mrr = sm_reports::period_metrics(&movements, &spans, &options.settings);
     let revenue = if wants(ReportKind::Revenue) || wants(ReportKind::Summary) {
-        let transactions: Vec<Value> = store
-            .rows(connection, "balance_transactions")?
+        let transactions: Vec<sm_reports::revenue::BalanceTransaction> = store
+            .rows_raw(connection, "balance_transactions")?
             .into_iter()
             .filter(|row| !row.deleted)
-            .map(|row| row.data)
+            .filter_map(|row| serde_json::from_str(&row.data).ok())
             .collect();
         let mut revenue = revenue(&transactions, &spans, false);
         revenue.retain(|r| wanted(&r.currency));
