@@ -86,23 +86,29 @@ pub async fn one(
     options.only = Some(kind);
     let report = reports::report(&state.engine, &reference, options).await?;
     if csv {
-        let filename = format!(
-            "{}-{}-{}.csv",
-            report.account,
-            if report.livemode { "live" } else { "test" },
-            kind.name()
-        );
-        return Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{filename}\""),
-                ),
-            ],
-            report.table(kind).csv(),
-        )
-            .into_response());
+        return Ok(csv_download(&report, kind));
     }
     Ok(Json(report.to_json(kind)).into_response())
+}
+
+/// A report as a CSV file to save (`acct_…-test-mrr.csv`), never cached.
+pub(crate) fn csv_download(report: &reports::Report, kind: ReportKind) -> Response {
+    let filename = format!(
+        "{}-{}-{}.csv",
+        report.account,
+        if report.livemode { "live" } else { "test" },
+        kind.name()
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        report.table(kind).csv(),
+    )
+        .into_response()
 }

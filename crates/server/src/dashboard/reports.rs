@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::Value;
 use sm_engine::ops::reports::{self, Report, ReportKind, ReportTable};
@@ -84,24 +84,7 @@ pub async fn page(
         Err(error) => (ReportKind::Summary, Default::default(), Err(error), false),
     };
     if csv && let Ok(report) = &outcome {
-        let filename = format!(
-            "{}-{}-{}.csv",
-            report.account,
-            if report.livemode { "live" } else { "test" },
-            kind.name()
-        );
-        return (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{filename}\""),
-                ),
-                (header::CACHE_CONTROL, "no-store".to_owned()),
-            ],
-            report.table(kind).csv(),
-        )
-            .into_response();
+        return crate::api::reports::csv_download(report, kind);
     }
     let here_base = format!("{}/reports", base(&record));
     let body = html! {
