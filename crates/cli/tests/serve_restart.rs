@@ -197,6 +197,7 @@ fn settle(
         std::thread::sleep(Duration::from_secs(3));
         let counts = emu.control("GET", "/_emulator/webhooks", None)["counts"].clone();
         let quiet = counts == first
+            && counts["pending"].as_u64() == Some(0)
             && counts["attempted"].as_u64()
                 == Some(
                     counts["succeeded"].as_u64().unwrap()

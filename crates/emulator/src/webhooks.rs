@@ -68,6 +68,18 @@ pub struct DeliveryCounts {
     pub duplicated: AtomicU64,
     /// Failed attempts that waited the whole timeout for an answer (of `failed_attempts`).
     pub timed_out: AtomicU64,
+    /// Deliveries not finished yet: on the wire, waiting to be sent again after a failure, or
+    /// held back (late ones, second copies). Zero: every delivery succeeded or was given up.
+    pub pending: AtomicU64,
+}
+
+/// Counts a delivery as pending until its sending task ends, however it ends.
+struct Pending(Arc<Webhooks>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.counts.pending.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// An event waiting to go out.
@@ -221,6 +233,7 @@ async fn run(
                 // Stripe's duplicates are separate sends, signed at their own moment: the second
                 // copy leaves a little over a second later, so it is not byte-identical.
                 let delay = settings.delay_ms + late + if copy > 0 { 1_100 } else { 0 };
+                webhooks.counts.pending.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(send(
                     webhooks.clone(),
                     world.clone(),
@@ -274,6 +287,7 @@ async fn send(
     mut delivery: Delivery,
     delay_ms: u64,
 ) {
+    let _pending = Pending(webhooks.clone());
     if delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
     }

@@ -195,6 +195,7 @@ impl World {
             given_up: c.given_up.load(Relaxed),
             duplicated: c.duplicated.load(Relaxed),
             timed_out: c.timed_out.load(Relaxed),
+            pending: c.pending.load(Relaxed),
         }
     }
 
@@ -286,12 +287,13 @@ pub struct DeliveryCounts {
     pub given_up: u64,
     pub duplicated: u64,
     pub timed_out: u64,
+    pub pending: u64,
 }
 
 impl DeliveryCounts {
-    /// No POST is on the wire (retries may still be waiting for their turn).
+    /// Every delivery finished: none on the wire, none waiting to be sent again.
     pub fn quiet(&self) -> bool {
-        self.attempted == self.succeeded + self.failed_attempts
+        self.attempted == self.succeeded + self.failed_attempts && self.pending == 0
     }
 }
 
