@@ -545,7 +545,18 @@ pub trait Store: Send + Sync {
         value: &str,
     ) -> Result<Vec<String>>;
     /// Every row of a table for a connection (deleted included), for comparisons and exports.
-    fn rows(&self, connection: &Connection, table: &str) -> Result<Vec<StoredRow>>;
+    fn rows(&self, connection: &Connection, table: &str) -> Result<Vec<StoredRow>> {
+        Ok(self
+            .rows_raw(connection, table)?
+            .into_iter()
+            .map(|row| StoredRow {
+                data: serde_json::from_str(&row.data).unwrap_or(serde_json::Value::Null),
+                id: row.id,
+                deleted: row.deleted,
+                version: row.version,
+            })
+            .collect())
+    }
     /// [`Store::rows`] with each object's JSON as stored (for readers that take a few fields).
     fn rows_raw(&self, connection: &Connection, table: &str) -> Result<Vec<RawRow>>;
     /// The rows of a table with these ids (deleted included; ids not stored are left out).

@@ -1524,22 +1524,6 @@ impl Store for PostgresStore {
         })
     }
 
-    fn rows(&self, c: &Connection, table_name: &str) -> Result<Vec<StoredRow>> {
-        checked_table(table_name)?;
-        self.read(|client, statements| {
-            let select = prepared(
-                statements,
-                client,
-                &format!(
-                    "SELECT id, deleted, data::text, version FROM {} WHERE account_id = $1 AND livemode = $2 ORDER BY id",
-                    ident(table_name)
-                ),
-            )?;
-            let rows = client.query(&select, &[&c.account_id, &c.livemode])?;
-            Ok(rows.iter().map(read_stored_row).collect::<std::result::Result<_, _>>()?)
-        })
-    }
-
     fn rows_raw(&self, c: &Connection, table_name: &str) -> Result<Vec<crate::RawRow>> {
         checked_table(table_name)?;
         self.read(|client, statements| {

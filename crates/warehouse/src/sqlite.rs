@@ -967,16 +967,6 @@ impl Store for SqliteStore {
             .map_err(db_error)
     }
 
-    fn rows(&self, c: &Connection, table_name: &str) -> Result<Vec<StoredRow>> {
-        checked_table(table_name)?;
-        let db = self.reader();
-        let mut statement = db.prepare(&format!("SELECT id, deleted, data, version FROM {table_name} WHERE account_id = ?1 AND livemode = ?2 ORDER BY id")).map_err(db_error)?;
-        let rows = statement
-            .query_map(params![c.account_id, c.livemode], read_stored_row)
-            .map_err(db_error)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
-    }
-
     fn rows_raw(&self, c: &Connection, table_name: &str) -> Result<Vec<crate::RawRow>> {
         checked_table(table_name)?;
         let db = self.reader();
