@@ -6,6 +6,7 @@
 //! through [`Store::apply`], which writes rows, events, the cursor that produced them and sync
 //! state in one transaction, with the ordering guard of [`Guard`].
 
+pub mod notify;
 pub mod page;
 pub mod postgres;
 pub mod sandbox;
@@ -16,6 +17,10 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use notify::{
+    ChannelRecord, DeliveryQuery, DeliveryRecord, DeliveryUpdate, NewDelivery, QueuedEvent,
+    RuleRecord,
+};
 pub use page::PageQuery;
 pub use schema::{TABLES, Table};
 
@@ -264,6 +269,10 @@ pub struct Batch {
     pub replace_windows: bool,
     /// Sync state keys to remove.
     pub remove_state: Vec<String>,
+    /// The events arrived live (a webhook, an incremental sync's new events — not a backfill):
+    /// those not seen before are queued for the notification rules, in the same transaction,
+    /// when any rule exists.
+    pub notify: bool,
 }
 
 /// Objects of a table to mark deleted, when `version` is at least the stored one.
@@ -451,6 +460,40 @@ pub trait Store: Send + Sync {
     fn inbox_remove(&self, connection: &Connection, seqs: &[i64]) -> Result<()>;
     /// Each connection with deliveries waiting: how many, and when the oldest arrived.
     fn inbox_depths(&self) -> Result<Vec<InboxDepth>>;
+
+    // Notifications (see `notify.rs`).
+    /// Adds a channel; [`StoreError::Duplicate`] when its name is taken.
+    fn insert_channel(&self, channel: &ChannelRecord) -> Result<()>;
+    /// Saves a channel's name, settings and status.
+    fn update_channel(&self, channel: &ChannelRecord) -> Result<()>;
+    /// Every channel, by name.
+    fn channels(&self) -> Result<Vec<ChannelRecord>>;
+    /// Deletes a channel with its rules, and cancels its unfinished deliveries; whether it
+    /// existed.
+    fn delete_channel(&self, id: &str) -> Result<bool>;
+    /// Adds a rule; [`StoreError::Duplicate`] when its name is taken.
+    fn insert_rule(&self, rule: &RuleRecord) -> Result<()>;
+    /// Every rule, by name.
+    fn rules(&self) -> Result<Vec<RuleRecord>>;
+    /// Deletes a rule and cancels its unfinished deliveries; whether it existed.
+    fn delete_rule(&self, id: &str) -> Result<bool>;
+    /// The oldest events queued for matching (with the events), at most `limit`.
+    fn notify_queued(&self, limit: usize) -> Result<Vec<QueuedEvent>>;
+    /// In one transaction: creates `deliveries` (one that exists stays as it is) and takes the
+    /// `matched` events off the queue. How many deliveries were new.
+    fn notify_plan(
+        &self,
+        matched: &[(Connection, String)],
+        deliveries: &[NewDelivery],
+    ) -> Result<u64>;
+    /// Unfinished deliveries (`pending`, `digest`) due at `now`, by due time then age.
+    fn deliveries_due(&self, now: i64, limit: usize) -> Result<Vec<DeliveryRecord>>;
+    /// Records attempts' outcomes, in one transaction.
+    fn update_deliveries(&self, updates: &[DeliveryUpdate]) -> Result<()>;
+    /// Deliveries, newest first (see [`DeliveryQuery`]).
+    fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<DeliveryRecord>>;
+    /// When the next unfinished delivery is due, if any.
+    fn next_delivery_due(&self) -> Result<Option<i64>>;
 
     // The mirror.
     /// Writes a batch in one transaction.
@@ -681,4 +724,4 @@ pub fn open(target: &str) -> Result<Box<dyn Store>> {
 }
 
 /// The schema version these backends create.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;

@@ -18,6 +18,7 @@ use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, GenericClient, SimpleQueryMessage, Statement};
 
+mod notify;
 mod sandbox;
 pub mod tls;
 
@@ -460,6 +461,71 @@ fn ddl() -> Vec<(String, String)> {
   created_at bigint NOT NULL
 )"
         .into(),
+    );
+    add(
+        "notify_channels",
+        "CREATE TABLE IF NOT EXISTS notify_channels (
+  id text PRIMARY KEY,
+  name text NOT NULL UNIQUE,
+  kind text NOT NULL,
+  target_masked text NOT NULL,
+  config_sealed bytea NOT NULL,
+  status text NOT NULL,
+  status_message text,
+  created_at bigint NOT NULL,
+  updated_at bigint NOT NULL
+)"
+        .into(),
+    );
+    add(
+        "notify_rules",
+        "CREATE TABLE IF NOT EXISTS notify_rules (
+  id text PRIMARY KEY,
+  name text NOT NULL UNIQUE,
+  channel_id text NOT NULL,
+  spec text NOT NULL,
+  created_at bigint NOT NULL
+)"
+        .into(),
+    );
+    add(
+        "notify_queue",
+        "CREATE TABLE IF NOT EXISTS notify_queue (
+  account_id text COLLATE \"C\" NOT NULL,
+  livemode boolean NOT NULL,
+  event_id text COLLATE \"C\" NOT NULL,
+  queued_at bigint NOT NULL,
+  seq bigint GENERATED ALWAYS AS IDENTITY,
+  PRIMARY KEY (account_id, livemode, event_id)
+)"
+        .into(),
+    );
+    add(
+        "notify_deliveries",
+        "CREATE TABLE IF NOT EXISTS notify_deliveries (
+  id bigserial PRIMARY KEY,
+  account_id text COLLATE \"C\" NOT NULL,
+  livemode boolean NOT NULL,
+  event_id text COLLATE \"C\" NOT NULL,
+  rule_id text NOT NULL,
+  channel_id text NOT NULL,
+  state text NOT NULL,
+  attempts bigint NOT NULL DEFAULT 0,
+  due_at bigint NOT NULL,
+  created_at bigint NOT NULL,
+  finished_at bigint,
+  last_error text,
+  UNIQUE (account_id, livemode, event_id, rule_id, channel_id)
+)"
+        .into(),
+    );
+    add(
+        "notify_deliveries_due",
+        "CREATE INDEX IF NOT EXISTS notify_deliveries_due ON notify_deliveries (due_at) WHERE state IN ('pending', 'digest')".into(),
+    );
+    add(
+        "notify_deliveries_channel",
+        "CREATE INDEX IF NOT EXISTS notify_deliveries_channel ON notify_deliveries (channel_id, id)".into(),
     );
     add(
         "inbox",
@@ -980,15 +1046,33 @@ impl PostgresStore {
             )?;
         }
         if !batch.events.is_empty() {
+            // Live events new to the mirror also wait for the notification rules, when there
+            // are any (written with them, in this transaction).
             let insert = prepared(
-                    statements,
-                    tx,
+                statements,
+                tx,
+                if batch.notify {
+                    "WITH added AS (
+                       INSERT INTO events (account_id, id, livemode, type, created, object_id, data, received_at)
+                       SELECT $1, u.id, $2, u.type, u.created, u.object_id, u.data::jsonb, $3
+                       FROM UNNEST($4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[]) WITH ORDINALITY AS u (id, type, created, object_id, data, n)
+                       ORDER BY u.n
+                       ON CONFLICT (account_id, id) DO NOTHING
+                       RETURNING id
+                     ), queued AS (
+                       INSERT INTO notify_queue (account_id, livemode, event_id, queued_at)
+                       SELECT $1, $2, id, $3 FROM added WHERE EXISTS (SELECT 1 FROM notify_rules)
+                       ON CONFLICT DO NOTHING
+                     )
+                     SELECT count(*) FROM added"
+                } else {
                     "INSERT INTO events (account_id, id, livemode, type, created, object_id, data, received_at)
                      SELECT $1, u.id, $2, u.type, u.created, u.object_id, u.data::jsonb, $3
                      FROM UNNEST($4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[]) WITH ORDINALITY AS u (id, type, created, object_id, data, n)
                      ORDER BY u.n
-                     ON CONFLICT (account_id, id) DO NOTHING",
-                )?;
+                     ON CONFLICT (account_id, id) DO NOTHING"
+                },
+            )?;
             let ids: Vec<&str> = batch.events.iter().map(|e| e.id.as_str()).collect();
             let types: Vec<&str> = batch.events.iter().map(|e| e.event_type.as_str()).collect();
             let created: Vec<i64> = batch.events.iter().map(|e| e.created).collect();
@@ -998,19 +1082,21 @@ impl PostgresStore {
                 .map(|e| e.object_id.as_deref())
                 .collect();
             let data: Vec<&str> = batch.events.iter().map(|e| e.data.as_str()).collect();
-            counts.new_events += tx.execute(
-                &insert,
-                &[
-                    &c.account_id,
-                    &c.livemode,
-                    &synced_at,
-                    &ids,
-                    &types,
-                    &created,
-                    &objects,
-                    &data,
-                ],
-            )?;
+            let values: [&(dyn postgres::types::ToSql + Sync); 8] = [
+                &c.account_id,
+                &c.livemode,
+                &synced_at,
+                &ids,
+                &types,
+                &created,
+                &objects,
+                &data,
+            ];
+            counts.new_events += if batch.notify {
+                tx.query_one(&insert, &values)?.try_get::<_, i64>(0)? as u64
+            } else {
+                tx.execute(&insert, &values)?
+            };
         }
         if batch.replace_windows {
             let delete = prepared(
@@ -1404,7 +1490,14 @@ impl Store for PostgresStore {
                 )?;
                 removed += tx.execute(&delete, &[&c.account_id, &c.livemode])?;
             }
-            for t in ["runs", "cursors", "sync_state", "inbox", "accounts"] {
+            for t in [
+                "runs",
+                "cursors",
+                "sync_state",
+                "inbox",
+                "notify_queue",
+                "accounts",
+            ] {
                 let delete = prepared(
                     statements,
                     tx,
@@ -1412,6 +1505,11 @@ impl Store for PostgresStore {
                 )?;
                 tx.execute(&delete, &[&c.account_id, &c.livemode])?;
             }
+            // Deliveries stay as history; those not sent are canceled with the connection.
+            tx.execute(
+                "UPDATE notify_deliveries SET state = 'canceled', finished_at = $3 WHERE account_id = $1 AND livemode = $2 AND state IN ('pending', 'digest')",
+                &[&c.account_id, &c.livemode, &now()],
+            )?;
             Ok(removed)
         })
     }
@@ -1987,6 +2085,62 @@ impl Store for PostgresStore {
             }
             Ok(())
         })
+    }
+
+    fn insert_channel(&self, channel: &crate::ChannelRecord) -> Result<()> {
+        self.insert_channel_row(channel)
+    }
+
+    fn update_channel(&self, channel: &crate::ChannelRecord) -> Result<()> {
+        self.update_channel_row(channel)
+    }
+
+    fn channels(&self) -> Result<Vec<crate::ChannelRecord>> {
+        self.channel_rows()
+    }
+
+    fn delete_channel(&self, id: &str) -> Result<bool> {
+        self.delete_channel_row(id)
+    }
+
+    fn insert_rule(&self, rule: &crate::RuleRecord) -> Result<()> {
+        self.insert_rule_row(rule)
+    }
+
+    fn rules(&self) -> Result<Vec<crate::RuleRecord>> {
+        self.rule_rows()
+    }
+
+    fn delete_rule(&self, id: &str) -> Result<bool> {
+        self.delete_rule_row(id)
+    }
+
+    fn notify_queued(&self, limit: usize) -> Result<Vec<crate::QueuedEvent>> {
+        self.queued_rows(limit)
+    }
+
+    fn notify_plan(
+        &self,
+        matched: &[(Connection, String)],
+        deliveries: &[crate::NewDelivery],
+    ) -> Result<u64> {
+        self.plan_rows(matched, deliveries)
+    }
+
+    fn deliveries_due(&self, now: i64, limit: usize) -> Result<Vec<crate::DeliveryRecord>> {
+        self.due_rows(now, limit)
+    }
+
+    fn update_deliveries(&self, updates: &[crate::DeliveryUpdate]) -> Result<()> {
+        self.update_delivery_rows(updates)
+    }
+
+    fn deliveries(&self, query: &crate::DeliveryQuery) -> Result<Vec<crate::DeliveryRecord>> {
+        self.delivery_rows(query)
+    }
+
+    fn next_delivery_due(&self) -> Result<Option<i64>> {
+        self.next_due()
     }
 
     fn insert_token(&self, t: &crate::TokenRecord) -> Result<()> {

@@ -150,12 +150,22 @@ impl Limit {
 }
 
 /// The program's own bookkeeping tables, which a user's SQL may not read.
-pub const BOOKKEEPING: &[&str] = &["api_tokens", "cursors", "sync_state", "stripe_mirror_meta"];
+pub const BOOKKEEPING: &[&str] = &[
+    "api_tokens",
+    "cursors",
+    "sync_state",
+    "stripe_mirror_meta",
+    "inbox",
+    "notify_channels",
+    "notify_rules",
+    "notify_queue",
+    "notify_deliveries",
+];
 
 /// What a refused read of a bookkeeping table says.
 pub fn refused_table(table: &str) -> String {
     format!(
-        "the table {table} cannot be read here: it is the program's own bookkeeping (token hashes, cursors, settings)"
+        "the table {table} cannot be read here: it is the program's own bookkeeping (token hashes, cursors, settings, notification channels)"
     )
 }
 

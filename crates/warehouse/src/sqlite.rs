@@ -14,6 +14,7 @@ use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{OptionalExtension, params};
 
 mod checkpointer;
+mod notify;
 mod sandbox;
 mod writer;
 
@@ -224,6 +225,48 @@ CREATE TABLE IF NOT EXISTS sync_state (
   value TEXT NOT NULL,
   PRIMARY KEY (account_id, livemode, key)
 );
+CREATE TABLE IF NOT EXISTS notify_channels (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL,
+  target_masked TEXT NOT NULL,
+  config_sealed BLOB NOT NULL,
+  status TEXT NOT NULL,
+  status_message TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notify_rules (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  channel_id TEXT NOT NULL,
+  spec TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notify_queue (
+  account_id TEXT NOT NULL,
+  livemode INTEGER NOT NULL,
+  event_id TEXT NOT NULL,
+  queued_at INTEGER NOT NULL,
+  PRIMARY KEY (account_id, livemode, event_id)
+);
+CREATE TABLE IF NOT EXISTS notify_deliveries (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  account_id TEXT NOT NULL,
+  livemode INTEGER NOT NULL,
+  event_id TEXT NOT NULL,
+  rule_id TEXT NOT NULL,
+  channel_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  due_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  last_error TEXT,
+  UNIQUE (account_id, livemode, event_id, rule_id, channel_id)
+);
+CREATE INDEX IF NOT EXISTS notify_deliveries_due ON notify_deliveries (due_at) WHERE state IN ('pending', 'digest');
+CREATE INDEX IF NOT EXISTS notify_deliveries_channel ON notify_deliveries (channel_id, id);
 CREATE TABLE IF NOT EXISTS inbox (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   account_id TEXT NOT NULL,
@@ -657,8 +700,15 @@ fn write_batch(tx: &rusqlite::Connection, c: &Connection, batch: &Batch) -> Resu
         let mut insert = tx
                 .prepare_cached("INSERT OR IGNORE INTO events (account_id, id, livemode, type, created, object_id, data, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
                 .map_err(db_error)?;
+        // Live events new to the mirror wait for the notification rules, when there are any.
+        let notify = batch.notify
+            && !batch.events.is_empty()
+            && tx
+                .prepare_cached("SELECT 1 FROM notify_rules LIMIT 1")
+                .and_then(|mut s| s.exists([]))
+                .map_err(db_error)?;
         for event in &batch.events {
-            counts.new_events += insert
+            let new = insert
                 .execute(params![
                     c.account_id,
                     event.id,
@@ -670,6 +720,12 @@ fn write_batch(tx: &rusqlite::Connection, c: &Connection, batch: &Batch) -> Resu
                     synced_at
                 ])
                 .map_err(db_error)? as u64;
+            counts.new_events += new;
+            if notify && new > 0 {
+                tx.prepare_cached("INSERT OR IGNORE INTO notify_queue (account_id, livemode, event_id, queued_at) VALUES (?1, ?2, ?3, ?4)")
+                    .and_then(|mut s| s.execute(params![c.account_id, c.livemode, event.id, synced_at]))
+                    .map_err(db_error)?;
+            }
         }
         if batch.replace_windows {
             tx.execute(
@@ -844,13 +900,26 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_error)? as u64;
         }
-        for t in ["runs", "cursors", "sync_state", "inbox", "accounts"] {
+        for t in [
+            "runs",
+            "cursors",
+            "sync_state",
+            "inbox",
+            "notify_queue",
+            "accounts",
+        ] {
             tx.execute(
                 &format!("DELETE FROM {t} WHERE account_id = ?1 AND livemode = ?2"),
                 params![c.account_id, c.livemode],
             )
             .map_err(db_error)?;
         }
+        // Deliveries stay as history; those not sent are canceled with the connection.
+        tx.execute(
+            "UPDATE notify_deliveries SET state = 'canceled', finished_at = ?3 WHERE account_id = ?1 AND livemode = ?2 AND state IN ('pending', 'digest')",
+            params![c.account_id, c.livemode, now()],
+        )
+        .map_err(db_error)?;
         // The customer index's deletions are markers until its segments merge: merged now, so
         // that no trace of the removed customers' words stays in it.
         tx.execute(
@@ -1360,6 +1429,62 @@ impl Store for SqliteStore {
             })
             .map_err(db_error)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn insert_channel(&self, channel: &crate::ChannelRecord) -> Result<()> {
+        self.insert_channel_row(channel)
+    }
+
+    fn update_channel(&self, channel: &crate::ChannelRecord) -> Result<()> {
+        self.update_channel_row(channel)
+    }
+
+    fn channels(&self) -> Result<Vec<crate::ChannelRecord>> {
+        self.channel_rows()
+    }
+
+    fn delete_channel(&self, id: &str) -> Result<bool> {
+        self.delete_channel_row(id)
+    }
+
+    fn insert_rule(&self, rule: &crate::RuleRecord) -> Result<()> {
+        self.insert_rule_row(rule)
+    }
+
+    fn rules(&self) -> Result<Vec<crate::RuleRecord>> {
+        self.rule_rows()
+    }
+
+    fn delete_rule(&self, id: &str) -> Result<bool> {
+        self.delete_rule_row(id)
+    }
+
+    fn notify_queued(&self, limit: usize) -> Result<Vec<crate::QueuedEvent>> {
+        self.queued_rows(limit)
+    }
+
+    fn notify_plan(
+        &self,
+        matched: &[(Connection, String)],
+        deliveries: &[crate::NewDelivery],
+    ) -> Result<u64> {
+        self.plan_rows(matched, deliveries)
+    }
+
+    fn deliveries_due(&self, now: i64, limit: usize) -> Result<Vec<crate::DeliveryRecord>> {
+        self.due_rows(now, limit)
+    }
+
+    fn update_deliveries(&self, updates: &[crate::DeliveryUpdate]) -> Result<()> {
+        self.update_delivery_rows(updates)
+    }
+
+    fn deliveries(&self, query: &crate::DeliveryQuery) -> Result<Vec<crate::DeliveryRecord>> {
+        self.delivery_rows(query)
+    }
+
+    fn next_delivery_due(&self) -> Result<Option<i64>> {
+        self.next_due()
     }
 
     fn insert_token(&self, t: &crate::TokenRecord) -> Result<()> {

@@ -836,6 +836,12 @@ macro_rules! warehouse_test_suite {
                 }
             }
             #[test]
+            fn live_events_queue_for_rules_and_deliver_once() {
+                if let Some(store) = store("notify") {
+                    super::live_events_queue_for_rules_and_deliver_once(store.as_ref());
+                }
+            }
+            #[test]
             fn runs_and_windows() {
                 if let Some(store) = store("runs") {
                     super::runs_and_windows(store.as_ref());
@@ -843,6 +849,159 @@ macro_rules! warehouse_test_suite {
             }
         }
     };
+}
+
+/// Live events new to the mirror are queued for the notification rules in the same transaction
+/// (not those of a backfill, not those seen before, not while no rule exists); planning makes
+/// one delivery per (event, rule, channel) however often it is planned; removing a channel takes
+/// its rules and cancels what it had not sent; no user's SQL reads any of it.
+pub fn live_events_queue_for_rules_and_deliver_once(store: &dyn Store) {
+    use sm_warehouse::{ChannelRecord, DeliveryQuery, DeliveryUpdate, NewDelivery, RuleRecord};
+    let c = Connection::new("acct_nt1", false);
+    let event = |id: &str, created: i64| EventRow {
+        id: id.into(),
+        event_type: "charge.succeeded".into(),
+        created,
+        object_id: Some("ch_1".into()),
+        data: format!(r#"{{"id":"{id}","type":"charge.succeeded"}}"#),
+    };
+    let live = |events: Vec<EventRow>| Batch {
+        events,
+        notify: true,
+        ..Default::default()
+    };
+    // No rule yet: nothing is queued.
+    store.apply(&c, &live(vec![event("evt_0", 5)])).unwrap();
+    assert!(store.notify_queued(10).unwrap().is_empty());
+    let channel = ChannelRecord {
+        id: "ch_slack".into(),
+        name: "ops".into(),
+        kind: "slack".into(),
+        target_masked: "hooks.slack.com/services/T0…".into(),
+        config_sealed: vec![9, 9, 9],
+        status: "untested".into(),
+        status_message: None,
+        created_at: 100,
+        updated_at: 100,
+    };
+    store.insert_channel(&channel).unwrap();
+    assert!(matches!(
+        store.insert_channel(&ChannelRecord {
+            id: "ch_other".into(),
+            ..channel.clone()
+        }),
+        Err(StoreError::Duplicate(_))
+    ));
+    let rule = RuleRecord {
+        id: "rule_1".into(),
+        name: "payments".into(),
+        channel_id: "ch_slack".into(),
+        spec: "{}".into(),
+        created_at: 100,
+    };
+    store.insert_rule(&rule).unwrap();
+    store
+        .apply(&c, &live(vec![event("evt_1", 10), event("evt_2", 11)]))
+        .unwrap();
+    // Seen before, or brought by a backfill: not queued.
+    store
+        .apply(&c, &live(vec![event("evt_1", 10), event("evt_0", 5)]))
+        .unwrap();
+    store
+        .apply(
+            &c,
+            &Batch {
+                events: vec![event("evt_3", 12)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let queued = store.notify_queued(10).unwrap();
+    let ids: Vec<&str> = queued.iter().map(|q| q.event.id.as_str()).collect();
+    assert_eq!(ids, ["evt_1", "evt_2"]);
+    assert_eq!(queued[0].event.created, 10);
+    assert!(queued[0].event.data.contains("charge.succeeded"));
+    let plan: Vec<NewDelivery> = queued
+        .iter()
+        .map(|q| NewDelivery {
+            connection: c.clone(),
+            event_id: q.event.id.clone(),
+            rule_id: "rule_1".into(),
+            channel_id: "ch_slack".into(),
+            state: "pending".into(),
+            due_at: 50,
+            created_at: 50,
+        })
+        .collect();
+    let matched: Vec<(Connection, String)> = queued
+        .iter()
+        .map(|q| (c.clone(), q.event.id.clone()))
+        .collect();
+    assert_eq!(store.notify_plan(&matched, &plan).unwrap(), 2);
+    assert!(store.notify_queued(10).unwrap().is_empty());
+    assert_eq!(
+        store.notify_plan(&matched, &plan).unwrap(),
+        0,
+        "once per event, rule, channel"
+    );
+    assert_eq!(store.next_delivery_due().unwrap(), Some(50));
+    assert!(store.deliveries_due(49, 10).unwrap().is_empty());
+    let due = store.deliveries_due(50, 10).unwrap();
+    assert_eq!(due.len(), 2);
+    assert_eq!(
+        (due[0].event_type.as_str(), due[0].event_created),
+        ("charge.succeeded", 10)
+    );
+    assert!(due[0].event_data.contains("evt_1"));
+    store
+        .update_deliveries(&[DeliveryUpdate {
+            id: due[0].id,
+            state: "sent".into(),
+            attempts: 1,
+            due_at: 50,
+            finished_at: Some(51),
+            last_error: None,
+        }])
+        .unwrap();
+    let log = store
+        .deliveries(&DeliveryQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[1].state.as_str(), log[1].attempts),
+        ("sent", 1),
+        "newest first"
+    );
+    let sent = store
+        .deliveries(&DeliveryQuery {
+            limit: 10,
+            states: vec!["sent".into()],
+            channel_id: Some("ch_slack".into()),
+            since: Some(0),
+        })
+        .unwrap();
+    assert_eq!(sent.len(), 1);
+    assert!(store.delete_channel("ch_slack").unwrap());
+    assert!(store.rules().unwrap().is_empty(), "its rules go with it");
+    let log = store
+        .deliveries(&DeliveryQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let states: Vec<&str> = log.iter().map(|d| d.state.as_str()).collect();
+    assert_eq!(states, ["canceled", "sent"]);
+    assert_eq!(store.next_delivery_due().unwrap(), None);
+    for table in ["notify_channels", "notify_deliveries"] {
+        assert!(
+            store
+                .sandboxed_query(&format!("SELECT * FROM {table}"), "x")
+                .is_err()
+        );
+    }
 }
 
 /// Webhook deliveries wait in the inbox in arrival order, once per event, per connection, until
