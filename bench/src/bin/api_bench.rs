@@ -164,6 +164,7 @@ async fn run(args: Args, server_runtime: tokio::runtime::Handle) -> Result<(), E
             limits: Default::default(),
             answer_wait: std::time::Duration::ZERO,
             balance_refresh_after: Some(std::time::Duration::from_secs(10)),
+            notify: Default::default(),
         },
     );
     let server = server_runtime.spawn(sm_server::serve_on(listener, state, std::future::pending()));

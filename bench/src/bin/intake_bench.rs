@@ -328,6 +328,7 @@ fn setup(common: &Common) -> Result<Setup> {
                 limits: Default::default(),
                 answer_wait: std::time::Duration::ZERO,
                 balance_refresh_after: Some(std::time::Duration::from_secs(10)),
+                notify: Default::default(),
             },
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

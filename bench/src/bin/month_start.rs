@@ -179,6 +179,7 @@ fn run(args: Args) -> Result<(), Error> {
                 limits: Default::default(),
                 answer_wait: Duration::ZERO,
                 balance_refresh_after: Some(Duration::from_secs(10)),
+                notify: Default::default(),
             },
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -464,6 +464,7 @@ async fn serve_dashboard(
             limits: Default::default(),
             answer_wait: std::time::Duration::ZERO,
             balance_refresh_after: Some(std::time::Duration::from_secs(10)),
+            notify: Default::default(),
         },
     );
     tell!(

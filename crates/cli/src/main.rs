@@ -25,6 +25,7 @@ mod config_file;
 mod context;
 mod emulator_cmd;
 mod key_input;
+mod notify_cmd;
 mod report_cmd;
 mod serve_cmd;
 mod signals;
@@ -114,6 +115,12 @@ enum Command {
         after_help = "Examples:\n  stripe-mirror token create --name ci --read-only\n  stripe-mirror token revoke ci"
     )]
     Token(token_cmd::TokenArgs),
+    /// Notifications: channels (Slack, Discord, Teams, ntfy, signed webhooks), rules, and the log
+    /// of what was sent (`serve` sends them).
+    #[command(
+        after_help = "Examples:\n  stripe-mirror notify channel add ops --kind slack --url-stdin < slack-url.txt\n  stripe-mirror notify channel test ops\n  stripe-mirror notify rule add payments --channel ops\n  stripe-mirror notify log --state failed"
+    )]
+    Notify(notify_cmd::NotifyArgs),
     /// The effective settings and where each came from (flag, environment, file, default).
     #[command(
         after_help = "Examples:\n  stripe-mirror config\n  stripe-mirror config --config /etc/stripe-mirror.toml --json"
@@ -185,6 +192,7 @@ impl Command {
             Command::Report(a) => (Some(&a.store), None),
             Command::Mcp(a) => (Some(&a.store), None),
             Command::Token(a) => (Some(&a.store), None),
+            Command::Notify(a) => (Some(&a.store), None),
             Command::KeyLink(_)
             | Command::Config
             | Command::Tables(_)
@@ -302,6 +310,7 @@ fn main() -> ExitCode {
             Command::Tables(args) => tables_cmd::tables(&global, args),
             Command::Config => context::show_config(&global, &loaded, &matches),
             Command::Token(args) => token_cmd::token(&global, args).await,
+            Command::Notify(args) => notify_cmd::notify(&global, args).await,
             Command::Serve(args) => serve_cmd::serve(&global, args).await,
             Command::Events(args) => serve_cmd::events(&global, args).await,
             Command::Report(args) => report_cmd::run(&global, args).await,

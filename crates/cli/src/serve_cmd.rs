@@ -38,6 +38,13 @@ pub struct ServeArgs {
     /// the next sync.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3_600))]
     balance_refresh_after: u64,
+    /// Notifications are not sent for events made longer ago than this many seconds when they
+    /// reached the mirror (a backlog after downtime is history, not news).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..=30 * 86_400))]
+    notify_max_age: i64,
+    /// A chat channel with more messages than this due at once gets one roll-up message.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    notify_rollup_after: u64,
 }
 
 pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
@@ -71,6 +78,11 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
         answer_wait: Duration::ZERO,
         balance_refresh_after: (args.balance_refresh_after > 0)
             .then(|| Duration::from_secs(args.balance_refresh_after)),
+        notify: sm_engine::notify::NotifyConfig {
+            max_age_secs: args.notify_max_age,
+            rollup_after: args.notify_rollup_after as usize,
+            ..Default::default()
+        },
     };
     let tokens = sm_engine::ops::tokens::list(&engine).await?.len();
     let state = AppState::new(engine, config);

@@ -62,7 +62,7 @@ impl Intake {
             .map(|r| r.table)
             .collect();
         Ok(Intake {
-            run: Run::new(engine, connection, client, Arc::new(Quiet)),
+            run: Run::new(engine, connection, client, Arc::new(Quiet)).with_live_events(),
             readable,
             locks: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))

@@ -7,6 +7,7 @@ pub mod connect;
 pub mod error;
 pub mod intake;
 pub mod money;
+pub mod notify;
 mod object;
 pub mod ops;
 pub mod run_progress;

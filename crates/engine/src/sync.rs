@@ -166,6 +166,9 @@ pub(crate) struct Run {
     /// Objects read again this run because their events were in another API version
     /// (`table/id` → the version written): read again only for an event made at or after it.
     pub(crate) refetched: Mutex<std::collections::HashMap<String, i64>>,
+    /// The events this run writes arrived live (webhooks, an incremental sync's new events),
+    /// so they are queued for the notification rules; a backfill's are history.
+    live_events: AtomicBool,
 }
 
 impl Run {
@@ -188,7 +191,18 @@ impl Run {
             fresh: Mutex::new(HashSet::new()),
             objects: AtomicU64::new(0),
             refetched: Mutex::new(std::collections::HashMap::new()),
+            live_events: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the events this run writes as live (see `live_events`).
+    pub(crate) fn with_live_events(self) -> Run {
+        self.set_live_events();
+        self
+    }
+
+    pub(crate) fn set_live_events(&self) {
+        self.live_events.store(true, Ordering::Relaxed);
     }
 
     pub(crate) async fn store<T: Send + 'static>(
@@ -218,7 +232,12 @@ impl Run {
     }
 
     /// Writes batches in order, many in one transaction. The one way the mirror is written.
-    async fn write(&self, batches: Vec<Batch>) -> Result<Vec<Counts>, EngineError> {
+    async fn write(&self, mut batches: Vec<Batch>) -> Result<Vec<Counts>, EngineError> {
+        if self.live_events.load(Ordering::Relaxed) {
+            for batch in &mut batches {
+                batch.notify = true;
+            }
+        }
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let done: Box<dyn FnOnce(sm_warehouse::Result<Vec<Counts>>) + Send> =
             Box::new(move |outcome| {
@@ -736,6 +755,8 @@ async fn run_phases(
             .as_ref()
             .is_some_and(|planned| missing.is_subset(planned));
     let kind = if !need_backfill {
+        // Only an incremental run's new events are news (for the notification rules).
+        run.set_live_events();
         "incremental"
     } else if options.full || expired {
         "full"

@@ -157,6 +157,36 @@ impl Vault {
         sealed
     }
 
+    /// `BOUND ‖ nonce ‖ ciphertext` of a secret that belongs to no connection (a notification
+    /// channel's settings), bound to `label` (its kind and id), so that it opens only there.
+    pub fn seal_labeled(&self, secret: &str, label: &str) -> Vec<u8> {
+        let nonce = XNonce::generate();
+        let mut sealed = BOUND.to_vec();
+        sealed.extend_from_slice(&nonce);
+        sealed.extend(
+            self.cipher
+                .encrypt(
+                    &nonce,
+                    Payload {
+                        msg: secret.as_bytes(),
+                        aad: &labeled_binding(label),
+                    },
+                )
+                .expect("encryption of a short secret cannot fail"),
+        );
+        sealed
+    }
+
+    /// The secret [`Vault::seal_labeled`] sealed for `label`.
+    pub fn open_labeled(
+        &self,
+        sealed: &[u8],
+        label: &str,
+    ) -> Result<Zeroizing<String>, VaultError> {
+        let rest = sealed.strip_prefix(BOUND).ok_or_else(|| self.wrong_key())?;
+        self.decrypt(rest, &labeled_binding(label))
+    }
+
     /// A secret derived from the master key for `purpose` (hex): the same in every process that
     /// holds the key, so it needs storing nowhere (the Postgres SQL reader's password).
     pub fn derive(&self, purpose: &str) -> Zeroizing<String> {
@@ -231,6 +261,12 @@ fn binding(connection: &Connection, field: SealedField) -> Vec<u8> {
         field.column()
     )
     .into_bytes()
+}
+
+/// What a value sealed by [`Vault::seal_labeled`] is bound to (never equal to a connection's
+/// binding: the label takes the place of the account and mode).
+fn labeled_binding(label: &str) -> Vec<u8> {
+    format!("stripe-mirror sealed value\0label\0{label}").into_bytes()
 }
 
 /// `N` bytes from the operating system's random source.

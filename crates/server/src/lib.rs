@@ -84,6 +84,8 @@ pub struct ServeConfig {
     /// How long after a charge, refund or payout event the balance transactions it made are
     /// listed (deliveries within it share one listing); `None`: only by each sync.
     pub balance_refresh_after: Option<Duration>,
+    /// How notifications are sent (links point at `public_url`).
+    pub notify: sm_engine::notify::NotifyConfig,
 }
 
 /// How many times, per connection and window, a webhook secret is read again for deliveries no
@@ -125,6 +127,8 @@ pub struct AppState {
     pub(crate) balance_due: parking_lot::Mutex<HashMap<Connection, i64>>,
     /// When each connection's last listing of balance transactions began (this clock).
     pub(crate) balance_listed: parking_lot::Mutex<HashMap<Connection, i64>>,
+    /// The running notifier, for `/metrics`.
+    pub(crate) notifier: parking_lot::Mutex<Option<Arc<sm_engine::notify::Notifier>>>,
 }
 
 /// A webhook secret as opened from the record last updated at `updated_at`, with what the
@@ -153,6 +157,7 @@ impl AppState {
             inboxes: Default::default(),
             balance_due: Default::default(),
             balance_listed: Default::default(),
+            notifier: Default::default(),
             engine,
             config,
             metrics: Metrics::default(),
@@ -304,14 +309,42 @@ pub async fn serve_on(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // Deliveries stored before a stop are applied before anything else.
     inbox::resume(&state).await;
-    let scheduler = tokio::spawn(scheduler(state.clone(), stopped));
+    let scheduler = tokio::spawn(scheduler(state.clone(), stopped.clone()));
+    let notifier = start_notifier(&state, stopped);
     let limits = state.config.limits;
     let app = router(state);
     let result = listener::serve(listener, app, limits, shutdown).await;
-    // In-flight syncs are resumable: stopping the scheduler mid-run loses nothing.
+    // In-flight syncs are resumable: stopping the scheduler mid-run loses nothing; a
+    // notification not yet marked sent is sent after the restart.
     let _ = stop.send(true);
     let _ = scheduler.await;
+    if let Some(notifier) = notifier {
+        let _ = notifier.await;
+    }
     result
+}
+
+/// Starts the notifier (`sm_engine::notify`) until `stopped` turns true.
+fn start_notifier(
+    state: &Arc<AppState>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let mut config = state.config.notify.clone();
+    if config.dashboard_base.is_none() {
+        config.dashboard_base = state.config.public_url.clone();
+    }
+    match sm_engine::notify::Notifier::new(state.engine.clone(), config) {
+        Ok(notifier) => {
+            *state.notifier.lock() = Some(notifier.clone());
+            Some(tokio::spawn(notifier.run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })))
+        }
+        Err(error) => {
+            tracing::error!(error = %error.message, "notifications are off: the notifier could not start");
+            None
+        }
+    }
 }
 
 /// A little deterministic spread, so that many accounts do not sync at the same moment.

@@ -337,6 +337,25 @@ fn install_crypto_provider() {
     });
 }
 
+/// An HTTP client for calls that are not Stripe's (notification channels): TLS with the same
+/// provider, no redirects followed (a redirect could carry a signed body elsewhere), and
+/// `timeout` on the whole request.
+pub fn plain_http_client(timeout: Duration) -> Result<reqwest::Client, ClientError> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| {
+            ClientError::Config(format!(
+                "cannot build the HTTP client: {}",
+                source_chain(&e)
+            ))
+        })
+}
+
 impl Client {
     /// A client with a pacer of its own. Clone it to share the budget between tasks, or use
     /// [`Client::with_pacer`] to share a pacer from a [`crate::pacer::PacerRegistry`].

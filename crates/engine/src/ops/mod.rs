@@ -12,11 +12,13 @@
 //! - [`live`]: reads from Stripe now (the balance)
 //! - [`query`]: read-only SQL
 //! - [`tokens`]: API tokens (made, listed, revoked, verified)
+//! - [`notify`]: notification channels, rules and the log of what was sent
 //! - [`writes`]: writes through Stripe (the agent tools'), permission-checked, mirrored at once
 
 pub mod connections;
 pub mod events;
 pub mod live;
+pub mod notify;
 pub mod objects;
 pub mod query;
 pub mod reports;

@@ -399,6 +399,7 @@ impl Server {
             limits,
             answer_wait,
             balance_refresh_after,
+            notify: Default::default(),
         };
         let token =
             sm_engine::ops::tokens::create(&engine, &format!("monitor-{}", address.port()), true)

@@ -89,12 +89,11 @@ impl SqliteStore {
                 "SELECT {CHANNEL_COLUMNS} FROM notify_channels ORDER BY name"
             ))
             .map_err(db_error)?;
-        let rows = select
+        select
             .query_map([], channel)
             .map_err(db_error)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db_error);
-        rows
+            .map_err(db_error)
     }
 
     /// Deletes `id` from `table` and cancels the unfinished deliveries whose `column` is `id`.
@@ -148,7 +147,7 @@ impl SqliteStore {
                 "SELECT id, name, channel_id, spec, created_at FROM notify_rules ORDER BY name",
             )
             .map_err(db_error)?;
-        let rows = select
+        select
             .query_map([], |r| {
                 Ok(RuleRecord {
                     id: r.get(0)?,
@@ -160,8 +159,7 @@ impl SqliteStore {
             })
             .map_err(db_error)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db_error);
-        rows
+            .map_err(db_error)
     }
 
     pub(super) fn queued_rows(&self, limit: usize) -> Result<Vec<QueuedEvent>> {
@@ -173,7 +171,7 @@ impl SqliteStore {
                  ORDER BY q.queued_at, q.rowid LIMIT ?1",
             )
             .map_err(db_error)?;
-        let rows = select
+        select
             .query_map(params![limit as i64], |r| {
                 Ok(QueuedEvent {
                     connection: Connection {
@@ -192,8 +190,7 @@ impl SqliteStore {
             })
             .map_err(db_error)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db_error);
-        rows
+            .map_err(db_error)
     }
 
     pub(super) fn plan_rows(
@@ -245,12 +242,11 @@ impl SqliteStore {
                 "SELECT {DELIVERY_COLUMNS} FROM {DELIVERY_FROM} WHERE d.state IN ('pending', 'digest') AND d.due_at <= ?1 ORDER BY d.due_at, d.id LIMIT ?2"
             ))
             .map_err(db_error)?;
-        let rows = select
+        select
             .query_map(params![now, limit as i64], delivery)
             .map_err(db_error)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db_error);
-        rows
+            .map_err(db_error)
     }
 
     pub(super) fn update_delivery_rows(&self, updates: &[DeliveryUpdate]) -> Result<()> {
@@ -301,12 +297,11 @@ impl SqliteStore {
         values.push((query.limit as i64).into());
         sql.push_str(&format!(" ORDER BY d.id DESC LIMIT ?{}", values.len()));
         let mut select = db.prepare(&sql).map_err(db_error)?;
-        let rows = select
+        select
             .query_map(rusqlite::params_from_iter(values), delivery)
             .map_err(db_error)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db_error);
-        rows
+            .map_err(db_error)
     }
 
     pub(super) fn next_due(&self) -> Result<Option<i64>> {
