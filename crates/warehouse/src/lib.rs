@@ -486,7 +486,8 @@ pub trait Store: Send + Sync {
         matched: &[(Connection, String)],
         deliveries: &[NewDelivery],
     ) -> Result<u64>;
-    /// Unfinished deliveries (`pending`, `digest`) due at `now`, by due time then age.
+    /// Unfinished deliveries (`pending`, `digest`) due at `now`, oldest first (a message retried
+    /// after a 429 keeps its place before those made while it waited).
     fn deliveries_due(&self, now: i64, limit: usize) -> Result<Vec<DeliveryRecord>>;
     /// Records attempts' outcomes, in one transaction.
     fn update_deliveries(&self, updates: &[DeliveryUpdate]) -> Result<()>;

@@ -340,6 +340,12 @@ impl Notifier {
         }
         let settings = settings_of(&self.engine, &channel)?;
         let bucket = bucket.get_or_insert_with(|| Bucket::new(settings.kind.pace()));
+        if let Some(wait) = bucket.paused_for() {
+            // The channel rests (a 429, a 5xx): these wait until it ends, behind the message
+            // it refused, which is older.
+            let again_at = at + wait.as_secs_f64().ceil() as i64;
+            return self.defer(&batch, again_at).await;
+        }
         let (digests, pending): (Vec<_>, Vec<_>) =
             batch.into_iter().partition(|d| d.state == "digest");
         // A digest per rule: every event it held, in one message.
@@ -358,7 +364,8 @@ impl Notifier {
                 groups.push((String::new(), vec![d]));
             }
         }
-        for (title, group) in groups {
+        let mut groups = groups.into_iter();
+        while let Some((title, group)) = groups.next() {
             bucket.take().await;
             let notice = self.notice(&title, &group, &accounts).await?;
             let message_id = if group.len() == 1 {
@@ -381,10 +388,19 @@ impl Notifier {
                     }
                 }
                 Answer::Retry { after, reason } => {
-                    if let Some(after) = after {
-                        bucket.pause(after.min(Duration::from_secs(3600)));
-                    }
-                    self.retry(&group, after, reason, at).await?;
+                    let after = after.map(|a| a.min(Duration::from_secs(3600)));
+                    let again_at = self.retry(&group, after, reason, at).await?;
+                    // The channel rests until the refused message is due again (a 429's
+                    // Retry-After, or the back-off after a 5xx), and not a moment longer: what
+                    // comes meanwhile waits behind it, in order.
+                    bucket.pause(Duration::from_secs_f64(
+                        (again_at as f64 - unix_now()).max(0.0),
+                    ));
+                    // The channel is limited or failing: what this round still held waits
+                    // with it, so that messages keep their order and the receiver gets a rest.
+                    let rest: Vec<DeliveryRecord> = groups.flat_map(|(_, g)| g).collect();
+                    self.defer(&rest, again_at).await?;
+                    return Ok(());
                 }
                 Answer::Refused(reason) => {
                     self.finish(&group, "failed", Some(reason), at).await?;
@@ -475,15 +491,36 @@ impl Notifier {
         Ok(())
     }
 
+    /// Moves deliveries not tried to `due_at` (no attempt counted).
+    async fn defer(&self, rest: &[DeliveryRecord], due_at: i64) -> Result<(), EngineError> {
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let updates: Vec<DeliveryUpdate> = rest
+            .iter()
+            .map(|d| DeliveryUpdate {
+                id: d.id,
+                state: d.state.clone(),
+                attempts: d.attempts,
+                due_at: due_at.max(d.due_at),
+                finished_at: None,
+                last_error: d.last_error.clone(),
+            })
+            .collect();
+        self.engine
+            .store_call(move |store| store.update_deliveries(&updates))
+            .await
+    }
+
     /// Tries again later: after `after` (a 429), else after a back-off that doubles from 5 s
-    /// to 30 min; given up once the delivery is older than the limit.
+    /// to 30 min; given up once the delivery is older than the limit. When the next try is.
     async fn retry(
         &self,
         group: &[DeliveryRecord],
         after: Option<Duration>,
         reason: String,
         at: i64,
-    ) -> Result<(), EngineError> {
+    ) -> Result<i64, EngineError> {
         let give_up_after = self.config.give_up_after_secs;
         let mut gave_up = 0;
         let updates: Vec<DeliveryUpdate> = group
@@ -501,26 +538,34 @@ impl Notifier {
                         last_error: Some(format!("gave up after {attempts} attempts: {reason}")),
                     };
                 }
-                let backoff = after
-                    .map(|a| a.as_secs_f64().ceil() as i64)
-                    .unwrap_or_else(|| (5i64 << (attempts - 1).clamp(0, 9)).min(1800));
+                // Retry-After counts from now, to the second after (never sooner).
+                let due_at = match after {
+                    Some(after) => (unix_now() + after.as_secs_f64()).ceil() as i64,
+                    None => at + (5i64 << (attempts - 1).clamp(0, 9)).min(1800),
+                };
                 DeliveryUpdate {
                     id: d.id,
                     state: d.state.clone(),
                     attempts,
-                    due_at: at + backoff.max(1),
+                    due_at: due_at.max(at + 1),
                     finished_at: None,
                     last_error: Some(reason.clone()),
                 }
             })
             .collect();
+        let again_at = updates
+            .iter()
+            .filter(|u| u.finished_at.is_none())
+            .map(|u| u.due_at)
+            .max()
+            .unwrap_or(at);
         self.engine
             .store_call(move |store| store.update_deliveries(&updates))
             .await?;
         let mut stats = self.stats.lock();
         stats.retried += group.len() as u64 - gave_up;
         stats.failed += gave_up;
-        Ok(())
+        Ok(again_at)
     }
 
     async fn set_status(
@@ -537,6 +582,14 @@ impl Notifier {
             .store_call(move |store| store.update_channel(&changed))
             .await
     }
+}
+
+/// Now, in Unix seconds with their fraction.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 /// An account record for a delivery whose connection was removed after it was planned.
@@ -581,6 +634,13 @@ impl Bucket {
             at: Instant::now(),
             paused_until: None,
         }
+    }
+
+    /// How long the pause a 429 asked for still lasts.
+    fn paused_for(&self) -> Option<Duration> {
+        self.paused_until
+            .map(|until| until.saturating_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero())
     }
 
     fn pause(&mut self, wait: Duration) {

@@ -238,7 +238,7 @@ impl PostgresStore {
             let select = prepared(
                 statements,
                 client,
-                &format!("SELECT {DELIVERY_COLUMNS} FROM {DELIVERY_FROM} WHERE d.state IN ('pending', 'digest') AND d.due_at <= $1 ORDER BY d.due_at, d.id LIMIT $2"),
+                &format!("SELECT {DELIVERY_COLUMNS} FROM {DELIVERY_FROM} WHERE d.state IN ('pending', 'digest') AND d.due_at <= $1 ORDER BY d.id LIMIT $2"),
             )?;
             all(client.query(&select, &[&now, &(limit as i64)])?, delivery)
         })

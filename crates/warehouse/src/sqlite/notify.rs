@@ -239,7 +239,7 @@ impl SqliteStore {
         let db = self.reader();
         let mut select = db
             .prepare_cached(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM {DELIVERY_FROM} WHERE d.state IN ('pending', 'digest') AND d.due_at <= ?1 ORDER BY d.due_at, d.id LIMIT ?2"
+                "SELECT {DELIVERY_COLUMNS} FROM {DELIVERY_FROM} WHERE d.state IN ('pending', 'digest') AND d.due_at <= ?1 ORDER BY d.id LIMIT ?2"
             ))
             .map_err(db_error)?;
         select
