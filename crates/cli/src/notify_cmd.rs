@@ -21,7 +21,7 @@ pub struct NotifyArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum NotifyAction {
-    /// Where messages go: Slack, Discord, Teams, ntfy, or a signed webhook.
+    /// Where messages go: Slack, Discord, Teams, ntfy, email, or a signed webhook.
     #[command(subcommand)]
     Channel(ChannelAction),
     /// Which events go to which channel.
@@ -48,11 +48,12 @@ enum ChannelAction {
   stripe-mirror notify channel add ops --kind slack --url-stdin < slack-url.txt
   STRIPE_MIRROR_CHANNEL_URL=https://discord.com/api/webhooks/… stripe-mirror notify channel add team --kind discord
   stripe-mirror notify channel add billing-hook --kind webhook --url https://example.com/stripe-notices
-  stripe-mirror notify channel add phone --kind ntfy --url https://ntfy.sh/acme-payments")]
+  stripe-mirror notify channel add phone --kind ntfy --url https://ntfy.sh/acme-payments
+  stripe-mirror notify channel add finance --kind email --url-stdin --to finance@acme.com --from alerts@acme.com <<< 'smtp://alerts%40acme.com:PASSWORD@smtp.acme.com:587'")]
     Add {
         /// Its name, for rules and lists.
         name: String,
-        /// slack, discord, teams, webhook or ntfy.
+        /// slack, discord, teams, webhook, ntfy or email.
         #[arg(long)]
         kind: String,
         /// Where to send (a URL on the command line is visible to other users of this machine:
@@ -69,6 +70,16 @@ enum ChannelAction {
         /// An ntfy access token.
         #[arg(long, env = "STRIPE_MIRROR_NTFY_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// An email channel's recipients (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        to: Vec<String>,
+        /// An email channel's sender (an address the server lets you send from).
+        #[arg(long)]
+        from: Option<String>,
+        /// A PEM file of CA certificates the mail server's certificate may be signed by,
+        /// beside the system's.
+        #[arg(long)]
+        ca_file: Option<std::path::PathBuf>,
     },
     /// The channels, their status and why one fails.
     List,
@@ -142,7 +153,16 @@ pub async fn notify(global: &GlobalArgs, args: NotifyArgs) -> Result<(), CliErro
             url_stdin,
             secret,
             token,
+            to,
+            from,
+            ca_file,
         }) => {
+            let ca_pem = match ca_file {
+                Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
+                    CliError::io(format!("could not read {}: {e}", path.display()))
+                })?),
+                None => None,
+            };
             let url = match (url, url_stdin) {
                 (_, true) => read_first_line()?,
                 (Some(url), false) => url,
@@ -160,6 +180,9 @@ pub async fn notify(global: &GlobalArgs, args: NotifyArgs) -> Result<(), CliErro
                     url,
                     secret,
                     token,
+                    to,
+                    from,
+                    ca_pem,
                 },
             )
             .await?;

@@ -550,3 +550,249 @@ print(len(messages))
         messages.len().to_string()
     );
 }
+
+/// Runs a command that must succeed.
+fn run(what: &str, command: &mut std::process::Command) {
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A CA and a certificate for `localhost` it signs, in `dir` (ca.crt, server.crt, server.key).
+fn make_certificates(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(
+        "openssl makes a CA",
+        std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(["req", "-x509"])
+            .args(ec)
+            .args(["-days", "2", "-subj", "/CN=test mail CA"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .args(["-keyout", "ca.key", "-out", "ca.crt"]),
+    );
+    run(
+        "openssl makes a server key",
+        std::process::Command::new("openssl")
+            .current_dir(dir)
+            .arg("req")
+            .args(ec)
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ]),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(
+        "openssl signs it",
+        std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args([
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.crt",
+            ]),
+    );
+}
+
+/// Email through a real SMTP server (aiosmtpd, started here) that requires STARTTLS before a
+/// password: `notify channel test` and `serve` deliver over TLS, signed by a CA given with
+/// `--ca-file`; a recipient refused with 550 marks its channel failing with the server's words.
+#[test]
+fn email_goes_over_starttls_with_a_password_and_a_refusal_fails_the_channel() {
+    let present = std::process::Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok();
+    if !present {
+        assert!(
+            std::env::var("STRIPE_MIRROR_TEST_SDK").as_deref() != Ok("required"),
+            "aiosmtpd and openssl are required: python3 -m pip install aiosmtpd"
+        );
+        eprintln!("skipped: python3 -m pip install aiosmtpd (and openssl) to run it");
+        return;
+    }
+    let emu = EmuProcess::start(5, 74);
+    let mirror = Mirror::new("notify-email", &emu.base);
+    mirror.connect(&emu.key("secret_test"), &[]);
+    mirror
+        .run(&["sync", &emu.account], &KeyInput::None)
+        .success();
+    let dir = mirror.file("").parent().unwrap().to_path_buf();
+    make_certificates(&dir);
+    let out = dir.join("mail.jsonl");
+    let port = free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/notify/smtp_server.py");
+    let mut server = Reaped(
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(dir.join("server.crt"))
+            .arg(dir.join("server.key"))
+            .arg(&out)
+            .args(["alerts@acme.test", "pa55 word", "nobody@acme.test"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    let mut ready = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let ca = dir.join("ca.crt");
+    let url = format!("smtp://alerts%40acme.test:pa55%20word@localhost:{port}");
+    let add = |name: &str, to: &str| {
+        json_of(
+            &mirror,
+            &[
+                "notify",
+                "channel",
+                "add",
+                name,
+                "--kind",
+                "email",
+                "--url",
+                &url,
+                "--to",
+                to,
+                "--from",
+                "alerts@acme.test",
+                "--ca-file",
+                ca.to_str().unwrap(),
+            ],
+        )
+    };
+    let added = add("finance", "finance@acme.test,owner@acme.test");
+    assert_eq!(
+        added["channel"]["target"],
+        format!("smtp://alerts@acme.test@localhost:{port} → finance@acme.test, owner@acme.test")
+    );
+    add("nobody", "nobody@acme.test");
+    json_of(&mirror, &["notify", "channel", "test", "finance"]);
+    let refused = mirror.run(&["notify", "channel", "test", "nobody"], &KeyInput::None);
+    assert_eq!(refused.code, 7, "{}", refused.describe());
+    assert!(refused.stderr.contains("550"), "{}", refused.describe());
+    let listed = mirror
+        .run(&["notify", "channel", "list"], &KeyInput::None)
+        .success();
+    assert!(listed.stdout.contains("failing: SMTP"), "{}", listed.stdout);
+    assert!(!listed.stdout.contains("pa55"), "{}", listed.stdout);
+
+    json_of(
+        &mirror,
+        &[
+            "notify",
+            "rule",
+            "add",
+            "customers",
+            "--channel",
+            "finance",
+            "--events",
+            "customer.created",
+            "--test",
+        ],
+    );
+    let serve_port = free_port();
+    let serve = start_serve(&mirror, serve_port, "serve-email");
+    for name in ["Ada", "Grace"] {
+        let (status, _) = emu.api(
+            "POST",
+            "/v1/customers",
+            &format!("name={name}&email={}%40example.com", name.to_lowercase()),
+            &emu.key("secret_test"),
+        );
+        assert_eq!(status, 200);
+    }
+    let started = Instant::now();
+    // Two mails (one per new customer) beside the test; then a moment in which no third may
+    // come.
+    let count = || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    while count() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} mails",
+            count()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    drop(serve);
+    let mails: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        mails.len(),
+        3,
+        "the test and one per new customer: {mails:?}"
+    );
+    assert!(mails.iter().all(|m| m["tls"] == true), "over TLS");
+    assert_eq!(
+        mails[0]["to"],
+        json!(["finance@acme.test", "owner@acme.test"])
+    );
+    assert!(
+        mails[0]["data"]
+            .as_str()
+            .unwrap()
+            .contains("Subject: Test message from stripe-mirror")
+    );
+    let customers: Vec<&str> = mails[1..]
+        .iter()
+        .map(|m| m["data"].as_str().unwrap())
+        .collect();
+    assert!(
+        customers
+            .iter()
+            .any(|d| d.contains("Ada (ada@example.com)")),
+        "{customers:?}"
+    );
+    assert!(
+        customers
+            .iter()
+            .all(|d| d.contains("Subject: [test] New customer") && d.contains("Message-ID: <msg_"))
+    );
+    drop(server);
+}

@@ -21,15 +21,17 @@ pub enum ChannelKind {
     Teams,
     Webhook,
     Ntfy,
+    Email,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 5] = [
+    pub const ALL: [ChannelKind; 6] = [
         ChannelKind::Slack,
         ChannelKind::Discord,
         ChannelKind::Teams,
         ChannelKind::Webhook,
         ChannelKind::Ntfy,
+        ChannelKind::Email,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +41,7 @@ impl ChannelKind {
             ChannelKind::Teams => "teams",
             ChannelKind::Webhook => "webhook",
             ChannelKind::Ntfy => "ntfy",
+            ChannelKind::Email => "email",
         }
     }
 
@@ -48,7 +51,7 @@ impl ChannelKind {
             .find(|k| k.name() == text)
             .ok_or_else(|| {
                 EngineError::invalid(format!(
-                    "`{text}` is not a kind of channel: choose slack, discord, teams, webhook or ntfy"
+                    "`{text}` is not a kind of channel: choose slack, discord, teams, webhook, ntfy or email"
                 ))
             })
     }
@@ -56,10 +59,12 @@ impl ChannelKind {
     /// How many messages may go at once, and how many per second after that: Slack asks for
     /// about one a second per webhook, Discord allows 5 per 2 s, Teams publishes no number (one
     /// a second, as Slack), ntfy.sh's default burst is 60 then one per 5 s (one a second keeps
-    /// a self-hosted server happy too), a webhook consumer of ours takes more.
+    /// a self-hosted server happy too), a webhook consumer of ours takes more; a mail server
+    /// gets one message every two seconds (mail providers throttle bursts from one sender).
     pub fn pace(self) -> (f64, f64) {
         match self {
             ChannelKind::Slack | ChannelKind::Teams | ChannelKind::Ntfy => (1.0, 1.0),
+            ChannelKind::Email => (3.0, 0.5),
             ChannelKind::Discord => (5.0, 2.5),
             ChannelKind::Webhook => (20.0, 50.0),
         }
@@ -84,6 +89,28 @@ pub struct ChannelSettings {
     /// An ntfy access token (sent as a bearer token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// An email channel's recipients and sender.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Certificates (PEM) an email channel's server may be signed by, beside the system's
+    /// (a company's own CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+}
+
+/// What a channel takes beside its kind and URL.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelOptions {
+    /// A webhook's signing secret.
+    pub secret: Option<String>,
+    /// An ntfy token.
+    pub token: Option<String>,
+    /// An email channel's recipients, sender, and extra CA certificates (PEM).
+    pub to: Vec<String>,
+    pub from: Option<String>,
+    pub ca_pem: Option<String>,
 }
 
 impl ChannelSettings {
@@ -91,8 +118,7 @@ impl ChannelSettings {
     pub fn new(
         kind: ChannelKind,
         url: &str,
-        secret: Option<String>,
-        token: Option<String>,
+        options: ChannelOptions,
     ) -> Result<ChannelSettings, EngineError> {
         let url = url.trim();
         let parsed = reqwest::Url::parse(url).map_err(|_| {
@@ -101,21 +127,37 @@ impl ChannelSettings {
         })?;
         let host = parsed.host_str().unwrap_or_default();
         let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1");
-        match parsed.scheme() {
-            "https" => {}
-            "http" if loopback => {}
-            _ => {
-                return Err(EngineError::invalid(format!(
-                    "a channel's URL must begin with https:// (http:// only to this machine), not `{}`",
-                    mask_url(url)
-                ))
-                .hint(example_url(kind)));
+        let ChannelOptions {
+            secret,
+            token,
+            to,
+            from,
+            ca_pem,
+        } = options;
+        if kind == ChannelKind::Email {
+            super::email::check(&parsed, &to, from.as_deref(), ca_pem.as_deref())?;
+        } else {
+            match parsed.scheme() {
+                "https" => {}
+                "http" if loopback => {}
+                _ => {
+                    return Err(EngineError::invalid(format!(
+                        "a channel's URL must begin with https:// (http:// only to this machine), not `{}`",
+                        mask_url(url)
+                    ))
+                    .hint(example_url(kind)));
+                }
             }
-        }
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(EngineError::invalid(
-                "put no user or password in the URL: give an ntfy token with --token",
-            ));
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err(EngineError::invalid(
+                    "put no user or password in the URL: give an ntfy token with --token",
+                ));
+            }
+            if !to.is_empty() || from.is_some() || ca_pem.is_some() {
+                return Err(EngineError::invalid(
+                    "only an email channel has recipients, a sender and CA certificates",
+                ));
+            }
         }
         if kind == ChannelKind::Ntfy && parsed.path().trim_matches('/').is_empty() {
             return Err(EngineError::invalid(
@@ -149,12 +191,18 @@ impl ChannelSettings {
             url: url.to_owned(),
             secret,
             token,
+            to,
+            from,
+            ca_pem,
         })
     }
 
     /// Where it sends, for people: scheme, host and the path's first part; the rest (which on
     /// Slack, Discord and Teams is the secret) masked.
     pub fn target_masked(&self) -> String {
+        if self.kind == ChannelKind::Email {
+            return super::email::masked(&self.url, &self.to);
+        }
         mask_url(&self.url)
     }
 
@@ -188,6 +236,7 @@ impl ChannelSettings {
                 ));
                 body
             }
+            ChannelKind::Email => Vec::new(),
             ChannelKind::Ntfy => {
                 headers = vec![
                     ("content-type".into(), "text/plain; charset=utf-8".into()),
@@ -294,6 +343,9 @@ fn example_url(kind: ChannelKind) -> &'static str {
         }
         ChannelKind::Webhook => "give the https:// URL that receives the signed POSTs",
         ChannelKind::Ntfy => "an ntfy URL names the server and topic: https://ntfy.sh/your-topic",
+        ChannelKind::Email => {
+            "an email channel's URL names its SMTP server: smtp://user@smtp.example.com:587 (STARTTLS) or smtps://user@smtp.example.com:465"
+        }
     }
 }
 
@@ -367,7 +419,7 @@ fn cut(text: &str, limit: usize) -> String {
     cut
 }
 
-fn links(notice: &Notice) -> Vec<(&'static str, &str)> {
+pub(super) fn links(notice: &Notice) -> Vec<(&'static str, &str)> {
     let mut links = Vec::new();
     if let Some(url) = &notice.stripe_url {
         links.push(("Open in Stripe", url.as_str()));
@@ -570,26 +622,41 @@ mod tests {
         let slack = ChannelSettings::new(
             ChannelKind::Slack,
             "https://hooks.slack.com/services/T0/B0/secret",
-            None,
-            None,
+            ChannelOptions::default(),
         )
         .unwrap();
         assert_eq!(slack.target_masked(), "https://hooks.slack.com/services/…");
         assert!(
-            ChannelSettings::new(ChannelKind::Slack, "http://example.com/x", None, None).is_err()
+            ChannelSettings::new(
+                ChannelKind::Slack,
+                "http://example.com/x",
+                ChannelOptions::default()
+            )
+            .is_err()
         );
         assert!(
-            ChannelSettings::new(ChannelKind::Slack, "http://127.0.0.1:9/x", None, None).is_ok()
+            ChannelSettings::new(
+                ChannelKind::Slack,
+                "http://127.0.0.1:9/x",
+                ChannelOptions::default()
+            )
+            .is_ok()
         );
-        let hook = ChannelSettings::new(ChannelKind::Webhook, "https://example.com/in", None, None)
-            .unwrap();
+        let hook = ChannelSettings::new(
+            ChannelKind::Webhook,
+            "https://example.com/in",
+            ChannelOptions::default(),
+        )
+        .unwrap();
         assert!(hook.secret.as_deref().unwrap().starts_with("whsec_"));
         assert!(
             ChannelSettings::new(
                 ChannelKind::Webhook,
                 "https://e.com/",
-                Some("whsec_AAAA".into()),
-                None
+                ChannelOptions {
+                    secret: Some("whsec_AAAA".into()),
+                    ..Default::default()
+                }
             )
             .is_err()
         );

@@ -100,7 +100,10 @@ pub(crate) fn settings_of(
     })
 }
 
-/// Sends one request; the answer judged. A network failure is a retry (its words without the
+/// How long one conversation with a mail server may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends one request (or one email); the answer judged. A network failure is a retry (its words without the
 /// URL, which holds the channel's secret).
 pub(crate) async fn send(
     http: &reqwest::Client,
@@ -108,6 +111,9 @@ pub(crate) async fn send(
     notice: &Notice,
     message_id: &str,
 ) -> Answer {
+    if settings.kind == super::ChannelKind::Email {
+        return super::email::send(settings, notice, message_id, SMTP_TIMEOUT).await;
+    }
     let outgoing = settings.request(notice, message_id, now());
     let mut request = http.post(&outgoing.url).body(outgoing.body);
     for (name, value) in &outgoing.headers {

@@ -1,5 +1,5 @@
 //! Notifications: chosen live events from any connected account, sent to Slack, Discord,
-//! Microsoft Teams, ntfy or a signed webhook — once per (event, rule, channel), paced per
+//! Microsoft Teams, ntfy, email or a signed webhook — once per (event, rule, channel), paced per
 //! channel, never for a backfill or for old news.
 //!
 //! - [`rule`]: which events go where, and when (quiet hours, digests)
@@ -12,9 +12,10 @@
 
 pub mod channel;
 pub mod deliver;
+mod email;
 pub mod message;
 pub mod rule;
 
-pub use channel::{ChannelKind, ChannelSettings};
+pub use channel::{ChannelKind, ChannelOptions, ChannelSettings};
 pub use deliver::{Notifier, NotifyConfig, NotifyStats};
 pub use rule::RuleSpec;

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sm_warehouse::{ChannelRecord, DeliveryQuery, RuleRecord};
 
 use crate::error::{EngineError, ErrorCode};
-use crate::notify::channel::{Answer, ChannelKind, ChannelSettings};
+use crate::notify::channel::{Answer, ChannelKind, ChannelOptions, ChannelSettings};
 use crate::notify::deliver::{http_client, sealing_label, send, settings_of};
 use crate::notify::message::{Notice, Tone};
 use crate::notify::rule::{self, RuleSpec};
@@ -43,6 +43,10 @@ pub struct ChannelInput {
     pub url: String,
     pub secret: Option<String>,
     pub token: Option<String>,
+    /// An email channel's recipients, sender and extra CA certificates (PEM text).
+    pub to: Vec<String>,
+    pub from: Option<String>,
+    pub ca_pem: Option<String>,
 }
 
 fn check_label(what: &str, name: &str) -> Result<String, EngineError> {
@@ -91,7 +95,17 @@ pub async fn add_channel(
 ) -> Result<ChannelAdded, EngineError> {
     let name = check_label("channel", &input.name)?;
     let kind = ChannelKind::parse(&input.kind)?;
-    let settings = ChannelSettings::new(kind, &input.url, input.secret.clone(), input.token)?;
+    let settings = ChannelSettings::new(
+        kind,
+        &input.url,
+        ChannelOptions {
+            secret: input.secret.clone(),
+            token: input.token,
+            to: input.to,
+            from: input.from,
+            ca_pem: input.ca_pem,
+        },
+    )?;
     let id = random_id("ch")?;
     let sealed = engine.vault.seal_labeled(
         &serde_json::to_string(&settings).expect("settings serialize"),
