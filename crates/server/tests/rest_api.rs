@@ -1052,3 +1052,251 @@ async fn events_stream_as_they_are_stored() {
     drop(resumed);
     server.stop().await;
 }
+
+/// A receiver of notifications on 127.0.0.1 that answers 200 and keeps each body.
+async fn receiver() -> (String, std::sync::Arc<tokio::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buffer = [0u8; 8192];
+                loop {
+                    let n = stream.read(&mut buffer).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&seen).into_owned();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() < length {
+                        continue;
+                    }
+                    kept.lock().await.push(body.to_owned());
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    (base, bodies)
+}
+
+/// Notification channels and rules through the REST API: a webhook channel added (its made
+/// secret answered once, its URL never), tested against a real receiver, a rule in words, the
+/// log, bad input refused in words with nothing written, a read-only token refused, removal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_through_the_rest_api() {
+    let world = World::start(2, 97, "rest-notify").await;
+    let engine = world.engine();
+    world.connect(&engine, None).await;
+    let server = Server::start(engine.clone(), None, Duration::from_secs(3600), 300).await;
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+    };
+    let admin = tokens::create(&engine, "admin", false)
+        .await
+        .unwrap()
+        .secret;
+    let reader = tokens::create(&engine, "reader", true)
+        .await
+        .unwrap()
+        .secret;
+    let (receiver_base, bodies) = receiver().await;
+
+    let body = json!({"name": "consumer", "kind": "webhook", "url": format!("{receiver_base}/hooks/s3cret")}).to_string();
+    let (status, added) = api
+        .call(
+            "POST",
+            "/api/v1/notifications/channels",
+            Some(&admin),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+    assert!(
+        added["signing_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_")
+    );
+    assert_eq!(added["channel"]["status"], "untested");
+    let (status, _) = api
+        .call(
+            "POST",
+            "/api/v1/notifications/channels",
+            Some(&reader),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(status, 403, "a read-only token cannot add a channel");
+    let (status, again) = api
+        .call(
+            "POST",
+            "/api/v1/notifications/channels",
+            Some(&admin),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{again}"
+    );
+    for (bad, words) in [
+        (
+            json!({"name": "x", "kind": "pager", "url": "https://e.com/"}),
+            "not a kind of channel",
+        ),
+        (
+            json!({"name": "x", "kind": "slack", "url": "http://example.com/x"}),
+            "https://",
+        ),
+        (
+            json!({"name": "x", "kind": "email", "url": "smtp://mail.example.com"}),
+            "recipient",
+        ),
+        (
+            json!({"name": "x", "kind": "slack", "url": "https://e.com/", "colour": 1}),
+            "unknown field",
+        ),
+    ] {
+        let (status, answer) = api
+            .call(
+                "POST",
+                "/api/v1/notifications/channels",
+                Some(&admin),
+                Some(&bad.to_string()),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad} → {answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(words),
+            "{answer}"
+        );
+    }
+    let (_, listed) = api
+        .call("GET", "/api/v1/notifications/channels", Some(&reader), None)
+        .await;
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        1,
+        "nothing half-written: {listed}"
+    );
+    assert!(
+        !listed.to_string().contains("s3cret"),
+        "the URL is masked: {listed}"
+    );
+
+    let (status, tested) = api
+        .call(
+            "POST",
+            "/api/v1/notifications/channels/consumer/test",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(
+        (
+            tested["delivered"].as_bool(),
+            tested["channel"]["status"].as_str()
+        ),
+        (Some(true), Some("ok"))
+    );
+    let received = bodies.lock().await.clone();
+    assert_eq!(received.len(), 1);
+    assert!(
+        received[0].contains("Test message from stripe-mirror"),
+        "{}",
+        received[0]
+    );
+
+    let rule = json!({"name": "big", "channel": "consumer", "events": "charge.succeeded", "min_amount": "100usd", "include_test": true}).to_string();
+    let (status, made) = api
+        .call(
+            "POST",
+            "/api/v1/notifications/rules",
+            Some(&admin),
+            Some(&rule),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    assert!(
+        made["description"]
+            .as_str()
+            .unwrap()
+            .contains("from $100.00"),
+        "{made}"
+    );
+    let bad_rule = json!({"name": "r", "channel": "nobody"}).to_string();
+    let (status, answer) = api
+        .call(
+            "POST",
+            "/api/v1/notifications/rules",
+            Some(&admin),
+            Some(&bad_rule),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{answer}"
+    );
+    let (_, rules) = api
+        .call("GET", "/api/v1/notifications/rules", Some(&reader), None)
+        .await;
+    assert_eq!(rules["data"][0]["channel"], "consumer");
+    let (status, log) = api
+        .call(
+            "GET",
+            "/api/v1/notifications/log?state=failed&limit=5",
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, log["data"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{log}"
+    );
+
+    let (status, removed) = api
+        .call(
+            "DELETE",
+            "/api/v1/notifications/channels/consumer",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, removed["rules_removed"].as_u64()),
+        (200, Some(1)),
+        "{removed}"
+    );
+    let (_, rules) = api
+        .call("GET", "/api/v1/notifications/rules", Some(&reader), None)
+        .await;
+    assert!(rules["data"].as_array().unwrap().is_empty());
+    server.stop().await;
+}

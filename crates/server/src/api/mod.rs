@@ -5,6 +5,7 @@
 //! are thin: they parse, call `sm_engine::ops`, and answer.
 
 mod connections;
+mod notify;
 mod objects;
 mod openapi;
 pub(crate) mod reports;
@@ -167,6 +168,54 @@ pub const ROUTES: &[Route] = &[
         "A read-only SQL query on the mirror",
         true,
     ),
+    route(
+        "GET",
+        "/api/v1/notifications/channels",
+        "Notification channels, their targets masked, status (untested, ok, failing) and why one fails",
+        true,
+    ),
+    route(
+        "POST",
+        "/api/v1/notifications/channels",
+        "Add a channel: name, kind (slack, discord, teams, webhook, ntfy, email), url, and secret (webhook), token (ntfy), to, from, ca_pem (email); sealed, never answered (a webhook's made secret is answered once)",
+        false,
+    ),
+    route(
+        "POST",
+        "/api/v1/notifications/channels/{channel}/test",
+        "Send a test message now; the channel is marked ok, or failing with the receiver's words",
+        false,
+    ),
+    route(
+        "DELETE",
+        "/api/v1/notifications/channels/{channel}",
+        "Remove a channel with its rules (what it had not sent is canceled)",
+        false,
+    ),
+    route(
+        "GET",
+        "/api/v1/notifications/rules",
+        "Notification rules, each in words",
+        true,
+    ),
+    route(
+        "POST",
+        "/api/v1/notifications/rules",
+        "Add a rule: name, channel, events (types, charge.*, *, or default), account, include_test, min_amount (50 or 49.99usd), quiet_hours (22:00-07:00), digest (daily@09:00, weekly@mon09:00), utc_offset",
+        false,
+    ),
+    route(
+        "DELETE",
+        "/api/v1/notifications/rules/{rule}",
+        "Remove a rule (what it had not sent is canceled)",
+        false,
+    ),
+    route(
+        "GET",
+        "/api/v1/notifications/log",
+        "What was sent, when, and what failed, newest first: channel, state (pending, digest, sent, rolled_up, failed, canceled; comma-separated), limit",
+        true,
+    ),
 ];
 
 /// The handler of a route of [`ROUTES`].
@@ -190,6 +239,14 @@ fn handler(route: &Route) -> MethodRouter<Arc<AppState>> {
         ("GET", "/api/v1/connections/{connection}/objects/{table}/{id}") => get(objects::one),
         ("GET", "/api/v1/connections/{connection}/reports/{report}") => get(reports::one),
         ("POST", "/api/v1/sql") => post(sql::query),
+        ("GET", "/api/v1/notifications/channels") => get(notify::channels),
+        ("POST", "/api/v1/notifications/channels") => post(notify::add_channel),
+        ("POST", "/api/v1/notifications/channels/{channel}/test") => post(notify::test_channel),
+        ("DELETE", "/api/v1/notifications/channels/{channel}") => delete(notify::remove_channel),
+        ("GET", "/api/v1/notifications/rules") => get(notify::rules),
+        ("POST", "/api/v1/notifications/rules") => post(notify::add_rule),
+        ("DELETE", "/api/v1/notifications/rules/{rule}") => delete(notify::remove_rule),
+        ("GET", "/api/v1/notifications/log") => get(notify::log),
         (method, path) => unreachable!("{method} {path} has no handler"),
     }
 }

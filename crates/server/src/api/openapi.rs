@@ -21,6 +21,8 @@ pub fn openapi() -> Value {
                 let about = match name {
                     "connection" => "a connection: acct_…:test|live, acct_…, or its name",
                     "table" => "a mirrored table, as `stripe-mirror tables` lists them",
+                    "channel" => "a notification channel's name or id",
+                    "rule" => "a notification rule's name or id",
                     _ => "an object's id",
                 };
                 json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}, "description": about})
