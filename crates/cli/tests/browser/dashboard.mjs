@@ -6,6 +6,7 @@
 import { chromium } from "playwright-core";
 import { createRequire } from "node:module";
 import { mkdirSync } from "node:fs";
+import { createServer } from "node:http";
 
 const require = createRequire(import.meta.url);
 const AXE = require.resolve("axe-core/axe.min.js");
@@ -334,10 +335,51 @@ try {
   await waitFor("from must be a date");
   await page.goto(`${BASE}/accounts`);
 
-  step("the place of notifications");
+  step("notifications: a signed webhook channel added (its secret shown once), tested, a rule; a gone channel fails in words");
+  const received = [];
+  const receiver = createServer((request, response) => {
+    let body = "";
+    request.on("data", (chunk) => { body += chunk; });
+    request.on("end", () => {
+      received.push({ path: request.url, body, signature: request.headers["webhook-signature"] });
+      response.writeHead(request.url === "/gone" ? 410 : 200, { "content-type": "text/plain" });
+      response.end(request.url === "/gone" ? "channel_is_archived" : "ok");
+    });
+  });
+  await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+  const sink = `http://127.0.0.1:${receiver.address().port}`;
   await page.click("header >> text=Notifications");
-  await waitFor("Notifications");
+  await waitFor("No channels yet");
+  await page.fill("#channel-name", "billing-hook");
+  await page.selectOption("#channel-kind", "webhook");
+  await page.fill("#channel-url", `${sink}/in`);
+  await page.click("text=Add the channel");
+  await waitFor("it is not shown again");
+  check((await page.locator("#signing-secret").innerText()).startsWith("whsec_"), "the signing secret is shown once");
+  check(!(await text()).includes(`${sink}/in`), "the URL is shown masked");
+  await page.click('button[aria-label="Send test to billing-hook"]');
+  await waitFor("billing-hook took the test message.");
+  await waitFor("Working");
+  check(received.length === 1 && received[0].signature?.startsWith("v1,"), "the receiver got one signed message");
+  await page.fill("#rule-name", "payments");
+  await page.check("input[name=include_test]");
+  await page.fill("#rule-min", "10usd");
+  await page.click("text=Add the rule");
+  await waitFor("Added the rule payments");
+  check((await text()).includes("from $10.00"), "the rule is shown in words");
+  await page.click("summary >> text=Add a channel");
+  await page.fill("#channel-name", "archived");
+  await page.selectOption("#channel-kind", "slack");
+  await page.fill("#channel-url", `${sink}/gone`);
+  await page.click("text=Add the channel");
+  await waitFor("Added archived");
+  await page.click('button[aria-label="Send test to archived"]');
+  await waitFor("archived did not take the test message");
+  await waitFor("Failing: HTTP 410");
   await audit("19-notifications");
+  await page.click('button[aria-label="Remove archived"]');
+  await waitFor("Removed archived");
+  receiver.close();
 
   step("finding a connection that is not there says so");
   await page.goto(`${BASE}/accounts?q=no-such-shop`);

@@ -11,6 +11,7 @@ mod accounts;
 mod connect;
 mod data;
 mod layout;
+mod notifications;
 mod reports;
 pub mod session;
 mod settings;
@@ -81,7 +82,21 @@ pub fn router() -> Router<Arc<AppState>> {
             "/accounts/{connection}/reports/{report}",
             get(reports::page),
         )
-        .route("/notifications", get(settings::notifications))
+        .route("/notifications", get(notifications::page))
+        .route("/notifications/channels", post(notifications::add_channel))
+        .route(
+            "/notifications/channels/test",
+            post(notifications::test_channel),
+        )
+        .route(
+            "/notifications/channels/remove",
+            post(notifications::remove_channel),
+        )
+        .route("/notifications/rules", post(notifications::add_rule))
+        .route(
+            "/notifications/rules/remove",
+            post(notifications::remove_rule),
+        )
         .route("/settings/tokens", post(settings::create))
         .route("/settings/tokens/revoke", post(settings::revoke))
         .route(

@@ -178,25 +178,3 @@ pub async fn revoke(
     };
     respond(StatusCode::OK, markup)
 }
-
-/// The places the revenue reports and the notifications take in the navigation. They are
-/// not built yet; each says so, and what answers the same question today.
-pub async fn notifications(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&state, &headers, "/notifications").await {
-        Ok(session) => session,
-        Err(to_signin) => return to_signin,
-    };
-    respond(
-        StatusCode::OK,
-        shell(
-            &session,
-            "Notifications",
-            "notifications",
-            html! {
-                h1 { "Notifications" }
-                p { "Notifications — chosen events from your accounts to Slack, Discord, Teams, email or a signed webhook — are not built yet; they will be set up here." }
-                p { "Until then every event the mirror receives is on each account's Events page, live, and in the REST API's event stream (" code { "GET /api/v1/connections/{id}/events/stream" } ")." }
-            },
-        ),
-    )
-}
