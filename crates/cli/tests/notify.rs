@@ -244,6 +244,22 @@ fn chosen_events_reach_each_channel_once_through_limits_failures_and_a_kill() {
         "slack",
         format!("{}/services/T1/B1/x", gone.base),
     );
+    let phone = Receiver::start(Vec::new(), 200);
+    json_of(
+        &mirror,
+        &[
+            "notify",
+            "channel",
+            "add",
+            "phone",
+            "--kind",
+            "ntfy",
+            "--url",
+            &format!("{}/acme-payments", phone.base),
+            "--token",
+            "tk_n7fy",
+        ],
+    );
     let listed = mirror
         .run(&["notify", "channel", "list", "--json"], &KeyInput::None)
         .success();
@@ -306,6 +322,7 @@ fn chosen_events_reach_each_channel_once_through_limits_failures_and_a_kill() {
     rule("subscriptions", "finance", "customer.subscription.*", true);
     rule("everything", "consumer", "*", true);
     rule("archive", "archived", "*", true);
+    rule("phone-customers", "phone", "customer.created", true);
     let rules = mirror
         .run(&["notify", "rule", "list"], &KeyInput::None)
         .success();
@@ -468,6 +485,29 @@ fn chosen_events_reach_each_channel_once_through_limits_failures_and_a_kill() {
         discord_requests
             .iter()
             .all(|r| r.body.contains(r#""allowed_mentions":{"parse":[]}"#))
+    );
+    // ntfy: a push per new customer, its title and link in headers, the token as bearer.
+    let pushes = phone.requests();
+    let new_customers = new
+        .values()
+        .filter(|t| t.as_str() == "customer.created")
+        .count();
+    assert_eq!(pushes.len(), new_customers);
+    let eve = pushes
+        .iter()
+        .find(|p| p.body.contains("Eve"))
+        .expect("Eve's push");
+    assert_eq!(eve.headers["title"], "[test] New customer");
+    assert_eq!(eve.headers["authorization"], "Bearer tk_n7fy");
+    assert!(
+        eve.headers["click"].contains("/data/customers/cus_"),
+        "{:?}",
+        eve.headers
+    );
+    assert!(
+        eve.body.contains("<!channel> Eve (eve@example.com)"),
+        "{}",
+        eve.body
     );
     // The archived channel got nothing after its 410; its messages are failed, with the reason.
     assert_eq!(gone.requests().len(), 1);

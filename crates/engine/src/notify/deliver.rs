@@ -7,7 +7,7 @@
 //! receiver said 2xx: after a crash the ones not yet marked are sent again, with the same
 //! message id (`webhook-id`), so at most the messages in flight at the crash can repeat.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,7 +71,7 @@ pub struct Notifier {
     http: reqwest::Client,
     /// Deliveries handed to a worker and not yet recorded: not handed out again.
     in_flight: Mutex<HashSet<i64>>,
-    workers: Mutex<HashMap<String, mpsc::UnboundedSender<DeliveryRecord>>>,
+    workers: Mutex<HashMap<String, mpsc::UnboundedSender<Vec<DeliveryRecord>>>>,
     stats: Mutex<NotifyStats>,
 }
 
@@ -268,19 +268,32 @@ impl Notifier {
             .engine
             .store_call(|store| store.deliveries_due(now(), 5000))
             .await?;
-        for delivery in due {
-            if !self.in_flight.lock().insert(delivery.id) {
-                continue;
+        // Each channel's share handed over at once, so that its worker sees the whole
+        // backlog (and rolls it up) rather than the first few.
+        let mut by_channel: HashMap<String, Vec<DeliveryRecord>> = HashMap::new();
+        {
+            let mut in_flight = self.in_flight.lock();
+            for delivery in due {
+                if in_flight.insert(delivery.id) {
+                    by_channel
+                        .entry(delivery.channel_id.clone())
+                        .or_default()
+                        .push(delivery);
+                }
             }
-            let channel_id = delivery.channel_id.clone();
+        }
+        for (channel_id, deliveries) in by_channel {
             let mut workers = self.workers.lock();
             let sender = workers.entry(channel_id.clone()).or_insert_with(|| {
                 let (sender, receiver) = mpsc::unbounded_channel();
                 tokio::spawn(self.clone().channel_worker(channel_id.clone(), receiver));
                 sender
             });
-            if let Err(returned) = sender.send(delivery) {
-                self.in_flight.lock().remove(&returned.0.id);
+            if let Err(returned) = sender.send(deliveries) {
+                let mut in_flight = self.in_flight.lock();
+                for d in &returned.0 {
+                    in_flight.remove(&d.id);
+                }
                 workers.remove(&channel_id);
             }
         }
@@ -291,21 +304,16 @@ impl Notifier {
     async fn channel_worker(
         self: Arc<Self>,
         channel_id: String,
-        mut receiver: mpsc::UnboundedReceiver<DeliveryRecord>,
+        mut receiver: mpsc::UnboundedReceiver<Vec<DeliveryRecord>>,
     ) {
         let mut bucket: Option<Bucket> = None;
-        let mut backlog: VecDeque<DeliveryRecord> = VecDeque::new();
         loop {
-            if backlog.is_empty() {
-                match receiver.recv().await {
-                    Some(delivery) => backlog.push_back(delivery),
-                    None => return,
-                }
+            let Some(mut batch) = receiver.recv().await else {
+                return;
+            };
+            while let Ok(more) = receiver.try_recv() {
+                batch.extend(more);
             }
-            while let Ok(delivery) = receiver.try_recv() {
-                backlog.push_back(delivery);
-            }
-            let batch: Vec<DeliveryRecord> = backlog.drain(..).collect();
             let ids: Vec<i64> = batch.iter().map(|d| d.id).collect();
             if let Err(error) = self.work(&channel_id, batch, &mut bucket).await {
                 tracing::warn!(error = %error.message, "notifications: sending failed");

@@ -348,6 +348,9 @@ pub fn summary_of(
             *entry.1.entry(currency).or_default() += amount;
         }
     }
+    // The most frequent first (a chat message shows the first ten).
+    let mut by_title: Vec<_> = by_title.into_iter().collect();
+    by_title.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
     let facts = by_title
         .into_iter()
         .map(|(kind, (count, amounts))| {
