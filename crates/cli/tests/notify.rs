@@ -328,6 +328,15 @@ fn chosen_events_reach_each_channel_once_through_limits_failures_and_a_kill() {
         .success();
     assert!(rules.stdout.contains("live only"), "{}", rules.stdout);
 
+    let token = mirror
+        .run(
+            &["token", "create", "--name", "monitor", "--read-only"],
+            &KeyInput::None,
+        )
+        .success()
+        .stdout
+        .trim()
+        .to_owned();
     let port = free_port();
     let mut serve = start_serve(&mirror, port, "serve-0");
     // Changes while serve runs: a customer whose name tries to ping a whole Slack channel, then
@@ -376,6 +385,22 @@ fn chosen_events_reach_each_channel_once_through_limits_failures_and_a_kill() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // /metrics counts what this serve (started after the kill) sent.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut metrics = String::new();
+    stream.read_to_string(&mut metrics).unwrap();
+    let sent: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("stripe_mirror_notifications_total{outcome=\"sent\"} "))
+        .expect("the notifications counter")
+        .parse()
+        .unwrap();
+    assert!(sent > 0.0, "{metrics}");
     drop(serve);
 
     let events = mirrored(&mirror, &emu.account);

@@ -367,11 +367,32 @@ pub async fn prometheus(
         .store_call(|store| store.inbox_depths())
         .await
         .unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&inbox),
-    )
-        .into_response()
+    let mut text = state.metrics.render(&inbox);
+    if let Some(notifier) = state.notifier.lock().clone() {
+        text.push_str(&notify_metrics(&notifier.stats()));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The notifier's counts since start, in the Prometheus text exposition.
+fn notify_metrics(stats: &sm_engine::notify::NotifyStats) -> String {
+    let mut out = String::from(
+        "# HELP stripe_mirror_notifications_total Notification deliveries since start, by outcome: planned (made from matched events), sent, rolled_up (in a roll-up or digest that was sent), retried, failed (given up or refused), too_old (events not sent because they arrived past the cut-off).\n# TYPE stripe_mirror_notifications_total counter\n",
+    );
+    for (outcome, value) in [
+        ("planned", stats.planned),
+        ("sent", stats.sent),
+        ("rolled_up", stats.rolled_up),
+        ("retried", stats.retried),
+        ("failed", stats.failed),
+        ("too_old", stats.too_old),
+    ] {
+        let _ = writeln!(
+            out,
+            "stripe_mirror_notifications_total{{outcome=\"{outcome}\"}} {value}"
+        );
+    }
+    out
 }
 
 /// Liveness for anyone; each account's state for a caller with a token.
