@@ -59,15 +59,22 @@ impl ChannelKind {
     /// How many messages may go at once, and how many per second after that: Slack asks for
     /// about one a second per webhook, Discord allows 5 per 2 s, Teams publishes no number (one
     /// a second, as Slack), ntfy.sh's default burst is 60 then one per 5 s (one a second keeps
-    /// a self-hosted server happy too), a webhook consumer of ours takes more; a mail server
+    /// a self-hosted server happy too), a webhook consumer (a server of the user's) up to
+    /// 2,000 a second; a mail server
     /// gets one message every two seconds (mail providers throttle bursts from one sender).
     pub fn pace(self) -> (f64, f64) {
         match self {
             ChannelKind::Slack | ChannelKind::Teams | ChannelKind::Ntfy => (1.0, 1.0),
             ChannelKind::Email => (3.0, 0.5),
             ChannelKind::Discord => (5.0, 2.5),
-            ChannelKind::Webhook => (20.0, 50.0),
+            ChannelKind::Webhook => (200.0, 2_000.0),
         }
+    }
+
+    /// How many requests go side by side: one for people's channels (order, and their rate
+    /// limits); a webhook consumer is a server, sent up to 16 at a time.
+    pub fn parallel(self) -> usize {
+        if self == ChannelKind::Webhook { 16 } else { 1 }
     }
 
     /// Whether a backlog becomes one roll-up message (people read chat; a webhook's consumer is

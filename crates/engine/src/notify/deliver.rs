@@ -350,15 +350,18 @@ impl Notifier {
                 "not sent: the channel is failing ({})",
                 channel.status_message.as_deref().unwrap_or("refused")
             );
-            return self.finish(&batch, "failed", Some(reason), at).await;
+            self.stats.lock().failed += batch.len() as u64;
+            return self
+                .record(finished(&batch, "failed", Some(reason), at, false))
+                .await;
         }
-        let settings = settings_of(&self.engine, &channel)?;
+        let settings = Arc::new(settings_of(&self.engine, &channel)?);
         let bucket = bucket.get_or_insert_with(|| Bucket::new(settings.kind.pace()));
         if let Some(wait) = bucket.paused_for() {
             // The channel rests (a 429, a 5xx): these wait until it ends, behind the message
             // it refused, which is older.
             let again_at = at + wait.as_secs_f64().ceil() as i64;
-            return self.defer(&batch, again_at).await;
+            return self.record(deferred(&batch, again_at)).await;
         }
         let (digests, pending): (Vec<_>, Vec<_>) =
             batch.into_iter().partition(|d| d.state == "digest");
@@ -379,56 +382,102 @@ impl Notifier {
             }
         }
         let mut groups = groups.into_iter();
-        while let Some((title, group)) = groups.next() {
-            bucket.take().await;
-            let notice = self.notice(&title, &group, &accounts).await?;
-            let message_id = if group.len() == 1 {
-                format!("msg_{}", group[0].id)
-            } else {
-                format!("msg_{}_{}", group[0].id, group[group.len() - 1].id)
-            };
-            let answer = send(&self.http, &settings, &notice, &message_id).await;
+        loop {
+            // Up to the kind's number of requests side by side (one for chat), each paced.
+            let chunk: Vec<(String, Vec<DeliveryRecord>)> =
+                groups.by_ref().take(settings.kind.parallel()).collect();
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let mut sends = tokio::task::JoinSet::new();
+            for (index, (title, group)) in chunk.iter().enumerate() {
+                bucket.take().await;
+                let notice = self.notice(title, group, &accounts).await?;
+                let message_id = if group.len() == 1 {
+                    format!("msg_{}", group[0].id)
+                } else {
+                    format!("msg_{}_{}", group[0].id, group[group.len() - 1].id)
+                };
+                let (http, settings) = (self.http.clone(), settings.clone());
+                sends.spawn(
+                    async move { (index, send(&http, &settings, &notice, &message_id).await) },
+                );
+            }
+            let mut answers: Vec<Option<Answer>> = (0..chunk.len()).map(|_| None).collect();
+            while let Some(done) = sends.join_next().await {
+                let (index, answer) = done.map_err(|e| {
+                    EngineError::new(ErrorCode::Internal, format!("a send failed: {e}"))
+                })?;
+                answers[index] = Some(answer);
+            }
             let at = now();
-            match answer {
-                Answer::Sent => {
-                    let state = if group.len() == 1 && title.is_empty() {
-                        "sent"
-                    } else {
-                        "rolled_up"
-                    };
-                    self.finish(&group, state, None, at).await?;
-                    if channel.status != "ok" {
-                        self.set_status(&channel, "ok", None).await?;
+            let mut updates = Vec::new();
+            let mut rest_at: Option<i64> = None;
+            let mut gone: Option<String> = None;
+            for ((title, group), answer) in chunk.into_iter().zip(answers) {
+                let n = group.len() as u64;
+                match answer.expect("every send answers") {
+                    Answer::Sent => {
+                        let single = group.len() == 1 && title.is_empty();
+                        let mut stats = self.stats.lock();
+                        if single {
+                            stats.sent += n;
+                        } else {
+                            stats.rolled_up += n;
+                        }
+                        drop(stats);
+                        let state = if single { "sent" } else { "rolled_up" };
+                        updates.extend(finished(&group, state, None, at, true));
+                    }
+                    Answer::Retry { after, reason } => {
+                        let after = after.map(|a| a.min(Duration::from_secs(3600)));
+                        let (retried, again_at, gave_up) = retry_updates(
+                            &group,
+                            after,
+                            &reason,
+                            at,
+                            self.config.give_up_after_secs,
+                        );
+                        let mut stats = self.stats.lock();
+                        stats.retried += n - gave_up;
+                        stats.failed += gave_up;
+                        drop(stats);
+                        updates.extend(retried);
+                        rest_at = Some(rest_at.map_or(again_at, |t| t.max(again_at)));
+                    }
+                    Answer::Refused(reason) => {
+                        self.stats.lock().failed += n;
+                        updates.extend(finished(&group, "failed", Some(reason), at, true));
+                    }
+                    Answer::ChannelGone(reason) => {
+                        self.stats.lock().failed += n;
+                        updates.extend(finished(&group, "failed", Some(reason.clone()), at, true));
+                        gone = Some(reason);
                     }
                 }
-                Answer::Retry { after, reason } => {
-                    let after = after.map(|a| a.min(Duration::from_secs(3600)));
-                    let again_at = self.retry(&group, after, reason, at).await?;
-                    // The channel rests until the refused message is due again (a 429's
-                    // Retry-After, or the back-off after a 5xx), and not a moment longer: what
-                    // comes meanwhile waits behind it, in order.
-                    bucket.pause(Duration::from_secs_f64(
-                        (again_at as f64 - unix_now()).max(0.0),
-                    ));
-                    // The channel is limited or failing: what this round still held waits
-                    // with it, so that messages keep their order and the receiver gets a rest.
-                    let rest: Vec<DeliveryRecord> = groups.flat_map(|(_, g)| g).collect();
-                    self.defer(&rest, again_at).await?;
-                    return Ok(());
-                }
-                Answer::Refused(reason) => {
-                    self.finish(&group, "failed", Some(reason), at).await?;
-                }
-                Answer::ChannelGone(reason) => {
-                    self.set_status(&channel, "failing", Some(reason.clone()))
-                        .await?;
-                    // What this round still held is given up with it.
-                    self.finish(&group, "failed", Some(reason), at).await?;
-                    return Ok(());
-                }
+            }
+            if let Some(reason) = gone {
+                self.record(updates).await?;
+                // What this round still held is given up with it (the next round finds the
+                // channel failing).
+                return self.set_status(&channel, "failing", Some(reason)).await;
+            }
+            if let Some(again_at) = rest_at {
+                // The channel rests until the refused message is due again (a 429's
+                // Retry-After, or the back-off after a 5xx), and not a moment longer: what
+                // comes meanwhile waits behind it, in order.
+                bucket.pause(Duration::from_secs_f64(
+                    (again_at as f64 - unix_now()).max(0.0),
+                ));
+                let rest: Vec<DeliveryRecord> = groups.flat_map(|(_, g)| g).collect();
+                updates.extend(deferred(&rest, again_at));
+                return self.record(updates).await;
+            }
+            self.record(updates).await?;
+            if channel.status != "ok" {
+                self.set_status(&channel, "ok", None).await?;
             }
         }
-        Ok(())
     }
 
     /// The message for one delivery, or the roll-up or digest of many.
@@ -472,114 +521,14 @@ impl Notifier {
         Ok(message::summary_of(title, &events, accounts))
     }
 
-    async fn finish(
-        &self,
-        group: &[DeliveryRecord],
-        state: &str,
-        error: Option<String>,
-        at: i64,
-    ) -> Result<(), EngineError> {
-        // Every outcome but a failing channel's comes from an attempt.
-        let attempted = !error.as_deref().is_some_and(|e| e.starts_with("not sent:"));
-        let updates: Vec<DeliveryUpdate> = group
-            .iter()
-            .map(|d| DeliveryUpdate {
-                id: d.id,
-                state: state.to_owned(),
-                attempts: d.attempts + i64::from(attempted),
-                due_at: d.due_at,
-                finished_at: Some(at),
-                last_error: error.clone(),
-            })
-            .collect();
-        self.engine
-            .store_call(move |store| store.update_deliveries(&updates))
-            .await?;
-        let mut stats = self.stats.lock();
-        let n = group.len() as u64;
-        match state {
-            "sent" => stats.sent += n,
-            "rolled_up" => stats.rolled_up += n,
-            _ => stats.failed += n,
-        }
-        Ok(())
-    }
-
-    /// Moves deliveries not tried to `due_at` (no attempt counted).
-    async fn defer(&self, rest: &[DeliveryRecord], due_at: i64) -> Result<(), EngineError> {
-        if rest.is_empty() {
+    /// Writes attempts' outcomes, in one transaction.
+    async fn record(&self, updates: Vec<DeliveryUpdate>) -> Result<(), EngineError> {
+        if updates.is_empty() {
             return Ok(());
         }
-        let updates: Vec<DeliveryUpdate> = rest
-            .iter()
-            .map(|d| DeliveryUpdate {
-                id: d.id,
-                state: d.state.clone(),
-                attempts: d.attempts,
-                due_at: due_at.max(d.due_at),
-                finished_at: None,
-                last_error: d.last_error.clone(),
-            })
-            .collect();
         self.engine
             .store_call(move |store| store.update_deliveries(&updates))
             .await
-    }
-
-    /// Tries again later: after `after` (a 429), else after a back-off that doubles from 5 s
-    /// to 30 min; given up once the delivery is older than the limit. When the next try is.
-    async fn retry(
-        &self,
-        group: &[DeliveryRecord],
-        after: Option<Duration>,
-        reason: String,
-        at: i64,
-    ) -> Result<i64, EngineError> {
-        let give_up_after = self.config.give_up_after_secs;
-        let mut gave_up = 0;
-        let updates: Vec<DeliveryUpdate> = group
-            .iter()
-            .map(|d| {
-                let attempts = d.attempts + 1;
-                if at - d.created_at >= give_up_after {
-                    gave_up += 1;
-                    return DeliveryUpdate {
-                        id: d.id,
-                        state: "failed".into(),
-                        attempts,
-                        due_at: d.due_at,
-                        finished_at: Some(at),
-                        last_error: Some(format!("gave up after {attempts} attempts: {reason}")),
-                    };
-                }
-                // Retry-After counts from now, to the second after (never sooner).
-                let due_at = match after {
-                    Some(after) => (unix_now() + after.as_secs_f64()).ceil() as i64,
-                    None => at + (5i64 << (attempts - 1).clamp(0, 9)).min(1800),
-                };
-                DeliveryUpdate {
-                    id: d.id,
-                    state: d.state.clone(),
-                    attempts,
-                    due_at: due_at.max(at + 1),
-                    finished_at: None,
-                    last_error: Some(reason.clone()),
-                }
-            })
-            .collect();
-        let again_at = updates
-            .iter()
-            .filter(|u| u.finished_at.is_none())
-            .map(|u| u.due_at)
-            .max()
-            .unwrap_or(at);
-        self.engine
-            .store_call(move |store| store.update_deliveries(&updates))
-            .await?;
-        let mut stats = self.stats.lock();
-        stats.retried += group.len() as u64 - gave_up;
-        stats.failed += gave_up;
-        Ok(again_at)
     }
 
     async fn set_status(
@@ -596,6 +545,91 @@ impl Notifier {
             .store_call(move |store| store.update_channel(&changed))
             .await
     }
+}
+
+/// Deliveries finished in `state` (with the reason when failed); `attempted`: a request was
+/// made (a failing channel's are given up without one).
+fn finished(
+    group: &[DeliveryRecord],
+    state: &str,
+    error: Option<String>,
+    at: i64,
+    attempted: bool,
+) -> Vec<DeliveryUpdate> {
+    group
+        .iter()
+        .map(|d| DeliveryUpdate {
+            id: d.id,
+            state: state.to_owned(),
+            attempts: d.attempts + i64::from(attempted),
+            due_at: d.due_at,
+            finished_at: Some(at),
+            last_error: error.clone(),
+        })
+        .collect()
+}
+
+/// Deliveries not tried, moved to `due_at` (no attempt counted).
+fn deferred(rest: &[DeliveryRecord], due_at: i64) -> Vec<DeliveryUpdate> {
+    rest.iter()
+        .map(|d| DeliveryUpdate {
+            id: d.id,
+            state: d.state.clone(),
+            attempts: d.attempts,
+            due_at: due_at.max(d.due_at),
+            finished_at: None,
+            last_error: d.last_error.clone(),
+        })
+        .collect()
+}
+
+/// Tried again later: after `after` (a 429's Retry-After, counted from now to the second after,
+/// never sooner), else after a back-off that doubles from 5 s to 30 min; given up once older
+/// than `give_up_after`. The updates, when the next try is, and how many were given up.
+fn retry_updates(
+    group: &[DeliveryRecord],
+    after: Option<Duration>,
+    reason: &str,
+    at: i64,
+    give_up_after: i64,
+) -> (Vec<DeliveryUpdate>, i64, u64) {
+    let mut gave_up = 0;
+    let updates: Vec<DeliveryUpdate> = group
+        .iter()
+        .map(|d| {
+            let attempts = d.attempts + 1;
+            if at - d.created_at >= give_up_after {
+                gave_up += 1;
+                return DeliveryUpdate {
+                    id: d.id,
+                    state: "failed".into(),
+                    attempts,
+                    due_at: d.due_at,
+                    finished_at: Some(at),
+                    last_error: Some(format!("gave up after {attempts} attempts: {reason}")),
+                };
+            }
+            let due_at = match after {
+                Some(after) => (unix_now() + after.as_secs_f64()).ceil() as i64,
+                None => at + (5i64 << (attempts - 1).clamp(0, 9)).min(1800),
+            };
+            DeliveryUpdate {
+                id: d.id,
+                state: d.state.clone(),
+                attempts,
+                due_at: due_at.max(at + 1),
+                finished_at: None,
+                last_error: Some(reason.to_owned()),
+            }
+        })
+        .collect();
+    let again_at = updates
+        .iter()
+        .filter(|u| u.finished_at.is_none())
+        .map(|u| u.due_at)
+        .max()
+        .unwrap_or(at);
+    (updates, again_at, gave_up)
 }
 
 /// Now, in Unix seconds with their fraction.
