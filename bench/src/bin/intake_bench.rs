@@ -75,6 +75,15 @@ enum Bench {
     Throughput(Common),
     /// Open loop at a fixed rate; delivery-to-visible latency percentiles.
     Latency(Common),
+    /// The latency scenario with notifications off and on, alternating, `--pairs` times
+    /// (each run in a fresh child process): the medians of intake's p99 and their ratio, and
+    /// the notifications' own end-to-end p99.
+    NotifyOverhead {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 3)]
+        pairs: usize,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -121,6 +130,12 @@ struct Common {
     /// a body past the size limit; each is opened again a second after the server closes it.
     #[arg(long, default_value_t = 0)]
     hostile: usize,
+    /// Notifications on: a Standard Webhooks channel to a sink in this process and 50 rules
+    /// (one choosing every event, 49 that choose other types, accounts or amounts), so that
+    /// every delivery is matched against 50 rules and sent on (latency: the time from each
+    /// delivery's scheduled send to its notification at the sink).
+    #[arg(long)]
+    notify: bool,
 }
 
 fn main() {
@@ -130,6 +145,7 @@ fn main() {
         Bench::All(common) => all(common),
         Bench::Throughput(common) => scenario(common, Scenario::Throughput),
         Bench::Latency(common) => scenario(common, Scenario::Latency),
+        Bench::NotifyOverhead { common, pairs } => notify_overhead(common, pairs),
     };
     if let Err(e) = outcome {
         eprintln!("intake_bench: {e}");
@@ -169,6 +185,9 @@ fn all(common: Common) -> Result<()> {
         "--hostile".into(),
         common.hostile.to_string(),
     ];
+    if common.notify {
+        passed.push("--notify".into());
+    }
     if let Some(dir) = &common.dir {
         passed.push("--dir".into());
         passed.push(dir.to_string_lossy().into_owned());
@@ -181,6 +200,59 @@ fn all(common: Common) -> Result<()> {
         println!();
     }
     println!("{}", json!({"bench": "intake", "scenarios": results}));
+    Ok(())
+}
+
+/// Intake's p99 with notifications off and on, alternating (see `Bench::NotifyOverhead`).
+fn notify_overhead(common: Common, pairs: usize) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let base: Vec<String> = vec![
+        "latency".into(),
+        "--scale".into(),
+        common.scale.to_string(),
+        "--seed".into(),
+        common.seed.to_string(),
+        "--duration".into(),
+        common.duration.to_string(),
+        "--rate".into(),
+        common.rate.to_string(),
+    ];
+    let (mut off, mut on, mut e2e) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..pairs.max(1) {
+        for notify in [false, true] {
+            let mut args = base.clone();
+            if notify {
+                args.push("--notify".into());
+            }
+            let result = run_self(&exe, &args)?;
+            let p99 = result["p99_ms"].as_f64().unwrap_or(f64::NAN);
+            if notify {
+                on.push(p99);
+                e2e.push(
+                    result["notifications"]["p99_ms"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN),
+                );
+            } else {
+                off.push(p99);
+            }
+        }
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let (off_median, on_median, e2e_median) = (median(&mut off), median(&mut on), median(&mut e2e));
+    println!(
+        "notification overhead over {pairs} pairs of {:.0} s at {:.0}/s: intake p99 off {off:?} ms (median {off_median:.2}), on {on:?} ms (median {on_median:.2}): ratio {:.3} — goal at most 1.20; notifications' end-to-end p99 median {e2e_median:.1} ms — goal < {GOAL_NOTIFY_P99_MS:.0} ms",
+        common.duration,
+        common.rate,
+        on_median / off_median
+    );
+    println!(
+        "{}",
+        json!({"bench": "notify_overhead", "intake_p99_off_ms": off, "intake_p99_on_ms": on, "ratio": on_median / off_median, "notify_p99_ms": e2e})
+    );
     Ok(())
 }
 
@@ -315,6 +387,9 @@ fn setup(common: &Common) -> Result<Setup> {
                 .map(|r| r.data)
                 .collect();
             objects.insert(kind, live);
+        }
+        if common.notify {
+            notify_setup(&engine, &connection).await?;
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
@@ -894,6 +969,12 @@ async fn open_loop(
             late += 1;
         }
         let delivery = events.next();
+        if let Some(probe) = PROBE.get() {
+            probe
+                .sent
+                .lock()
+                .insert(event_id_of(&delivery.body).to_owned(), scheduled);
+        }
         let (http, url, tally) = (http.clone(), url.clone(), tally.clone());
         let check = checker.as_ref().and_then(|(send, every)| {
             (n % every == 0)
@@ -1012,6 +1093,12 @@ fn scenario(common: Common, which: Scenario) -> Result<()> {
                     .to_owned();
                 clients.block_on(async { Hostile::start(address, common.hostile).await })
             });
+            if let Some(probe) = PROBE.get() {
+                // Only the measured run's events count.
+                clients.block_on(probe.settle(Duration::from_secs(30)));
+                probe.sent.lock().clear();
+                probe.received.lock().clear();
+            }
             let before = Usage::now();
             let (tally, elapsed, late) = clients.block_on(open_loop(
                 &http,
@@ -1024,6 +1111,10 @@ fn scenario(common: Common, which: Scenario) -> Result<()> {
             let usage = Usage::now().since(&before);
             let checked = checker.join().map_err(|_| "the checker panicked")?;
             let mut result = report_latency(&common, tally, elapsed, late, checked, &usage);
+            if let Some(probe) = PROBE.get() {
+                let drained = clients.block_on(probe.settle(Duration::from_secs(60)));
+                result["notifications"] = probe.report(drained);
+            }
             if let Some(hostile) = hostile {
                 let (opened, closed_by_server, open_at_end) = clients.block_on(hostile.stop());
                 let peak_mb = vm_kb("VmHWM") as f64 / 1024.0;
@@ -1405,4 +1496,171 @@ impl Usage {
 
 fn load_note() -> String {
     format!("; load average {:.2}", load_average())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications (`--notify`)
+
+/// What the notification sink saw, against when each event's delivery was scheduled.
+#[derive(Default)]
+struct Probe {
+    sent: Mutex<std::collections::HashMap<String, Instant>>,
+    received: Mutex<Vec<(String, Instant)>>,
+}
+
+static PROBE: std::sync::OnceLock<Arc<Probe>> = std::sync::OnceLock::new();
+const NOTIFY_THREAD: &str = "bench-sink";
+const GOAL_NOTIFY_P99_MS: f64 = 1_000.0;
+
+impl Probe {
+    /// Waits until the sink has had nothing new for 2 s (at most `limit`); how long it took.
+    async fn settle(&self, limit: Duration) -> Duration {
+        let started = Instant::now();
+        let mut last = (self.received.lock().len(), Instant::now());
+        while started.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.received.lock().len();
+            if now != last.0 {
+                last = (now, Instant::now());
+            } else if last.1.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
+        started.elapsed()
+    }
+
+    fn report(&self, drained: Duration) -> Value {
+        let sent = self.sent.lock().clone();
+        let received = self.received.lock().clone();
+        let mut seen = std::collections::HashSet::new();
+        let mut latencies: Vec<u32> = Vec::new();
+        let mut repeats = 0;
+        for (event, at) in &received {
+            if !seen.insert(event.clone()) {
+                repeats += 1;
+                continue;
+            }
+            if let Some(scheduled) = sent.get(event) {
+                latencies.push(at.saturating_duration_since(*scheduled).as_micros() as u32);
+            }
+        }
+        latencies.sort_unstable();
+        let p99 = percentile(&latencies, 0.99);
+        println!(
+            "  notifications (50 rules, one choosing every event; a Standard Webhooks sink): {} of {} events sent on, {repeats} repeats; scheduled delivery → at the sink p50 {:.1} ms, p90 {:.1} ms, p99 {p99:.1} ms, max {:.1} ms — goal p99 < {GOAL_NOTIFY_P99_MS:.0} ms: ratio {:.3}; the last arrived within {:.1} s of the run's end",
+            latencies.len(),
+            sent.len(),
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.9),
+            percentile(&latencies, 1.0),
+            p99 / GOAL_NOTIFY_P99_MS,
+            drained.as_secs_f64().max(2.0) - 2.0,
+        );
+        json!({
+            "events": sent.len(),
+            "sent_on": latencies.len(),
+            "repeats": repeats,
+            "p50_ms": percentile(&latencies, 0.5),
+            "p99_ms": p99,
+            "max_ms": percentile(&latencies, 1.0),
+            "goal_p99_ms": GOAL_NOTIFY_P99_MS,
+        })
+    }
+}
+
+/// Starts the sink (its own runtime and thread) and makes the channel and the 50 rules.
+async fn notify_setup(engine: &Arc<Engine>, connection: &Connection) -> Result<()> {
+    use sm_engine::ops::notify::{self, ChannelInput, RuleInput};
+    let probe = PROBE.get_or_init(|| Arc::new(Probe::default())).clone();
+    let (ready, address) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(NOTIFY_THREAD.into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the sink");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("a port for the sink");
+                let _ = ready.send(listener.local_addr().expect("an address"));
+                let app = axum::Router::new().route(
+                    "/in",
+                    axum::routing::post(move |body: bytes::Bytes| {
+                        let probe = probe.clone();
+                        async move {
+                            let at = Instant::now();
+                            let event = serde_json::from_slice::<Value>(&body)
+                                .ok()
+                                .and_then(|v| v["event_id"].as_str().map(str::to_owned))
+                                .unwrap_or_default();
+                            probe.received.lock().push((event, at));
+                            "ok"
+                        }
+                    }),
+                );
+                let _ = axum::serve(listener, app).await;
+            });
+        })?;
+    let address = address.recv()?;
+    notify::add_channel(
+        engine,
+        ChannelInput {
+            name: "sink".into(),
+            kind: "webhook".into(),
+            url: format!("http://{address}/in"),
+            secret: None,
+            token: None,
+            to: Vec::new(),
+            from: None,
+            ca_pem: None,
+        },
+    )
+    .await?;
+    let other_types = [
+        "payout.failed",
+        "charge.dispute.created",
+        "radar.early_fraud_warning.created",
+        "charge.refunded",
+        "payment_intent.payment_failed",
+        "invoice.payment_failed",
+        "checkout.session.completed",
+    ];
+    for n in 0..49 {
+        let mut rule = RuleInput {
+            name: format!("other-{n}"),
+            channel: "sink".into(),
+            include_test: true,
+            ..Default::default()
+        };
+        match n % 3 {
+            // Types the bench's events never have.
+            0 => rule.events = Some(other_types[n % other_types.len()].into()),
+            // Every type, live events only (the bench's are test events).
+            1 => {
+                rule.events = Some("*".into());
+                rule.include_test = false;
+            }
+            // Every invoice event at a minimum amount no bench invoice reaches.
+            _ => {
+                rule.events = Some("invoice.*".into());
+                rule.min_amount = Some("1000000usd".into());
+            }
+        }
+        notify::add_rule(engine, rule).await?;
+    }
+    notify::add_rule(
+        engine,
+        RuleInput {
+            name: "everything".into(),
+            channel: "sink".into(),
+            events: Some("*".into()),
+            account: Some(connection.account_id.clone()),
+            include_test: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -445,17 +445,21 @@ fn chosen_events_reach_each_channel_once_through_limits_failures_and_a_kill() {
             received, expected,
             "{kind}: every chosen event, and nothing else"
         );
-        duplicates += counts.values().map(|n| n - 1).sum::<u32>() - refusals;
+        let repeated = counts.values().map(|n| n - 1).sum::<u32>() - refusals;
+        // A message in flight when serve was killed (sent, its answer not yet recorded) is
+        // sent again after the restart: for a person's channel (one message at a time, each
+        // recorded) at most one; a webhook's outcomes are recorded every 250 ms, and a repeat
+        // carries the same webhook-id (checked below), which its consumer uses to drop it.
+        if kind != "webhook" {
+            assert!(repeated <= 1, "{kind}: {repeated} events sent twice");
+        }
+        duplicates += repeated;
         eprintln!(
             "{kind}: {} events, {} requests",
             expected.len(),
             receiver.requests().len()
         );
     }
-    // A message in flight when serve was killed (sent, its answer not yet recorded) is sent
-    // again after the restart — at most one per channel, and with the same webhook-id, which a
-    // Standard Webhooks consumer uses to drop the repeat.
-    assert!(duplicates <= 2, "{duplicates} events were sent twice");
     eprintln!("sent twice after the kill: {duplicates}");
     let mut ids_by_event: HashMap<String, HashSet<String>> = HashMap::new();
     for request in hook.requests() {

@@ -37,7 +37,8 @@ pub struct NotifyConfig {
     pub give_up_after_secs: i64,
     /// The whole of one request to a channel.
     pub request_timeout: Duration,
-    /// How often the queue and the due deliveries are read.
+    /// How often the queue and the due deliveries are read while there is work (five times
+    /// less often while there is none).
     pub tick: Duration,
 }
 
@@ -49,7 +50,7 @@ impl Default for NotifyConfig {
             dashboard_base: None,
             give_up_after_secs: 24 * 3600,
             request_timeout: Duration::from_secs(10),
-            tick: Duration::from_millis(200),
+            tick: Duration::from_millis(50),
         }
     }
 }
@@ -71,6 +72,10 @@ pub struct Notifier {
     http: reqwest::Client,
     /// Deliveries handed to a worker and not yet recorded: not handed out again.
     in_flight: Mutex<HashSet<i64>>,
+    /// Held by a dispatch from its read of due deliveries until they are marked in flight, and
+    /// by a worker taking its finished ones out of `in_flight`: otherwise a read made just
+    /// before a worker's outcomes were written could hand out deliveries already sent.
+    dispatching: tokio::sync::Mutex<()>,
     workers: Mutex<HashMap<String, mpsc::UnboundedSender<Vec<DeliveryRecord>>>>,
     stats: Mutex<NotifyStats>,
 }
@@ -167,6 +172,7 @@ impl Notifier {
             config,
             http,
             in_flight: Mutex::new(HashSet::new()),
+            dispatching: tokio::sync::Mutex::new(()),
             workers: Mutex::new(HashMap::new()),
             stats: Mutex::new(NotifyStats::default()),
         }))
@@ -180,20 +186,34 @@ impl Notifier {
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
-            if let Err(error) = self.round().await {
-                tracing::warn!(error = %error.message, "notifications: a round failed");
-            }
+            // Small, frequent rounds while events come (a burst of work every few hundred
+            // milliseconds showed in webhook intake's latency); few while none do.
+            let wait = match self.round().await {
+                Ok(true) => self.config.tick,
+                Ok(false) => self.config.tick * 5,
+                Err(error) => {
+                    tracing::warn!(error = %error.message, "notifications: a round failed");
+                    self.config.tick * 5
+                }
+            };
             tokio::select! {
                 _ = &mut stop => return,
-                _ = tokio::time::sleep(self.config.tick) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    /// One round: match what is queued, hand out what is due.
-    pub async fn round(self: &Arc<Self>) -> Result<(), EngineError> {
-        while self.plan().await? > 0 {}
-        self.dispatch().await
+    /// One round: match what is queued, hand out what is due. Whether there was anything.
+    pub async fn round(self: &Arc<Self>) -> Result<bool, EngineError> {
+        let mut planned = 0;
+        loop {
+            let read = self.plan().await?;
+            if read == 0 {
+                break;
+            }
+            planned += read;
+        }
+        Ok(self.dispatch().await? > 0 || planned > 0)
     }
 
     /// Matches up to a page of queued events; how many were read.
@@ -262,8 +282,9 @@ impl Notifier {
         Ok(read)
     }
 
-    /// Hands due deliveries to their channel's worker (started when first needed).
-    async fn dispatch(self: &Arc<Self>) -> Result<(), EngineError> {
+    /// Hands due deliveries to their channel's worker (started when first needed); how many.
+    async fn dispatch(self: &Arc<Self>) -> Result<usize, EngineError> {
+        let _dispatching = self.dispatching.lock().await;
         let due = self
             .engine
             .store_call(|store| store.deliveries_due(now(), 5000))
@@ -271,10 +292,12 @@ impl Notifier {
         // Each channel's share handed over at once, so that its worker sees the whole
         // backlog (and rolls it up) rather than the first few.
         let mut by_channel: HashMap<String, Vec<DeliveryRecord>> = HashMap::new();
+        let mut handed = 0;
         {
             let mut in_flight = self.in_flight.lock();
             for delivery in due {
                 if in_flight.insert(delivery.id) {
+                    handed += 1;
                     by_channel
                         .entry(delivery.channel_id.clone())
                         .or_default()
@@ -297,7 +320,7 @@ impl Notifier {
                 workers.remove(&channel_id);
             }
         }
-        Ok(())
+        Ok(handed)
     }
 
     /// Sends one channel's deliveries as they come, paced.
@@ -318,6 +341,7 @@ impl Notifier {
             if let Err(error) = self.work(&channel_id, batch, &mut bucket).await {
                 tracing::warn!(error = %error.message, "notifications: sending failed");
             }
+            let _dispatching = self.dispatching.lock().await;
             let mut in_flight = self.in_flight.lock();
             for id in ids {
                 in_flight.remove(&id);
@@ -381,18 +405,27 @@ impl Notifier {
                 groups.push((String::new(), vec![d]));
             }
         }
+        let mut sent_any = false;
         let mut groups = groups.into_iter();
+        // Outcomes are written together, not per request: the database's one writer serves
+        // webhook intake first.
+        let mut updates = Vec::new();
+        let mut last_record = Instant::now();
         loop {
             // Up to the kind's number of requests side by side (one for chat), each paced.
             let chunk: Vec<(String, Vec<DeliveryRecord>)> =
                 groups.by_ref().take(settings.kind.parallel()).collect();
             if chunk.is_empty() {
+                self.record(updates).await?;
+                if channel.status != "ok" && sent_any {
+                    self.set_status(&channel, "ok", None).await?;
+                }
                 return Ok(());
             }
+            let notices = self.notices(&chunk, &accounts).await?;
             let mut sends = tokio::task::JoinSet::new();
-            for (index, (title, group)) in chunk.iter().enumerate() {
+            for (index, ((_, group), notice)) in chunk.iter().zip(notices).enumerate() {
                 bucket.take().await;
-                let notice = self.notice(title, group, &accounts).await?;
                 let message_id = if group.len() == 1 {
                     format!("msg_{}", group[0].id)
                 } else {
@@ -411,7 +444,6 @@ impl Notifier {
                 answers[index] = Some(answer);
             }
             let at = now();
-            let mut updates = Vec::new();
             let mut rest_at: Option<i64> = None;
             let mut gone: Option<String> = None;
             for ((title, group), answer) in chunk.into_iter().zip(answers) {
@@ -428,6 +460,7 @@ impl Notifier {
                         drop(stats);
                         let state = if single { "sent" } else { "rolled_up" };
                         updates.extend(finished(&group, state, None, at, true));
+                        sent_any = true;
                     }
                     Answer::Retry { after, reason } => {
                         let after = after.map(|a| a.min(Duration::from_secs(3600)));
@@ -473,52 +506,62 @@ impl Notifier {
                 updates.extend(deferred(&rest, again_at));
                 return self.record(updates).await;
             }
-            self.record(updates).await?;
-            if channel.status != "ok" {
-                self.set_status(&channel, "ok", None).await?;
+            // People's channels (one message at a time, about a second apart) record each;
+            // a webhook's outcomes are written every 250 ms or 500, whichever comes first —
+            // what a crash can send again (with the same webhook-id).
+            if settings.kind.parallel() == 1
+                || updates.len() >= 500
+                || last_record.elapsed() >= Duration::from_millis(250)
+            {
+                self.record(std::mem::take(&mut updates)).await?;
+                last_record = Instant::now();
             }
         }
     }
 
-    /// The message for one delivery, or the roll-up or digest of many.
-    async fn notice(
+    /// The messages of a chunk: each delivery's own (what it needs read from the mirror in one
+    /// go), or the roll-up or digest of many.
+    async fn notices(
         &self,
-        title: &str,
-        group: &[DeliveryRecord],
+        chunk: &[(String, Vec<DeliveryRecord>)],
         accounts: &[AccountRecord],
-    ) -> Result<Notice, EngineError> {
-        if group.len() == 1 && title.is_empty() {
-            let d = group[0].clone();
-            let account = accounts
-                .iter()
-                .find(|a| a.connection == d.connection)
-                .cloned()
-                .unwrap_or_else(|| placeholder_account(&d));
-            let base = self.config.dashboard_base.clone();
-            return self
-                .engine
-                .store_call(move |store| {
-                    let event: Value = serde_json::from_str(&d.event_data).unwrap_or(Value::Null);
-                    let related = message::related(store, &d.connection, &event["data"]["object"]);
-                    Ok(message::for_event(
-                        &account,
-                        &event,
-                        &related,
-                        base.as_deref(),
-                    ))
-                })
-                .await;
-        }
-        let events: Vec<_> = group
-            .iter()
-            .map(|d| {
-                (
-                    d.connection.clone(),
-                    serde_json::from_str::<Value>(&d.event_data).unwrap_or(Value::Null),
-                )
+    ) -> Result<Vec<Notice>, EngineError> {
+        let work: Vec<(String, Vec<DeliveryRecord>)> = chunk.to_vec();
+        let accounts = accounts.to_vec();
+        let base = self.config.dashboard_base.clone();
+        self.engine
+            .store_call(move |store| {
+                Ok(work
+                    .iter()
+                    .map(|(title, group)| {
+                        if group.len() == 1 && title.is_empty() {
+                            let d = &group[0];
+                            let account = accounts
+                                .iter()
+                                .find(|a| a.connection == d.connection)
+                                .cloned()
+                                .unwrap_or_else(|| placeholder_account(d));
+                            let event: Value =
+                                serde_json::from_str(&d.event_data).unwrap_or(Value::Null);
+                            let related =
+                                message::related(store, &d.connection, &event["data"]["object"]);
+                            return message::for_event(&account, &event, &related, base.as_deref());
+                        }
+                        let events: Vec<_> = group
+                            .iter()
+                            .map(|d| {
+                                (
+                                    d.connection.clone(),
+                                    serde_json::from_str::<Value>(&d.event_data)
+                                        .unwrap_or(Value::Null),
+                                )
+                            })
+                            .collect();
+                        message::summary_of(title, &events, &accounts)
+                    })
+                    .collect())
             })
-            .collect();
-        Ok(message::summary_of(title, &events, accounts))
+            .await
     }
 
     /// Writes attempts' outcomes, in one transaction.
