@@ -405,7 +405,7 @@ mod tests {
         argv.extend(
             words[start..]
                 .iter()
-                .take_while(|w| !matches!(w.as_str(), "&&" | "|" | ">" | "&"))
+                .take_while(|w| !matches!(w.as_str(), "&&" | "|" | ">" | "&" | "<" | "<<<"))
                 .cloned(),
         );
         Some(argv)

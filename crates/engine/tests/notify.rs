@@ -18,54 +18,6 @@ use sm_engine::sync::{Quiet, SyncOptions, sync};
 use sm_stripe::ApiKey;
 use sm_warehouse::{DeliveryQuery, DeliveryUpdate};
 use support::World;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Mutex;
-
-/// A receiver that answers 200 and keeps each body.
-async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let kept = bodies.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let kept = kept.clone();
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buffer = [0u8; 16384];
-                while let Ok(n) = stream.read(&mut buffer).await {
-                    if n == 0 {
-                        return;
-                    }
-                    seen.extend_from_slice(&buffer[..n]);
-                    let text = String::from_utf8_lossy(&seen).into_owned();
-                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-                        continue;
-                    };
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if body.len() < length {
-                        continue;
-                    }
-                    kept.lock().await.push(body.to_owned());
-                    let _ = stream
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                        )
-                        .await;
-                    return;
-                }
-            });
-        }
-    });
-    (base, bodies)
-}
 
 fn channel(name: &str, kind: &str, url: String) -> ChannelInput {
     ChannelInput {
@@ -120,9 +72,9 @@ async fn a_backlog_rolls_up_a_digest_waits_for_its_time_and_old_news_is_not_sent
         .await
         .unwrap();
     let connection = sm_warehouse::Connection::new(outcome.account.account_id.clone(), false);
-    let (chat_base, chat) = receiver().await;
-    let (hook_base, hook) = receiver().await;
-    let (digest_base, digest) = receiver().await;
+    let (chat_base, chat) = sm_test_support::receiver::start().await;
+    let (hook_base, hook) = sm_test_support::receiver::start().await;
+    let (digest_base, digest) = sm_test_support::receiver::start().await;
     notify::add_channel(
         &engine,
         channel("chat", "slack", format!("{chat_base}/services/x")),

@@ -1053,54 +1053,6 @@ async fn events_stream_as_they_are_stored() {
     server.stop().await;
 }
 
-/// A receiver of notifications on 127.0.0.1 that answers 200 and keeps each body.
-async fn receiver() -> (String, std::sync::Arc<tokio::sync::Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let bodies = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
-    let kept = bodies.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let kept = kept.clone();
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buffer = [0u8; 8192];
-                loop {
-                    let n = stream.read(&mut buffer).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    seen.extend_from_slice(&buffer[..n]);
-                    let text = String::from_utf8_lossy(&seen).into_owned();
-                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-                        continue;
-                    };
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if body.len() < length {
-                        continue;
-                    }
-                    kept.lock().await.push(body.to_owned());
-                    let _ = stream
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                        )
-                        .await;
-                    return;
-                }
-            });
-        }
-    });
-    (base, bodies)
-}
-
 /// Notification channels and rules through the REST API: a webhook channel added (its made
 /// secret answered once, its URL never), tested against a real receiver, a rule in words, the
 /// log, bad input refused in words with nothing written, a read-only token refused, removal.
@@ -1122,7 +1074,7 @@ async fn notifications_through_the_rest_api() {
         .await
         .unwrap()
         .secret;
-    let (receiver_base, bodies) = receiver().await;
+    let (receiver_base, bodies) = sm_test_support::receiver::start().await;
 
     let body = json!({"name": "consumer", "kind": "webhook", "url": format!("{receiver_base}/hooks/s3cret")}).to_string();
     let (status, added) = api

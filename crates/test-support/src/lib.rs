@@ -7,6 +7,8 @@
 //! offers, so it is not expected; children listed under a deleted customer are gone from Stripe's
 //! lists, so the mirror may or may not hold them; the mirror holds nothing Stripe does not know.
 
+pub mod receiver;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
