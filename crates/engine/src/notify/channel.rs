@@ -84,8 +84,9 @@ impl ChannelKind {
     }
 }
 
-/// A channel's settings, secrets included: sealed as JSON in the store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A channel's settings, secrets included: sealed as JSON in the store. Its `Debug` shows
+/// nothing secret (the URL masked), so that no log line can carry one.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelSettings {
     pub kind: ChannelKind,
     /// Where to POST (the whole URL: Slack's, Discord's and Teams' carry their secret).
@@ -107,8 +108,17 @@ pub struct ChannelSettings {
     pub ca_pem: Option<String>,
 }
 
+impl std::fmt::Debug for ChannelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelSettings")
+            .field("kind", &self.kind)
+            .field("target", &self.target_masked())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a channel takes beside its kind and URL.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ChannelOptions {
     /// A webhook's signing secret.
     pub secret: Option<String>,

@@ -35,8 +35,8 @@ pub struct ChannelAdded {
     pub signing_secret: Option<String>,
 }
 
-/// What a new channel is.
-#[derive(Debug, Clone)]
+/// What a new channel is (no `Debug`: its URL and secrets must not reach a log).
+#[derive(Clone)]
 pub struct ChannelInput {
     pub name: String,
     pub kind: String,
