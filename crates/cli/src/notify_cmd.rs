@@ -237,17 +237,8 @@ pub async fn notify(global: &GlobalArgs, args: NotifyArgs) -> Result<(), CliErro
         }
         NotifyAction::Channel(ChannelAction::Test { name }) => {
             let outcome = notify::test_channel(&engine, &name).await?;
-            if !outcome.delivered {
-                let mut error = CliError::of(
-                    sm_engine::ErrorCode::Upstream,
-                    format!(
-                        "the test message to \"{}\" was not taken: {}",
-                        outcome.channel.name,
-                        outcome.error.as_deref().unwrap_or("no reason given")
-                    ),
-                );
-                error.hint = Some("the channel is marked failing until a message goes through: check its URL, then remove it and add it again if it changed".into());
-                return Err(error);
+            if let Some(refusal) = outcome.refusal() {
+                return Err(refusal.into());
             }
             if global.json {
                 print_json(&json!(outcome));

@@ -620,93 +620,18 @@ print(len(messages))
     );
 }
 
-/// Runs a command that must succeed.
-fn run(what: &str, command: &mut std::process::Command) {
-    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        output.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A CA and a certificate for `localhost` it signs, in `dir` (ca.crt, server.crt, server.key).
-fn make_certificates(dir: &std::path::Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(
-        "openssl makes a CA",
-        std::process::Command::new("openssl")
-            .current_dir(dir)
-            .args(["req", "-x509"])
-            .args(ec)
-            .args(["-days", "2", "-subj", "/CN=test mail CA"])
-            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
-            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-            .args(["-keyout", "ca.key", "-out", "ca.crt"]),
-    );
-    run(
-        "openssl makes a server key",
-        std::process::Command::new("openssl")
-            .current_dir(dir)
-            .arg("req")
-            .args(ec)
-            .args([
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-            ]),
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(
-        "openssl signs it",
-        std::process::Command::new("openssl")
-            .current_dir(dir)
-            .args([
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "server.ext",
-                "-out",
-                "server.crt",
-            ]),
-    );
-}
-
 /// Email through a real SMTP server (aiosmtpd, started here) that requires STARTTLS before a
 /// password: `notify channel test` and `serve` deliver over TLS, signed by a CA given with
-/// `--ca-file`; a recipient refused with 550 marks its channel failing with the server's words.
+/// `--ca-file`; a recipient refused with 550 marks its channel failing with the server's words;
+/// `smtps://` (TLS from the first byte) goes through too. Beside it, a rule in its quiet hours
+/// holds its messages until they end.
 #[test]
-fn email_goes_over_starttls_with_a_password_and_a_refusal_fails_the_channel() {
+fn email_goes_over_tls_refusals_fail_the_channel_and_quiet_hours_hold_messages() {
     let present = std::process::Command::new("python3")
         .args(["-c", "import aiosmtpd"])
         .output()
         .is_ok_and(|o| o.status.success())
-        && std::process::Command::new("openssl")
-            .arg("version")
-            .output()
-            .is_ok();
+        && sm_test_support::certificates::openssl_present();
     if !present {
         assert!(
             std::env::var("STRIPE_MIRROR_TEST_SDK").as_deref() != Ok("required"),
@@ -722,28 +647,10 @@ fn email_goes_over_starttls_with_a_password_and_a_refusal_fails_the_channel() {
         .run(&["sync", &emu.account], &KeyInput::None)
         .success();
     let dir = mirror.file("").parent().unwrap().to_path_buf();
-    make_certificates(&dir);
+    sm_test_support::certificates::make_ca(&dir, "ca");
+    sm_test_support::certificates::make_server_cert(&dir, "ca");
     let out = dir.join("mail.jsonl");
-    let port = free_port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/notify/smtp_server.py");
-    let mut server = Reaped(
-        std::process::Command::new("python3")
-            .arg(script)
-            .arg(port.to_string())
-            .arg(dir.join("server.crt"))
-            .arg(dir.join("server.key"))
-            .arg(&out)
-            .args(["alerts@acme.test", "pa55 word", "nobody@acme.test"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 runs"),
-    );
-    let mut ready = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    assert_eq!(ready.trim(), "ready");
+    let (server, port) = smtp_server(&dir, &out, "starttls");
     let ca = dir.join("ca.crt");
     let url = format!("smtp://alerts%40acme.test:pa55%20word@localhost:{port}");
     let add = |name: &str, to: &str| {
@@ -797,6 +704,46 @@ fn email_goes_over_starttls_with_a_password_and_a_refusal_fails_the_channel() {
             "--test",
         ],
     );
+    // Quiet hours from an hour ago to an hour from now (UTC): what they choose waits, in the
+    // log, until they end.
+    let quiet = Receiver::start(Vec::new(), 200);
+    json_of(
+        &mirror,
+        &[
+            "notify",
+            "channel",
+            "add",
+            "night",
+            "--kind",
+            "slack",
+            "--url",
+            &format!("{}/services/T2/B2/q", quiet.base),
+        ],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let minute = now.rem_euclid(86_400) / 60;
+    let clock = |m: i64| format!("{:02}:{:02}", m.rem_euclid(1440) / 60, m.rem_euclid(60));
+    let quiet_hours = format!("{}-{}", clock(minute - 60), clock(minute + 60));
+    let quiet_until = now - now.rem_euclid(60) + 3600;
+    json_of(
+        &mirror,
+        &[
+            "notify",
+            "rule",
+            "add",
+            "overnight",
+            "--channel",
+            "night",
+            "--events",
+            "customer.created",
+            "--test",
+            "--quiet-hours",
+            &quiet_hours,
+        ],
+    );
     let serve_port = free_port();
     let serve = start_serve(&mirror, serve_port, "serve-email");
     for name in ["Ada", "Grace"] {
@@ -838,6 +785,15 @@ fn email_goes_over_starttls_with_a_password_and_a_refusal_fails_the_channel() {
         "the test and one per new customer: {mails:?}"
     );
     assert!(mails.iter().all(|m| m["tls"] == true), "over TLS");
+    assert!(quiet.requests().is_empty(), "nothing in quiet hours");
+    let held = json_of(&mirror, &["notify", "log", "--channel", "night"]);
+    let held = held.as_array().unwrap();
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert!(
+        held.iter()
+            .all(|d| d["state"] == "pending" && d["due_at"] == quiet_until),
+        "held until the quiet hours end ({quiet_until}): {held:?}"
+    );
     assert_eq!(
         mails[0]["to"],
         json!(["finance@acme.test", "owner@acme.test"])
@@ -864,4 +820,61 @@ fn email_goes_over_starttls_with_a_password_and_a_refusal_fails_the_channel() {
             .all(|d| d.contains("Subject: [test] New customer") && d.contains("Message-ID: <msg_"))
     );
     drop(server);
+
+    // Implicit TLS (`smtps://`, as on port 465): the test message goes through, encrypted.
+    let implicit_out = dir.join("mail-implicit.jsonl");
+    let (_implicit, implicit_port) = smtp_server(&dir, &implicit_out, "implicit");
+    json_of(
+        &mirror,
+        &[
+            "notify",
+            "channel",
+            "add",
+            "implicit",
+            "--kind",
+            "email",
+            "--url",
+            &format!("smtps://alerts%40acme.test:pa55%20word@localhost:{implicit_port}"),
+            "--to",
+            "finance@acme.test",
+            "--from",
+            "alerts@acme.test",
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ],
+    );
+    json_of(&mirror, &["notify", "channel", "test", "implicit"]);
+    let mails: Vec<Value> = std::fs::read_to_string(&implicit_out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0]["tls"], true);
+}
+
+/// The test's SMTP server (`tests/notify/smtp_server.py`) in `mode` (`starttls` or `implicit`),
+/// writing what it accepts to `out`, once it listens; and its port.
+fn smtp_server(dir: &std::path::Path, out: &std::path::Path, mode: &str) -> (Reaped, u16) {
+    let port = free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/notify/smtp_server.py");
+    let mut server = Reaped(
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(dir.join("server.crt"))
+            .arg(dir.join("server.key"))
+            .arg(out)
+            .args(["alerts@acme.test", "pa55 word", "nobody@acme.test", mode])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    let mut ready = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    (server, port)
 }

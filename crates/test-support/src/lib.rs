@@ -7,6 +7,7 @@
 //! offers, so it is not expected; children listed under a deleted customer are gone from Stripe's
 //! lists, so the mirror may or may not hold them; the mirror holds nothing Stripe does not know.
 
+pub mod certificates;
 pub mod receiver;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

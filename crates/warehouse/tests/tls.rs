@@ -11,6 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sm_test_support::certificates::{make_ca, make_server_cert, openssl_present};
+
 fn server_programs() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("STRIPE_MIRROR_TEST_POSTGRES_BIN") {
         return Some(PathBuf::from(dir));
@@ -50,79 +52,6 @@ fn as_server_user(program: &Path) -> Command {
     } else {
         Command::new(program)
     }
-}
-
-/// A CA and, when `server` is set, a certificate for `localhost` it signs.
-fn make_ca(dir: &Path, name: &str) {
-    run(
-        "openssl makes a CA",
-        Command::new("openssl").current_dir(dir).args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-        ]),
-    );
-}
-
-fn make_server_cert(dir: &Path, ca: &str) {
-    run(
-        "openssl makes a server key",
-        Command::new("openssl").current_dir(dir).args([
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ]),
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(
-        "openssl signs the server certificate",
-        Command::new("openssl").current_dir(dir).args([
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.crt",
-        ]),
-    );
 }
 
 struct Cluster {
@@ -187,7 +116,7 @@ fn encrypted(store: &dyn sm_warehouse::Store) -> bool {
 #[test]
 fn sslmode_is_honoured_against_a_server_of_our_own() {
     let required = std::env::var("STRIPE_MIRROR_TEST_POSTGRES_TLS").as_deref() == Ok("required");
-    let openssl = Command::new("openssl").arg("version").output().is_ok();
+    let openssl = openssl_present();
     let Some(bin) = server_programs().filter(|_| openssl) else {
         assert!(
             !required,

@@ -374,7 +374,7 @@ try {
   await page.click("text=Add the channel");
   await waitFor("Added archived");
   await page.click('button[aria-label="Send test to archived"]');
-  await waitFor("archived did not take the test message");
+  await waitFor("the test message to \"archived\" was not taken");
   await waitFor("Failing: HTTP 410");
   await audit("19-notifications");
   await page.click('button[aria-label="Remove archived"]');

@@ -1,9 +1,9 @@
-"""A real SMTP server for the notification test (aiosmtpd): STARTTLS required before AUTH, one
-user and password, one recipient refused with 550, each message accepted appended to a file as
+"""A real SMTP server for the notification test (aiosmtpd): TLS required before AUTH — by STARTTLS
+(mode `starttls`) or from the first byte (mode `implicit`, as on port 465) — one user and password, one recipient refused with 550, each message accepted appended to a file as
 a JSON line (sender, recipients, whether TLS was on, the message). Prints "ready" when it
 listens.
 
-Usage: smtp_server.py PORT CERT KEY OUT USER PASSWORD REFUSED_RECIPIENT
+Usage: smtp_server.py PORT CERT KEY OUT USER PASSWORD REFUSED_RECIPIENT starttls|implicit
 """
 
 import json
@@ -14,7 +14,7 @@ import time
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-port, cert, key, out, user, password, refused = sys.argv[1:8]
+port, cert, key, out, user, password, refused, mode = sys.argv[1:9]
 
 
 class Handler:
@@ -29,7 +29,9 @@ class Handler:
             f.write(json.dumps({
                 "from": envelope.mail_from,
                 "to": envelope.rcpt_tos,
-                "tls": session.ssl is not None,
+                # STARTTLS sets the session's `ssl`; implicit TLS only shows on the transport.
+                "tls": session.ssl is not None
+                or server.transport.get_extra_info("ssl_object") is not None,
                 "data": envelope.content.decode("utf-8", "replace"),
             }) + "\n")
         return "250 OK"
@@ -44,9 +46,15 @@ def authenticate(server, session, envelope, mechanism, auth_data):
 
 context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 context.load_cert_chain(cert, key)
+if mode == "implicit":
+    # aiosmtpd counts only STARTTLS as TLS when it decides whether to offer AUTH; here the
+    # socket is TLS before the first byte, so requiring it again would hide AUTH.
+    tls = {"ssl_context": context, "auth_require_tls": False}
+else:
+    tls = {"tls_context": context, "require_starttls": True}
 controller = Controller(
-    Handler(), hostname="127.0.0.1", port=int(port), tls_context=context,
-    require_starttls=True, authenticator=authenticate, auth_required=True,
+    Handler(), hostname="127.0.0.1", port=int(port), authenticator=authenticate,
+    auth_required=True, **tls,
 )
 controller.start()
 print("ready", flush=True)

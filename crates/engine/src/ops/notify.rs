@@ -165,6 +165,27 @@ pub struct TestOutcome {
     pub error: Option<String>,
 }
 
+impl TestOutcome {
+    /// The error every surface shows when the receiver did not take the test message (none when
+    /// it did).
+    pub fn refusal(&self) -> Option<EngineError> {
+        if self.delivered {
+            return None;
+        }
+        Some(
+            EngineError::new(
+                ErrorCode::Upstream,
+                format!(
+                    "the test message to \"{}\" was not taken: {}",
+                    self.channel.name,
+                    self.error.as_deref().unwrap_or("no reason given")
+                ),
+            )
+            .hint("the channel is marked failing until a message goes through: check its URL, then remove it and add it again if it changed"),
+        )
+    }
+}
+
 /// Sends a sample message now and records the channel's status from the answer: `ok` when it
 /// was taken, `failing` with the receiver's words when not.
 pub async fn test_channel(engine: &Engine, name: &str) -> Result<TestOutcome, EngineError> {

@@ -316,17 +316,10 @@ pub async fn test_channel(
     act(state, headers, body, |state, form| async move {
         let name = form.text("name").unwrap_or_default();
         match notify::test_channel(&state.engine, &name).await {
-            Ok(outcome) if outcome.delivered => done(format!("{name} took the test message.")),
-            Ok(outcome) => failed(
-                EngineError::new(
-                    sm_engine::ErrorCode::Upstream,
-                    format!(
-                        "{name} did not take the test message: {}",
-                        outcome.error.unwrap_or_default()
-                    ),
-                )
-                .hint("check the channel's URL; remove it and add it again if it changed"),
-            ),
+            Ok(outcome) => match outcome.refusal() {
+                None => done(format!("{name} took the test message.")),
+                Some(refusal) => failed(refusal),
+            },
             Err(error) => failed(error),
         }
     })
