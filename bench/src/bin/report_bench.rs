@@ -84,7 +84,10 @@ async fn run(args: Args) -> Result<(), Error> {
         sm_reports::calendar::days_from_civil(year - i64::from(args.years), month, 1) * 86_400
     };
     let query = ReportQuery {
-        from: Some(sm_reports::calendar::date_label(from, 0)),
+        from: Some(sm_reports::calendar::date_label(
+            from,
+            &sm_reports::calendar::Zone::utc(),
+        )),
         interval: Some("month".into()),
         ..Default::default()
     };

@@ -362,10 +362,12 @@ pub async fn demo(args: DemoArgs, json: bool) -> Result<(), CliError> {
         }
     }
     // The revenue report over the mirror just made: the last six months.
-    let today = sm_reports::calendar::period_start(sm_engine::now(), sm_reports::Interval::Day, 0);
-    let mut from = sm_reports::calendar::period_start(today, sm_reports::Interval::Month, 0);
+    let utc = sm_reports::calendar::Zone::utc();
+    let today =
+        sm_reports::calendar::period_start(sm_engine::now(), sm_reports::Interval::Day, &utc);
+    let mut from = sm_reports::calendar::period_start(today, sm_reports::Interval::Month, &utc);
     for _ in 0..5 {
-        from = sm_reports::calendar::period_start(from - 1, sm_reports::Interval::Month, 0);
+        from = sm_reports::calendar::period_start(from - 1, sm_reports::Interval::Month, &utc);
     }
     let revenue = sm_engine::ops::reports::report(
         &engine,
@@ -375,7 +377,7 @@ pub async fn demo(args: DemoArgs, json: bool) -> Result<(), CliError> {
             to: today + 86_400,
             interval: sm_reports::Interval::Month,
             currency: None,
-            utc_offset: 0,
+            time_zone: utc.clone(),
             settings: Default::default(),
             only: Some(sm_engine::ops::reports::ReportKind::Summary),
         },
@@ -398,7 +400,7 @@ pub async fn demo(args: DemoArgs, json: bool) -> Result<(), CliError> {
         };
         tour!(
             "     {}  {:<8} {:>10}  {:>11}  {:>7}  {:>8}  {:>11}",
-            sm_reports::calendar::date_label(period.start, 0),
+            sm_reports::calendar::date_label(period.start, &utc),
             period.currency,
             money(period.mrr_end),
             period.subscribers_end,
@@ -431,7 +433,7 @@ pub async fn demo(args: DemoArgs, json: bool) -> Result<(), CliError> {
             "incremental": report,
             "tables": check.tables.iter().map(|t| json!({"table": t.table, "in_stripe": t.stripe, "mirrored": t.mirror, "deleted": t.deleted})).collect::<Vec<_>>(),
             "equal_to_the_emulator": check.differences.is_empty(),
-            "mrr": revenue.mrr.iter().map(|p| json!({"month": sm_reports::calendar::date_label(p.start, 0), "currency": p.currency, "mrr": sm_reports::micros_to_minor(p.mrr_end), "subscribers": p.subscribers_end})).collect::<Vec<_>>(),
+            "mrr": revenue.mrr.iter().map(|p| json!({"month": sm_reports::calendar::date_label(p.start, &utc), "currency": p.currency, "mrr": sm_reports::micros_to_minor(p.mrr_end), "subscribers": p.subscribers_end})).collect::<Vec<_>>(),
             "seconds": started.elapsed().as_secs_f64(),
         }));
     }

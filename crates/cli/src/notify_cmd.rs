@@ -96,8 +96,8 @@ enum RuleAction {
   stripe-mirror notify rule add payments --channel ops
   stripe-mirror notify rule add big-payments --channel ops --events charge.succeeded --min-amount 500usd
   stripe-mirror notify rule add acme-all --channel team --events 'charge.*,customer.subscription.*' --account Acme --test
-  stripe-mirror notify rule add morning --channel ops --digest daily@09:00 --utc-offset +01:00
-  stripe-mirror notify rule add nights --channel phone --quiet-hours 22:00-07:00 --utc-offset -05:00")]
+  stripe-mirror notify rule add morning --channel ops --digest daily@09:00 --time-zone Europe/Paris
+  stripe-mirror notify rule add nights --channel phone --quiet-hours 22:00-07:00 --time-zone America/New_York")]
     Add {
         name: String,
         /// The channel's name.
@@ -124,9 +124,10 @@ enum RuleAction {
         /// One digest instead of a message per event: daily@09:00 or weekly@mon09:00.
         #[arg(long)]
         digest: Option<String>,
-        /// The local time of --quiet-hours and --digest (+01:00); UTC when left out.
-        #[arg(long, allow_hyphen_values = true)]
-        utc_offset: Option<String>,
+        /// The time zone of --quiet-hours and --digest: an IANA name (Europe/Paris, following
+        /// its clock changes) or an offset (+01:00); UTC when left out.
+        #[arg(long, visible_alias = "utc-offset", allow_hyphen_values = true)]
+        time_zone: Option<String>,
     },
     /// The rules, in words.
     List,
@@ -266,7 +267,7 @@ pub async fn notify(global: &GlobalArgs, args: NotifyArgs) -> Result<(), CliErro
             min_amount,
             quiet_hours,
             digest,
-            utc_offset,
+            time_zone,
         }) => {
             let rule = notify::add_rule(
                 &engine,
@@ -279,7 +280,7 @@ pub async fn notify(global: &GlobalArgs, args: NotifyArgs) -> Result<(), CliErro
                     min_amount,
                     quiet_hours,
                     digest,
-                    utc_offset,
+                    time_zone,
                 },
             )
             .await?;

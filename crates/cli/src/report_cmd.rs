@@ -62,9 +62,15 @@ pub struct ReportArgs {
     /// Only this currency (e.g. usd).
     #[arg(long)]
     currency: Option<String>,
-    /// The reporting time zone as a UTC offset (+02:00, -0530, UTC).
-    #[arg(long, default_value = "UTC")]
-    utc_offset: String,
+    /// The reporting time zone: an IANA name (Europe/Paris, days of 23 or 25 hours when its
+    /// clocks change) or an offset (+02:00, -0530, UTC).
+    #[arg(
+        long,
+        visible_alias = "utc-offset",
+        default_value = "UTC",
+        allow_hyphen_values = true
+    )]
+    time_zone: String,
     /// Comma-separated values instead of a table.
     #[arg(long)]
     csv: bool,
@@ -107,7 +113,7 @@ pub async fn run(global: &GlobalArgs, args: ReportArgs) -> Result<(), CliError> 
         to: args.to,
         interval: Some(args.interval),
         currency: args.currency,
-        utc_offset: Some(args.utc_offset),
+        time_zone: Some(args.time_zone),
         discount_mode: Some(
             match args.discount_mode {
                 DiscountArg::ForeverOnly => "forever_only",

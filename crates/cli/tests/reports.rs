@@ -89,14 +89,51 @@ fn reports_answer_as_tables_csv_and_json_and_refuse_bad_input() {
         );
     }
 
+    // Periods cut in a named zone: each day starts at its local midnight, and the answer names
+    // the zone.
+    let paris = mirror
+        .run(
+            &[
+                "report",
+                "mrr",
+                "Reports Co",
+                "--from",
+                "2026-03-28",
+                "--to",
+                "2026-04-01",
+                "--interval",
+                "day",
+                "--time-zone",
+                "Europe/Paris",
+                "--json",
+            ],
+            &KeyInput::None,
+        )
+        .success()
+        .json();
+    assert_eq!(paris["time_zone"], "Europe/Paris", "{paris}");
+    assert_eq!(paris["from"], "2026-03-28", "{paris}");
+    let days: Vec<&str> = paris["periods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["period"].as_str().unwrap())
+        .collect();
+    assert!(
+        ["2026-03-28", "2026-03-29", "2026-03-30", "2026-03-31"]
+            .iter()
+            .all(|d| days.contains(d)),
+        "{days:?}"
+    );
+
     for (args, says) in [
         (
             vec!["report", "mrr", "Reports Co", "--from", "2026-02-30"],
             "from must be a date",
         ),
         (
-            vec!["report", "mrr", "Reports Co", "--utc-offset", "Mars"],
-            "utc_offset must look like",
+            vec!["report", "mrr", "Reports Co", "--time-zone", "Mars/Olympus"],
+            "time_zone: \"Mars/Olympus\" is not a time zone: use an IANA name",
         ),
         (
             vec!["report", "mrr", "Reports Co", "--week-factor", "0"],

@@ -171,7 +171,7 @@ async fn mirrored_report(world: &World, database: Option<&str>, began: i64) -> R
             to: began + 25 * DAY,
             interval: Interval::Day,
             currency: None,
-            utc_offset: 0,
+            time_zone: sm_reports::calendar::Zone::utc(),
             settings: Default::default(),
             only: None,
         },

@@ -119,6 +119,9 @@ pub struct RevenueSummary {
     pub interval: Option<String>,
     /// Only this currency, e.g. "usd".
     pub currency: Option<String>,
+    /// The zone periods are cut in: an IANA name ("Europe/Paris") or an offset ("+02:00");
+    /// default "UTC".
+    pub time_zone: Option<String>,
     /// Which coupons lower MRR: "forever_only" (default, Stripe's rule), "recurring" or "all".
     pub discount_mode: Option<String>,
     /// When a cancellation lowers MRR: "at_period_end" (default) or "at_request".
@@ -751,6 +754,7 @@ impl MirrorTools {
             to: args.to,
             interval: args.interval,
             currency: args.currency,
+            time_zone: args.time_zone,
             discount_mode: args.discount_mode,
             churn_recognition: args.churn_recognition,
             ..Default::default()

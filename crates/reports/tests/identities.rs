@@ -4,7 +4,7 @@
 //! twice gives the same answer. Seeded, so a failure names the seed that shows it.
 
 use serde_json::{Value, json};
-use sm_reports::calendar::{Interval, periods};
+use sm_reports::calendar::{Interval, Zone, periods};
 use sm_reports::{DiscountMode, Settings, SubscriptionHistory, movements, period_metrics};
 
 struct Rng(u64);
@@ -105,7 +105,7 @@ fn movements_add_up_to_the_change_in_mrr_in_every_period() {
         ] {
             let moves = movements(&histories, &settings, &no_coupons, 500 * DAY);
             for interval in [Interval::Day, Interval::Week, Interval::Month] {
-                let spans = periods(0, 500 * DAY, interval, 0);
+                let spans = periods(0, 500 * DAY, interval, &Zone::utc());
                 for row in period_metrics(&moves, &spans, &settings) {
                     assert_eq!(
                         row.mrr_end - row.mrr_start,

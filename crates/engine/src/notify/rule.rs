@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sm_reports::calendar::Zone;
 use sm_warehouse::Connection;
 
 use crate::error::EngineError;
@@ -45,9 +46,10 @@ pub struct RuleSpec {
     /// Instead of one message per event, one digest at a local time.
     #[serde(default)]
     pub digest: Option<Digest>,
-    /// The local time of quiet hours and digests: seconds east of UTC.
-    #[serde(default)]
-    pub utc_offset: i64,
+    /// The zone of quiet hours and digests (stored by name; rules stored before zones had
+    /// names hold seconds east of UTC under `utc_offset`).
+    #[serde(default, alias = "utc_offset")]
+    pub time_zone: Zone,
 }
 
 /// From `start` to `end` (minutes after local midnight; `end` may be the next morning).
@@ -64,8 +66,6 @@ pub struct Digest {
     /// `None`: every day; `Some(0..=6)`: weekly, on that day (0 = Monday).
     pub weekday: Option<u32>,
 }
-
-const DAY: i64 = 86_400;
 
 impl RuleSpec {
     /// Whether an event of `connection` matches (type, account, mode, amount).
@@ -105,20 +105,21 @@ impl RuleSpec {
             return (self.next_digest(digest, now), true);
         }
         if let Some(quiet) = self.quiet_hours {
-            let local = now + self.utc_offset;
-            let minute = (local.rem_euclid(DAY) / 60) as u32;
+            let zone = &self.time_zone;
+            let minute = (zone.local_second(now) / 60) as u32;
             let inside = if quiet.start <= quiet.end {
                 (quiet.start..quiet.end).contains(&minute)
             } else {
                 minute >= quiet.start || minute < quiet.end
             };
             if inside {
-                let midnight = local - local.rem_euclid(DAY);
-                let mut end = midnight + i64::from(quiet.end) * 60;
-                if end <= local {
-                    end += DAY;
+                let today = zone.local_day(now);
+                let end_second = i64::from(quiet.end) * 60;
+                let mut end = zone.instant_of(today, end_second);
+                if end <= now {
+                    end = zone.instant_of(today + 1, end_second);
                 }
-                return (end - self.utc_offset, false);
+                return (end, false);
             }
         }
         (now, false)
@@ -126,19 +127,18 @@ impl RuleSpec {
 
     /// The first digest time after `now`.
     fn next_digest(&self, digest: Digest, now: i64) -> i64 {
-        let local = now + self.utc_offset;
-        let midnight = local - local.rem_euclid(DAY);
-        let mut at = midnight + i64::from(digest.at) * 60;
-        if at <= local {
-            at += DAY;
-        }
-        if let Some(weekday) = digest.weekday {
+        let zone = &self.time_zone;
+        let second = i64::from(digest.at) * 60;
+        let mut day = zone.local_day(now);
+        loop {
+            let at = zone.instant_of(day, second);
             // 1970-01-01 was a Thursday (3, counting Monday as 0).
-            while ((at.div_euclid(DAY) + 3).rem_euclid(7)) as u32 != weekday {
-                at += DAY;
+            let weekday = (day + 3).rem_euclid(7) as u32;
+            if at > now && digest.weekday.is_none_or(|w| w == weekday) {
+                return at;
             }
+            day += 1;
         }
-        at - self.utc_offset
     }
 
     /// The rule in words, for lists.
@@ -175,8 +175,8 @@ impl RuleSpec {
                 Some(w) => format!("weekly digest {} {}", WEEKDAYS[w as usize], clock(d.at)),
             });
         }
-        if (self.quiet_hours.is_some() || self.digest.is_some()) && self.utc_offset != 0 {
-            parts.push(format!("UTC{}", offset_text(self.utc_offset)));
+        if (self.quiet_hours.is_some() || self.digest.is_some()) && self.time_zone != Zone::utc() {
+            parts.push(self.time_zone.name().to_owned());
         }
         parts.join(" · ")
     }
@@ -186,12 +186,6 @@ const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 fn clock(minutes: u32) -> String {
     format!("{:02}:{:02}", minutes / 60, minutes % 60)
-}
-
-fn offset_text(secs: i64) -> String {
-    let sign = if secs < 0 { '-' } else { '+' };
-    let secs = secs.abs();
-    format!("{sign}{:02}:{:02}", secs / 3600, secs % 3600 / 60)
 }
 
 /// Whether a rule's event type (`charge.succeeded`, `charge.*`, `*`) covers `event_type`.
@@ -268,7 +262,7 @@ pub fn parse_clock(text: &str) -> Option<u32> {
 pub fn parse_quiet_hours(text: &str) -> Result<QuietHours, EngineError> {
     let bad = || {
         EngineError::invalid(format!(
-            "`{text}` is not a span of hours: write it as 22:00-07:00 (local time, see --utc-offset)"
+            "`{text}` is not a span of hours: write it as 22:00-07:00 (local time, see --time-zone)"
         ))
     };
     let (start, end) = text.split_once('-').ok_or_else(bad)?;
@@ -286,7 +280,7 @@ pub fn parse_quiet_hours(text: &str) -> Result<QuietHours, EngineError> {
 pub fn parse_digest(text: &str) -> Result<Digest, EngineError> {
     let bad = || {
         EngineError::invalid(format!(
-            "`{text}` is not a digest time: write daily@09:00 or weekly@mon09:00 (local time, see --utc-offset)"
+            "`{text}` is not a digest time: write daily@09:00 or weekly@mon09:00 (local time, see --time-zone)"
         ))
     };
     let (every, at) = text.split_once('@').ok_or_else(bad)?;
@@ -349,6 +343,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const DAY: i64 = 86_400;
+
     fn spec() -> RuleSpec {
         RuleSpec {
             events: DEFAULT_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
@@ -358,7 +354,7 @@ mod tests {
             min_currency: None,
             quiet_hours: None,
             digest: None,
-            utc_offset: 0,
+            time_zone: Zone::utc(),
         }
     }
 
@@ -409,12 +405,12 @@ mod tests {
         rule.quiet_hours = Some(parse_quiet_hours("22:00-07:00").unwrap());
         assert_eq!(rule.due(monday_2330).0, day_start + DAY + 7 * 3600);
         assert_eq!(rule.due(day_start + 12 * 3600).0, day_start + 12 * 3600);
-        rule.utc_offset = 3600;
+        rule.time_zone = Zone::fixed(3600).unwrap();
         assert_eq!(
             rule.due(day_start + 5 * 3600 + 1800).0,
             day_start + 6 * 3600
         );
-        rule.utc_offset = 0;
+        rule.time_zone = Zone::utc();
         rule.digest = Some(parse_digest("daily@09:00").unwrap());
         assert_eq!(rule.due(day_start + 8 * 3600), (day_start + 9 * 3600, true));
         assert_eq!(rule.due(day_start + 9 * 3600).0, day_start + DAY + 9 * 3600);
@@ -422,6 +418,28 @@ mod tests {
         let due = rule.due(day_start + 10 * 3600).0;
         assert_eq!((due.div_euclid(DAY) + 3).rem_euclid(7), 0, "a Monday");
         assert!(due > day_start + 6 * DAY);
+    }
+
+    #[test]
+    fn a_digest_keeps_its_local_time_across_a_change_of_clocks() {
+        let mut rule = spec();
+        rule.time_zone = Zone::parse("Europe/Paris").unwrap();
+        rule.digest = Some(parse_digest("daily@09:00").unwrap());
+        // 2024-03-30 12:00 UTC: the next 09:00 in Paris is on the 31st, after clocks went
+        // forward (+02:00), so 07:00 UTC; the one before the change was 08:00 UTC.
+        assert_eq!(rule.due(1_711_800_000), (1_711_868_400, true));
+        assert_eq!(rule.due(1_711_700_000), (1_711_785_600, true));
+        // Quiet hours 22:00-07:00 in New York, on 2024-11-03 (clocks back at 02:00): from
+        // 04:00 UTC (midnight there, -04:00) they end at 07:00 -05:00, 12:00 UTC.
+        rule.digest = None;
+        rule.time_zone = Zone::parse("America/New_York").unwrap();
+        rule.quiet_hours = Some(parse_quiet_hours("22:00-07:00").unwrap());
+        assert_eq!(rule.due(1_730_606_400).0, 1_730_635_200);
+        assert!(
+            rule.describe().ends_with("America/New_York"),
+            "{}",
+            rule.describe()
+        );
     }
 
     #[test]

@@ -261,8 +261,8 @@ pub struct RuleInput {
     pub quiet_hours: Option<String>,
     /// `daily@09:00`, `weekly@mon09:00`.
     pub digest: Option<String>,
-    /// `+02:00` (the local time of quiet hours and digests).
-    pub utc_offset: Option<String>,
+    /// `Europe/Paris`, `+02:00` (the zone of quiet hours and digests; UTC when none).
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -302,13 +302,9 @@ pub async fn add_rule(engine: &Engine, input: RuleInput) -> Result<RuleView, Eng
         }
         None => (None, None),
     };
-    let utc_offset = match input.utc_offset.as_deref() {
-        Some(text) => sm_reports::calendar::parse_offset(text).ok_or_else(|| {
-            EngineError::invalid(format!(
-                "`{text}` is not a UTC offset: write it as +02:00, -05:00 or Z"
-            ))
-        })?,
-        None => 0,
+    let time_zone = match input.time_zone.as_deref() {
+        Some(text) => sm_reports::calendar::Zone::parse(text).map_err(EngineError::invalid)?,
+        None => sm_reports::calendar::Zone::utc(),
     };
     let spec = RuleSpec {
         events,
@@ -326,7 +322,7 @@ pub async fn add_rule(engine: &Engine, input: RuleInput) -> Result<RuleView, Eng
             .as_deref()
             .map(rule::parse_digest)
             .transpose()?,
-        utc_offset,
+        time_zone,
     };
     if spec.quiet_hours.is_some() && spec.digest.is_some() {
         return Err(EngineError::invalid(

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use sm_reports::calendar::{Interval, periods};
+use sm_reports::calendar::{Interval, Zone, periods};
 use sm_reports::failed::{FailedPayments, failed_payments};
 use sm_reports::revenue::{RevenuePeriod, revenue};
 use sm_reports::{Movement, PeriodMetrics, Settings, SubscriptionHistory};
@@ -165,8 +165,8 @@ pub struct ReportOptions {
     pub interval: Interval,
     /// Only this currency (lowercase); none: every currency.
     pub currency: Option<String>,
-    /// Seconds east of UTC that periods are cut in.
-    pub utc_offset: i64,
+    /// The zone periods are cut in.
+    pub time_zone: Zone,
     pub settings: Settings,
     /// Compute only what this report shows (none: everything).
     pub only: Option<ReportKind>,
@@ -180,7 +180,7 @@ pub struct Report {
     pub from: i64,
     pub to: i64,
     pub interval: Interval,
-    pub utc_offset: i64,
+    pub time_zone: Zone,
     pub settings: Settings,
     /// From this instant on subscription states are observed (kept events); before it they
     /// are rebuilt. None: no subscription event is kept, everything is rebuilt.
@@ -410,7 +410,7 @@ fn build(
         options.from,
         options.to,
         options.interval,
-        options.utc_offset,
+        &options.time_zone,
     );
     let until = spans.last().map_or(options.to, |(_, end)| *end);
     let wanted = |currency: &str| options.currency.as_deref().is_none_or(|c| c == currency);
@@ -527,7 +527,7 @@ fn build(
         _ if !needs_mrr => {}
         Some(at) if at > options.from => notes.push(format!(
             "subscription states before {} are rebuilt from the subscriptions themselves, not observed",
-            sm_reports::calendar::date_label(at, options.utc_offset)
+            sm_reports::calendar::date_label(at, &options.time_zone)
         )),
         None => notes.push("no subscription event is kept: every state is rebuilt from the subscriptions themselves".into()),
         _ => {}
@@ -538,7 +538,7 @@ fn build(
         from: options.from,
         to: options.to,
         interval: options.interval,
-        utc_offset: options.utc_offset,
+        time_zone: options.time_zone,
         settings: options.settings,
         observed_from,
         subscriptions: histories.len(),
@@ -615,8 +615,10 @@ pub struct ReportQuery {
     /// day, week or month (default month).
     pub interval: Option<String>,
     pub currency: Option<String>,
-    /// +02:00, -0530 or UTC (default UTC).
-    pub utc_offset: Option<String>,
+    /// An IANA name (Europe/Paris), +02:00, -0530 or UTC (default UTC); `utc_offset` is its
+    /// older name.
+    #[serde(alias = "utc_offset")]
+    pub time_zone: Option<String>,
     /// forever_only (default), recurring or all.
     pub discount_mode: Option<String>,
     /// at_period_end (default) or at_request.
@@ -630,29 +632,29 @@ pub struct ReportQuery {
 impl ReportQuery {
     /// The options it asks for, as of `now`; a clear refusal for anything malformed.
     pub fn options(&self, now: i64) -> Result<ReportOptions, EngineError> {
-        use sm_reports::calendar::{parse_date, parse_offset, period_start};
+        use sm_reports::calendar::{next_period, parse_date, period_start};
         use sm_reports::{ChurnRecognition, DiscountMode, Ratio};
-        let offset_text = self.utc_offset.as_deref().unwrap_or("UTC");
-        let offset = parse_offset(offset_text).ok_or_else(|| {
-            EngineError::invalid(format!(
-                "utc_offset must look like +02:00, -0530 or UTC, not {offset_text:?}"
-            ))
-        })?;
+        let zone = Zone::parse(self.time_zone.as_deref().unwrap_or("UTC"))
+            .map_err(|e| EngineError::invalid(format!("time_zone: {e}")))?;
         let date = |name: &str, text: &str| {
-            parse_date(text, offset).ok_or_else(|| {
+            parse_date(text, &zone).ok_or_else(|| {
                 EngineError::invalid(format!("{name} must be a date as YYYY-MM-DD, not {text:?}"))
             })
         };
         let to = match &self.to {
             Some(text) => date("to", text)?,
-            None => period_start(now, Interval::Day, offset) + 86_400,
+            None => next_period(
+                period_start(now, Interval::Day, &zone),
+                Interval::Day,
+                &zone,
+            ),
         };
         let from = match &self.from {
             Some(text) => date("from", text)?,
             None => {
-                let mut start = period_start(to - 1, Interval::Month, offset);
+                let mut start = period_start(to - 1, Interval::Month, &zone);
                 for _ in 0..11 {
-                    start = period_start(start - 1, Interval::Month, offset);
+                    start = period_start(start - 1, Interval::Month, &zone);
                 }
                 start
             }
@@ -737,7 +739,7 @@ impl ReportQuery {
             to,
             interval,
             currency,
-            utc_offset: offset,
+            time_zone: zone,
             settings,
             only: None,
         })
@@ -836,7 +838,7 @@ fn money_cell(value: Option<f64>, currency: &str) -> Cell {
 
 impl Report {
     fn period_label(&self, start: i64) -> String {
-        sm_reports::calendar::date_label(start, self.utc_offset)
+        sm_reports::calendar::date_label(start, &self.time_zone)
     }
 
     fn metric_rows(&self, cells: impl Fn(&PeriodMetrics) -> Vec<Cell>) -> Vec<Vec<Cell>> {
@@ -1053,10 +1055,10 @@ impl Report {
             "report": kind.name(),
             "account": self.account,
             "livemode": self.livemode,
-            "from": sm_reports::calendar::date_label(self.from, self.utc_offset),
-            "to": sm_reports::calendar::date_label(self.to, self.utc_offset),
+            "from": sm_reports::calendar::date_label(self.from, &self.time_zone),
+            "to": sm_reports::calendar::date_label(self.to, &self.time_zone),
             "interval": self.interval,
-            "utc_offset": self.utc_offset,
+            "time_zone": self.time_zone,
             "settings": self.settings,
             "observed_from": self.observed_from,
             "periods": rows,

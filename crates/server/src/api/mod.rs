@@ -159,7 +159,7 @@ pub const ROUTES: &[Route] = &[
     route(
         "GET",
         "/api/v1/connections/{connection}/reports/{report}",
-        "A revenue report (summary, mrr, movements, churn, revenue, failed-payments) by period and currency: from, to (YYYY-MM-DD), interval (day|week|month), currency, utc_offset, discount_mode, churn_recognition, delinquency_churn_days, week_factor, days_per_month, net_same_period_new_churn; format=csv for a download",
+        "A revenue report (summary, mrr, movements, churn, revenue, failed-payments) by period and currency: from, to (YYYY-MM-DD), interval (day|week|month), currency, time_zone (Europe/Paris or +02:00), discount_mode, churn_recognition, delinquency_churn_days, week_factor, days_per_month, net_same_period_new_churn; format=csv for a download",
         true,
     ),
     route(
@@ -201,7 +201,7 @@ pub const ROUTES: &[Route] = &[
     route(
         "POST",
         "/api/v1/notifications/rules",
-        "Add a rule: name, channel, events (types, charge.*, *, or default), account, include_test, min_amount (50 or 49.99usd), quiet_hours (22:00-07:00), digest (daily@09:00, weekly@mon09:00), utc_offset",
+        "Add a rule: name, channel, events (types, charge.*, *, or default), account, include_test, min_amount (50 or 49.99usd), quiet_hours (22:00-07:00), digest (daily@09:00, weekly@mon09:00), time_zone (Europe/Paris or +01:00)",
         false,
     ),
     route(

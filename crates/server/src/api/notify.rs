@@ -88,7 +88,9 @@ struct NewRule {
     min_amount: Option<String>,
     quiet_hours: Option<String>,
     digest: Option<String>,
-    utc_offset: Option<String>,
+    /// `utc_offset` is its older name.
+    #[serde(alias = "utc_offset")]
+    time_zone: Option<String>,
 }
 
 pub async fn rules(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
@@ -108,7 +110,7 @@ pub async fn add_rule(State(state): State<Arc<AppState>>, body: Bytes) -> ApiRes
             min_amount: request.min_amount,
             quiet_hours: request.quiet_hours,
             digest: request.digest,
-            utc_offset: request.utc_offset,
+            time_zone: request.time_zone,
         },
     )
     .await?;

@@ -14,7 +14,7 @@ use super::ApiResult;
 use crate::AppState;
 
 /// The parameters a report takes, as the error for an unknown one lists them.
-const PARAMETERS: &str = "from, to, interval, currency, utc_offset, discount_mode, churn_recognition, delinquency_churn_days, week_factor, days_per_month, net_same_period_new_churn and format";
+const PARAMETERS: &str = "from, to, interval, currency, time_zone, discount_mode, churn_recognition, delinquency_churn_days, week_factor, days_per_month, net_same_period_new_churn and format";
 
 /// A report's query string as its question; `format` apart (json or csv).
 pub(crate) fn report_query(raw: &str) -> Result<(ReportQuery, bool), EngineError> {
@@ -37,7 +37,7 @@ pub(crate) fn report_query(raw: &str) -> Result<(ReportQuery, bool), EngineError
             "to" => query.to = Some(value),
             "interval" => query.interval = Some(value),
             "currency" => query.currency = Some(value),
-            "utc_offset" => query.utc_offset = Some(value),
+            "time_zone" | "utc_offset" => query.time_zone = Some(value),
             "discount_mode" => query.discount_mode = Some(value),
             "churn_recognition" => query.churn_recognition = Some(value),
             "delinquency_churn_days" => query.delinquency_churn_days = Some(number(&value)?),

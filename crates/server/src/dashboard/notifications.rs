@@ -191,8 +191,8 @@ async fn page_with(state: &AppState, session: &Session, outcome: Outcome) -> Mar
                         input #rule-quiet type="text" name="quiet_hours";
                         label for="rule-digest" { "Digest instead " span.muted { "(optional: daily@09:00 or weekly@mon09:00)" } }
                         input #rule-digest type="text" name="digest";
-                        label for="rule-offset" { "Local time " span.muted { "(UTC offset for quiet hours and digests, e.g. +01:00)" } }
-                        input #rule-offset type="text" name="utc_offset";
+                        label for="rule-zone" { "Time zone " span.muted { "(of quiet hours and digests: Europe/Paris or +01:00; UTC when empty)" } }
+                        input #rule-zone type="text" name="time_zone";
                         button.primary type="submit" { "Add the rule" }
                     }
                 }
@@ -356,7 +356,7 @@ pub async fn add_rule(
             min_amount: form.text("min_amount"),
             quiet_hours: form.text("quiet_hours"),
             digest: form.text("digest"),
-            utc_offset: form.text("utc_offset"),
+            time_zone: form.text("time_zone"),
         };
         match notify::add_rule(&state.engine, input).await {
             Ok(rule) => done(format!(
