@@ -341,7 +341,10 @@ try {
     let body = "";
     request.on("data", (chunk) => { body += chunk; });
     request.on("end", () => {
-      received.push({ path: request.url, body, signature: request.headers["webhook-signature"] });
+      received.push({
+        path: request.url, body, signature: request.headers["webhook-signature"],
+        id: request.headers["webhook-id"], timestamp: request.headers["webhook-timestamp"],
+      });
       response.writeHead(request.url === "/gone" ? 410 : 200, { "content-type": "text/plain" });
       response.end(request.url === "/gone" ? "channel_is_archived" : "ok");
     });
@@ -379,6 +382,23 @@ try {
   await audit("19-notifications");
   await page.click('button[aria-label="Remove archived"]');
   await waitFor("Removed archived");
+  // A webhook channel with the receiver's own secret: nothing is shown once, and the test
+  // message is signed with that secret.
+  const ownKey = Buffer.from("stripe-mirror-dashboard-test-key!");
+  await page.click("summary >> text=Add a channel");
+  await page.fill("#channel-name", "own-secret");
+  await page.selectOption("#channel-kind", "webhook");
+  await page.fill("#channel-url", `${sink}/own`);
+  await page.fill("#channel-secret", `whsec_${ownKey.toString("base64")}`);
+  await page.click("text=Add the channel");
+  await waitFor("Added own-secret");
+  check((await page.locator("#signing-secret").count()) === 0, "a given secret is not shown");
+  await page.click('button[aria-label="Send test to own-secret"]');
+  await waitFor("own-secret took the test message.");
+  const own = received.find((r) => r.path === "/own");
+  const { createHmac } = await import("node:crypto");
+  const expected = createHmac("sha256", ownKey).update(`${own.id}.${own.timestamp}.${own.body}`).digest("base64");
+  check(own.signature === `v1,${expected}`, "signed with the secret given in the form");
   receiver.close();
 
   step("finding a connection that is not there says so");

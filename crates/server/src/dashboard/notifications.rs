@@ -131,6 +131,10 @@ async fn page_with(state: &AppState, session: &Session, outcome: Outcome) -> Mar
                         input #channel-from type="text" name="from" placeholder="alerts@example.com";
                         label for="channel-token" { "ntfy token " span.muted { "(ntfy only, optional)" } }
                         input #channel-token type="password" name="token" autocomplete="off";
+                        label for="channel-secret" { "Signing secret " span.muted { "(webhook only, optional: a whsec_… secret your receiver already has; one is made and shown once when empty)" } }
+                        input #channel-secret type="password" name="secret" autocomplete="off";
+                        label for="channel-ca" { "CA certificates " span.muted { "(email only, optional: PEM text of the CA that signed your mail server's certificate, when it is not a public one)" } }
+                        textarea #channel-ca name="ca_pem" rows="3" spellcheck="false" placeholder="-----BEGIN CERTIFICATE-----" {}
                         button.primary type="submit" { "Add the channel" }
                     }
                 }
@@ -273,11 +277,12 @@ pub async fn add_channel(
     act(state, headers, body, |state, mut form| async move {
         let url = form.take_secret("url");
         let token = form.take_secret("token");
+        let secret = form.take_secret("secret");
         let input = ChannelInput {
             name: form.text("name").unwrap_or_default(),
             kind: form.text("kind").unwrap_or_default(),
             url: url.trim().to_owned(),
-            secret: None,
+            secret: Some(secret.trim().to_owned()).filter(|s| !s.is_empty()),
             token: Some(token.trim().to_owned()).filter(|t| !t.is_empty()),
             to: form
                 .text("to")
@@ -289,7 +294,7 @@ pub async fn add_channel(
                 })
                 .unwrap_or_default(),
             from: form.text("from"),
-            ca_pem: None,
+            ca_pem: form.text("ca_pem"),
         };
         match notify::add_channel(&state.engine, input).await {
             Ok(added) => Outcome {
