@@ -461,6 +461,7 @@ fn chosen_events_reach_each_channel_once_through_limits_failures_and_a_kill() {
         );
     }
     eprintln!("sent twice after the kill: {duplicates}");
+    check_teams_cards(&teams);
     let mut ids_by_event: HashMap<String, HashSet<String>> = HashMap::new();
     for request in hook.requests() {
         let id = request.headers["webhook-id"].clone();
@@ -851,6 +852,43 @@ fn email_goes_over_tls_refusals_fail_the_channel_and_quiet_hours_hold_messages()
         .collect();
     assert_eq!(mails.len(), 1, "{mails:?}");
     assert_eq!(mails[0]["tls"], true);
+}
+
+/// Every card sent to Teams, checked by Microsoft's Adaptive Cards library
+/// (`tests/notify/teams_card.mjs`; `npm ci --prefix crates/cli/tests/notify` installs it).
+fn check_teams_cards(teams: &Receiver) {
+    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/notify");
+    let present = std::path::Path::new(folder)
+        .join("node_modules/adaptivecards")
+        .exists();
+    if !present {
+        assert!(
+            std::env::var("STRIPE_MIRROR_TEST_SDK").as_deref() != Ok("required"),
+            "the Adaptive Cards library is required: npm ci --prefix crates/cli/tests/notify"
+        );
+        eprintln!("Teams cards not checked: npm ci --prefix crates/cli/tests/notify to check them");
+        return;
+    }
+    let cards: String = teams
+        .requests()
+        .iter()
+        .map(|r| format!("{}\n", r.body))
+        .collect();
+    let mut node = std::process::Command::new("node")
+        .arg(format!("{folder}/teams_card.mjs"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    node.stdin
+        .take()
+        .unwrap()
+        .write_all(cards.as_bytes())
+        .unwrap();
+    let output = node.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "Teams cards: {said}");
+    eprintln!("{}", said.trim());
 }
 
 /// The test's SMTP server (`tests/notify/smtp_server.py`) in `mode` (`starttls` or `implicit`),
