@@ -228,3 +228,62 @@ async fn postgres_mirror_is_exact() {
     let target = format!("{url}{separator}schema=sm_exact_{}", std::process::id());
     exact_after_changes_during_and_after_backfill(Some(&target), "exact-postgres").await;
 }
+
+/// Stripe's API through every fault the emulator has, one request in ten: resets, bodies cut
+/// short, 200s carrying a proxy's HTML page, 500, 503, both kinds of 429, slow answers. Each is
+/// asked again within the retry budget, and the mirror still equals the emulator's objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_made_through_every_fault_is_exact() {
+    let world = World::start(60, 23, "exact-faults").await;
+    let engine = Arc::new(world.engine_retrying(None, 6));
+    let key = ApiKey::parse(&world.key("restricted_test")).unwrap();
+    let outcome = connect(&engine, key, ConnectOptions::default())
+        .await
+        .unwrap();
+    let connection = Connection::new(outcome.account.account_id.clone(), false);
+    *world.server.emulator.limits.faults.write() = sm_emulator::limits::FaultSettings {
+        reset: 0.0125,
+        truncated: 0.0125,
+        html: 0.0125,
+        server_error: 0.0125,
+        unavailable: 0.0125,
+        rate_limit: 0.0125,
+        lock_timeout: 0.0125,
+        slow: 0.0125,
+        slow_ms: 50,
+    };
+    let mut requests = 0;
+    for (changes, seed) in [(0, 0), (150, 31)] {
+        if changes > 0 {
+            world.activity(changes, seed);
+        }
+        let report = sync(
+            &engine,
+            &connection,
+            &SyncOptions {
+                concurrency: 4,
+                ..Default::default()
+            },
+            Arc::new(Quiet),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.run.status, "succeeded", "{:?}", report.notes);
+        requests += report.run.requests;
+    }
+    *world.server.emulator.limits.faults.write() = Default::default();
+    let (differences, compared) = compare(&world, &engine, &connection);
+    assert!(
+        differences.is_empty(),
+        "through faults, {} differences of {compared}:\n{}",
+        differences.len(),
+        differences
+            .iter()
+            .take(30)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(compared > 500, "compared {compared} objects");
+    eprintln!("{requests} requests, one in ten faulty; {compared} objects exact");
+}

@@ -641,8 +641,16 @@ impl Client {
                     if (200..300).contains(&status) {
                         match parse(&raw.body) {
                             Ok(value) => return Ok((raw, value)),
-                            Err(e) if e.is_eof() && !raw.body.is_empty() && can_retry => {
-                                tracing::debug!(method = method.as_str(), url = %shown_url, "truncated JSON body; retrying");
+                            // A body cut short, or a 2xx that is no answer of Stripe's at all (a
+                            // proxy's HTML page, an empty body): asked again within the budget.
+                            // Reads and keyed POSTs may be; a DELETE that took effect would
+                            // answer 404 the second time, so it is retried only when cut short.
+                            Err(e)
+                                if can_retry
+                                    && (method != Method::Delete
+                                        || (e.is_eof() && !raw.body.is_empty())) =>
+                            {
+                                tracing::debug!(method = method.as_str(), url = %shown_url, status, "a 2xx answer that is not the JSON expected; retrying");
                                 None
                             }
                             Err(e) => {

@@ -56,6 +56,11 @@ impl World {
     /// An engine on a SQLite file in the test's folder (or on `database` when given), with no
     /// pacing (the emulator enforces no limits unless asked).
     pub fn engine(&self, database: Option<&str>) -> Engine {
+        self.engine_retrying(database, 3)
+    }
+
+    /// `engine`, retrying each request up to `max_retries` times.
+    pub fn engine_retrying(&self, database: Option<&str>, max_retries: u32) -> Engine {
         let path = self.dir.join("mirror.db");
         let target = database
             .map(str::to_owned)
@@ -68,7 +73,7 @@ impl World {
             EngineConfig {
                 api_base: self.server.base_url(),
                 budget_share: f64::INFINITY,
-                max_retries: 3,
+                max_retries,
             },
         )
     }

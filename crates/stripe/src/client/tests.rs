@@ -543,13 +543,50 @@ async fn non_json_answers_say_so() {
         "{e:?}"
     );
     assert!(e.to_string().contains("Welcome to nginx"), "{e}");
+    let attempts = ClientConfig::default().max_retries as usize + 1;
+    assert_eq!(log.lock().len(), attempts, "a 2xx page is asked again");
     let e = c.get("/v1/customers", &[]).await.unwrap_err();
     let text = e.to_string();
     assert!(
         text.contains("HTTP 404") && text.contains("not JSON") && text.contains("<!DOCTYPE html>"),
         "{text}"
     );
-    assert_eq!(log.lock().len(), 2, "neither is retried");
+    assert_eq!(log.lock().len(), attempts + 1, "a 404 is not");
+}
+
+#[tokio::test]
+async fn a_proxy_page_or_an_empty_body_in_a_2xx_is_asked_again() {
+    let (base, log) = server(|i, s| match (i, s.method.as_str()) {
+        (0, _) => Reply::Json {
+            status: 200,
+            headers: vec![("Content-Type", "text/html".into())],
+            body: "<!DOCTYPE html><html><body>502 Bad Gateway</body></html>".into(),
+        },
+        (1, _) => json(200, ""),
+        (2, _) => json(200, r#"{"unexpected": true}"#),
+        _ => json(
+            200,
+            r#"{"object":"list","data":[{"id":"cus_1"}],"has_more":false}"#,
+        ),
+    })
+    .await;
+    let page = client(&base)
+        .get_list("/v1/customers", &[])
+        .await
+        .expect("the fourth answer is Stripe's");
+    assert_eq!(page.data.len(), 1);
+    assert_eq!(log.lock().len(), 4);
+}
+
+#[tokio::test]
+async fn a_delete_answered_with_a_page_is_not_sent_again() {
+    let (base, log) = server(|_, _| json(200, "<html>ok</html>")).await;
+    let e = client(&base)
+        .delete("/v1/webhook_endpoints/we_1")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::InvalidBody { .. }), "{e:?}");
+    assert_eq!(log.lock().len(), 1);
 }
 
 #[tokio::test]
