@@ -170,6 +170,9 @@ impl From<StoreError> for EngineError {
             )
             .hint("the SQL here reads the mirror's tables (`stripe-mirror tables`), events, runs and accounts, with SELECT only"),
             StoreError::QueryLimit(message) => EngineError::new(ErrorCode::QueryLimit, message),
+            StoreError::Fenced(message) => EngineError::new(ErrorCode::Busy, message).hint(
+                "another worker took this connection over when this one's lease ran out (it was paused or cut off); the new holder goes on from what was committed",
+            ),
             other => EngineError::new(ErrorCode::Database, other.to_string()),
         }
     }

@@ -6,6 +6,7 @@
 //! through [`Store::apply`], which writes rows, events, the cursor that produced them and sync
 //! state in one transaction, with the ordering guard of [`Guard`].
 
+pub mod lease;
 pub mod notify;
 pub mod page;
 pub mod postgres;
@@ -17,6 +18,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use lease::{Fence, Lease, LeaseRow};
 pub use notify::{
     ChannelRecord, DeliveryQuery, DeliveryRecord, DeliveryUpdate, NewDelivery, QueuedEvent,
     RuleRecord,
@@ -55,6 +57,9 @@ pub enum StoreError {
     /// A table name that is not one of [`TABLES`].
     #[error("no table named {0}")]
     UnknownTable(String),
+    /// A batch written under a lease its writer no longer holds (see `lease.rs`).
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -273,6 +278,9 @@ pub struct Batch {
     /// those not seen before are queued for the notification rules, in the same transaction,
     /// when any rule exists.
     pub notify: bool,
+    /// Written under this lease: committed only while its owner still holds the connection at
+    /// its epoch, checked in the batch's own transaction.
+    pub fence: Option<Fence>,
 }
 
 /// Objects of a table to mark deleted, when `version` is at least the stored one.
@@ -460,6 +468,26 @@ pub trait Store: Send + Sync {
     fn inbox_remove(&self, connection: &Connection, seqs: &[i64]) -> Result<()>;
     /// Each connection with deliveries waiting: how many, and when the oldest arrived.
     fn inbox_depths(&self) -> Result<Vec<InboxDepth>>;
+
+    // Leases (see `lease.rs`).
+    /// Makes `connection` due no later than `at` (its row is made when it has none).
+    fn lease_due(&self, connection: &Connection, at: i64) -> Result<()>;
+    /// Claims for `owner`, until `now + hold_for`, up to `at_most` connections due by `now`
+    /// that nobody holds or whose lease ran out, the longest-due first; each claim raises the
+    /// epoch. Rows another process is claiming or writing under at this moment are skipped.
+    fn lease_claim(
+        &self,
+        owner: &str,
+        now: i64,
+        hold_for: i64,
+        at_most: usize,
+    ) -> Result<Vec<Lease>>;
+    /// Holds `lease` until `until`; false when it is no longer held (taken over or released).
+    fn lease_renew(&self, lease: &Lease, until: i64) -> Result<bool>;
+    /// Gives `lease` up, the connection next due at `due_at`; false when it was not held.
+    fn lease_release(&self, lease: &Lease, due_at: i64) -> Result<bool>;
+    /// Every connection's lease row.
+    fn leases(&self) -> Result<Vec<LeaseRow>>;
 
     // Notifications (see `notify.rs`).
     /// Adds a channel; [`StoreError::Duplicate`] when its name is taken.
@@ -724,5 +752,5 @@ pub fn open(target: &str) -> Result<Box<dyn Store>> {
     }
 }
 
-/// The schema version these backends create.
-pub const SCHEMA_VERSION: i64 = 8;
+/// The schema version these backends create (9: leases, `sync_leases`).
+pub const SCHEMA_VERSION: i64 = 9;

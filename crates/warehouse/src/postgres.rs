@@ -18,6 +18,7 @@ use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, GenericClient, SimpleQueryMessage, Statement};
 
+mod lease;
 mod notify;
 mod sandbox;
 pub mod tls;
@@ -528,6 +529,23 @@ fn ddl() -> Vec<(String, String)> {
         "CREATE INDEX IF NOT EXISTS notify_deliveries_channel ON notify_deliveries (channel_id, id)".into(),
     );
     add(
+        "sync_leases",
+        "CREATE TABLE IF NOT EXISTS sync_leases (
+  account_id text COLLATE \"C\" NOT NULL,
+  livemode boolean NOT NULL,
+  due_at bigint NOT NULL,
+  owner text,
+  lease_until bigint,
+  epoch bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (account_id, livemode)
+)"
+        .into(),
+    );
+    add(
+        "sync_leases_due",
+        "CREATE INDEX IF NOT EXISTS sync_leases_due ON sync_leases (due_at)".into(),
+    );
+    add(
         "inbox",
         "CREATE TABLE IF NOT EXISTS inbox (
   seq bigserial PRIMARY KEY,
@@ -1020,6 +1038,9 @@ impl PostgresStore {
         c: &Connection,
         batch: &Batch,
     ) -> Step<Counts> {
+        if let Some(fence) = &batch.fence {
+            lease::check_fence(tx, statements, c, fence)?;
+        }
         let mut counts = Counts::default();
         let synced_at = now();
         for entry in &batch.rows {
@@ -1496,6 +1517,7 @@ impl Store for PostgresStore {
                 "sync_state",
                 "inbox",
                 "notify_queue",
+                "sync_leases",
                 "accounts",
             ] {
                 let delete = prepared(
@@ -2085,6 +2107,32 @@ impl Store for PostgresStore {
             }
             Ok(())
         })
+    }
+
+    fn lease_due(&self, c: &Connection, at: i64) -> Result<()> {
+        self.lease_due_row(c, at)
+    }
+
+    fn lease_claim(
+        &self,
+        owner: &str,
+        now: i64,
+        hold_for: i64,
+        at_most: usize,
+    ) -> Result<Vec<crate::Lease>> {
+        self.lease_claim_rows(owner, now, hold_for, at_most)
+    }
+
+    fn lease_renew(&self, lease: &crate::Lease, until: i64) -> Result<bool> {
+        self.lease_renew_row(lease, until)
+    }
+
+    fn lease_release(&self, lease: &crate::Lease, due_at: i64) -> Result<bool> {
+        self.lease_release_row(lease, due_at)
+    }
+
+    fn leases(&self) -> Result<Vec<crate::LeaseRow>> {
+        self.lease_rows()
     }
 
     fn insert_channel(&self, channel: &crate::ChannelRecord) -> Result<()> {

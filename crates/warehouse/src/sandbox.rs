@@ -160,6 +160,7 @@ pub const BOOKKEEPING: &[&str] = &[
     "notify_rules",
     "notify_queue",
     "notify_deliveries",
+    "sync_leases",
 ];
 
 /// What a refused read of a bookkeeping table says.

@@ -14,6 +14,7 @@ use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{OptionalExtension, params};
 
 mod checkpointer;
+mod lease;
 mod notify;
 mod sandbox;
 mod writer;
@@ -267,6 +268,16 @@ CREATE TABLE IF NOT EXISTS notify_deliveries (
 );
 CREATE INDEX IF NOT EXISTS notify_deliveries_due ON notify_deliveries (due_at) WHERE state IN ('pending', 'digest');
 CREATE INDEX IF NOT EXISTS notify_deliveries_channel ON notify_deliveries (channel_id, id);
+CREATE TABLE IF NOT EXISTS sync_leases (
+  account_id TEXT NOT NULL,
+  livemode INTEGER NOT NULL,
+  due_at INTEGER NOT NULL,
+  owner TEXT,
+  lease_until INTEGER,
+  epoch INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (account_id, livemode)
+);
+CREATE INDEX IF NOT EXISTS sync_leases_due ON sync_leases (due_at);
 CREATE TABLE IF NOT EXISTS inbox (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   account_id TEXT NOT NULL,
@@ -573,6 +584,9 @@ fn read_run(row: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
 
 /// Writes a batch on `tx` (inside the caller's transaction).
 fn write_batch(tx: &rusqlite::Connection, c: &Connection, batch: &Batch) -> Result<Counts> {
+    if let Some(fence) = &batch.fence {
+        lease::check_fence(tx, c, fence)?;
+    }
     let mut counts = Counts::default();
     let synced_at = now();
     for (table_name, rows, guard) in &batch.rows {
@@ -906,6 +920,7 @@ impl Store for SqliteStore {
             "sync_state",
             "inbox",
             "notify_queue",
+            "sync_leases",
             "accounts",
         ] {
             tx.execute(
@@ -1429,6 +1444,32 @@ impl Store for SqliteStore {
             })
             .map_err(db_error)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
+    fn lease_due(&self, c: &Connection, at: i64) -> Result<()> {
+        self.lease_due_row(c, at)
+    }
+
+    fn lease_claim(
+        &self,
+        owner: &str,
+        now: i64,
+        hold_for: i64,
+        at_most: usize,
+    ) -> Result<Vec<crate::Lease>> {
+        self.lease_claim_rows(owner, now, hold_for, at_most)
+    }
+
+    fn lease_renew(&self, lease: &crate::Lease, until: i64) -> Result<bool> {
+        self.lease_renew_row(lease, until)
+    }
+
+    fn lease_release(&self, lease: &crate::Lease, due_at: i64) -> Result<bool> {
+        self.lease_release_row(lease, due_at)
+    }
+
+    fn leases(&self) -> Result<Vec<crate::LeaseRow>> {
+        self.lease_rows()
     }
 
     fn insert_channel(&self, channel: &crate::ChannelRecord) -> Result<()> {

@@ -842,6 +842,12 @@ macro_rules! warehouse_test_suite {
                 }
             }
             #[test]
+            fn leases_are_claimed_once_and_fence_their_stale_holders() {
+                if let Some(store) = store("leases") {
+                    super::leases_are_claimed_once_and_fence_their_stale_holders(store.as_ref());
+                }
+            }
+            #[test]
             fn runs_and_windows() {
                 if let Some(store) = store("runs") {
                     super::runs_and_windows(store.as_ref());
@@ -1578,6 +1584,148 @@ pub fn pages_newest_first_with_filters_and_cursors(store: &dyn Store) {
             "{bad:?}"
         );
     }
+}
+
+/// Leases: four workers claiming at once never get the same connection; a lease run out is
+/// claimed again with a higher epoch, and the old holder's writes, renewals and release are then
+/// refused (nothing of its batch lands); a request to sync made while a lease is held survives
+/// its release; removing a connection removes its row.
+pub fn leases_are_claimed_once_and_fence_their_stale_holders(store: &dyn Store) {
+    use sm_warehouse::Lease;
+    let now = 1_800_000_000;
+    let connections: Vec<Connection> = (0..40)
+        .map(|i| Connection::new(format!("acct_lease{i:02}"), i % 2 == 0))
+        .collect();
+    for (i, c) in connections.iter().enumerate() {
+        store.lease_due(c, now - 100 + i as i64).unwrap();
+    }
+    // Asked again for later: the earlier time stands.
+    store.lease_due(&connections[0], now + 1_000).unwrap();
+    store
+        .lease_due(&Connection::new("acct_later", false), now + 1_000)
+        .unwrap();
+
+    let claimed = std::sync::Mutex::new(Vec::<Lease>::new());
+    std::thread::scope(|scope| {
+        for worker in 0..4 {
+            let claimed = &claimed;
+            scope.spawn(move || {
+                loop {
+                    let got = store
+                        .lease_claim(&format!("worker-{worker}"), now, 60, 3)
+                        .unwrap();
+                    if got.is_empty() {
+                        break;
+                    }
+                    claimed.lock().unwrap().extend(got);
+                }
+            });
+        }
+    });
+    let claimed = claimed.into_inner().unwrap();
+    let mut held: Vec<&Connection> = claimed.iter().map(|l| &l.connection).collect();
+    held.sort_by_key(|c| c.label());
+    held.dedup();
+    assert_eq!(claimed.len(), 40, "every due connection, once");
+    assert_eq!(held.len(), 40, "no connection claimed twice");
+    assert!(claimed.iter().all(|l| l.epoch == 1 && l.until == now + 60));
+    assert!(
+        store
+            .lease_claim("late", now + 30, 60, 100)
+            .unwrap()
+            .is_empty(),
+        "all held, and acct_later not yet due"
+    );
+
+    // The first holder writes under its lease.
+    let first = claimed
+        .iter()
+        .find(|l| l.connection == connections[3])
+        .unwrap()
+        .clone();
+    let customer = |id: &str, fence: &Lease| Batch {
+        rows: vec![(
+            "customers",
+            vec![row(
+                id,
+                100,
+                json!({"id": id, "object": "customer", "created": 1}),
+            )],
+            Guard::AtLeast,
+        )],
+        fence: Some(fence.fence()),
+        ..Default::default()
+    };
+    store
+        .apply(&first.connection, &customer("cus_l1", &first))
+        .unwrap();
+    assert!(store.lease_renew(&first, now + 60).unwrap());
+
+    // It stalls past its lease; another worker takes the connection over.
+    let later = now + 61;
+    let taken = store.lease_claim("worker-9", later, 60, 100).unwrap();
+    let second = taken
+        .iter()
+        .find(|l| l.connection == first.connection)
+        .expect("an expired lease is claimed again")
+        .clone();
+    assert_eq!(second.epoch, first.epoch + 1);
+    assert!(
+        taken
+            .iter()
+            .all(|l| l.connection.account_id != "acct_later")
+    );
+    let refused = store.apply(&first.connection, &customer("cus_l2", &first));
+    match refused {
+        Err(StoreError::Fenced(words)) => {
+            assert!(
+                words.contains("worker-9") && words.contains("not committed"),
+                "{words}"
+            )
+        }
+        other => panic!("a stale holder's write must be fenced: {other:?}"),
+    }
+    assert_eq!(store.count(&first.connection, "customers").unwrap(), (1, 0));
+    assert!(!store.lease_renew(&first, later + 60).unwrap());
+    assert!(!store.lease_release(&first, later).unwrap());
+    // Fenced in a batch of several too: nothing of any of them lands.
+    let both = store.apply_all(
+        &first.connection,
+        &[customer("cus_l3", &second), customer("cus_l4", &first)],
+    );
+    assert!(matches!(both, Err(StoreError::Fenced(_))), "{both:?}");
+    assert_eq!(store.count(&first.connection, "customers").unwrap(), (1, 0));
+
+    // The new holder writes; a webhook asks for a sync meanwhile; the release keeps it.
+    assert!(store.lease_renew(&second, later + 60).unwrap());
+    store
+        .apply(&second.connection, &customer("cus_l5", &second))
+        .unwrap();
+    store.lease_due(&second.connection, later + 10).unwrap();
+    assert!(store.lease_release(&second, later + 3_600).unwrap());
+    let rows = store.leases().unwrap();
+    assert_eq!(rows.len(), 41);
+    let row_of = |c: &Connection| rows.iter().find(|r| &r.connection == c).unwrap().clone();
+    let released = row_of(&second.connection);
+    assert_eq!(
+        (
+            released.owner,
+            released.until,
+            released.due_at,
+            released.epoch
+        ),
+        (None, None, later + 10, second.epoch)
+    );
+    assert_eq!(
+        row_of(&connections[5])
+            .owner
+            .as_deref()
+            .map(|o| o.starts_with("worker-")),
+        Some(true)
+    );
+
+    store.remove_account(&second.connection).unwrap();
+    assert_eq!(store.leases().unwrap().len(), 40);
 }
 
 fn open_sqlite(test: &str) -> Option<Box<dyn Store>> {
