@@ -68,6 +68,9 @@ pub struct SyncOptions {
     pub tables: Option<std::collections::BTreeSet<&'static str>>,
     /// What started the run, kept in its history.
     pub trigger: Trigger,
+    /// The lease the run holds (`serve`'s scheduler): every batch it writes is committed only
+    /// while that lease is still held.
+    pub fence: Option<sm_warehouse::Fence>,
 }
 
 /// What started a run.
@@ -108,6 +111,7 @@ impl Default for SyncOptions {
             concurrency: 8,
             tables: None,
             trigger: Trigger::Command,
+            fence: None,
         }
     }
 }
@@ -169,6 +173,8 @@ pub(crate) struct Run {
     /// The events this run writes arrived live (webhooks, an incremental sync's new events),
     /// so they are queued for the notification rules; a backfill's are history.
     live_events: AtomicBool,
+    /// The lease every batch of this run is written under (see `SyncOptions::fence`).
+    fence: Mutex<Option<sm_warehouse::Fence>>,
 }
 
 impl Run {
@@ -192,6 +198,7 @@ impl Run {
             objects: AtomicU64::new(0),
             refetched: Mutex::new(std::collections::HashMap::new()),
             live_events: AtomicBool::new(false),
+            fence: Mutex::new(None),
         }
     }
 
@@ -233,9 +240,12 @@ impl Run {
 
     /// Writes batches in order, many in one transaction. The one way the mirror is written.
     async fn write(&self, mut batches: Vec<Batch>) -> Result<Vec<Counts>, EngineError> {
-        if self.live_events.load(Ordering::Relaxed) {
-            for batch in &mut batches {
-                batch.notify = true;
+        let live = self.live_events.load(Ordering::Relaxed);
+        let fence = self.fence.lock().clone();
+        for batch in &mut batches {
+            batch.notify |= live;
+            if fence.is_some() {
+                batch.fence = fence.clone();
             }
         }
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -379,6 +389,7 @@ pub async fn sync(
         client.clone(),
         recorder.clone(),
     ));
+    *run.fence.lock() = options.fence.clone();
     for (table, permission) in &skipped {
         run.note(format!("skipping {table}: missing {permission}"));
     }

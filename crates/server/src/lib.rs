@@ -357,10 +357,45 @@ fn jitter(connection: &Connection, interval: Duration) -> Duration {
     Duration::from_millis(hash % spread)
 }
 
+/// How long a claimed connection is held without renewal: a process that stops renewing
+/// (killed, paused, cut off) loses it this long after its last renewal.
+const LEASE_SECONDS: i64 = 60;
+
+/// This process, as lease rows name their holder: host, process id and start time.
+fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}:{}", std::process::id(), now())
+}
+
 /// Runs each account's incremental sync every interval (the first right away, spread by
 /// jitter), sets up managed webhook endpoints, and notices accounts connected meanwhile.
+///
+/// When a connection is next due lives in its lease row (`sync_leases`), not in this process:
+/// the scheduler claims one due connection at a time, renews the lease while the sync runs
+/// (each batch is fenced by it), and releases it with its next due time. Several processes on
+/// one Postgres so share the accounts without syncing one twice at once; "sync now" makes a
+/// connection due at once.
 async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiver<bool>) {
-    let mut next_run: HashMap<Connection, tokio::time::Instant> = HashMap::new();
+    let owner = worker_id();
+    // A SQLite mirror has one runner (its lock file): leases held are a killed process's.
+    if state.engine.store.backend() == sm_warehouse::Backend::Sqlite {
+        let freed = state
+            .engine
+            .store_call(|store| store.lease_release_all(now()))
+            .await;
+        if let Ok(n @ 1..) = freed {
+            tracing::info!(
+                connections = n,
+                "freed the leases of a process that stopped"
+            );
+        }
+    }
+    let mut known: std::collections::HashSet<Connection> = std::collections::HashSet::new();
+    let mut asked: HashMap<Connection, sm_engine::sync::Trigger> = HashMap::new();
     loop {
         let accounts = match state.engine.store_call(|store| store.accounts()).await {
             Ok(accounts) => {
@@ -375,24 +410,64 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
             }
         };
         state.forget_changed(&accounts);
-        let now_instant = tokio::time::Instant::now();
-        for record in &accounts {
-            let connection = record.connection.clone();
-            let due = *next_run
-                .entry(connection.clone())
-                .or_insert_with(|| now_instant + jitter(&connection, Duration::from_secs(2)));
-            let asked = state.sync_now.lock().remove(&connection);
-            if due > now_instant && asked.is_none() {
-                continue;
+        // New connections are due soon (spread by jitter); those asked to sync, at once. A row
+        // keeps the earlier of its due time and these.
+        let started = now();
+        let mut due: Vec<(Connection, i64)> = accounts
+            .iter()
+            .filter(|a| !known.contains(&a.connection))
+            .map(|a| {
+                let spread = jitter(&a.connection, Duration::from_secs(2)).as_secs() as i64;
+                (a.connection.clone(), started + spread)
+            })
+            .collect();
+        for (connection, trigger) in state.sync_now.lock().drain() {
+            due.push((connection.clone(), started));
+            asked.insert(connection, trigger);
+        }
+        if !due.is_empty() {
+            let marked = state
+                .engine
+                .store_call(move |store| {
+                    due.iter()
+                        .try_for_each(|(connection, at)| store.lease_due(connection, *at))
+                })
+                .await;
+            if let Err(error) = marked {
+                tracing::warn!(error = %error, "could not mark connections due");
             }
-            next_run.insert(
-                connection.clone(),
-                now_instant + state.config.interval + jitter(&connection, state.config.interval),
-            );
+        }
+        known = accounts.iter().map(|a| a.connection.clone()).collect();
+        asked.retain(|c, _| known.contains(c));
+
+        let claim_owner = owner.clone();
+        let claimed = state
+            .engine
+            .store_call(move |store| store.lease_claim(&claim_owner, now(), LEASE_SECONDS, 1))
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(error = %error, "could not claim a connection to sync");
+                Vec::new()
+            });
+        for lease in claimed {
+            let connection = lease.connection.clone();
+            let next_due = |state: &AppState| {
+                now()
+                    + (state.config.interval + jitter(&connection, state.config.interval)).as_secs()
+                        as i64
+            };
+            let Some(record) = accounts.iter().find(|a| a.connection == connection) else {
+                // Connected by another process since the accounts were read: next round.
+                release(&state, lease, now()).await;
+                continue;
+            };
             webhook::manage_endpoint(&state, record).await;
             let started = now();
             let options = sm_engine::sync::SyncOptions {
-                trigger: asked.unwrap_or(sm_engine::sync::Trigger::Schedule),
+                trigger: asked
+                    .remove(&connection)
+                    .unwrap_or(sm_engine::sync::Trigger::Schedule),
+                fence: Some(lease.fence()),
                 ..Default::default()
             };
             let run = sm_engine::sync::sync(
@@ -402,9 +477,14 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
                 Arc::new(sm_engine::sync::Quiet),
             );
             // A stop does not wait for the run (a backfill may take hours): every page is
-            // written with its checkpoint, so the next start continues where this one stopped.
+            // written with its checkpoint, so the next start continues where this one stopped,
+            // once the lease (not released here) has run out or this process claims it again.
             let outcome = tokio::select! {
                 outcome = run => outcome,
+                _ = keep_renewing(&state, &lease) => Err(sm_engine::EngineError::new(
+                    sm_engine::ErrorCode::Busy,
+                    format!("the lease on {} was lost: another process holds it now", connection.label()),
+                )),
                 _ = stopped.changed() => return,
             };
             state.metrics.record_sync(
@@ -415,16 +495,27 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
                     .map(|r| &r.run)
                     .map_err(|e| e.message.clone()),
             );
-            if let Err(error) = outcome {
+            if let Err(error) = &outcome {
                 tracing::warn!(account = %connection.label(), error = %error.message, "sync failed");
                 state.forget(&connection);
             }
+            release(&state, lease, next_due(&state)).await;
         }
-        next_run.retain(|c, _| accounts.iter().any(|a| &a.connection == c));
-        let wait = next_run
-            .values()
-            .min()
-            .map(|due| due.saturating_duration_since(tokio::time::Instant::now()))
+        // Sleep until the next connection is due (at most 5 s: other processes release
+        // connections too), or until asked.
+        let next = state
+            .engine
+            .store_call(|store| store.leases())
+            .await
+            .ok()
+            .and_then(|rows| {
+                rows.iter()
+                    .filter(|r| r.owner.is_none())
+                    .map(|r| r.due_at)
+                    .min()
+            });
+        let wait = next
+            .map(|at| Duration::from_secs(at.saturating_sub(now()).max(0) as u64))
             .unwrap_or(Duration::from_secs(5))
             .clamp(Duration::from_millis(200), Duration::from_secs(5));
         tokio::select! {
@@ -432,5 +523,36 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
             _ = state.wake_scheduler.notified() => {}
             _ = stopped.changed() => return,
         }
+    }
+}
+
+/// Renews `lease` a few times per lease period; returns when it can no longer be renewed
+/// (another process holds the connection), never while it can.
+async fn keep_renewing(state: &AppState, lease: &sm_warehouse::Lease) {
+    let period = Duration::from_secs((LEASE_SECONDS / 4).max(1) as u64);
+    loop {
+        tokio::time::sleep(period).await;
+        let held = lease.clone();
+        let renewed = state
+            .engine
+            .store_call(move |store| store.lease_renew(&held, now() + LEASE_SECONDS))
+            .await;
+        match renewed {
+            Ok(true) => {}
+            Ok(false) => return,
+            // The database is unreachable: the run's own writes will say so; keep trying.
+            Err(error) => tracing::warn!(error = %error, "could not renew a lease"),
+        }
+    }
+}
+
+/// Gives a lease up, its connection next due at `due_at`.
+async fn release(state: &AppState, lease: sm_warehouse::Lease, due_at: i64) {
+    let released = state
+        .engine
+        .store_call(move |store| store.lease_release(&lease, due_at))
+        .await;
+    if let Err(error) = released {
+        tracing::warn!(error = %error, "could not release a lease; it runs out by itself");
     }
 }

@@ -60,6 +60,16 @@ pub const ANSWER_BUCKETS: [f64; 12] = [
 
 impl Metrics {
     /// Notes a finished sync (or its error).
+    /// The connections this process has tried to sync.
+    pub fn attempted(&self) -> Vec<Connection> {
+        self.accounts
+            .lock()
+            .iter()
+            .filter(|(_, a)| a.last_attempt.is_some())
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
     pub fn record_sync(
         &self,
         connection: &Connection,

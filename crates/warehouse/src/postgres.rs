@@ -2135,6 +2135,15 @@ impl Store for PostgresStore {
         self.lease_rows()
     }
 
+    fn lease_release_all(&self, now: i64) -> Result<u64> {
+        self.write(|tx, _| {
+            Ok(tx.execute(
+                "UPDATE sync_leases SET owner = NULL, lease_until = NULL, due_at = least(due_at, $1) WHERE owner IS NOT NULL",
+                &[&now],
+            )?)
+        })
+    }
+
     fn insert_channel(&self, channel: &crate::ChannelRecord) -> Result<()> {
         self.insert_channel_row(channel)
     }

@@ -1472,6 +1472,16 @@ impl Store for SqliteStore {
         self.lease_rows()
     }
 
+    fn lease_release_all(&self, now: i64) -> Result<u64> {
+        self.writer()?
+            .execute(
+                "UPDATE sync_leases SET owner = NULL, lease_until = NULL, due_at = min(due_at, ?1) WHERE owner IS NOT NULL",
+                params![now],
+            )
+            .map(|n| n as u64)
+            .map_err(db_error)
+    }
+
     fn insert_channel(&self, channel: &crate::ChannelRecord) -> Result<()> {
         self.insert_channel_row(channel)
     }

@@ -1726,6 +1726,13 @@ pub fn leases_are_claimed_once_and_fence_their_stale_holders(store: &dyn Store) 
 
     store.remove_account(&second.connection).unwrap();
     assert_eq!(store.leases().unwrap().len(), 40);
+    // A runner that knows no other holder is alive frees them all, due at once.
+    assert_eq!(store.lease_release_all(later + 100).unwrap(), 39);
+    for row in store.leases().unwrap() {
+        assert!(row.owner.is_none(), "{row:?}");
+        let held = row.connection.account_id != "acct_later";
+        assert_eq!(row.due_at <= later + 100, held, "{row:?}");
+    }
 }
 
 fn open_sqlite(test: &str) -> Option<Box<dyn Store>> {
