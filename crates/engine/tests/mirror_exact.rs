@@ -120,17 +120,9 @@ async fn exact_after_changes_during_and_after_backfill(database: Option<&str>, n
     .await
     .unwrap();
     assert_eq!(settle.run.kind, "incremental");
-    let (differences, compared) = compare(&world, &engine, &connection);
-    assert!(
-        differences.is_empty(),
-        "after the backfill ({made} changes during it), {} differences of {compared}:\n{}",
-        differences.len(),
-        differences
-            .iter()
-            .take(30)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+    assert_exact(
+        &format!("after the backfill ({made} changes during it)"),
+        compare(&world, &engine, &connection),
     );
 
     // Then more changes, and an incremental run.
@@ -144,17 +136,9 @@ async fn exact_after_changes_during_and_after_backfill(database: Option<&str>, n
     .await
     .unwrap();
     assert_eq!(report.run.kind, "incremental");
-    let (differences, compared) = compare(&world, &engine, &connection);
-    assert!(
-        differences.is_empty(),
-        "after the incremental run, {} differences of {compared}:\n{}",
-        differences.len(),
-        differences
-            .iter()
-            .take(30)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+    let compared = assert_exact(
+        "after the incremental run",
+        compare(&world, &engine, &connection),
     );
 
     // The mirror holds what a user expects to query.
@@ -272,18 +256,19 @@ async fn a_mirror_made_through_every_fault_is_exact() {
         requests += report.run.requests;
     }
     *world.server.emulator.limits.faults.write() = Default::default();
-    let (differences, compared) = compare(&world, &engine, &connection);
-    assert!(
-        differences.is_empty(),
-        "through faults, {} differences of {compared}:\n{}",
-        differences.len(),
-        differences
-            .iter()
-            .take(30)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let compared = assert_exact("through faults", compare(&world, &engine, &connection));
     assert!(compared > 500, "compared {compared} objects");
     eprintln!("{requests} requests, one in ten faulty; {compared} objects exact");
+}
+
+/// Fails, listing the first 30 differences, unless the mirror was exact; how many objects were
+/// compared.
+fn assert_exact(when: &str, (differences, compared): (Vec<String>, usize)) -> usize {
+    assert!(
+        differences.is_empty(),
+        "{when}, {} differences of {compared}:\n{}",
+        differences.len(),
+        differences[..differences.len().min(30)].join("\n")
+    );
+    compared
 }

@@ -505,15 +505,10 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
         // connections too), or until asked.
         let next = state
             .engine
-            .store_call(|store| store.leases())
+            .store_call(|store| store.lease_next_due())
             .await
             .ok()
-            .and_then(|rows| {
-                rows.iter()
-                    .filter(|r| r.owner.is_none())
-                    .map(|r| r.due_at)
-                    .min()
-            });
+            .flatten();
         let wait = next
             .map(|at| Duration::from_secs(at.saturating_sub(now()).max(0) as u64))
             .unwrap_or(Duration::from_secs(5))

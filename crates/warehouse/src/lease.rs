@@ -56,24 +56,27 @@ pub struct LeaseRow {
     pub epoch: i64,
 }
 
-/// The refusal a fenced write gets.
-pub(crate) fn fenced(
+/// Whether a batch under `fence` may be committed, given the row's holder and epoch as read in
+/// the batch's transaction (`None`: no row); the refusal says who holds it now.
+pub(crate) fn judge_fence(
     connection: &Connection,
     fence: &Fence,
-    held: Option<(String, i64)>,
-) -> crate::StoreError {
-    crate::StoreError::Fenced(match held {
-        Some((owner, epoch)) => format!(
+    held: Option<(Option<String>, i64)>,
+) -> Result<(), crate::StoreError> {
+    let refusal = match held {
+        Some((Some(owner), epoch)) if owner == fence.owner && epoch == fence.epoch => return Ok(()),
+        Some((Some(owner), epoch)) => format!(
             "{} is now held by {owner} (epoch {epoch}), not by {} (epoch {}): the write was not committed",
             connection.label(),
             fence.owner,
             fence.epoch
         ),
-        None => format!(
+        _ => format!(
             "{} has no lease: the write of {} (epoch {}) was not committed",
             connection.label(),
             fence.owner,
             fence.epoch
         ),
-    })
+    };
+    Err(crate::StoreError::Fenced(refusal))
 }

@@ -488,6 +488,8 @@ pub trait Store: Send + Sync {
     fn lease_release(&self, lease: &Lease, due_at: i64) -> Result<bool>;
     /// Every connection's lease row.
     fn leases(&self) -> Result<Vec<LeaseRow>>;
+    /// When the next connection nobody holds is due (none: no such connection).
+    fn lease_next_due(&self) -> Result<Option<i64>>;
     /// Frees every held lease, its connection due at once (how many were held): for a process
     /// that knows no other holder can be alive (a SQLite mirror's runner, after a kill).
     fn lease_release_all(&self, now: i64) -> Result<u64>;

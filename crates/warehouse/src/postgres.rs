@@ -2135,6 +2135,17 @@ impl Store for PostgresStore {
         self.lease_rows()
     }
 
+    fn lease_next_due(&self) -> Result<Option<i64>> {
+        self.read(|client, _| {
+            Ok(client
+                .query_one(
+                    "SELECT min(due_at) FROM sync_leases WHERE owner IS NULL",
+                    &[],
+                )?
+                .get(0))
+        })
+    }
+
     fn lease_release_all(&self, now: i64) -> Result<u64> {
         self.write(|tx, _| {
             Ok(tx.execute(

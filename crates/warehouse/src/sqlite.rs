@@ -1472,6 +1472,16 @@ impl Store for SqliteStore {
         self.lease_rows()
     }
 
+    fn lease_next_due(&self) -> Result<Option<i64>> {
+        self.reader()
+            .query_row(
+                "SELECT min(due_at) FROM sync_leases WHERE owner IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_error)
+    }
+
     fn lease_release_all(&self, now: i64) -> Result<u64> {
         self.writer()?
             .execute(

@@ -1726,6 +1726,11 @@ pub fn leases_are_claimed_once_and_fence_their_stale_holders(store: &dyn Store) 
 
     store.remove_account(&second.connection).unwrap();
     assert_eq!(store.leases().unwrap().len(), 40);
+    assert_eq!(
+        store.lease_next_due().unwrap(),
+        Some(now + 1_000),
+        "acct_later, unheld"
+    );
     // A runner that knows no other holder is alive frees them all, due at once.
     assert_eq!(store.lease_release_all(later + 100).unwrap(), 39);
     for row in store.leases().unwrap() {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use postgres::{Row, Statement};
 
 use super::{Failure, PostgresStore, Step, prepared};
-use crate::lease::{Fence, Lease, LeaseRow, NEVER, fenced};
+use crate::lease::{Fence, Lease, LeaseRow, NEVER, judge_fence};
 use crate::{Connection, Result};
 
 /// Refuses a batch whose writer no longer holds the connection at the fence's epoch.
@@ -26,11 +26,7 @@ pub(super) fn check_fence(
     let held = tx
         .query_opt(&read, &[&c.account_id, &c.livemode])?
         .map(|r| (r.get::<_, Option<String>>(0), r.get::<_, i64>(1)));
-    match held {
-        Some((Some(owner), epoch)) if owner == fence.owner && epoch == fence.epoch => Ok(()),
-        Some((Some(owner), epoch)) => Err(Failure::Store(fenced(c, fence, Some((owner, epoch))))),
-        _ => Err(Failure::Store(fenced(c, fence, None))),
-    }
+    judge_fence(c, fence, held).map_err(Failure::Store)
 }
 
 fn lease_row(r: &Row) -> std::result::Result<LeaseRow, postgres::Error> {

@@ -5,7 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, db_error};
-use crate::lease::{Fence, Lease, LeaseRow, NEVER, fenced};
+use crate::lease::{Fence, Lease, LeaseRow, NEVER, judge_fence};
 use crate::{Connection, Result};
 
 /// Refuses a batch whose writer no longer holds the connection at the fence's epoch.
@@ -21,11 +21,7 @@ pub(super) fn check_fence(tx: &rusqlite::Connection, c: &Connection, fence: &Fen
             .optional()
         })
         .map_err(db_error)?;
-    match held {
-        Some((Some(owner), epoch)) if owner == fence.owner && epoch == fence.epoch => Ok(()),
-        Some((Some(owner), epoch)) => Err(fenced(c, fence, Some((owner, epoch)))),
-        _ => Err(fenced(c, fence, None)),
-    }
+    judge_fence(c, fence, held)
 }
 
 fn lease_row(r: &rusqlite::Row) -> rusqlite::Result<LeaseRow> {
