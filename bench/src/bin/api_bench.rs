@@ -157,6 +157,8 @@ async fn run(args: Args, server_runtime: tokio::runtime::Handle) -> Result<(), E
     let state = AppState::new(
         engine.clone(),
         ServeConfig {
+            role: sm_server::Role::All,
+            max_leases: 8,
             listen: listener.local_addr()?,
             public_url: None,
             interval: Duration::from_secs(86_400),

@@ -396,6 +396,8 @@ fn setup(common: &Common) -> Result<Setup> {
         let state = AppState::new(
             engine.clone(),
             ServeConfig {
+                role: sm_server::Role::All,
+                max_leases: 8,
                 listen: address,
                 public_url: None,
                 interval: Duration::from_secs(3600),

@@ -171,6 +171,8 @@ fn run(args: Args) -> Result<(), Error> {
         let state = AppState::new(
             engine.clone(),
             ServeConfig {
+                role: sm_server::Role::All,
+                max_leases: 8,
                 listen: address,
                 // The emulator delivers to serve's own managed endpoint.
                 public_url: Some(base.clone()),

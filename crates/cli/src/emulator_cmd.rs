@@ -459,6 +459,8 @@ async fn serve_dashboard(
     let state = sm_server::AppState::new(
         engine,
         sm_server::ServeConfig {
+            role: sm_server::Role::All,
+            max_leases: 8,
             listen: address,
             public_url: None,
             interval: std::time::Duration::from_secs(300),

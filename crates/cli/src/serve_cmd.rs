@@ -45,6 +45,16 @@ pub struct ServeArgs {
     /// A chat channel with more messages than this due at once gets one roll-up message.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     notify_rollup_after: u64,
+    /// What this process does: `all` (everything), `worker` (claims connections, syncs them
+    /// and applies their webhook deliveries; serves the API, dashboard and agent tools) or
+    /// `intake` (verifies and keeps webhook deliveries; /healthz and /metrics). Any number of
+    /// workers and intakes share one Postgres; a SQLite mirror is one `all` process.
+    #[arg(long, default_value = "all", env = "STRIPE_MIRROR_ROLE", value_parser = sm_server::Role::NAMES)]
+    role: String,
+    /// How many connections this process holds at once, each syncing and applying its
+    /// webhook deliveries; the others wait their turn or go to another worker.
+    #[arg(long, default_value_t = 8, env = "STRIPE_MIRROR_MAX_LEASES", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    max_leases: u64,
 }
 
 pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
@@ -56,6 +66,13 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
     {
         return Err(CliError::usage(format!(
             "--public-url must start with https:// (or http:// for local tests), not {url}"
+        )));
+    }
+    let role = sm_server::Role::parse(&args.role).unwrap_or(sm_server::Role::All);
+    if role != sm_server::Role::All && !global.database.starts_with("postgres") {
+        return Err(CliError::usage(format!(
+            "--role {} needs a Postgres mirror (--database postgres://…): a SQLite mirror is one process, run it with --role all",
+            role.name()
         )));
     }
     let engine = Arc::new(global.engine()?);
@@ -70,6 +87,8 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
         other => other?,
     };
     let config = ServeConfig {
+        role,
+        max_leases: args.max_leases as usize,
         listen: args.listen,
         public_url: args.public_url.clone(),
         interval: Duration::from_secs(args.interval),
@@ -97,27 +116,39 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError>
     let address = listener
         .local_addr()
         .map_err(|e| CliError::io(e.to_string()))?;
-    tell!(
-        "stripe-mirror serving on http://{address} (webhooks at /webhooks/ACCOUNT/MODE, /healthz, /metrics); syncing every {} s",
-        args.interval
-    );
+    match role {
+        sm_server::Role::All => tell!(
+            "stripe-mirror serving on http://{address} (webhooks at /webhooks/ACCOUNT/MODE, /healthz, /metrics); syncing every {} s",
+            args.interval
+        ),
+        sm_server::Role::Worker => tell!(
+            "stripe-mirror worker on http://{address} (/healthz, /metrics, the API and dashboard): syncing every {} s, up to {} connections at once",
+            args.interval,
+            args.max_leases
+        ),
+        sm_server::Role::Intake => tell!(
+            "stripe-mirror intake on http://{address} (webhooks at /webhooks/ACCOUNT/MODE, /healthz, /metrics): deliveries are kept for the workers"
+        ),
+    }
     let dashboard = args
         .public_url
         .as_deref()
         .map(|u| u.trim_end_matches('/').to_owned())
         .unwrap_or_else(|| format!("http://{address}"));
-    if tokens == 0 {
+    if role.works() && tokens == 0 {
         tell!(
             "dashboard: {dashboard}/ — sign in with an API token; there is none yet: make one with `stripe-mirror token create --name NAME` (it is shown once)"
         );
-    } else {
+    } else if role.works() {
         tell!(
             "dashboard: {dashboard}/ — sign in with an API token (`stripe-mirror token create --name NAME` makes another)"
         );
     }
-    tell!(
-        "agent tools (MCP, streamable HTTP): {dashboard}/mcp with `Authorization: Bearer <token>`"
-    );
+    if role.works() {
+        tell!(
+            "agent tools (MCP, streamable HTTP): {dashboard}/mcp with `Authorization: Bearer <token>`"
+        );
+    }
     sm_server::serve_on(listener, state, shutdown_signal())
         .await
         .map_err(|e| CliError::io(e.to_string()))

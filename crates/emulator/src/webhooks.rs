@@ -100,6 +100,11 @@ struct Delivery {
     mode: Mode,
     payload: Arc<str>,
     attempt: u32,
+    /// Told when this delivery is first signed: its duplicate (if any) leaves a little over a
+    /// second after that (Stripe's duplicates are separate sends, signed at their own moment,
+    /// never byte-identical), not after a delay both started together (under load the first
+    /// may leave late, and the two would share a signed second).
+    signed: Option<Arc<parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>>,
 }
 
 /// The sending half, kept by the emulator.
@@ -217,31 +222,35 @@ async fn run(
                 }
             }
         }
-        for delivery in held.drain(..) {
-            let copies = if rng.chance(settings.duplicate) {
+        for mut delivery in held.drain(..) {
+            if rng.chance(settings.duplicate) {
                 webhooks.counts.duplicated.fetch_add(1, Ordering::Relaxed);
-                2
-            } else {
-                1
-            };
+                let (signed, first_signed) = tokio::sync::oneshot::channel();
+                delivery.signed = Some(Arc::new(parking_lot::Mutex::new(Some(signed))));
+                let mut echo = delivery.clone();
+                echo.signed = None;
+                webhooks.counts.pending.fetch_add(1, Ordering::Relaxed);
+                let (webhooks, world, client) = (webhooks.clone(), world.clone(), client.clone());
+                tokio::spawn(async move {
+                    // A first copy never sent (its endpoint went) drops the sender: the
+                    // duplicate then finds the endpoint gone too.
+                    let _ = first_signed.await;
+                    send(webhooks, world, client, echo, 1_100).await
+                });
+            }
             let late = if rng.chance(settings.late) {
                 settings.late_ms
             } else {
                 0
             };
-            for copy in 0..copies {
-                // Stripe's duplicates are separate sends, signed at their own moment: the second
-                // copy leaves a little over a second later, so it is not byte-identical.
-                let delay = settings.delay_ms + late + if copy > 0 { 1_100 } else { 0 };
-                webhooks.counts.pending.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(send(
-                    webhooks.clone(),
-                    world.clone(),
-                    client.clone(),
-                    delivery.clone(),
-                    delay,
-                ));
-            }
+            webhooks.counts.pending.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(send(
+                webhooks.clone(),
+                world.clone(),
+                client.clone(),
+                delivery,
+                settings.delay_ms + late,
+            ));
         }
     }
 }
@@ -275,6 +284,7 @@ fn deliveries_for(world: &World, job: Job) -> Vec<Delivery> {
                 mode: job.mode,
                 payload,
                 attempt: 1,
+                signed: None,
             }
         })
         .collect()
@@ -317,6 +327,11 @@ async fn send(
         }
         let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let timestamp = world.now();
+        if let Some(signed) = delivery.signed.take()
+            && let Some(tell) = signed.lock().take()
+        {
+            let _ = tell.send(());
+        }
         let signature = sm_stripe::webhook::signature_header(
             &secret_refs,
             timestamp,

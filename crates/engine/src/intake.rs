@@ -70,6 +70,12 @@ impl Intake {
         })
     }
 
+    /// Writes from now on under `fence`: the lease of the worker applying this connection's
+    /// inbox, so that a holder replaced while paused commits nothing more.
+    pub fn fence_with(&self, fence: Option<sm_warehouse::Fence>) {
+        self.run.set_fence(fence);
+    }
+
     /// Stores and applies deliveries about one object that waited together, in the order
     /// given (their arrival). When one of them ties with the stored version (or was rendered in
     /// another API version), Stripe is asked once for the object as it is now — which is after

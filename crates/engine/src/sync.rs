@@ -208,6 +208,11 @@ impl Run {
         self
     }
 
+    /// Every batch written from now on carries `fence` (see `SyncOptions::fence`).
+    pub(crate) fn set_fence(&self, fence: Option<sm_warehouse::Fence>) {
+        *self.fence.lock() = fence;
+    }
+
     pub(crate) fn set_live_events(&self) {
         self.live_events.store(true, Ordering::Relaxed);
     }
@@ -389,7 +394,7 @@ pub async fn sync(
         client.clone(),
         recorder.clone(),
     ));
-    *run.fence.lock() = options.fence.clone();
+    run.set_fence(options.fence.clone());
     for (table, permission) in &skipped {
         run.note(format!("skipping {table}: missing {permission}"));
     }

@@ -1,13 +1,14 @@
-//! Webhook intake behind the answer. A verified delivery is kept in the inbox (one durable write)
-//! and answered at once; a worker per connection applies what waits through the connection's
-//! `Intake` (the one write path: ordering, ties settled by refetching) and forgets each delivery
-//! once applied. The answer's latency so depends on neither refetches nor the rate budget, and
-//! no client hang-up can cut an apply short: it runs in the worker's task, never in a handler.
+//! Webhook intake behind the answer. A verified delivery is kept in the inbox (one durable write,
+//! which also stamps the connection's lease row) and answered at once; whichever worker holds
+//! the connection's lease — this process or another on the same Postgres — applies what waits
+//! through the connection's `Intake` (the one write path: ordering, ties settled by refetching),
+//! every write fenced by that lease, and forgets each delivery once applied. The answer's
+//! latency so depends on neither refetches nor the rate budget, and no client hang-up can cut
+//! an apply short: it runs in a lane's task, never in a handler.
 //!
 //! Order: deliveries about one object go to one lane and are applied in arrival order; lanes
 //! run side by side. A delivery applied but not yet forgotten (a kill between the two) is
-//! applied again after a restart and found a duplicate: nothing is lost or written twice.
-//! The inbox is the seam a later intake-only process and a worker process split along.
+//! applied again later and found a duplicate: nothing is lost or written twice.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -30,24 +31,38 @@ const IN_LANES_AT_MOST: usize = 4 * ROUND;
 /// The longest pause after a failed apply before trying again.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// The workers, and callers waiting for a delivery's outcome.
+/// The connections this process holds (each with what wakes its inbox's applier), and callers
+/// waiting for a delivery's outcome.
 #[derive(Default)]
 pub struct Inboxes {
-    workers: parking_lot::Mutex<HashMap<Connection, Arc<Notify>>>,
+    held: parking_lot::Mutex<HashMap<Connection, Arc<Notify>>>,
     waiting: parking_lot::Mutex<HashMap<(Connection, String), oneshot::Sender<&'static str>>>,
 }
 
 impl AppState {
-    /// Makes sure a worker drains `connection`'s inbox, and tells it something arrived.
-    pub fn wake_inbox(self: &Arc<Self>, connection: &Connection) {
-        let mut workers = self.inboxes.workers.lock();
-        if let Some(notify) = workers.get(connection) {
+    /// Tells whoever applies `connection`'s inbox here that a delivery was kept: its holder in
+    /// this process, else this process's scheduler (which claims it when it has room). A worker
+    /// elsewhere finds the stamped row by itself.
+    pub fn wake_inbox(&self, connection: &Connection) {
+        if let Some(notify) = self.inboxes.held.lock().get(connection) {
             notify.notify_one();
             return;
         }
-        let notify = Arc::new(Notify::new());
-        workers.insert(connection.clone(), notify.clone());
-        tokio::spawn(drain(self.clone(), connection.clone(), notify));
+        if self.config.role.works() {
+            self.wake_scheduler.notify_one();
+        }
+    }
+
+    /// How many connections this process holds now.
+    pub fn leases_held(&self) -> usize {
+        self.inboxes.held.lock().len()
+    }
+
+    /// The connections this process holds now.
+    pub fn held_connections(&self) -> Vec<Connection> {
+        let mut held: Vec<Connection> = self.inboxes.held.lock().keys().cloned().collect();
+        held.sort_by_key(|c| c.label());
+        held
     }
 
     /// A receiver of the outcome of the delivery of `event_id`, once applied.
@@ -188,11 +203,35 @@ fn by_object(lane: Vec<Entry>) -> Vec<Vec<Entry>> {
 /// A delivery as the worker hands it to a lane: its inbox number, event id and event.
 type Entry = (i64, String, Value);
 
-/// Applies `connection`'s waiting deliveries until the process ends. Lanes are tasks of their
-/// own, each fed in arrival order and never waiting for another: a lane held up by refetches
-/// (paced by the rate budget) does not hold up the others, as a round that waited for its
-/// slowest lane did. What lanes applied is forgotten in batches.
-async fn drain(state: Arc<AppState>, connection: Connection, notify: Arc<Notify>) {
+/// How long a holder goes on applying deliveries that keep arriving after its sync is done,
+/// before it gives the connection up (stamped, so that it is claimed again at once, maybe by
+/// another worker): thousands of connections take turns.
+const SLICE: Duration = Duration::from_secs(20);
+/// How often a holder looks at the inbox when nothing woke it (deliveries kept by another
+/// process's intake wake nothing here).
+const LOOK_EVERY: Duration = Duration::from_millis(250);
+
+/// Applies `lease`'s connection's inbox while it is held: until `sync_done` turns true and the
+/// inbox is found empty after the stamp was cleared (true), or until [`SLICE`] after the sync
+/// is done with deliveries still arriving (false: the row is left stamped). Lanes are tasks of
+/// their own, each fed in arrival order and never waiting for another; what they applied is
+/// forgotten in batches. Every write carries the lease's fence.
+pub(crate) async fn apply_while_held(
+    state: &Arc<AppState>,
+    lease: &sm_warehouse::Lease,
+    mut sync_done: tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let connection = lease.connection.clone();
+    let notify = Arc::new(Notify::new());
+    state
+        .inboxes
+        .held
+        .lock()
+        .insert(connection.clone(), notify.clone());
+    let _unregister = Unregister(state.clone(), connection.clone());
+    let fence = lease.fence();
+    // Dropped with this applier: lanes still retrying a failed apply then stop.
+    let (_holding, holder) = tokio::sync::watch::channel(());
     let (applied, mut finished) = mpsc::unbounded_channel::<i64>();
     let lanes: Vec<mpsc::UnboundedSender<Vec<Entry>>> = (0..LANES)
         .map(|_| {
@@ -200,6 +239,8 @@ async fn drain(state: Arc<AppState>, connection: Connection, notify: Arc<Notify>
             tokio::spawn(lane(
                 state.clone(),
                 connection.clone(),
+                fence.clone(),
+                holder.clone(),
                 entries,
                 applied.clone(),
             ));
@@ -211,13 +252,22 @@ async fn drain(state: Arc<AppState>, connection: Connection, notify: Arc<Notify>
     let mut backoff = Duration::ZERO;
     // Applied deliveries not yet removed from the inbox: removed together.
     let mut done = Vec::new();
+    // The stamp was cleared and nothing was found since.
+    let mut cleared = false;
+    let mut slice_ends: Option<tokio::time::Instant> = None;
     loop {
         while let Ok(seq) = finished.try_recv() {
             done.push(seq);
         }
         if !done.is_empty() {
             in_lanes -= done.len();
-            forget(&state, &connection, std::mem::take(&mut done)).await;
+            forget(state, &connection, std::mem::take(&mut done)).await;
+        }
+        if in_lanes == 0 {
+            // Everything handed is applied and forgotten: what the inbox holds now waits. On
+            // Postgres a delivery numbered below one already handed may commit after it, so
+            // the next look starts from the beginning.
+            handed = 0;
         }
         let mut read = 0;
         if in_lanes < IN_LANES_AT_MOST {
@@ -261,16 +311,62 @@ async fn drain(state: Arc<AppState>, connection: Connection, notify: Arc<Notify>
                 }
             }
         }
+        if read > 0 {
+            cleared = false;
+        }
         if read == ROUND {
             continue;
         }
-        // Woken by the next delivery or by a lane that applied something; a look now and then
-        // in case a wake was missed.
+        if *sync_done.borrow() && in_lanes == 0 && read == 0 {
+            if cleared {
+                return true;
+            }
+            // Cleared, then looked at once more (the next round): a delivery kept before the
+            // clear is found by that look, one kept after stamps the row again.
+            let (held, state_) = (lease.clone(), state.clone());
+            match state_
+                .engine
+                .store_call(move |store| store.lease_inbox_mark(&held, None))
+                .await
+            {
+                Ok(true) => cleared = true,
+                // Not held any more: another worker applies the rest.
+                Ok(false) => return true,
+                Err(error) => {
+                    tracing::warn!(account = %connection.label(), error = %error.message, "could not clear the inbox stamp");
+                    tokio::time::sleep(next_backoff(Duration::ZERO)).await;
+                }
+            }
+            continue;
+        }
+        if *sync_done.borrow() {
+            let ends = *slice_ends.get_or_insert_with(|| tokio::time::Instant::now() + SLICE);
+            if tokio::time::Instant::now() >= ends {
+                let (held, state_) = (lease.clone(), state.clone());
+                let _ = state_
+                    .engine
+                    .store_call(move |store| store.lease_inbox_mark(&held, Some(sm_engine::now())))
+                    .await;
+                return false;
+            }
+        }
+        // Woken by the next delivery, a lane that applied something, the sync's end, or a look
+        // now and then (an intake elsewhere wakes nothing here).
         tokio::select! {
             _ = notify.notified() => {}
             Some(seq) = finished.recv() => done.push(seq),
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = sync_done.changed() => {}
+            _ = tokio::time::sleep(LOOK_EVERY) => {}
         }
+    }
+}
+
+/// Takes a connection off this process's held list when its applier ends (or is dropped).
+struct Unregister(Arc<AppState>, Connection);
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        self.0.inboxes.held.lock().remove(&self.1);
     }
 }
 
@@ -292,6 +388,8 @@ async fn forget(state: &AppState, connection: &Connection, seqs: Vec<i64>) {
 async fn lane(
     state: Arc<AppState>,
     connection: Connection,
+    fence: sm_warehouse::Fence,
+    holder: tokio::sync::watch::Receiver<()>,
     mut entries: mpsc::UnboundedReceiver<Vec<Entry>>,
     applied: mpsc::UnboundedSender<i64>,
 ) {
@@ -305,7 +403,10 @@ async fn lane(
             let mut backoff = Duration::ZERO;
             loop {
                 let outcomes = match state.intake(&connection).await {
-                    Ok(intake) => intake.accept_group(&events).await,
+                    Ok(intake) => {
+                        intake.fence_with(Some(fence.clone()));
+                        intake.accept_group(&events).await
+                    }
                     Err(error) => Err(error),
                 };
                 match outcomes {
@@ -324,6 +425,9 @@ async fn lane(
                         }
                         break;
                     }
+                    // The holder is gone (its lease was lost or the process stops): whoever
+                    // holds the connection next applies these (they stay in the inbox).
+                    Err(_) if holder.has_changed().is_err() => return,
                     Err(error) => {
                         // This object's later deliveries wait behind it.
                         state.metrics.record_webhook(&connection, "apply_failed");
@@ -341,14 +445,22 @@ fn next_backoff(now: Duration) -> Duration {
     (now * 2).clamp(Duration::from_millis(500), MAX_BACKOFF)
 }
 
-/// At start: a worker for every connection with deliveries stored and not yet applied (the
-/// process stopped before it applied them), so that they are applied first.
+/// At start: connections with deliveries kept and not yet applied (the process stopped before
+/// it applied them) are made due, so that a worker claims them first.
 pub async fn resume(state: &Arc<AppState>) {
     match state.engine.store_call(|store| store.inbox_depths()).await {
         Ok(depths) => {
+            let at = sm_engine::now();
             for depth in depths {
-                tracing::info!(account = %depth.connection.label(), waiting = depth.waiting, "applying webhook deliveries stored before the restart");
-                state.wake_inbox(&depth.connection);
+                tracing::info!(account = %depth.connection.label(), waiting = depth.waiting, "webhook deliveries stored before the restart wait to be applied");
+                let connection = depth.connection.clone();
+                let marked = state
+                    .engine
+                    .store_call(move |store| store.lease_due(&connection, at))
+                    .await;
+                if let Err(error) = marked {
+                    tracing::warn!(error = %error.message, "could not mark a connection due");
+                }
             }
         }
         Err(error) => {

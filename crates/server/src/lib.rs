@@ -1,7 +1,10 @@
-//! `stripe-mirror serve`: one long-running process that receives Stripe's webhooks (verified,
-//! stored durably, applied through the engine's one apply path before the 2xx), runs incremental
-//! syncs for every account on a schedule (with jitter, and right after a connect), manages the
-//! webhook endpoints it may manage, and answers `/healthz` and Prometheus `/metrics`.
+//! `stripe-mirror serve`: a long-running process that receives Stripe's webhooks (verified,
+//! stored durably in the inbox and answered; applied behind the answer through the engine's one
+//! apply path), runs incremental syncs for every account on a schedule (with jitter, and right
+//! after a connect), manages the webhook endpoints it may manage, and answers `/healthz` and
+//! Prometheus `/metrics`. Its role says which half it does: an intake keeps deliveries, a worker
+//! claims connections (leases) and syncs them and applies their inboxes; `all` does both. Any
+//! number of each share one Postgres.
 
 mod agent_tools;
 pub mod api;
@@ -64,9 +67,57 @@ use zeroize::Zeroizing;
 
 use crate::metrics::Metrics;
 
+/// What a `serve` process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Intake and worker in one process (the only role a SQLite mirror runs).
+    All,
+    /// Claims connections, syncs them and applies their inboxes; serves the API, dashboard and
+    /// agent tools, but no webhooks.
+    Worker,
+    /// Verifies and keeps webhook deliveries, nothing else: no state of its own, so any
+    /// number run behind a load balancer.
+    Intake,
+}
+
+impl Role {
+    pub const NAMES: [&'static str; 3] = ["all", "worker", "intake"];
+
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "all" => Some(Role::All),
+            "worker" => Some(Role::Worker),
+            "intake" => Some(Role::Intake),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Worker => "worker",
+            Role::Intake => "intake",
+        }
+    }
+
+    /// Whether this process claims connections (syncs, inboxes, notifications).
+    pub fn works(self) -> bool {
+        self != Role::Intake
+    }
+
+    /// Whether this process receives webhooks.
+    pub fn takes_webhooks(self) -> bool {
+        self != Role::Worker
+    }
+}
+
 /// How `serve` runs.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// Which half of the work this process does.
+    pub role: Role,
+    /// How many connections this process holds at once (each syncing and applying its inbox).
+    pub max_leases: usize,
     /// Where to listen; 127.0.0.1 unless told otherwise.
     pub listen: SocketAddr,
     /// The public base URL Stripe reaches this server at (`https://mirror.example.com`);
@@ -96,6 +147,8 @@ pub const SECRET_REREAD_WINDOW: Duration = Duration::from_secs(10);
 /// What every handler shares.
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// This process as lease rows name their holder: host, process id and start time.
+    pub worker_id: String,
     pub config: ServeConfig,
     pub metrics: Metrics,
     /// One intake per connection, made on first delivery.
@@ -160,6 +213,7 @@ impl AppState {
             notifier: Default::default(),
             engine,
             config,
+            worker_id: worker_id(),
             metrics: Metrics::default(),
             intakes: RwLock::new(HashMap::new()),
             secrets: RwLock::new(HashMap::new()),
@@ -271,16 +325,24 @@ impl AppState {
     }
 }
 
-/// The HTTP routes.
+/// The HTTP routes of the process's role: an intake answers webhooks, `/healthz` and
+/// `/metrics` only; a worker everything but webhooks.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let role = state.config.role;
+    let mut routes = Router::new()
         .route("/healthz", get(metrics::healthz))
-        .route("/metrics", get(metrics::prometheus))
-        .route("/webhooks/{account}/{mode}", post(webhook::receive))
-        .route("/mcp", axum::routing::any(agent_tools::handle))
-        .merge(api::router(state.clone()))
-        .merge(dashboard::router())
-        .merge(api::stripe_compat::router())
+        .route("/metrics", get(metrics::prometheus));
+    if role.takes_webhooks() {
+        routes = routes.route("/webhooks/{account}/{mode}", post(webhook::receive));
+    }
+    if role.works() {
+        routes = routes
+            .route("/mcp", axum::routing::any(agent_tools::handle))
+            .merge(api::router(state.clone()))
+            .merge(dashboard::router())
+            .merge(api::stripe_compat::router());
+    }
+    routes
         .fallback(|| async {
             api::ApiError(
                 EngineError::new(sm_engine::ErrorCode::NotFound, "no such route")
@@ -307,17 +369,34 @@ pub async fn serve_on(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    // Deliveries stored before a stop are applied before anything else.
-    inbox::resume(&state).await;
-    let scheduler = tokio::spawn(scheduler(state.clone(), stopped.clone()));
-    let notifier = start_notifier(&state, stopped);
+    let role = state.config.role;
+    tracing::info!(
+        role = role.name(),
+        max_leases = state.config.max_leases,
+        "role"
+    );
+    let (scheduler, notifier) = if role.works() {
+        // Deliveries stored before a stop are applied before anything else.
+        if state.engine.store.backend() == sm_warehouse::Backend::Sqlite {
+            inbox::resume(&state).await;
+        }
+        (
+            Some(tokio::spawn(scheduler(state.clone(), stopped.clone()))),
+            start_notifier(&state, stopped),
+        )
+    } else {
+        (None, None)
+    };
     let limits = state.config.limits;
     let app = router(state);
     let result = listener::serve(listener, app, limits, shutdown).await;
-    // In-flight syncs are resumable: stopping the scheduler mid-run loses nothing; a
-    // notification not yet marked sent is sent after the restart.
+    // In-flight syncs are resumable: stopping the scheduler mid-run loses nothing (its leases
+    // are given up, due at once, for another process or the next start); a notification not
+    // yet marked sent is sent after the restart.
     let _ = stop.send(true);
-    let _ = scheduler.await;
+    if let Some(scheduler) = scheduler {
+        let _ = scheduler.await;
+    }
     if let Some(notifier) = notifier {
         let _ = notifier.await;
     }
@@ -336,9 +415,40 @@ fn start_notifier(
     match sm_engine::notify::Notifier::new(state.engine.clone(), config) {
         Ok(notifier) => {
             *state.notifier.lock() = Some(notifier.clone());
-            Some(tokio::spawn(notifier.run(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })))
+            let engine = state.engine.clone();
+            Some(tokio::spawn(async move {
+                // One notifier across the processes of a mirror, or each would send every
+                // message: the one holding the mirror-wide lock; the others wait to take over
+                // (a killed holder's lock goes with its database connection).
+                let mut waiting_said = false;
+                let _held = loop {
+                    match engine
+                        .store_call(|store| store.hold_exclusive("notifier"))
+                        .await
+                    {
+                        Ok(Some(held)) => break held,
+                        Ok(None) if !waiting_said => {
+                            waiting_said = true;
+                            tracing::info!(
+                                "another process sends the notifications; this one takes over if it stops"
+                            );
+                        }
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::warn!(error = %error.message, "could not take the notifier's lock")
+                        }
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        _ = async { stopped.wait_for(|stop| *stop).await.map(|_| ()) } => return,
+                    }
+                };
+                notifier
+                    .run(async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    })
+                    .await
+            }))
         }
         Err(error) => {
             tracing::error!(error = %error.message, "notifications are off: the notifier could not start");
@@ -361,26 +471,33 @@ fn jitter(connection: &Connection, interval: Duration) -> Duration {
 /// (killed, paused, cut off) loses it this long after its last renewal.
 const LEASE_SECONDS: i64 = 60;
 
-/// This process, as lease rows name their holder: host, process id and start time.
+/// This process, as lease rows name their holder: host, process id and start time (a second
+/// server in one process, as tests run them, counts as another).
 fn worker_id() -> String {
+    static SERVERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nth = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}:{}", std::process::id(), now())
+    match nth {
+        0 => format!("{host}:{}:{}", std::process::id(), now()),
+        n => format!("{host}:{}:{}.{n}", std::process::id(), now()),
+    }
 }
 
 /// Runs each account's incremental sync every interval (the first right away, spread by
-/// jitter), sets up managed webhook endpoints, and notices accounts connected meanwhile.
+/// jitter), applies webhook deliveries kept by any intake, sets up managed webhook endpoints,
+/// and notices accounts connected meanwhile.
 ///
 /// When a connection is next due lives in its lease row (`sync_leases`), not in this process:
-/// the scheduler claims one due connection at a time, renews the lease while the sync runs
-/// (each batch is fenced by it), and releases it with its next due time. Several processes on
-/// one Postgres so share the accounts without syncing one twice at once; "sync now" makes a
+/// the scheduler claims due connections (a sync due, or deliveries waiting) up to
+/// `max_leases` at a time, and each is held by a task of its own ([`hold`]). Several processes
+/// on one Postgres so share the accounts without syncing one twice at once; "sync now" makes a
 /// connection due at once.
 async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiver<bool>) {
-    let owner = worker_id();
+    let owner = state.worker_id.clone();
     // A SQLite mirror has one runner (its lock file): leases held are a killed process's.
     if state.engine.store.backend() == sm_warehouse::Backend::Sqlite {
         let freed = state
@@ -394,9 +511,17 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
             );
         }
     }
+    // Other processes release connections and intakes elsewhere stamp them: look this often
+    // at most when nothing wakes this one.
+    let look_every = match state.engine.store.backend() {
+        sm_warehouse::Backend::Sqlite => Duration::from_secs(5),
+        _ => Duration::from_secs(1),
+    };
     let mut known: std::collections::HashSet<Connection> = std::collections::HashSet::new();
     let mut asked: HashMap<Connection, sm_engine::sync::Trigger> = HashMap::new();
+    let mut holds: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
     loop {
+        while holds.try_join_next().is_some() {}
         let accounts = match state.engine.store_call(|store| store.accounts()).await {
             Ok(accounts) => {
                 let connected: Vec<Connection> =
@@ -410,17 +535,28 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
             }
         };
         state.forget_changed(&accounts);
-        // New connections are due soon (spread by jitter); those asked to sync, at once. A row
-        // keeps the earlier of its due time and these.
+        // Connections without a lease row (new since any process scheduled them) are due soon,
+        // spread by jitter; those asked to sync, at once. A row keeps the earlier of its due
+        // time and these. Rows kept from before a restart keep their due times.
         let started = now();
-        let mut due: Vec<(Connection, i64)> = accounts
+        let unknown: Vec<Connection> = accounts
             .iter()
             .filter(|a| !known.contains(&a.connection))
-            .map(|a| {
-                let spread = jitter(&a.connection, Duration::from_secs(2)).as_secs() as i64;
-                (a.connection.clone(), started + spread)
-            })
+            .map(|a| a.connection.clone())
             .collect();
+        let mut due: Vec<(Connection, i64)> = Vec::new();
+        if !unknown.is_empty() {
+            let rows: std::collections::HashSet<Connection> = state
+                .engine
+                .store_call(|store| store.leases())
+                .await
+                .map(|rows| rows.into_iter().map(|r| r.connection).collect())
+                .unwrap_or_default();
+            due.extend(unknown.into_iter().filter(|c| !rows.contains(c)).map(|c| {
+                let spread = jitter(&c, Duration::from_secs(2)).as_secs() as i64;
+                (c, started + spread)
+            }));
+        }
         for (connection, trigger) in state.sync_now.lock().drain() {
             due.push((connection.clone(), started));
             asked.insert(connection, trigger);
@@ -440,53 +576,99 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
         known = accounts.iter().map(|a| a.connection.clone()).collect();
         asked.retain(|c, _| known.contains(c));
 
-        let claim_owner = owner.clone();
-        let claimed = state
-            .engine
-            .store_call(move |store| store.lease_claim(&claim_owner, now(), LEASE_SECONDS, 1))
-            .await
-            .unwrap_or_else(|error| {
-                tracing::warn!(error = %error, "could not claim a connection to sync");
-                Vec::new()
-            });
+        let room = state.config.max_leases.saturating_sub(holds.len());
+        let claimed = if room == 0 {
+            Vec::new()
+        } else {
+            let claim_owner = owner.clone();
+            state
+                .engine
+                .store_call(move |store| {
+                    store.lease_claim(&claim_owner, now(), LEASE_SECONDS, room)
+                })
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(error = %error, "could not claim a connection");
+                    Vec::new()
+                })
+        };
         for lease in claimed {
-            let connection = lease.connection.clone();
-            let next_due = |state: &AppState| {
-                now()
-                    + (state.config.interval + jitter(&connection, state.config.interval)).as_secs()
-                        as i64
-            };
-            let Some(record) = accounts.iter().find(|a| a.connection == connection) else {
+            let Some(record) = accounts.iter().find(|a| a.connection == lease.connection) else {
                 // Connected by another process since the accounts were read: next round.
                 release(&state, lease, now()).await;
                 continue;
             };
-            webhook::manage_endpoint(&state, record).await;
+            let trigger = asked
+                .remove(&lease.connection)
+                .unwrap_or(sm_engine::sync::Trigger::Schedule);
+            holds.spawn(hold(
+                state.clone(),
+                lease,
+                record.clone(),
+                trigger,
+                stopped.clone(),
+            ));
+        }
+        // Sleep until the next connection is due, or until asked, woken by a delivery, or a
+        // held connection is given up.
+        let next = state
+            .engine
+            .store_call(|store| store.lease_next_due())
+            .await
+            .ok()
+            .flatten();
+        let wait = next
+            .map(|at| Duration::from_secs(at.saturating_sub(now()).max(0) as u64))
+            .unwrap_or(look_every)
+            .clamp(Duration::from_millis(200), look_every);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = state.wake_scheduler.notified() => {}
+            Some(_) = holds.join_next(), if !holds.is_empty() => {}
+            _ = stopped.changed() => break,
+        }
+    }
+    // Each hold gives its connection up, due at once, when it sees the stop.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while holds.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// Holds one claimed connection: syncs it when a sync was due (every batch fenced by the
+/// lease) while applying its inbox, renews the lease meanwhile, and releases it — next due
+/// after the interval if it synced, as it was otherwise. A lease lost (this process paused
+/// or cut off past it) ends the hold without a release: its holder now is someone else. A
+/// stop gives it up due at once (every page is written with its checkpoint: whoever claims
+/// it next continues where this run stopped).
+async fn hold(
+    state: Arc<AppState>,
+    lease: sm_warehouse::Lease,
+    record: AccountRecord,
+    trigger: sm_engine::sync::Trigger,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let connection = lease.connection.clone();
+    let (sync_finished, sync_done) = tokio::sync::watch::channel(!lease.sync_due);
+    let work = async {
+        let syncing = async {
+            if !lease.sync_due {
+                return;
+            }
+            webhook::manage_endpoint(&state, &record).await;
             let started = now();
             let options = sm_engine::sync::SyncOptions {
-                trigger: asked
-                    .remove(&connection)
-                    .unwrap_or(sm_engine::sync::Trigger::Schedule),
+                trigger,
                 fence: Some(lease.fence()),
                 ..Default::default()
             };
-            let run = sm_engine::sync::sync(
+            let outcome = sm_engine::sync::sync(
                 &state.engine,
                 &connection,
                 &options,
                 Arc::new(sm_engine::sync::Quiet),
-            );
-            // A stop does not wait for the run (a backfill may take hours): every page is
-            // written with its checkpoint, so the next start continues where this one stopped,
-            // once the lease (not released here) has run out or this process claims it again.
-            let outcome = tokio::select! {
-                outcome = run => outcome,
-                _ = keep_renewing(&state, &lease) => Err(sm_engine::EngineError::new(
-                    sm_engine::ErrorCode::Busy,
-                    format!("the lease on {} was lost: another process holds it now", connection.label()),
-                )),
-                _ = stopped.changed() => return,
-            };
+            )
+            .await;
             state.metrics.record_sync(
                 &connection,
                 started,
@@ -499,24 +681,25 @@ async fn scheduler(state: Arc<AppState>, mut stopped: tokio::sync::watch::Receiv
                 tracing::warn!(account = %connection.label(), error = %error.message, "sync failed");
                 state.forget(&connection);
             }
-            release(&state, lease, next_due(&state)).await;
+            let _ = sync_finished.send(true);
+        };
+        tokio::join!(inbox::apply_while_held(&state, &lease, sync_done), syncing)
+    };
+    tokio::select! {
+        _ = work => {
+            let next = if lease.sync_due {
+                now() + (state.config.interval + jitter(&connection, state.config.interval)).as_secs() as i64
+            } else {
+                sm_warehouse::NEVER
+            };
+            release(&state, lease, next).await;
         }
-        // Sleep until the next connection is due (at most 5 s: other processes release
-        // connections too), or until asked.
-        let next = state
-            .engine
-            .store_call(|store| store.lease_next_due())
-            .await
-            .ok()
-            .flatten();
-        let wait = next
-            .map(|at| Duration::from_secs(at.saturating_sub(now()).max(0) as u64))
-            .unwrap_or(Duration::from_secs(5))
-            .clamp(Duration::from_millis(200), Duration::from_secs(5));
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = state.wake_scheduler.notified() => {}
-            _ = stopped.changed() => return,
+        _ = keep_renewing(&state, &lease) => {
+            tracing::warn!(account = %connection.label(), "the lease was lost: another process holds the connection now");
+            state.forget(&connection);
+        }
+        _ = async { stopped.wait_for(|stop| *stop).await.map(|_| ()) } => {
+            release(&state, lease, now()).await
         }
     }
 }

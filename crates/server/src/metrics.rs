@@ -188,13 +188,6 @@ impl Metrics {
     pub fn render(&self, inbox: &[sm_warehouse::InboxDepth]) -> String {
         let accounts = self.accounts.lock().clone();
         let mut out = String::new();
-        let labels = |c: &Connection| {
-            format!(
-                "account=\"{}\",mode=\"{}\"",
-                c.account_id,
-                if c.livemode { "live" } else { "test" }
-            )
-        };
         let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (labels, value) in rows {
@@ -378,10 +371,45 @@ pub async fn prometheus(
         .await
         .unwrap_or_default();
     let mut text = state.metrics.render(&inbox);
+    text.push_str(&process_metrics(&state));
     if let Some(notifier) = state.notifier.lock().clone() {
         text.push_str(&notify_metrics(&notifier.stats()));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// A connection's Prometheus labels.
+fn labels(c: &Connection) -> String {
+    format!(
+        "account=\"{}\",mode=\"{}\"",
+        c.account_id,
+        if c.livemode { "live" } else { "test" }
+    )
+}
+
+/// This process: its role, and the connections it holds (labelled by account and mode).
+fn process_metrics(state: &AppState) -> String {
+    let held = state.held_connections();
+    let mut out = format!(
+        "# HELP stripe_mirror_process Which role this process runs (all, worker or intake) and its lease holder name.\n# TYPE stripe_mirror_process gauge\nstripe_mirror_process{{role=\"{}\",holder=\"{}\"}} 1\n",
+        state.config.role.name(),
+        state.worker_id.replace(['\\', '"'], "_")
+    );
+    let _ = write!(
+        out,
+        "# HELP stripe_mirror_leases_held Connections this process holds now (syncing or applying webhook deliveries).\n# TYPE stripe_mirror_leases_held gauge\nstripe_mirror_leases_held {}\n# HELP stripe_mirror_leases_max Connections this process holds at most at once.\n# TYPE stripe_mirror_leases_max gauge\nstripe_mirror_leases_max {}\n",
+        held.len(),
+        if state.config.role.works() {
+            state.config.max_leases
+        } else {
+            0
+        }
+    );
+    out.push_str("# HELP stripe_mirror_lease_held Whether this process holds the connection now.\n# TYPE stripe_mirror_lease_held gauge\n");
+    for connection in held {
+        let _ = writeln!(out, "stripe_mirror_lease_held{{{}}} 1", labels(&connection));
+    }
+    out
 }
 
 /// The notifier's counts since start, in the Prometheus text exposition.
@@ -421,8 +449,14 @@ pub async fn healthz(
         .await
         .unwrap_or_default();
     let (well, accounts) = state.metrics.health(&inbox);
+    let process = serde_json::json!({
+        "role": state.config.role.name(),
+        "holder": state.worker_id,
+        "leases_held": state.held_connections().iter().map(|c| c.label()).collect::<Vec<_>>(),
+        "max_leases": if state.config.role.works() { state.config.max_leases } else { 0 },
+    });
     axum::Json(
-        serde_json::json!({"status": if well { "ok" } else { "degraded" }, "accounts": accounts}),
+        serde_json::json!({"status": if well { "ok" } else { "degraded" }, "process": process, "accounts": accounts}),
     )
     .into_response()
 }

@@ -12,7 +12,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use sm_emulator::webhooks::DeliverySettings;
-use support::{Server, World, compare, describe};
+use support::{Server, World, compare, describe, settle};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_are_answered_at_once_and_applied_behind() {
@@ -149,34 +149,4 @@ async fn senders_hanging_up_mid_delivery_cut_nothing_short() {
         "after {compared} objects compared: {}",
         describe(&differences)
     );
-}
-
-/// Waits until deliveries have settled — nothing on the wire, the counts still for 4 s, the
-/// inbox empty — and says how long that took (at most 120 s).
-async fn settle(world: &World, engine: &sm_engine::Engine) -> Duration {
-    let settle = Instant::now();
-    let mut last = world.delivery_counts();
-    let mut still_since = Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let counts = world.delivery_counts();
-        if counts != last || !counts.quiet() {
-            last = counts;
-            still_since = Instant::now();
-        }
-        let waiting: u64 = engine
-            .store
-            .inbox_depths()
-            .unwrap()
-            .iter()
-            .map(|d| d.waiting)
-            .sum();
-        if waiting == 0 && still_since.elapsed() > Duration::from_secs(4) {
-            return settle.elapsed();
-        }
-        assert!(
-            settle.elapsed() < Duration::from_secs(120),
-            "did not settle in 120 s: {waiting} waiting in the inbox, {counts:?}"
-        );
-    }
 }

@@ -6,7 +6,14 @@
 //! run out), renews its leases while it works and releases each with its next due time. While
 //! a row is held its due time is [`NEVER`] unless something (a webhook's intake) makes it due
 //! meanwhile; releasing keeps the earlier of that and the holder's next time, so no such
-//! request is lost. Every
+//! request is lost.
+//!
+//! Webhook deliveries make a row claimable too: an intake (of this process or another) keeps a
+//! delivery and, in the same transaction, stamps the row's `inbox_since` unless it is stamped
+//! already, so a burst costs one row update, not one each. A holder applies the inbox and,
+//! before giving the row up, clears the stamp and looks once more: a delivery stored before
+//! the clear is seen by that look, one stored after stamps the row again.
+//! Every
 //! batch a holder writes carries its [`Fence`]; the store checks it in the batch's own
 //! transaction, so a holder that was paused past its lease and replaced can never commit — its
 //! write fails with [`crate::StoreError::Fenced`] and nothing of it lands.
@@ -26,6 +33,9 @@ pub struct Lease {
     pub epoch: i64,
     /// Held until this instant (Unix time) unless renewed.
     pub until: i64,
+    /// Claimed because a sync was due (or a holder's lease ran out mid-run), not only because
+    /// deliveries wait in the inbox.
+    pub sync_due: bool,
 }
 
 impl Lease {
@@ -54,6 +64,8 @@ pub struct LeaseRow {
     pub owner: Option<String>,
     pub until: Option<i64>,
     pub epoch: i64,
+    /// Since when deliveries have waited for a holder to apply them (none: nothing asked).
+    pub inbox_since: Option<i64>,
 }
 
 /// Whether a batch under `fence` may be committed, given the row's holder and epoch as read in

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use lease::{Fence, Lease, LeaseRow};
+pub use lease::{Fence, Lease, LeaseRow, NEVER};
 pub use notify::{
     ChannelRecord, DeliveryQuery, DeliveryRecord, DeliveryUpdate, NewDelivery, QueuedEvent,
     RuleRecord,
@@ -448,7 +448,9 @@ pub trait Store: Send + Sync {
     fn bind_sealed_values(&self, bind: &mut BindSealed<'_>) -> Result<Option<usize>>;
 
     // The webhook inbox: verified deliveries kept until they are applied.
-    /// Keeps one delivery (the event's JSON); false when the event is kept already.
+    /// Keeps one delivery (the event's JSON); false when the event is kept already. A new one
+    /// stamps the connection's lease row (`inbox_since`) in the same transaction, making it
+    /// claimable by whichever worker is free (see `lease.rs`).
     fn inbox_add(
         &self,
         connection: &Connection,
@@ -473,8 +475,9 @@ pub trait Store: Send + Sync {
     /// Makes `connection` due no later than `at` (its row is made when it has none).
     fn lease_due(&self, connection: &Connection, at: i64) -> Result<()>;
     /// Claims for `owner`, until `now + hold_for`, up to `at_most` connections due by `now`
-    /// that nobody holds or whose lease ran out, the longest-due first; each claim raises the
-    /// epoch. Rows another process is claiming or writing under at this moment are skipped.
+    /// (or with deliveries waiting in the inbox) that nobody holds or whose lease ran out, the
+    /// longest-waiting first; each claim raises the epoch and says whether a sync is due. Rows
+    /// another process is claiming or writing under at this moment are skipped.
     fn lease_claim(
         &self,
         owner: &str,
@@ -486,10 +489,20 @@ pub trait Store: Send + Sync {
     fn lease_renew(&self, lease: &Lease, until: i64) -> Result<bool>;
     /// Gives `lease` up, the connection next due at `due_at`; false when it was not held.
     fn lease_release(&self, lease: &Lease, due_at: i64) -> Result<bool>;
+    /// Sets the row's inbox stamp while `lease` is held (false: it is not). A holder clears it
+    /// (`None`) and looks at the inbox once more before releasing; one giving up with
+    /// deliveries still waiting stamps it, so that the next claim takes them.
+    fn lease_inbox_mark(&self, lease: &Lease, since: Option<i64>) -> Result<bool>;
     /// Every connection's lease row.
     fn leases(&self) -> Result<Vec<LeaseRow>>;
-    /// When the next connection nobody holds is due (none: no such connection).
+    /// When the next connection nobody holds is due or was stamped by an intake (none: no such
+    /// connection).
     fn lease_next_due(&self) -> Result<Option<i64>>;
+    /// Holds the mirror-wide role `name` (the notifier) for this process alone while what is
+    /// returned lives (`None`: another process holds it now). Postgres: a session advisory lock
+    /// on a connection of its own, freed when the process dies; SQLite: always granted (one
+    /// process holds the file).
+    fn hold_exclusive(&self, name: &str) -> Result<Option<Box<dyn std::any::Any + Send>>>;
     /// Frees every held lease, its connection due at once (how many were held): for a process
     /// that knows no other holder can be alive (a SQLite mirror's runner, after a kill).
     fn lease_release_all(&self, now: i64) -> Result<u64>;
@@ -758,4 +771,4 @@ pub fn open(target: &str) -> Result<Box<dyn Store>> {
 }
 
 /// The schema version these backends create (9: leases, `sync_leases`).
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;

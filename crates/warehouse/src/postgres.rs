@@ -537,6 +537,7 @@ fn ddl() -> Vec<(String, String)> {
   owner text,
   lease_until bigint,
   epoch bigint NOT NULL DEFAULT 0,
+  inbox_since bigint,
   PRIMARY KEY (account_id, livemode)
 )"
         .into(),
@@ -714,6 +715,18 @@ struct Write<'r> {
     row: &'r ObjectRow,
     created: Option<i64>,
     parent_id: Option<&'r str>,
+}
+
+/// The connection holding a [`Store::hold_exclusive`] lock. Closing a `postgres::Client` blocks
+/// on a runtime of its own, which panics inside an async task: it is closed on a thread.
+struct ExclusiveHold(Option<Client>);
+
+impl Drop for ExclusiveHold {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            std::thread::spawn(move || drop(client));
+        }
+    }
 }
 
 impl PostgresStore {
@@ -984,6 +997,13 @@ impl PostgresStore {
             if existing.contains("runs") && found.is_none_or(|v| v < 5) {
                 tx.batch_execute(&format!(
                     "ALTER TABLE {0}.runs ADD COLUMN IF NOT EXISTS triggered_by text",
+                    ident(&schema)
+                ))?;
+            }
+            // Deliveries make a lease row claimable (10).
+            if existing.contains("sync_leases") && found.is_none_or(|v| v < 10) {
+                tx.batch_execute(&format!(
+                    "ALTER TABLE {0}.sync_leases ADD COLUMN IF NOT EXISTS inbox_since bigint",
                     ident(&schema)
                 ))?;
             }
@@ -2012,7 +2032,11 @@ impl Store for PostgresStore {
                 tx,
                 "INSERT INTO inbox (account_id, livemode, event_id, received_at, body) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             )?;
-            Ok(tx.execute(&insert, &[&c.account_id, &c.livemode, &event_id, &at, &body])? > 0)
+            if tx.execute(&insert, &[&c.account_id, &c.livemode, &event_id, &at, &body])? == 0 {
+                return Ok(false);
+            }
+            lease::stamp_inbox(tx, statements, c, at)?;
+            Ok(true)
         })
     }
 
@@ -2131,6 +2155,10 @@ impl Store for PostgresStore {
         self.lease_release_row(lease, due_at)
     }
 
+    fn lease_inbox_mark(&self, lease: &crate::Lease, since: Option<i64>) -> Result<bool> {
+        self.lease_inbox_mark_row(lease, since)
+    }
+
     fn leases(&self) -> Result<Vec<crate::LeaseRow>> {
         self.lease_rows()
     }
@@ -2139,11 +2167,24 @@ impl Store for PostgresStore {
         self.read(|client, _| {
             Ok(client
                 .query_one(
-                    "SELECT min(due_at) FROM sync_leases WHERE owner IS NULL",
+                    "SELECT min(least(due_at, coalesce(inbox_since, due_at))) FROM sync_leases WHERE owner IS NULL",
                     &[],
                 )?
                 .get(0))
         })
+    }
+
+    fn hold_exclusive(&self, name: &str) -> Result<Option<Box<dyn std::any::Any + Send>>> {
+        let mut client = self.connect()?;
+        let held: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('stripe-mirror'), hashtext($1))",
+                &[&format!("{}:{name}", self.schema)],
+            )
+            .map_err(|e| self.db_error(e))?
+            .get(0);
+        // The lock lives as long as this connection: dropping the client frees it.
+        Ok(held.then(|| Box::new(ExclusiveHold(Some(client))) as Box<dyn std::any::Any + Send>))
     }
 
     fn lease_release_all(&self, now: i64) -> Result<u64> {

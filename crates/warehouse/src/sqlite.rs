@@ -275,6 +275,7 @@ CREATE TABLE IF NOT EXISTS sync_leases (
   owner TEXT,
   lease_until INTEGER,
   epoch INTEGER NOT NULL DEFAULT 0,
+  inbox_since INTEGER,
   PRIMARY KEY (account_id, livemode)
 );
 CREATE INDEX IF NOT EXISTS sync_leases_due ON sync_leases (due_at);
@@ -416,6 +417,14 @@ impl SqliteStore {
             .map_err(db_error)?;
         if !trigger_present {
             ddl.push_str("ALTER TABLE runs ADD COLUMN triggered_by TEXT;\n");
+        }
+        // Deliveries make a lease row claimable (10).
+        let stamp_present = db
+            .prepare("SELECT 1 FROM pragma_table_info('sync_leases') WHERE name = 'inbox_since'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db_error)?;
+        if !stamp_present {
+            ddl.push_str("ALTER TABLE sync_leases ADD COLUMN inbox_since INTEGER;\n");
         }
         for t in TABLES {
             ddl.push_str(&create_table_sql(t));
@@ -1468,6 +1477,10 @@ impl Store for SqliteStore {
         self.lease_release_row(lease, due_at)
     }
 
+    fn lease_inbox_mark(&self, lease: &crate::Lease, since: Option<i64>) -> Result<bool> {
+        self.lease_inbox_mark_row(lease, since)
+    }
+
     fn leases(&self) -> Result<Vec<crate::LeaseRow>> {
         self.lease_rows()
     }
@@ -1475,11 +1488,15 @@ impl Store for SqliteStore {
     fn lease_next_due(&self) -> Result<Option<i64>> {
         self.reader()
             .query_row(
-                "SELECT min(due_at) FROM sync_leases WHERE owner IS NULL",
+                "SELECT min(min(due_at, coalesce(inbox_since, due_at))) FROM sync_leases WHERE owner IS NULL",
                 [],
                 |r| r.get(0),
             )
             .map_err(db_error)
+    }
+
+    fn hold_exclusive(&self, _name: &str) -> Result<Option<Box<dyn std::any::Any + Send>>> {
+        Ok(Some(Box::new(())))
     }
 
     fn lease_release_all(&self, now: i64) -> Result<u64> {

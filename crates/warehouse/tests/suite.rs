@@ -848,6 +848,12 @@ macro_rules! warehouse_test_suite {
                 }
             }
             #[test]
+            fn deliveries_make_a_connection_claimable_without_a_sync() {
+                if let Some(store) = store("stamps") {
+                    super::deliveries_make_a_connection_claimable_without_a_sync(store.as_ref());
+                }
+            }
+            #[test]
             fn runs_and_windows() {
                 if let Some(store) = store("runs") {
                     super::runs_and_windows(store.as_ref());
@@ -1738,6 +1744,105 @@ pub fn leases_are_claimed_once_and_fence_their_stale_holders(store: &dyn Store) 
         let held = row.connection.account_id != "acct_later";
         assert_eq!(row.due_at <= later + 100, held, "{row:?}");
     }
+}
+
+/// A delivery kept in the inbox stamps its connection's lease row in the same transaction: a
+/// worker claims it though no sync is due (and is told so), the due time survives the claim,
+/// and a holder that clears the stamp and finds the inbox empty gives the row up unstamped —
+/// while a delivery kept after the clear stamps it again.
+pub fn deliveries_make_a_connection_claimable_without_a_sync(store: &dyn Store) {
+    let now = 1_800_000_000;
+    let quiet = Connection::new("acct_stamp_quiet", false);
+    let busy = Connection::new("acct_stamp_busy", true);
+    store.lease_due(&quiet, now + 300).unwrap();
+    store.lease_due(&busy, now + 300).unwrap();
+    assert!(store.lease_claim("w1", now, 60, 10).unwrap().is_empty());
+    assert_eq!(store.lease_next_due().unwrap(), Some(now + 300));
+
+    let body = |id: &str| json!({"id": id, "object": "event"}).to_string();
+    assert!(
+        store
+            .inbox_add(&busy, "evt_s1", now - 5, &body("evt_s1"))
+            .unwrap()
+    );
+    assert!(
+        store
+            .inbox_add(&busy, "evt_s2", now - 4, &body("evt_s2"))
+            .unwrap()
+    );
+    // Kept already: nothing new, no stamp of its own.
+    assert!(
+        !store
+            .inbox_add(&busy, "evt_s1", now - 3, &body("evt_s1"))
+            .unwrap()
+    );
+    let stamped = |c: &Connection| {
+        store
+            .leases()
+            .unwrap()
+            .into_iter()
+            .find(|r| &r.connection == c)
+            .unwrap()
+    };
+    assert_eq!(
+        stamped(&busy).inbox_since,
+        Some(now - 5),
+        "the first delivery's time"
+    );
+    assert_eq!(stamped(&quiet).inbox_since, None);
+    assert_eq!(store.lease_next_due().unwrap(), Some(now - 5));
+    // A connection without a row (connected by a process that has not scheduled it yet) gets
+    // one, due at once.
+    let unknown = Connection::new("acct_stamp_new", false);
+    assert!(
+        store
+            .inbox_add(&unknown, "evt_s9", now - 1, &body("evt_s9"))
+            .unwrap()
+    );
+    assert_eq!(stamped(&unknown).due_at, now - 1);
+
+    let claimed = store.lease_claim("w1", now, 60, 10).unwrap();
+    let held: Vec<(&Connection, bool)> = claimed
+        .iter()
+        .map(|l| (&l.connection, l.sync_due))
+        .collect();
+    assert_eq!(
+        held,
+        vec![(&busy, false), (&unknown, true)],
+        "longest waiting first"
+    );
+    let lease = claimed[0].clone();
+    assert_eq!(
+        stamped(&busy).due_at,
+        now + 300,
+        "an inbox claim keeps the due time"
+    );
+
+    // The holder applies both, clears the stamp and looks again: empty, so it releases.
+    let pending = store.inbox_pending(&busy, 0, 10).unwrap();
+    store
+        .inbox_remove(&busy, &pending.iter().map(|e| e.seq).collect::<Vec<_>>())
+        .unwrap();
+    assert!(store.lease_inbox_mark(&lease, None).unwrap());
+    assert!(store.inbox_pending(&busy, 0, 10).unwrap().is_empty());
+    // A delivery kept while it is still held stamps the row again…
+    assert!(
+        store
+            .inbox_add(&busy, "evt_s3", now + 1, &body("evt_s3"))
+            .unwrap()
+    );
+    assert!(store.lease_release(&lease, sm_warehouse::NEVER).unwrap());
+    let row = stamped(&busy);
+    assert_eq!(
+        (row.owner, row.due_at, row.inbox_since),
+        (None, now + 300, Some(now + 1))
+    );
+    // …so the next claim (anyone's) takes it at once.
+    let again = store.lease_claim("w2", now + 2, 60, 1).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((&again[0].connection, again[0].sync_due), (&busy, false));
+    // Not held: the clear is refused.
+    assert!(!store.lease_inbox_mark(&lease, None).unwrap());
 }
 
 fn open_sqlite(test: &str) -> Option<Box<dyn Store>> {

@@ -380,12 +380,35 @@ impl Server {
         answer_wait: Duration,
         balance_refresh_after: Option<Duration>,
     ) -> Server {
+        Server::start_role(
+            engine,
+            public_url,
+            interval,
+            (tolerance_secs, limits, answer_wait),
+            balance_refresh_after,
+            sm_server::Role::All,
+        )
+        .await
+    }
+
+    /// [`Server::start_config`] in a role of its own: intake and worker as separate processes
+    /// on one Postgres would run.
+    pub async fn start_role(
+        engine: Arc<Engine>,
+        public_url: Option<&str>,
+        interval: Duration,
+        (tolerance_secs, limits, answer_wait): (i64, sm_server::listener::Limits, Duration),
+        balance_refresh_after: Option<Duration>,
+        role: sm_server::Role,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a port");
         let address = listener.local_addr().expect("an address");
         let base = format!("http://{address}");
         let config = ServeConfig {
+            role,
+            max_leases: 8,
             listen: address,
             public_url: public_url.map(|url| {
                 if url.is_empty() {
@@ -724,5 +747,35 @@ pub async fn wait_until(limit: Duration, every: Duration, mut check: impl FnMut(
             return false;
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Waits until deliveries have settled — nothing on the wire, the counts still for 4 s, the
+/// inbox empty — and says how long that took (at most 120 s).
+pub async fn settle(world: &World, engine: &sm_engine::Engine) -> Duration {
+    let settle = Instant::now();
+    let mut last = world.delivery_counts();
+    let mut still_since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let counts = world.delivery_counts();
+        if counts != last || !counts.quiet() {
+            last = counts;
+            still_since = Instant::now();
+        }
+        let waiting: u64 = engine
+            .store
+            .inbox_depths()
+            .unwrap()
+            .iter()
+            .map(|d| d.waiting)
+            .sum();
+        if waiting == 0 && still_since.elapsed() > Duration::from_secs(4) {
+            return settle.elapsed();
+        }
+        assert!(
+            settle.elapsed() < Duration::from_secs(120),
+            "did not settle in 120 s: {waiting} waiting in the inbox, {counts:?}"
+        );
     }
 }

@@ -29,6 +29,31 @@ pub(super) fn check_fence(
     judge_fence(c, fence, held).map_err(Failure::Store)
 }
 
+/// Stamps `c`'s lease row with `at` as the time deliveries began to wait, unless stamped
+/// already (made when it has none, due at once), in the transaction keeping a delivery. A
+/// stamped row is not written again: a burst of deliveries does not queue on its row lock.
+pub(super) fn stamp_inbox(
+    tx: &mut postgres::Transaction<'_>,
+    statements: &mut HashMap<String, Statement>,
+    c: &Connection,
+    at: i64,
+) -> Step<()> {
+    let stamp = prepared(
+        statements,
+        tx,
+        "UPDATE sync_leases SET inbox_since = $3 WHERE account_id = $1 AND livemode = $2 AND inbox_since IS NULL",
+    )?;
+    if tx.execute(&stamp, &[&c.account_id, &c.livemode, &at])? == 0 {
+        let make = prepared(
+            statements,
+            tx,
+            "INSERT INTO sync_leases (account_id, livemode, due_at, inbox_since) VALUES ($1, $2, $3, $3) ON CONFLICT DO NOTHING",
+        )?;
+        tx.execute(&make, &[&c.account_id, &c.livemode, &at])?;
+    }
+    Ok(())
+}
+
 fn lease_row(r: &Row) -> std::result::Result<LeaseRow, postgres::Error> {
     Ok(LeaseRow {
         connection: Connection {
@@ -39,6 +64,7 @@ fn lease_row(r: &Row) -> std::result::Result<LeaseRow, postgres::Error> {
         owner: r.try_get(3)?,
         until: r.try_get(4)?,
         epoch: r.try_get(5)?,
+        inbox_since: r.try_get(6)?,
     })
 }
 
@@ -70,15 +96,16 @@ impl PostgresStore {
                 statements,
                 tx,
                 "WITH due AS (
-                   SELECT account_id, livemode FROM sync_leases
-                   WHERE (owner IS NULL AND due_at <= $1) OR (owner IS NOT NULL AND lease_until < $1)
-                   ORDER BY CASE WHEN owner IS NULL THEN due_at ELSE lease_until END
+                   SELECT account_id, livemode, (due_at <= $1 OR owner IS NOT NULL) AS sync_due FROM sync_leases
+                   WHERE (owner IS NULL AND (due_at <= $1 OR inbox_since IS NOT NULL)) OR (owner IS NOT NULL AND lease_until < $1)
+                   ORDER BY CASE WHEN owner IS NULL THEN least(due_at, coalesce(inbox_since, due_at)) ELSE lease_until END
                    LIMIT $2
                    FOR UPDATE SKIP LOCKED
                  )
-                 UPDATE sync_leases l SET owner = $3, lease_until = $4, epoch = l.epoch + 1, due_at = $5
+                 UPDATE sync_leases l SET owner = $3, lease_until = $4, epoch = l.epoch + 1,
+                   due_at = CASE WHEN due.sync_due THEN $5 ELSE l.due_at END
                  FROM due WHERE l.account_id = due.account_id AND l.livemode = due.livemode
-                 RETURNING l.account_id, l.livemode, l.epoch",
+                 RETURNING l.account_id, l.livemode, l.epoch, due.sync_due",
             )?;
             let rows = tx.query(&claim, &[&now, &limit, &owner, &until, &NEVER])?;
             rows.iter()
@@ -91,6 +118,7 @@ impl PostgresStore {
                         owner: owner.to_owned(),
                         epoch: r.try_get(2)?,
                         until,
+                        sync_due: r.try_get(3)?,
                     })
                 })
                 .collect::<std::result::Result<Vec<_>, postgres::Error>>()
@@ -142,11 +170,33 @@ impl PostgresStore {
         })
     }
 
+    pub(super) fn lease_inbox_mark_row(&self, lease: &Lease, since: Option<i64>) -> Result<bool> {
+        self.write(|tx, statements| {
+            let mark = prepared(
+                statements,
+                tx,
+                "UPDATE sync_leases SET inbox_since = $5
+                 WHERE account_id = $1 AND livemode = $2 AND owner = $3 AND epoch = $4",
+            )?;
+            let c = &lease.connection;
+            Ok(tx.execute(
+                &mark,
+                &[
+                    &c.account_id,
+                    &c.livemode,
+                    &lease.owner,
+                    &lease.epoch,
+                    &since,
+                ],
+            )? > 0)
+        })
+    }
+
     pub(super) fn lease_rows(&self) -> Result<Vec<LeaseRow>> {
         self.read(|client, _| {
             client
                 .query(
-                    "SELECT account_id, livemode, due_at, owner, lease_until, epoch FROM sync_leases ORDER BY account_id, livemode",
+                    "SELECT account_id, livemode, due_at, owner, lease_until, epoch, inbox_since FROM sync_leases ORDER BY account_id, livemode",
                     &[],
                 )?
                 .iter()

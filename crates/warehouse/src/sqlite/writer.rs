@@ -256,6 +256,10 @@ fn write_round(conn: &rusqlite::Connection, round: &[Job]) -> Result<Vec<Vec<Cou
                         .map_err(db_error)? as u64;
                 }
             }
+            if kept > 0 {
+                let first_at = job.inbox.first().map_or(0, |(_, at, _)| *at);
+                super::lease::stamp_inbox(conn, &job.connection, first_at)?;
+            }
             if !job.forget.is_empty() {
                 let mut delete = conn
                     .prepare_cached(
