@@ -1,5 +1,6 @@
 //! One runner per SQLite mirror: a second sync beside a running one is told who holds the mirror
-//! (exit 10) or, with --wait, starts when it is free; a sync beside `serve` is refused with why.
+//! (exit 10) or, with --wait, starts when it is free; a sync beside `serve` is refused with why;
+//! `serve` in a role of its own (worker, intake) is refused on SQLite.
 
 mod support;
 
@@ -75,4 +76,37 @@ fn a_second_runner_waits_or_is_told_who_holds_the_mirror() {
     mirror
         .run(&["sync", "--budget-share", "1.0"], &KeyInput::None)
         .success();
+}
+
+/// A SQLite mirror is one process: `serve` in a role of its own is refused before anything
+/// starts, with what to do instead; an unknown role is refused by name.
+#[test]
+fn roles_other_than_all_need_postgres() {
+    let mirror = Mirror::new("roles", "http://127.0.0.1:9");
+    for role in ["worker", "intake"] {
+        let run = mirror.run(
+            &["serve", "--role", role, "--listen", "127.0.0.1:0"],
+            &KeyInput::None,
+        );
+        assert_eq!(run.code, 2, "{}", run.describe());
+        assert!(
+            run.stderr
+                .contains(&format!("--role {role} needs a Postgres mirror"))
+                && run.stderr.contains("--role all"),
+            "{}",
+            run.describe()
+        );
+    }
+    let run = mirror.run(&["serve", "--role", "leader"], &KeyInput::None);
+    assert_eq!(run.code, 2, "{}", run.describe());
+    assert!(
+        run.stderr.contains("leader") && run.stderr.contains("worker"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !mirror.db.exists(),
+        "nothing was made: {}",
+        mirror.db.display()
+    );
 }
